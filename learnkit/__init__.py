@@ -1,0 +1,11 @@
+"""learnkit: strong models in three lines, every part replaceable.
+
+>>> from learnkit import Learner, DataLoaders   # the core
+>>> from learnkit.vision import *               # a task: ImageDataLoaders, vision_learner, ...
+"""
+__version__ = "0.1.0"
+
+from .core import *  # noqa: F403
+from .core import __all__ as _core_all
+
+__all__ = ["__version__", *_core_all]

@@ -1,0 +1,28 @@
+"""Task-agnostic machinery: device, data, the Learner, callbacks, metrics, optimizers.
+
+Nothing in ``learnkit.core`` imports a task folder (vision, text, tabular, collab).
+"""
+from .callback import (EVENTS, Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
+                       CancelFitException, CancelStepException, CancelTrainException, CancelValidException)
+from .callbacks import *  # noqa: F403 - the callbacks package defines __all__
+from .callbacks import __all__ as _cb_all
+from .checkpoint import atomic_torch_save, atomic_write
+from .data import DataLoaders, make_loader
+from .device import batch_size, default_device, to_cpu, to_device
+from .learner import Learner
+from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, MSELossFlat
+from .metrics import *  # noqa: F403
+from .metrics import __all__ as _metrics_all
+from .optim import default_splitter, spread_lr, trainable_params
+from .split import (ColSplitter, FolderSplitter, FuncSplitter, GrandparentSplitter, IndexSplitter, RandomSplitter,
+                    check_split)
+
+__all__ = [
+    "EVENTS", "Callback", "CancelBackwardException", "CancelBatchException", "CancelEpochException",
+    "CancelFitException", "CancelStepException", "CancelTrainException", "CancelValidException",
+    "atomic_torch_save", "atomic_write", "DataLoaders", "make_loader", "batch_size", "default_device", "to_cpu",
+    "to_device", "Learner", "BCEWithLogitsLossFlat", "CrossEntropyLossFlat", "L1LossFlat", "MSELossFlat",
+    "default_splitter", "spread_lr", "trainable_params", "ColSplitter", "FolderSplitter", "FuncSplitter",
+    "GrandparentSplitter", "IndexSplitter", "RandomSplitter", "check_split",
+    *_cb_all, *_metrics_all,
+]

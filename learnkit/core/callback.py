@@ -1,0 +1,105 @@
+"""The callback contract: the events a `Learner` fires, their order, and the cancellation exceptions.
+
+A callback is a class with methods named after events. Every method receives nothing: it reads and may
+replace the learner's state (``self.learn.xb``, ``.yb``, ``.pred``, ``.loss``...). Raising one of the
+``Cancel*Exception`` skips the rest of that step; the learner then fires ``after_cancel_<step>`` and
+carries on with the step after it.
+
+>>> class PrintLoss(Callback):
+...     def after_epoch(self):
+...         print(self.learn.recorder.values[-1])
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .learner import Learner
+
+__all__ = [
+    "EVENTS", "Callback",
+    "CancelFitException", "CancelEpochException", "CancelTrainException", "CancelValidException",
+    "CancelBatchException", "CancelBackwardException", "CancelStepException",
+]
+
+#: Events in the order they fire during ``fit``. ``before_batch`` ... ``after_batch`` run once per batch,
+#: in training (with backward/step) and in validation (without).
+EVENTS = (
+    "before_fit", "before_epoch", "before_train", "before_batch", "after_pred", "after_loss",
+    "before_backward", "after_backward", "before_step", "after_step", "after_batch", "after_train",
+    "before_validate", "after_validate", "after_epoch", "after_fit",
+    "after_cancel_fit", "after_cancel_epoch", "after_cancel_train", "after_cancel_validate",
+    "after_cancel_batch", "after_cancel_backward", "after_cancel_step",
+)
+
+
+_BATCH_EVENTS = frozenset((
+    "before_batch", "after_pred", "after_loss", "before_backward", "after_backward", "before_step", "after_step",
+    "after_batch", "after_cancel_batch", "after_cancel_backward", "after_cancel_step",
+))
+
+
+class CancelFitException(Exception):
+    """Stop training now; ``after_cancel_fit`` then ``after_fit`` run."""
+
+
+class CancelEpochException(Exception):
+    """Skip the rest of this epoch (training and validation); the next epoch starts."""
+
+
+class CancelTrainException(Exception):
+    """Skip the rest of this epoch's training phase; validation still runs."""
+
+
+class CancelValidException(Exception):
+    """Skip the rest of this epoch's validation phase."""
+
+
+class CancelBatchException(Exception):
+    """Skip the rest of this batch (no loss, backward or step after the point it is raised)."""
+
+
+class CancelBackwardException(Exception):
+    """Skip the backward pass of this batch (and so its step)."""
+
+
+class CancelStepException(Exception):
+    """Skip the optimizer step and the zeroing of gradients (used by gradient accumulation)."""
+
+
+class Callback:
+    """Base class: override any event method. ``order`` sets the run order (low first, ties by name).
+
+    Attributes the learner sets: ``learn``. ``run_train``/``run_valid`` say whether the callback's batch
+    events run in the training and in the validation phase (both by default).
+    """
+
+    order: int = 0
+    run_train: bool = True
+    run_valid: bool = True
+    learn: "Learner"
+
+    @property
+    def name(self) -> str:
+        """snake_case of the class name without a trailing 'Callback': ``EarlyStoppingCallback`` → ``early_stopping``."""
+        cls = type(self).__name__
+        if cls.endswith("Callback") and cls != "Callback":
+            cls = cls[: -len("Callback")]
+        out = []
+        for i, ch in enumerate(cls):
+            if ch.isupper() and i and (not cls[i - 1].isupper() or (i + 1 < len(cls) and cls[i + 1].islower())):
+                out.append("_")
+            out.append(ch.lower())
+        return "".join(out)
+
+    def __call__(self, event: str) -> None:
+        if event in _BATCH_EVENTS:
+            training = self.learn.training
+            if (training and not self.run_train) or (not training and not self.run_valid):
+                return
+        method = getattr(self, event, None)
+        if method is not None:
+            method()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

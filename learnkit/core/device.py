@@ -1,0 +1,77 @@
+"""Where the model and the batches live: CUDA, then MPS, then CPU, and moving nested batches there."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+__all__ = ["default_device", "to_device", "to_cpu", "batch_size"]
+
+
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to train on: `device` if given, else `$LEARNKIT_DEVICE`, else CUDA, MPS, CPU.
+
+    >>> default_device("cpu")
+    device(type='cpu')
+    """
+    if device is None:
+        device = os.environ.get("LEARNKIT_DEVICE") or None
+    if device is not None:
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device} was asked for, but CUDA is not available on this machine; "
+                               "pass device='cpu' or unset LEARNKIT_DEVICE.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def to_device(obj: Any, device: torch.device | str, non_blocking: bool | None = None) -> Any:
+    """Move every tensor nested in tuples, lists and dicts to `device` (other leaves are kept).
+
+    >>> to_device({"x": torch.ones(2), "n": 3}, "cpu")["n"]
+    3
+    """
+    device = torch.device(device)
+    if non_blocking is None:
+        non_blocking = device.type == "cuda"
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=non_blocking)
+    if isinstance(obj, Mapping):
+        return type(obj)({k: to_device(v, device, non_blocking) for k, v in obj.items()})
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
+        return type(obj)(*(to_device(o, device, non_blocking) for o in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(o, device, non_blocking) for o in obj)
+    return obj
+
+
+def to_cpu(obj: Any) -> Any:
+    """Move every tensor nested in `obj` to the CPU and detach it."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, Mapping):
+        return type(obj)({k: to_cpu(v) for k, v in obj.items()})
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(o) for o in obj)
+    return obj
+
+
+def batch_size(obj: Any) -> int:
+    """The number of items in a (nested) batch: the first dimension of its first tensor."""
+    if isinstance(obj, torch.Tensor):
+        return obj.shape[0] if obj.ndim else 1
+    if isinstance(obj, Mapping):
+        obj = list(obj.values())
+    for o in obj:
+        try:
+            return batch_size(o)
+        except (TypeError, ValueError):
+            continue
+    raise ValueError("no tensor found in the batch to count its items")

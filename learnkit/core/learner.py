@@ -1,0 +1,465 @@
+"""`Learner`: a model, its data, a loss and an optimizer, and the training loop — nothing else.
+
+The loop (``fit`` → epochs → train/validate → batches) fires the events of `learnkit.core.callback`;
+everything optional (recording, progress bars, schedules, early stopping, mixed-precision scaling of
+gradients, checkpoints) is a callback. Read ``_do_one_batch`` to see exactly what one step does.
+
+>>> import torch
+>>> from torch.utils.data import TensorDataset
+>>> x = torch.randn(64, 2); y = x @ torch.tensor([[2.], [-1.]])
+>>> dls = DataLoaders.from_dsets(TensorDataset(x, y), TensorDataset(x, y), bs=16, device="cpu")
+>>> learn = Learner(dls, torch.nn.Linear(2, 1), loss_func=MSELossFlat(), lr=0.1, progress=False)
+>>> learn.fit(5)
+>>> learn.validate()[0] < 0.05
+True
+"""
+from __future__ import annotations
+
+import contextlib
+import html
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .callback import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
+                       CancelFitException, CancelStepException, CancelTrainException, CancelValidException)
+from .data import DataLoaders
+from .device import batch_size, default_device, to_cpu, to_device
+from .losses import MSELossFlat
+from .metrics import Metric, as_metric
+from .optim import LR, check_lr, default_splitter, make_optimizer, spread_lr
+
+__all__ = ["Learner"]
+
+
+def _listify(o: Any) -> list:
+    if o is None:
+        return []
+    if isinstance(o, (list, tuple)):
+        return list(o)
+    return [o]
+
+
+class Learner:
+    """Trains ``model`` on ``dls`` with ``loss_func`` and ``opt_func``.
+
+    Args:
+        dls: the `DataLoaders` (train, valid) to train on.
+        model: any ``nn.Module``; it is moved to the device of ``dls`` (or ``device``).
+        loss_func: ``loss(pred, *targets)``; defaults to the task's (``dls.loss_func``) when it has one.
+        opt_func: an optimizer class or factory taking ``(param_groups, lr=...)``; AdamW by default.
+        lr: the default learning rate of ``fit`` and friends.
+        splitter: ``model -> list of parameter lists``, body first, head last (for freezing and
+            discriminative learning rates).
+        cbs: extra callbacks for every fit; metrics: `Metric` instances or ``f(pred, targ)`` functions.
+        wd: weight decay (``None`` keeps the optimizer's default).
+        path / model_dir: where ``save``/``load`` put checkpoints (``path/model_dir/name.pth``).
+        train_bn: whether batch-norm layers in frozen groups keep training (``False``: they are held in
+            eval mode, so a frozen body is truly constant).
+        progress: show progress bars and the per-epoch table.
+    """
+
+    def __init__(self, dls: DataLoaders, model: nn.Module, loss_func: Callable | None = None,
+                 opt_func: Callable = torch.optim.AdamW, lr: LR = 1e-3, splitter: Callable = default_splitter,
+                 cbs: Callback | Sequence[Callback] | None = None, metrics: Any = None, wd: float | None = None,
+                 path: str | Path | None = None, model_dir: str = "models", train_bn: bool = False,
+                 device: str | torch.device | None = None, progress: bool = True):
+        from .callbacks.progress import ProgressCallback
+        from .callbacks.recorder import Recorder
+
+        if not isinstance(dls, DataLoaders):
+            raise TypeError(f"dls must be a learnkit DataLoaders, got {type(dls).__name__}; "
+                            "wrap torch loaders with DataLoaders(train_dl, valid_dl)")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        check_lr(lr)
+        self.dls, self.lr, self.wd, self.splitter, self.opt_func = dls, lr, wd, splitter, opt_func
+        self.device = default_device(device) if device is not None else dls.device
+        self.dls.to(self.device)
+        self.model = model.to(self.device)
+        if loss_func is None:
+            loss_func = getattr(dls, "loss_func", None)
+            if loss_func is None:
+                raise ValueError("no loss_func given and the DataLoaders has no default: "
+                                 "pass loss_func=CrossEntropyLossFlat() or MSELossFlat()")
+        self.loss_func = loss_func
+        self.metrics: list[Metric] = [as_metric(m) for m in _listify(metrics)]
+        self.path = Path(path) if path is not None else Path(".")
+        self.model_dir, self.train_bn, self.progress = model_dir, train_bn, progress
+        self.opt: torch.optim.Optimizer | None = None
+        self.precision: str = "fp32"
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=False)
+        self.training, self.epoch, self.n_epoch, self.iter, self.n_iter = False, 0, 0, 0, 0
+        self.xb: tuple = ()
+        self.yb: tuple = ()
+        self.pred = self.loss = self.loss_grad = None
+        self.cbs: list[Callback] = []
+        self.add_cbs([Recorder(), ProgressCallback()] + _listify(cbs))
+
+    # --- callbacks -----------------------------------------------------------------------------------
+    def add_cb(self, cb: Callback) -> "Learner":
+        if isinstance(cb, type):
+            cb = cb()
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be Callback instances, got {cb!r}")
+        cb.learn = self
+        setattr(self, cb.name, cb)
+        self.cbs.append(cb)
+        self.cbs.sort(key=lambda c: (c.order, c.name))
+        return self
+
+    def add_cbs(self, cbs: Iterable[Callback]) -> "Learner":
+        for cb in cbs:
+            self.add_cb(cb)
+        return self
+
+    def remove_cb(self, cb: Callback) -> "Learner":
+        if cb in self.cbs:
+            self.cbs.remove(cb)
+            if getattr(self, cb.name, None) is cb:
+                delattr(self, cb.name)
+        return self
+
+    @contextlib.contextmanager
+    def added_cbs(self, cbs: Callback | Sequence[Callback] | None) -> Iterator[None]:
+        cbs = [cb() if isinstance(cb, type) else cb for cb in _listify(cbs)]
+        self.add_cbs(cbs)
+        try:
+            yield
+        finally:
+            for cb in cbs:
+                self.remove_cb(cb)
+
+    @contextlib.contextmanager
+    def removed_cbs(self, cbs: Sequence[Callback]) -> Iterator[None]:
+        cbs = [cb for cb in cbs if cb in self.cbs]
+        for cb in cbs:
+            self.remove_cb(cb)
+        try:
+            yield
+        finally:
+            self.add_cbs(cbs)
+
+    def __call__(self, event: str) -> None:
+        for cb in list(self.cbs):
+            cb(event)
+
+    def _with_events(self, f: Callable[[], None], name: str, cancel: type[Exception]) -> None:
+        try:
+            self(f"before_{name}")
+            f()
+        except cancel:
+            self(f"after_cancel_{name}")
+        self(f"after_{name}")
+
+    # --- optimizer and parameter groups --------------------------------------------------------------
+    def param_groups(self) -> list[list[nn.Parameter]]:
+        groups = [list(g) for g in self.splitter(self.model)]
+        if not groups:
+            raise ValueError("the splitter returned no parameter groups")
+        return groups
+
+    def create_opt(self, lr: LR | None = None) -> None:
+        self.opt = make_optimizer(self.opt_func, self.param_groups(), self.lr if lr is None else lr, self.wd)
+
+    def set_lr(self, lr: LR) -> None:
+        """Set the learning rate of every parameter group (a float, a slice or a list)."""
+        if self.opt is None:
+            self.create_opt(lr)
+        for pg, v in zip(self.opt.param_groups, spread_lr(lr, len(self.opt.param_groups))):
+            pg["lr"] = v
+
+    def freeze_to(self, n: int) -> None:
+        """Freeze the first ``n`` parameter groups (negative counts from the end) and unfreeze the rest."""
+        groups = self.param_groups()
+        n = n if n >= 0 else len(groups) + n
+        for i, g in enumerate(groups):
+            for p in g:
+                p.requires_grad_(i >= n)
+        self.frozen_groups = min(n, len(groups))
+
+    def freeze(self) -> None:
+        """Freeze every parameter group but the last (the head)."""
+        self.freeze_to(-1)
+
+    def unfreeze(self) -> None:
+        self.freeze_to(0)
+
+    def _hold_frozen_bn(self) -> None:
+        if self.train_bn:
+            return
+        for m in self.model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                ps = list(m.parameters(recurse=False))
+                if ps and not any(p.requires_grad for p in ps):
+                    m.eval()
+
+    # --- precision -------------------------------------------------------------------------------------
+    def to_fp16(self) -> "Learner":
+        """fp16 autocast with a GradScaler on CUDA; on other devices warns and keeps fp32."""
+        if self.device.type != "cuda":
+            warnings.warn(f"fp16 mixed precision needs CUDA (device is {self.device}); training stays in fp32. "
+                          "Use learn.to_bf16() for bfloat16 autocast on this device.", stacklevel=2)
+            return self.to_fp32()
+        self.precision = "fp16"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=True)
+        return self
+
+    def to_bf16(self) -> "Learner":
+        """bfloat16 autocast (CUDA or CPU); no gradient scaling is needed."""
+        self.precision = "bf16"
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=False)
+        return self
+
+    def to_fp32(self) -> "Learner":
+        self.precision = "fp32"
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=False)
+        return self
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    # --- the loop ------------------------------------------------------------------------------------
+    def fit(self, n_epoch: int, lr: LR | None = None, wd: float | None = None,
+            cbs: Callback | Sequence[Callback] | None = None, reset_opt: bool = False, start_epoch: int = 0) -> None:
+        """Train for ``n_epoch`` epochs at a constant learning rate (schedules come from callbacks)."""
+        if isinstance(n_epoch, bool) or not isinstance(n_epoch, int) or n_epoch < 0:
+            raise ValueError(f"n_epoch must be a non-negative integer, got {n_epoch!r}")
+        if lr is not None:
+            check_lr(lr)
+        if wd is not None:
+            self.wd = wd
+        with self.added_cbs(cbs):
+            if reset_opt or self.opt is None:
+                self.create_opt(lr)
+            elif lr is not None:
+                self.set_lr(lr)
+            if wd is not None:
+                for pg in self.opt.param_groups:
+                    pg["weight_decay"] = wd
+            self.n_epoch, self.start_epoch = n_epoch, start_epoch
+            self._with_events(self._do_fit, "fit", CancelFitException)
+
+    def _do_fit(self) -> None:
+        for epoch in range(self.start_epoch, self.n_epoch):
+            self.epoch = epoch
+            self._with_events(self._do_epoch, "epoch", CancelEpochException)
+
+    def _do_epoch(self) -> None:
+        self._set_phase(self.dls.train, training=True)
+        self._with_events(self._do_train, "train", CancelTrainException)
+        if self.dls.valid is not None:
+            self._set_phase(self.dls.valid, training=False)
+            self._with_events(self._do_validate, "validate", CancelValidException)
+
+    def _set_phase(self, dl: Iterable, training: bool) -> None:
+        self.dl, self.training, self.n_iter = dl, training, len(dl)
+
+    def _do_train(self) -> None:
+        self.model.train()
+        self._hold_frozen_bn()
+        self._all_batches()
+
+    def _do_validate(self) -> None:
+        self.model.eval()
+        with torch.no_grad():
+            self._all_batches()
+
+    def _all_batches(self) -> None:
+        for i, batch in enumerate(self.dl):
+            self.iter = i
+            batch = self.dls.on_device(to_device(tuple(batch), self.device), self.training)
+            self.xb, self.yb = tuple(batch[: self.dls.n_inp]), tuple(batch[self.dls.n_inp:])
+            self._with_events(self._do_one_batch, "batch", CancelBatchException)
+
+    def _do_one_batch(self) -> None:
+        with self.autocast():
+            self.pred = self.model(*self.xb)
+            self("after_pred")
+            if self.yb:
+                self.loss_grad = self.loss_func(self.pred, *self.yb)
+                self.loss = self.loss_grad.detach()
+        self("after_loss")
+        if not self.training or not self.yb:
+            return
+        self._with_events(self._do_backward, "backward", CancelBackwardException)
+        self._with_events(self._do_step, "step", CancelStepException)
+
+    def _do_backward(self) -> None:
+        self.scaler.scale(self.loss_grad).backward()
+
+    def _do_step(self) -> None:
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.opt.zero_grad(set_to_none=True)
+
+    # --- schedules (the callbacks live in callbacks/schedule.py) ------------------------------------
+    def fit_one_cycle(self, n_epoch: int, lr_max: LR | None = None, div: float = 25.0, div_final: float = 1e5,
+                      pct_start: float = 0.25, wd: float | None = None, moms: tuple[float, float, float] | None = (0.95, 0.85, 0.95),
+                      cbs: Callback | Sequence[Callback] | None = None, reset_opt: bool = False, start_epoch: int = 0) -> None:
+        """Train with the one-cycle policy: warm up from ``lr_max/div`` to ``lr_max`` over ``pct_start`` of
+        the steps, then anneal (cosine) to ``lr_max/div_final``; momentum moves the opposite way."""
+        from .callbacks.schedule import OneCycleScheduler
+        lr_max = self.lr if lr_max is None else lr_max
+        check_lr(lr_max)
+        if self.opt is None or reset_opt:
+            self.create_opt(lr_max)
+        sched = OneCycleScheduler(lr_max, div=div, div_final=div_final, pct_start=pct_start, moms=moms)
+        self.fit(n_epoch, wd=wd, cbs=[sched] + _listify(cbs), start_epoch=start_epoch)
+
+    def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
+                  pct_start: float = 0.3, div: float = 5.0, wd: float | None = None,
+                  cbs: Callback | Sequence[Callback] | None = None) -> None:
+        """Transfer learning: train the head with the body frozen for ``freeze_epochs``, then unfreeze and
+        train everything for ``epochs`` with learning rates from ``base_lr/lr_mult`` (body) to ``base_lr`` (head)."""
+        check_lr(base_lr)
+        self.freeze()
+        if freeze_epochs:
+            self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, wd=wd, cbs=cbs, reset_opt=True)
+        base_lr /= 2
+        self.unfreeze()
+        if epochs:
+            self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, wd=wd,
+                               cbs=cbs, reset_opt=True)
+
+    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True,
+                show_plot: bool = True, suggest_funcs: Sequence[str] = ("valley",)):
+        """Train briefly with an exponentially growing learning rate, record the loss, restore the weights
+        and the optimizer, and return suggested learning rates (see `learnkit.core.callbacks.schedule.LRFinder`)."""
+        from .callbacks.schedule import LRFinder
+        finder = LRFinder(start_lr, end_lr, num_it, stop_div)
+        n_epoch = max(1, -(-num_it // max(1, len(self.dls.train))))
+        with self.no_bar():
+            self.fit(n_epoch, cbs=[finder])
+        if show_plot:
+            self.recorder.plot_lr_find(suggestions=finder.suggest(suggest_funcs))
+        return finder.suggest(suggest_funcs)
+
+    # --- inference -----------------------------------------------------------------------------------
+    def get_preds(self, ds_idx: int = 1, dl: Iterable | None = None, with_input: bool = False,
+                  with_loss: bool = False, with_decoded: bool = False, act: Callable | None = None) -> tuple:
+        """Predictions over a whole loader: ``(probs, targets[, decoded][, losses][, inputs])``.
+
+        ``probs`` is the loss' activation of the model output (softmax for cross-entropy). The targets
+        are ``None`` for loaders without labels (``dls.test_dl(items)``).
+        """
+        dl = self.dls[ds_idx] if dl is None else dl
+        act = act or getattr(self.loss_func, "activation", lambda o: o)
+        preds, targs, inputs, losses = [], [], [], []
+        self.model.eval()
+        with torch.no_grad(), self.autocast():
+            for batch in dl:
+                batch = self.dls.on_device(to_device(tuple(batch), self.device), False)
+                xb, yb = tuple(batch[: self.dls.n_inp]), tuple(batch[self.dls.n_inp:])
+                out = self.model(*xb)
+                preds.append(to_cpu(act(out.float())))
+                if yb:
+                    targs.append(to_cpu(yb[0]))
+                    if with_loss:
+                        losses.append(to_cpu(self._item_losses(out, yb)))
+                if with_input:
+                    inputs.append(to_cpu(xb[0] if len(xb) == 1 else xb))
+        probs = torch.cat(preds) if preds else torch.empty(0)
+        res = [probs, torch.cat(targs) if targs else None]
+        if with_decoded:
+            dec = getattr(self.loss_func, "decodes", lambda o: o)
+            res.append(dec(probs))
+        if with_loss:
+            res.append(torch.cat(losses) if losses else None)
+        if with_input:
+            res.append(_cat_nested(inputs))
+        return tuple(res)
+
+    def _item_losses(self, out: torch.Tensor, yb: tuple) -> torch.Tensor:
+        return torch.stack([self.loss_func(out[i: i + 1], *(y[i: i + 1] for y in yb)).float()
+                            for i in range(out.shape[0])])
+
+    def predict(self, item: Any) -> tuple:
+        """Predict one item: ``(decoded, decoded_index_or_value, probabilities)``."""
+        dl = self.dls.test_dl([item])
+        probs, _, dec = self.get_preds(dl=dl, with_decoded=True)
+        return self.dls.decode_pred(dec[0], probs[0])
+
+    def validate(self, ds_idx: int = 1, dl: Iterable | None = None) -> list[float]:
+        """``[valid_loss, *metrics]`` over a loader (the validation set by default)."""
+        dl = self.dls[ds_idx] if dl is None else dl
+        from .callbacks.recorder import Recorder
+        rec = self.recorder
+        with self.removed_cbs([cb for cb in self.cbs if not isinstance(cb, Recorder)]):
+            self._set_phase(dl, training=False)
+            self._with_events(self._do_validate, "validate", CancelValidException)
+        return rec.valid_summary()
+
+    # --- checkpoints ---------------------------------------------------------------------------------
+    def _ckpt_path(self, name: str | Path) -> Path:
+        p = Path(name)
+        if p.suffix != ".pth":
+            p = p.with_name(p.name + ".pth")
+        return p if p.is_absolute() or p.parent != Path(".") else self.path / self.model_dir / p
+
+    def save(self, name: str | Path, with_opt: bool = True) -> Path:
+        """Save the weights (and optimizer state) to ``path/model_dir/name.pth``; loads back with
+        ``weights_only=True`` (tensors and numbers only, no pickled code)."""
+        from .checkpoint import atomic_torch_save
+        path = self._ckpt_path(name)
+        state = {"model": self.model.state_dict()}
+        if with_opt and self.opt is not None:
+            state["opt"] = self.opt.state_dict()
+        atomic_torch_save(state, path)
+        return path
+
+    def load(self, name: str | Path, with_opt: bool = True, strict: bool = True) -> "Learner":
+        """Load weights (and optimizer state, if saved) written by `save`."""
+        path = self._ckpt_path(name)
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint at {path}")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"], strict=strict)
+        if with_opt and "opt" in state:
+            if self.opt is None:
+                self.create_opt()
+            self.opt.load_state_dict(state["opt"])
+        return self
+
+    # --- display -------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def no_bar(self) -> Iterator[None]:
+        old, self.progress = self.progress, False
+        try:
+            yield
+        finally:
+            self.progress = old
+
+    def summary(self) -> dict[str, Any]:
+        n = sum(p.numel() for p in self.model.parameters())
+        n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return {"model": type(self.model).__name__, "parameters": f"{n:,} ({n_train:,} trainable)",
+                "loss": type(self.loss_func).__name__, "optimizer": getattr(self.opt_func, "__name__", str(self.opt_func)),
+                "metrics": ", ".join(m.name for m in self.metrics) or "-", "device": str(self.device),
+                "precision": self.precision, "callbacks": ", ".join(type(c).__name__ for c in self.cbs)}
+
+    def __repr__(self) -> str:
+        return "Learner(" + ", ".join(f"{k}={v}" for k, v in self.summary().items()) + ")"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
+                       f"{html.escape(str(v))}</td></tr>" for k, v in self.summary().items())
+        return f"<table>{rows}</table>{self.dls._repr_html_()}"
+
+
+def _cat_nested(xs: list) -> Any:
+    if not xs:
+        return None
+    if isinstance(xs[0], torch.Tensor):
+        try:
+            return torch.cat(xs)
+        except RuntimeError:
+            return xs
+    return tuple(_cat_nested([x[i] for x in xs]) for i in range(len(xs[0])))

@@ -1,0 +1,80 @@
+"""Loss functions that also know how to turn model outputs into predictions.
+
+Each loss here has ``activation(out)`` (probabilities) and ``decodes(out)`` (class indices or values),
+which `Learner.get_preds` and `Learner.predict` use. Any callable ``loss(pred, *targets)`` works as a
+loss; these wrappers only add the decoding and flatten the inputs so that the same loss serves
+classification, segmentation (``[B, C, H, W]``) and sequence outputs.
+
+>>> import torch
+>>> loss = CrossEntropyLossFlat()
+>>> float(loss(torch.tensor([[0., 0.]]), torch.tensor([1]))) == float(torch.log(torch.tensor(2.)))
+True
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["CrossEntropyLossFlat", "BCEWithLogitsLossFlat", "MSELossFlat", "L1LossFlat"]
+
+
+class CrossEntropyLossFlat(nn.Module):
+    """Cross-entropy over the class axis (``axis=1``) for any number of trailing dimensions."""
+
+    def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = -100, label_smoothing: float = 0.0,
+                 axis: int = 1):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.ignore_index, self.label_smoothing, self.axis = ignore_index, label_smoothing, axis
+
+    def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+        if self.axis != 1:
+            pred = pred.movedim(self.axis, 1)
+        return F.cross_entropy(pred.float(), targ.long(), weight=self.weight, ignore_index=self.ignore_index,
+                               label_smoothing=self.label_smoothing)
+
+    def activation(self, out: torch.Tensor) -> torch.Tensor:
+        return out.float().softmax(dim=self.axis)
+
+    def decodes(self, out: torch.Tensor) -> torch.Tensor:
+        return out.argmax(dim=self.axis)
+
+
+class BCEWithLogitsLossFlat(nn.Module):
+    """Binary cross-entropy on logits (multi-label); ``decodes`` thresholds the sigmoid at ``thresh``."""
+
+    def __init__(self, pos_weight: torch.Tensor | None = None, thresh: float = 0.5):
+        super().__init__()
+        self.register_buffer("pos_weight", pos_weight)
+        self.thresh = thresh
+
+    def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(pred.float(), targ.float().reshape(pred.shape),
+                                                  pos_weight=self.pos_weight)
+
+    def activation(self, out: torch.Tensor) -> torch.Tensor:
+        return out.float().sigmoid()
+
+    def decodes(self, out: torch.Tensor) -> torch.Tensor:
+        return out > self.thresh
+
+
+class MSELossFlat(nn.Module):
+    """Mean squared error with the prediction reshaped to the target's shape."""
+
+    def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(pred.float().reshape(targ.shape), targ.float())
+
+    def activation(self, out: torch.Tensor) -> torch.Tensor:
+        return out
+
+    def decodes(self, out: torch.Tensor) -> torch.Tensor:
+        return out
+
+
+class L1LossFlat(MSELossFlat):
+    """Mean absolute error with the prediction reshaped to the target's shape."""
+
+    def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(pred.float().reshape(targ.shape), targ.float())

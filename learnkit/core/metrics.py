@@ -1,0 +1,330 @@
+"""Metrics that are exact over a whole set, whatever the batch sizes.
+
+Every metric is a `Metric`: ``reset()``, ``accumulate(pred, targ)`` once per batch, then ``value``.
+Plain functions ``f(pred, targ) -> tensor`` become an `AvgMetric` (a mean weighted by batch size, exact
+for per-item means such as accuracy or MSE). Metrics that do not decompose over batches (RMSE, F1,
+AUC, Dice, IoU) accumulate sums or predictions and compute once at the end.
+
+``pred`` is the raw model output (logits for classification); ``targ`` the target tensor.
+
+>>> import torch
+>>> m = AvgMetric(accuracy); m.reset()
+>>> m.accumulate(torch.tensor([[0., 1.], [1., 0.]]), torch.tensor([1, 1]))
+>>> m.accumulate(torch.tensor([[0., 1.]]), torch.tensor([1]))
+>>> round(m.value, 4)
+0.6667
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+__all__ = [
+    "Metric", "AvgMetric", "accuracy", "error_rate", "accuracy_multi", "mse", "mae", "rmse", "msle",
+    "F1Score", "Precision", "Recall", "RocAuc", "RocAucBinary", "Dice", "DiceMulti", "JaccardCoeff",
+    "JaccardMulti", "foreground_acc", "as_metric",
+]
+
+
+class Metric:
+    """Base class of accumulating metrics."""
+
+    name: str = "metric"
+    higher_is_better: bool = True
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def accumulate(self, pred: torch.Tensor, targ: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    @property
+    def value(self) -> float:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name})"
+
+
+class AvgMetric(Metric):
+    """Mean of ``func(pred, targ)`` over all items (each batch weighted by its size)."""
+
+    def __init__(self, func: Callable, name: str | None = None, higher_is_better: bool | None = None):
+        self.func = func
+        self.name = name or getattr(func, "__name__", type(func).__name__)
+        self.higher_is_better = higher_is_better if higher_is_better is not None else \
+            getattr(func, "higher_is_better", True)
+        self.reset()
+
+    def reset(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def accumulate(self, pred, targ) -> None:
+        n = targ.shape[0] if targ.ndim else 1
+        self.total += float(self.func(pred, targ)) * n
+        self.count += n
+
+    @property
+    def value(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
+
+def as_metric(m: Metric | Callable) -> Metric:
+    """A `Metric` from a metric or a plain function (wrapped in `AvgMetric`)."""
+    if isinstance(m, Metric):
+        return m
+    if isinstance(m, type) and issubclass(m, Metric):
+        raise TypeError(f"metric {m.__name__} is a class: pass an instance, e.g. metrics={m.__name__}()")
+    if not callable(m):
+        raise TypeError(f"metrics must be Metric instances or functions (pred, targ) -> value, got {m!r}")
+    return AvgMetric(m)
+
+
+def _lower_is_better(f):
+    f.higher_is_better = False
+    return f
+
+
+# --- classification ---------------------------------------------------------------------------------
+def accuracy(pred: torch.Tensor, targ: torch.Tensor, axis: int = 1) -> torch.Tensor:
+    """Share of items whose arg-max class equals the target (works for ``[B, C]`` and ``[B, C, H, W]``)."""
+    return (pred.argmax(dim=axis) == targ).float().mean()
+
+
+@_lower_is_better
+def error_rate(pred: torch.Tensor, targ: torch.Tensor, axis: int = 1) -> torch.Tensor:
+    """1 - accuracy."""
+    return 1 - accuracy(pred, targ, axis)
+
+
+def accuracy_multi(pred: torch.Tensor, targ: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True) -> torch.Tensor:
+    """Multi-label accuracy: share of (item, label) pairs predicted right at ``thresh``."""
+    if sigmoid:
+        pred = pred.sigmoid()
+    return ((pred > thresh) == targ.bool()).float().mean()
+
+
+# --- regression -------------------------------------------------------------------------------------
+@_lower_is_better
+def mse(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+    """Mean squared error."""
+    return ((pred.reshape(targ.shape).float() - targ.float()) ** 2).mean()
+
+
+@_lower_is_better
+def mae(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error."""
+    return (pred.reshape(targ.shape).float() - targ.float()).abs().mean()
+
+
+@_lower_is_better
+def msle(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+    """Mean squared logarithmic error."""
+    return ((torch.log1p(pred.reshape(targ.shape).float()) - torch.log1p(targ.float())) ** 2).mean()
+
+
+class _RMSE(Metric):
+    name, higher_is_better = "rmse", False
+
+    def reset(self):
+        self.sq, self.count = 0.0, 0
+
+    def accumulate(self, pred, targ):
+        self.sq += float(((pred.reshape(targ.shape).float() - targ.float()) ** 2).sum())
+        self.count += targ.numel()
+
+    @property
+    def value(self):
+        return math.sqrt(self.sq / self.count) if self.count else float("nan")
+
+
+def rmse() -> Metric:  # a factory so that each Learner gets its own accumulator
+    """Root mean squared error over the whole set (not a mean of batch RMSEs)."""
+    return _RMSE()
+
+
+# --- metrics computed from all predictions (scikit-learn) --------------------------------------------
+class _SkMetric(Metric):
+    """Gathers decoded predictions and targets, then calls a scikit-learn scorer once."""
+
+    def __init__(self, name: str, probs: bool = False, average: str = "binary", pos_label: int = 1,
+                 labels: list[int] | None = None):
+        self.name, self.probs, self.average, self.pos_label, self.labels = name, probs, average, pos_label, labels
+        self.reset()
+
+    def reset(self):
+        self.preds, self.targs = [], []
+
+    def accumulate(self, pred, targ):
+        pred = pred.detach().float()
+        self.preds.append(pred.softmax(dim=1).cpu() if self.probs else pred.argmax(dim=1).cpu())
+        self.targs.append(targ.detach().cpu())
+
+    def _score(self, y_true, y_pred):
+        raise NotImplementedError
+
+    @property
+    def value(self):
+        if not self.preds:
+            return float("nan")
+        return float(self._score(torch.cat(self.targs).numpy(), torch.cat(self.preds).numpy()))
+
+
+class F1Score(_SkMetric):
+    """F1 score (``average='binary'`` for 2 classes, or ``'macro'``, ``'micro'``, ``'weighted'``)."""
+
+    def __init__(self, average: str = "binary", pos_label: int = 1):
+        super().__init__("f1_score", average=average, pos_label=pos_label)
+
+    def _score(self, y, p):
+        from sklearn.metrics import f1_score
+        return f1_score(y, p, average=self.average, pos_label=self.pos_label, zero_division=0)
+
+
+class Precision(_SkMetric):
+    """Precision (see `F1Score` for ``average``)."""
+
+    def __init__(self, average: str = "binary", pos_label: int = 1):
+        super().__init__("precision", average=average, pos_label=pos_label)
+
+    def _score(self, y, p):
+        from sklearn.metrics import precision_score
+        return precision_score(y, p, average=self.average, pos_label=self.pos_label, zero_division=0)
+
+
+class Recall(_SkMetric):
+    """Recall (see `F1Score` for ``average``)."""
+
+    def __init__(self, average: str = "binary", pos_label: int = 1):
+        super().__init__("recall", average=average, pos_label=pos_label)
+
+    def _score(self, y, p):
+        from sklearn.metrics import recall_score
+        return recall_score(y, p, average=self.average, pos_label=self.pos_label, zero_division=0)
+
+
+class RocAuc(_SkMetric):
+    """Area under the ROC curve from softmax probabilities (one-vs-rest ``average='macro'`` for >2 classes)."""
+
+    def __init__(self, average: str = "macro"):
+        super().__init__("roc_auc", probs=True, average=average)
+
+    def _score(self, y, p):
+        from sklearn.metrics import roc_auc_score
+        if p.shape[1] == 2:
+            return roc_auc_score(y, p[:, 1])
+        return roc_auc_score(y, p, average=self.average, multi_class="ovr", labels=list(range(p.shape[1])))
+
+
+class RocAucBinary(RocAuc):
+    """ROC AUC for two classes from the positive class' probability."""
+
+
+# --- segmentation ------------------------------------------------------------------------------------
+class _Overlap(Metric):
+    """Per-class intersection and union counts over all pixels, ignoring ``ignore_index``."""
+
+    def __init__(self, name: str, ignore_index: int | None = None):
+        self.name, self.ignore_index = name, ignore_index
+        self.reset()
+
+    def reset(self):
+        self.inter, self.union, self.total = None, None, None
+
+    def accumulate(self, pred, targ):
+        c = pred.shape[1]
+        p, t = pred.argmax(dim=1).flatten(), targ.flatten()
+        if self.ignore_index is not None:
+            keep = t != self.ignore_index
+            p, t = p[keep], t[keep]
+        inter = torch.bincount(t[p == t], minlength=c)[:c].double().cpu()
+        sizes = (torch.bincount(p, minlength=c)[:c] + torch.bincount(t.clamp(0, c - 1), minlength=c)[:c]).double().cpu()
+        if self.inter is None:
+            self.inter, self.total = inter, sizes
+        else:
+            self.inter += inter
+            self.total += sizes
+
+
+class DiceMulti(_Overlap):
+    """Mean over classes of Dice = 2|P∩T| / (|P|+|T|); classes absent from both are left out."""
+
+    def __init__(self, ignore_index: int | None = None):
+        super().__init__("dice_multi", ignore_index)
+
+    @property
+    def value(self):
+        if self.inter is None:
+            return float("nan")
+        present = self.total > 0
+        return float((2 * self.inter[present] / self.total[present]).mean())
+
+
+class JaccardMulti(_Overlap):
+    """Mean IoU over classes: |P∩T| / |P∪T|; classes absent from both are left out."""
+
+    def __init__(self, ignore_index: int | None = None):
+        super().__init__("mean_iou", ignore_index)
+
+    @property
+    def value(self):
+        if self.inter is None:
+            return float("nan")
+        union = self.total - self.inter
+        present = union > 0
+        return float((self.inter[present] / union[present]).mean())
+
+    def per_class(self) -> torch.Tensor:
+        """IoU of each class (NaN for classes absent from predictions and targets)."""
+        union = self.total - self.inter
+        return torch.where(union > 0, self.inter / union.clamp_min(1), torch.full_like(union, float("nan")))
+
+
+class Dice(_Overlap):
+    """Binary Dice coefficient of class 1 (foreground) vs the rest."""
+
+    def __init__(self, ignore_index: int | None = None):
+        super().__init__("dice", ignore_index)
+
+    @property
+    def value(self):
+        if self.inter is None:
+            return float("nan")
+        return float(2 * self.inter[1] / self.total[1]) if self.total[1] > 0 else float("nan")
+
+
+class JaccardCoeff(_Overlap):
+    """Binary Jaccard (IoU) of class 1 vs the rest."""
+
+    def __init__(self, ignore_index: int | None = None):
+        super().__init__("jaccard", ignore_index)
+
+    @property
+    def value(self):
+        if self.inter is None:
+            return float("nan")
+        union = self.total[1] - self.inter[1]
+        return float(self.inter[1] / union) if union > 0 else float("nan")
+
+
+class foreground_acc(Metric):  # noqa: N801 - fastai's public name
+    """Pixel accuracy over pixels whose target is not ``ignore_index`` (e.g. CamVid's void)."""
+
+    def __init__(self, ignore_index: int | None = None):
+        self.name, self.ignore_index = "foreground_acc", ignore_index
+        self.reset()
+
+    def reset(self):
+        self.correct, self.count = 0, 0
+
+    def accumulate(self, pred, targ):
+        p, t = pred.argmax(dim=1), targ
+        keep = t != self.ignore_index if self.ignore_index is not None else torch.ones_like(t, dtype=torch.bool)
+        self.correct += int((p[keep] == t[keep]).sum())
+        self.count += int(keep.sum())
+
+    @property
+    def value(self):
+        return self.correct / self.count if self.count else float("nan")

@@ -1,0 +1,66 @@
+"""Parameter groups, freezing and discriminative learning rates.
+
+A *splitter* maps a model to a list of parameter groups, body first and head last. ``lr=slice(lo, hi)``
+spreads learning rates geometrically from ``lo`` (first group) to ``hi`` (last group);
+``slice(hi)`` gives ``hi / 10`` to every group but the last.
+
+>>> spread_lr(slice(1e-5, 1e-3), 3)
+[1e-05, 0.0001, 0.001]
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["trainable_params", "default_splitter", "spread_lr", "check_lr", "LR"]
+
+LR = float | slice | Sequence[float]
+
+
+def trainable_params(m: nn.Module) -> list[nn.Parameter]:
+    return [p for p in m.parameters() if p.requires_grad]
+
+
+def default_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
+    """One group holding every parameter."""
+    return [list(model.parameters())]
+
+
+def check_lr(lr: LR) -> None:
+    vals = [lr.start, lr.stop] if isinstance(lr, slice) else (list(lr) if isinstance(lr, (list, tuple)) else [lr])
+    for v in vals:
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v:
+            raise ValueError(f"learning rate must be a positive number (or a slice of two), got {lr!r}")
+
+
+def spread_lr(lr: LR, n_groups: int) -> list[float]:
+    """The learning rate of each of ``n_groups`` groups for a float, a slice or a list."""
+    check_lr(lr)
+    if isinstance(lr, slice):
+        if lr.start is None:
+            return [lr.stop / 10] * (n_groups - 1) + [lr.stop]
+        if n_groups == 1:
+            return [lr.stop]
+        lo, hi = lr.start, lr.stop
+        return [lo * (hi / lo) ** (i / (n_groups - 1)) for i in range(n_groups)]
+    if isinstance(lr, (list, tuple)):
+        if len(lr) != n_groups:
+            raise ValueError(f"got {len(lr)} learning rates for {n_groups} parameter groups")
+        return [float(v) for v in lr]
+    return [float(lr)] * n_groups
+
+
+def make_optimizer(opt_func: Callable, groups: list[list[nn.Parameter]], lr: LR, wd: float | None) -> torch.optim.Optimizer:
+    """Build ``opt_func`` over the parameter groups, each with its own learning rate."""
+    lrs = spread_lr(lr, len(groups))
+    pgs = []
+    for ps, l in zip(groups, lrs):
+        pg = {"params": list(ps), "lr": l}
+        if wd is not None:
+            pg["weight_decay"] = wd
+        pgs.append(pg)
+    return opt_func(pgs, lr=lrs[-1])

@@ -1,0 +1,147 @@
+"""Splitters: functions of the items that return ``(train_idx, valid_idx)``.
+
+The automatic split is ``RandomSplitter(valid_pct=0.2, seed=42)``: a permutation drawn from a private
+``torch.Generator``, so the same items give the same split on every run, process and machine.
+
+>>> RandomSplitter(valid_pct=0.2, seed=42)(range(10))[1]
+[2, 6]
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "RandomSplitter", "GrandparentSplitter", "FolderSplitter", "ColSplitter", "IndexSplitter",
+    "FuncSplitter", "check_split",
+]
+
+Split = tuple[list[int], list[int]]
+
+
+class RandomSplitter:
+    """Put a random ``valid_pct`` of the items in the validation set (``int(valid_pct * n)`` items).
+
+    ``valid_pct=0`` means no validation set. ``seed=None`` draws a fresh split each call.
+    """
+
+    def __init__(self, valid_pct: float = 0.2, seed: int | None = 42):
+        if not 0 <= valid_pct < 1:
+            raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct!r}")
+        self.valid_pct, self.seed = valid_pct, seed
+
+    def __call__(self, items: Sequence[Any]) -> Split:
+        n = len(items)
+        g = torch.Generator()
+        g.manual_seed(self.seed if self.seed is not None else int(torch.randint(0, 2**62, ()).item()))
+        perm = torch.randperm(n, generator=g).tolist()
+        n_valid = int(self.valid_pct * n)
+        return sorted(perm[n_valid:]), sorted(perm[:n_valid])
+
+    def __repr__(self) -> str:
+        return f"RandomSplitter(valid_pct={self.valid_pct}, seed={self.seed})"
+
+
+class GrandparentSplitter:
+    """Split paths by the name of their grandparent folder (``train/cat/1.jpg`` → ``train``)."""
+
+    def __init__(self, train_name: str = "train", valid_name: str = "valid"):
+        self.train_name, self.valid_name = train_name, valid_name
+
+    def __call__(self, items: Sequence[str | Path]) -> Split:
+        return _split_by_folder(items, self.train_name, self.valid_name, level=2)
+
+
+class FolderSplitter:
+    """Split paths by the name of any ancestor folder ``train_name`` / ``valid_name`` (nearest first)."""
+
+    def __init__(self, train_name: str = "train", valid_name: str = "valid"):
+        self.train_name, self.valid_name = train_name, valid_name
+
+    def __call__(self, items: Sequence[str | Path]) -> Split:
+        return _split_by_folder(items, self.train_name, self.valid_name, level=None)
+
+
+def _split_by_folder(items, train_name, valid_name, level):
+    train, valid = [], []
+    for i, p in enumerate(items):
+        parents = [q.name for q in Path(p).parents]
+        names = parents[level - 1: level] if level else parents
+        if valid_name in names and (train_name not in names or names.index(valid_name) < names.index(train_name)):
+            valid.append(i)
+        elif train_name in names:
+            train.append(i)
+    return train, valid
+
+
+class ColSplitter:
+    """Split a DataFrame by a boolean column (``True`` = validation)."""
+
+    def __init__(self, col: str = "is_valid"):
+        self.col = col
+
+    def __call__(self, df) -> Split:
+        if self.col not in df.columns:
+            raise KeyError(f"valid column {self.col!r} not found; the columns are {list(df.columns)}")
+        col = df[self.col]
+        if col.dtype == object:
+            col = col.astype(str).str.strip().str.lower().map({"true": True, "1": True, "false": False, "0": False})
+            if col.isna().any():
+                bad = df[self.col][col.isna()].iloc[0]
+                raise ValueError(f"valid column {self.col!r} must hold booleans; found {bad!r}")
+        mask = col.astype(bool).to_numpy()
+        return [i for i, m in enumerate(mask) if not m], [i for i, m in enumerate(mask) if m]
+
+
+class IndexSplitter:
+    """Use the given indices as the validation set, the rest as training."""
+
+    def __init__(self, valid_idx: Sequence[int]):
+        self.valid_idx = [int(i) for i in valid_idx]
+
+    def __call__(self, items: Sequence[Any]) -> Split:
+        n = len(items)
+        bad = [i for i in self.valid_idx if not -n <= i < n]
+        if bad:
+            raise IndexError(f"valid_idx has {len(bad)} indices outside 0..{n - 1}, e.g. {bad[0]}")
+        valid = sorted({i % n for i in self.valid_idx})
+        vs = set(valid)
+        return [i for i in range(n) if i not in vs], valid
+
+
+class FuncSplitter:
+    """Items for which ``func(item)`` is true go to the validation set."""
+
+    def __init__(self, func: Callable[[Any], bool]):
+        self.func = func
+
+    def __call__(self, items: Sequence[Any]) -> Split:
+        flags = [bool(self.func(o)) for o in items]
+        return [i for i, f in enumerate(flags) if not f], [i for i, f in enumerate(flags) if f]
+
+
+def check_split(train_idx: Sequence[int], valid_idx: Sequence[int], labels: Sequence[Any] | None = None,
+                allow_empty_valid: bool = False, what: str = "items") -> None:
+    """Raise a clear error when a split is unusable; warn-free when it is fine.
+
+    Checks: an empty training set, an empty validation set (unless allowed), an item in both, and (with
+    ``labels``) a class that appears only in the validation set.
+    """
+    if len(train_idx) == 0:
+        raise ValueError(f"the split left the training set empty ({len(valid_idx)} {what} in validation); "
+                         "check the folder names, valid column or valid_pct.")
+    if len(valid_idx) == 0 and not allow_empty_valid:
+        raise ValueError(f"the split left the validation set empty ({len(train_idx)} {what} in training); "
+                         "check the folder names / valid column, or pass valid_pct=0 to train without validation.")
+    both = set(train_idx) & set(valid_idx)
+    if both:
+        raise ValueError(f"{len(both)} {what} are in both the training and validation sets, e.g. index {min(both)}")
+    if labels is not None and len(valid_idx):
+        train_classes = {labels[i] for i in train_idx}
+        only_valid = sorted({labels[i] for i in valid_idx} - train_classes, key=str)
+        if only_valid:
+            raise ValueError(f"class(es) {only_valid[:5]} appear only in the validation set, so the model can never "
+                             "learn them; add training examples or change the split.")
