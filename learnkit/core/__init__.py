@@ -14,6 +14,8 @@ from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, MSE
 from .metrics import *  # noqa: F403
 from .metrics import __all__ as _metrics_all
 from .optim import default_splitter, spread_lr, trainable_params
+from .registry import (get_dls_class, get_loss_class, get_model_builder, register_dls, register_loss,
+                       register_model)
 from .split import (ColSplitter, FolderSplitter, FuncSplitter, GrandparentSplitter, IndexSplitter, RandomSplitter,
                     check_split)
 
@@ -23,6 +25,7 @@ __all__ = [
     "atomic_torch_save", "atomic_write", "DataLoaders", "make_loader", "batch_size", "default_device", "to_cpu",
     "to_device", "Learner", "BCEWithLogitsLossFlat", "CrossEntropyLossFlat", "L1LossFlat", "MSELossFlat",
     "default_splitter", "spread_lr", "trainable_params", "ColSplitter", "FolderSplitter", "FuncSplitter",
-    "GrandparentSplitter", "IndexSplitter", "RandomSplitter", "check_split",
+    "GrandparentSplitter", "IndexSplitter", "RandomSplitter", "check_split", "register_dls", "register_model",
+    "register_loss", "get_dls_class", "get_model_builder", "get_loss_class",
     *_cb_all, *_metrics_all,
 ]

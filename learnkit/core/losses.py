@@ -16,9 +16,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .registry import register_loss
+
 __all__ = ["CrossEntropyLossFlat", "BCEWithLogitsLossFlat", "MSELossFlat", "L1LossFlat"]
 
 
+@register_loss
 class CrossEntropyLossFlat(nn.Module):
     """Cross-entropy over the class axis (``axis=1``) for any number of trailing dimensions."""
 
@@ -27,6 +30,11 @@ class CrossEntropyLossFlat(nn.Module):
         super().__init__()
         self.register_buffer("weight", weight)
         self.ignore_index, self.label_smoothing, self.axis = ignore_index, label_smoothing, axis
+
+    def export_config(self) -> dict:
+        if self.weight is not None:
+            raise ValueError("class weights are not exported; rebuild the loss with its weights after load_learner")
+        return {"ignore_index": self.ignore_index, "label_smoothing": self.label_smoothing, "axis": self.axis}
 
     def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
         if self.axis != 1:
@@ -41,6 +49,7 @@ class CrossEntropyLossFlat(nn.Module):
         return out.argmax(dim=self.axis)
 
 
+@register_loss
 class BCEWithLogitsLossFlat(nn.Module):
     """Binary cross-entropy on logits (multi-label); ``decodes`` thresholds the sigmoid at ``thresh``."""
 
@@ -48,6 +57,9 @@ class BCEWithLogitsLossFlat(nn.Module):
         super().__init__()
         self.register_buffer("pos_weight", pos_weight)
         self.thresh = thresh
+
+    def export_config(self) -> dict:
+        return {"thresh": self.thresh}
 
     def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(pred.float(), targ.float().reshape(pred.shape),
@@ -60,6 +72,7 @@ class BCEWithLogitsLossFlat(nn.Module):
         return out > self.thresh
 
 
+@register_loss
 class MSELossFlat(nn.Module):
     """Mean squared error with the prediction reshaped to the target's shape."""
 
@@ -73,6 +86,7 @@ class MSELossFlat(nn.Module):
         return out
 
 
+@register_loss
 class L1LossFlat(MSELossFlat):
     """Mean absolute error with the prediction reshaped to the target's shape."""
 
