@@ -89,7 +89,7 @@ class Learner:
         self.loss_func = loss_func
         self.metrics: list[Metric] = [as_metric(m) for m in _listify(metrics)]
         self.path = Path(path) if path is not None else Path(".")
-        self.model_dir, self.train_bn, self.progress = model_dir, train_bn, progress
+        self.model_dir, self.train_bn, self.show_progress = model_dir, train_bn, progress
         self.opt: torch.optim.Optimizer | None = None
         self.precision: str = "fp32"
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=False)
@@ -106,6 +106,10 @@ class Learner:
             cb = cb()
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks must be Callback instances, got {cb!r}")
+        existing = getattr(self, cb.name, None)
+        if existing is not None and not isinstance(existing, Callback):
+            raise ValueError(f"a callback named {cb.name!r} would hide the Learner attribute of that name; "
+                             "rename the callback class")
         cb.learn = self
         setattr(self, cb.name, cb)
         self.cbs.append(cb)
@@ -148,13 +152,18 @@ class Learner:
         for cb in list(self.cbs):
             cb(event)
 
-    def _with_events(self, f: Callable[[], None], name: str, cancel: type[Exception]) -> None:
+    def _with_events(self, f: Callable[[], None], name: str, cancel: type[Exception]) -> bool:
+        """Fire ``before_<name>``, run ``f``, fire ``after_<name>``; on ``cancel`` fire ``after_cancel_<name>``
+        first. Returns whether ``f`` ran to its end."""
+        done = False
         try:
             self(f"before_{name}")
             f()
+            done = True
         except cancel:
             self(f"after_cancel_{name}")
         self(f"after_{name}")
+        return done
 
     # --- optimizer and parameter groups --------------------------------------------------------------
     def param_groups(self) -> list[list[nn.Parameter]]:
@@ -289,8 +298,8 @@ class Learner:
         self("after_loss")
         if not self.training or not self.yb:
             return
-        self._with_events(self._do_backward, "backward", CancelBackwardException)
-        self._with_events(self._do_step, "step", CancelStepException)
+        if self._with_events(self._do_backward, "backward", CancelBackwardException):
+            self._with_events(self._do_step, "step", CancelStepException)
 
     def _do_backward(self) -> None:
         self.scaler.scale(self.loss_grad).backward()
@@ -431,11 +440,11 @@ class Learner:
     # --- display -------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def no_bar(self) -> Iterator[None]:
-        old, self.progress = self.progress, False
+        old, self.show_progress = self.show_progress, False
         try:
             yield
         finally:
-            self.progress = old
+            self.show_progress = old
 
     def summary(self) -> dict[str, Any]:
         n = sum(p.numel() for p in self.model.parameters())

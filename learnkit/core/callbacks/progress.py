@@ -31,14 +31,14 @@ def _fmt(v) -> str:
 class ProgressCallback(Callback):
     """Shows a bar per phase and a row of ``epoch, train_loss, valid_loss, metrics..., time`` per epoch.
 
-    Silent when ``learn.progress`` is false, inside ``with learn.no_bar():``, or with ``LEARNKIT_PROGRESS=0``.
+    Silent when ``learn.show_progress`` is false (``Learner(progress=False)``), inside ``with learn.no_bar():``, or with ``LEARNKIT_PROGRESS=0``.
     In a notebook the table is one HTML table updated in place.
     """
 
     order = 60
 
     def _active(self) -> bool:
-        return bool(self.learn.progress) and os.environ.get("LEARNKIT_PROGRESS", "1") != "0"
+        return bool(self.learn.show_progress) and os.environ.get("LEARNKIT_PROGRESS", "1") != "0"
 
     def before_fit(self):
         self.on = self._active()

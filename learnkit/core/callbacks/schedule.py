@@ -71,8 +71,8 @@ class ParamScheduler(Callback):
 
     def _pct(self) -> float:
         learn = self.learn
-        total = (learn.n_epoch) * learn.n_iter
-        return (learn.epoch * learn.n_iter + learn.iter) / max(1, total)
+        total = learn.n_epoch * learn.n_iter
+        return min(1.0, (learn.epoch * learn.n_iter + learn.iter) / max(1, total - 1))
 
     def before_batch(self):
         pct = self._pct()

@@ -25,7 +25,7 @@ class GradientAccumulation(Callback):
         bs = self.learn.yb[0].shape[0]
         self.learn.loss_grad = self.learn.loss_grad * (bs / self.n_acc)
 
-    def after_backward(self):
+    def before_step(self):
         self.count += self.learn.yb[0].shape[0]
         last = self.learn.iter == self.learn.n_iter - 1
         if self.count < self.n_acc and not last:

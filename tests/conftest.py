@@ -1,0 +1,49 @@
+"""Shared fixtures: where the real datasets are, and the GPU marker."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+os.environ.setdefault("LEARNKIT_PROGRESS", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_data_root() -> Path | None:
+    """``$LEARNKIT_DATA`` if set, else ``../shared/data`` beside the repository, else ``None``."""
+    env = os.environ.get("LEARNKIT_DATA")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
+        if cand.is_dir():
+            return cand.resolve()
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_path() -> Path:
+    """The real datasets folder; tests that use it skip when it is absent."""
+    root = find_data_root()
+    if root is None:
+        pytest.skip("real data not found: set LEARNKIT_DATA or put shared/data beside the repo")
+    return root
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_close_figures():
+    torch.manual_seed(0)
+    yield
+    import matplotlib.pyplot as plt
+    plt.close("all")
