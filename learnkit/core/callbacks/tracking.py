@@ -95,12 +95,13 @@ class SaveModelCallback(TrackerCallback):
 
 
 class TerminateOnNaNCallback(Callback):
-    """Stop training as soon as the training loss is NaN or infinite."""
+    """Stop training as soon as the training loss is NaN or infinite, before the bad loss is
+    back-propagated into the weights."""
 
     order = 40
     run_valid = False
 
-    def after_batch(self):
+    def after_loss(self):
         if self.learn.loss is not None and not math.isfinite(float(self.learn.loss)):
             self.terminated_at = (self.learn.epoch, self.learn.iter)
             raise CancelFitException()
