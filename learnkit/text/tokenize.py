@@ -1,0 +1,127 @@
+"""Cleaning raw review text, truncating token sequences, and the word tokenizer of from-scratch models.
+
+A *tokenizer* here is any object with ``encode_batch(texts) -> list[list[int]]`` (each list already
+truncated to ``max_len``), ``decode(ids) -> str``, ``pad_id``, ``vocab_size``, ``max_len`` and
+``export_config() -> dict``; `tokenizer_from_config` rebuilds one from that dict. Two ship with learnkit:
+`WordTokenizer` (words + a `Vocab` built from the training texts, no extra dependency) and
+`learnkit.text.pretrained.PretrainedTokenizer` (the WordPiece tokenizer of a pretrained encoder).
+
+>>> clean_text("Great film!<br /><br />Loved   it .")
+'Great film!\\nLoved it .'
+>>> WordTokenizer.split("Don't miss it: 10/10!")
+["don't", 'miss', 'it', ':', '10', '/', '10', '!']
+>>> truncate(list(range(10)), 4, "head_tail")
+[0, 7, 8, 9]
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .vocab import Vocab
+
+__all__ = ["clean_text", "truncate", "TRUNCATIONS", "WordTokenizer", "tokenizer_from_config"]
+
+_BR = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
+_SPACES = re.compile(r"[^\S\n]+")
+_NEWLINES = re.compile(r"\s*\n\s*")
+
+
+def clean_text(text: str) -> str:
+    """Turn HTML line breaks (``<br />``) into newlines, collapse runs of spaces and blank lines, strip."""
+    text = _BR.sub("\n", text)
+    text = _SPACES.sub(" ", text)
+    return _NEWLINES.sub("\n", text).strip()
+
+
+TRUNCATIONS = ("head", "tail", "head_tail")
+
+
+def truncate(ids: Sequence[int], max_len: int, how: str = "head_tail") -> list[int]:
+    """At most ``max_len`` ids: the first (``head``), the last (``tail``), or the first quarter and the last
+    three quarters of the budget (``head_tail``: reviews tend to state their verdict at the end, and
+    Sun et al. 2019, *How to Fine-Tune BERT for Text Classification*, found head+tail best on IMDB)."""
+    ids = list(ids)
+    if len(ids) <= max_len:
+        return ids
+    if how == "head":
+        return ids[:max_len]
+    if how == "tail":
+        return ids[len(ids) - max_len:]
+    if how == "head_tail":
+        n_head = max_len // 4
+        return ids[:n_head] + ids[len(ids) - (max_len - n_head):]
+    raise ValueError(f"truncation must be one of {TRUNCATIONS}, got {how!r}")
+
+
+def _check_max_len(max_len: Any, lo: int = 1) -> int:
+    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < lo:
+        raise ValueError(f"max_len must be an integer >= {lo}, got {max_len!r}")
+    return max_len
+
+
+class WordTokenizer:
+    """Lower-cased words, numbers and punctuation marks, numericalised with a `Vocab`.
+
+    Build it from the training texts with `WordTokenizer.train` (never from validation texts: that would
+    leak them into the vocabulary). Reviews longer than ``max_len`` tokens are truncated (``truncation``).
+
+    >>> tok = WordTokenizer.train(["a good film", "a bad film"], min_freq=1)
+    >>> tok.encode_batch(["A good, good film"])
+    [[4, 5, 1, 5, 3]]
+    >>> tok.decode([4, 5, 1, 5, 3])
+    'a good xxunk good film'
+    """
+
+    _TOKEN = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?|\d+|[^\w\s]")
+
+    def __init__(self, vocab: Vocab, max_len: int = 512, truncation: str = "head_tail"):
+        if not isinstance(vocab, Vocab):
+            raise TypeError(f"vocab must be a learnkit Vocab, got {type(vocab).__name__}")
+        if truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation must be one of {TRUNCATIONS}, got {truncation!r}")
+        self.vocab, self.max_len, self.truncation = vocab, _check_max_len(max_len), truncation
+
+    @classmethod
+    def split(cls, text: str) -> list[str]:
+        """The tokens of one text: lower-cased words (with their contraction, ``don't``), digits, punctuation."""
+        return cls._TOKEN.findall(text.lower())
+
+    @classmethod
+    def train(cls, texts: Iterable[str], min_freq: int = 3, max_vocab: int = 30_000, max_len: int = 512,
+              truncation: str = "head_tail") -> "WordTokenizer":
+        """Build the vocabulary from ``texts`` (the training texts) and return the tokenizer."""
+        return cls(Vocab.build((cls.split(t) for t in texts), min_freq=min_freq, max_vocab=max_vocab),
+                   max_len=max_len, truncation=truncation)
+
+    @property
+    def pad_id(self) -> int:
+        return self.vocab.pad_id
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [truncate(self.vocab.numericalize(self.split(t)), self.max_len, self.truncation) for t in texts]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join(self.vocab.textify(ids))
+
+    def export_config(self) -> dict:
+        return {"type": "words", "itos": self.vocab.itos, "max_len": self.max_len, "truncation": self.truncation}
+
+    def __repr__(self) -> str:
+        return f"WordTokenizer({len(self.vocab)} tokens, max_len={self.max_len}, truncation={self.truncation!r})"
+
+
+def tokenizer_from_config(config: dict) -> Any:
+    """Rebuild a tokenizer from its ``export_config()`` dict."""
+    kind = config.get("type")
+    if kind == "words":
+        return WordTokenizer(Vocab(config["itos"]), max_len=config["max_len"], truncation=config["truncation"])
+    if kind == "pretrained":
+        from .pretrained import PretrainedTokenizer
+        return PretrainedTokenizer(config["source"], max_len=config["max_len"], truncation=config["truncation"])
+    raise ValueError(f"unknown tokenizer type {kind!r} in the exported config (expected 'words' or 'pretrained')")
