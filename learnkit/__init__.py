@@ -7,5 +7,6 @@ __version__ = "0.1.0"
 
 from .core import *  # noqa: F403
 from .core import __all__ as _core_all
+from .datasets import URLs, untar_data
 
-__all__ = ["__version__", *_core_all]
+__all__ = ["__version__", "URLs", "untar_data", *_core_all]

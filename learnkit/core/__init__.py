@@ -9,6 +9,7 @@ from .callbacks import __all__ as _cb_all
 from .checkpoint import atomic_torch_save, atomic_write
 from .data import DataLoaders, make_loader
 from .device import batch_size, default_device, to_cpu, to_device
+from .export import ExportError, load_learner
 from .learner import Learner
 from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, MSELossFlat
 from .metrics import *  # noqa: F403
@@ -26,6 +27,6 @@ __all__ = [
     "to_device", "Learner", "BCEWithLogitsLossFlat", "CrossEntropyLossFlat", "L1LossFlat", "MSELossFlat",
     "default_splitter", "spread_lr", "trainable_params", "ColSplitter", "FolderSplitter", "FuncSplitter",
     "GrandparentSplitter", "IndexSplitter", "RandomSplitter", "check_split", "register_dls", "register_model",
-    "register_loss", "get_dls_class", "get_model_builder", "get_loss_class",
+    "register_loss", "get_dls_class", "get_model_builder", "get_loss_class", "load_learner", "ExportError",
     *_cb_all, *_metrics_all,
 ]

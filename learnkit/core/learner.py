@@ -237,12 +237,25 @@ class Learner:
 
     # --- the loop ------------------------------------------------------------------------------------
     def fit(self, n_epoch: int, lr: LR | None = None, wd: float | None = None,
-            cbs: Callback | Sequence[Callback] | None = None, reset_opt: bool = False, start_epoch: int = 0) -> None:
-        """Train for ``n_epoch`` epochs at a constant learning rate (schedules come from callbacks)."""
+            cbs: Callback | Sequence[Callback] | None = None, reset_opt: bool = False, start_epoch: int = 0,
+            resume: str | Path | None = None) -> None:
+        """Train for ``n_epoch`` epochs at a constant learning rate (schedules come from callbacks).
+
+        ``resume="auto"`` (or a checkpoint path) writes a checkpoint every epoch and continues a killed run
+        from its last one (see `learnkit.core.callbacks.checkpoint`)."""
         if isinstance(n_epoch, bool) or not isinstance(n_epoch, int) or n_epoch < 0:
             raise ValueError(f"n_epoch must be a non-negative integer, got {n_epoch!r}")
         if lr is not None:
             check_lr(lr)
+        if n_epoch and self.dls.train is None:
+            raise ValueError("this DataLoaders has no training data (an inference-only one, e.g. from load_learner); "
+                             "build task DataLoaders from your data to train")
+        if n_epoch and len(self.dls.train) == 0:
+            raise ValueError("the training loader has no batches: the training set is empty, or smaller than the "
+                             "batch size with drop_last=True; lower bs or add data")
+        if resume is not None:
+            from .callbacks.checkpoint import resume_callbacks
+            cbs = resume_callbacks(self, resume, cbs, start_epoch)
         if wd is not None:
             self.wd = wd
         with self.added_cbs(cbs):
@@ -312,16 +325,18 @@ class Learner:
     # --- schedules (the callbacks live in callbacks/schedule.py) ------------------------------------
     def fit_one_cycle(self, n_epoch: int, lr_max: LR | None = None, div: float = 25.0, div_final: float = 1e5,
                       pct_start: float = 0.25, wd: float | None = None, moms: tuple[float, float, float] | None = (0.95, 0.85, 0.95),
-                      cbs: Callback | Sequence[Callback] | None = None, reset_opt: bool = False, start_epoch: int = 0) -> None:
+                      cbs: Callback | Sequence[Callback] | None = None, reset_opt: bool = False, start_epoch: int = 0,
+                      resume: str | Path | None = None) -> None:
         """Train with the one-cycle policy: warm up from ``lr_max/div`` to ``lr_max`` over ``pct_start`` of
-        the steps, then anneal (cosine) to ``lr_max/div_final``; momentum moves the opposite way."""
+        the steps, then anneal (cosine) to ``lr_max/div_final``; momentum moves the opposite way.
+        ``resume="auto"`` continues a killed run from its last checkpoint (see `fit`)."""
         from .callbacks.schedule import OneCycleScheduler
         lr_max = self.lr if lr_max is None else lr_max
         check_lr(lr_max)
         if self.opt is None or reset_opt:
             self.create_opt(lr_max)
         sched = OneCycleScheduler(lr_max, div=div, div_final=div_final, pct_start=pct_start, moms=moms)
-        self.fit(n_epoch, wd=wd, cbs=[sched] + _listify(cbs), start_epoch=start_epoch)
+        self.fit(n_epoch, wd=wd, cbs=[sched] + _listify(cbs), start_epoch=start_epoch, resume=resume)
 
     def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
                   pct_start: float = 0.3, div: float = 5.0, wd: float | None = None,
@@ -436,6 +451,12 @@ class Learner:
                 self.create_opt()
             self.opt.load_state_dict(state["opt"])
         return self
+
+    def export(self, fname: str | Path = "export.safetensors") -> Path:
+        """Write the learner for inference to one safetensors file (weights + JSON config, no pickle);
+        ``load_learner(path)`` rebuilds it in a fresh process. See `learnkit.core.export`."""
+        from .export import export_learner
+        return export_learner(self, fname)
 
     # --- display -------------------------------------------------------------------------------------
     @contextlib.contextmanager

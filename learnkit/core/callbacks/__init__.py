@@ -1,4 +1,5 @@
 """Built-in callbacks, one concept per module."""
+from .checkpoint import CheckpointCallback
 from .logging import CSVLogger
 from .progress import ProgressCallback
 from .recorder import Recorder
@@ -8,7 +9,7 @@ from .tracking import EarlyStoppingCallback, SaveModelCallback, TerminateOnNaNCa
 from .training import GradientAccumulation, GradientClip
 
 __all__ = [
-    "CSVLogger", "ProgressCallback", "Recorder", "LRFinder", "OneCycleScheduler", "ParamScheduler", "SuggestedLRs",
+    "CheckpointCallback", "CSVLogger", "ProgressCallback", "Recorder", "LRFinder", "OneCycleScheduler", "ParamScheduler", "SuggestedLRs",
     "combine_scheds", "sched_cos", "sched_exp", "sched_lin", "EarlyStoppingCallback", "SaveModelCallback",
     "TerminateOnNaNCallback", "TrackerCallback", "GradientAccumulation", "GradientClip",
 ]

@@ -40,6 +40,16 @@ class Recorder(Callback):
         self.values = []
         self._avg, self._n_avg = 0.0, 0
 
+    def state_dict(self) -> dict:
+        """The history so far, so that a resumed run (see `CheckpointCallback`) continues it."""
+        return {"losses": self.losses, "smooth_losses": self.smooth_losses, "lrs": self.lrs, "moms": self.moms,
+                "values": self.values, "avg": self._avg, "n_avg": self._n_avg}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.losses, self.smooth_losses = list(state["losses"]), list(state["smooth_losses"])
+        self.lrs, self.moms, self.values = list(state["lrs"]), list(state["moms"]), [list(v) for v in state["values"]]
+        self._avg, self._n_avg = state["avg"], state["n_avg"]
+
     def before_epoch(self):
         self.start_epoch = time.perf_counter()
         self._train_sum, self._train_n = 0.0, 0

@@ -38,6 +38,13 @@ class TrackerCallback(Callback):
             self.best = -math.inf if self.comp is np.greater else math.inf
         self.new_best = False
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs (see `CheckpointCallback`)."""
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state["best"]
+
     def after_epoch(self):
         value = self.learn.recorder.values[-1][self.idx]
         delta = self.min_delta if self.comp is np.greater else -self.min_delta
@@ -59,6 +66,13 @@ class EarlyStoppingCallback(TrackerCallback):
         self.stopped_epoch = None
         super().before_fit()
 
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "wait": self.wait}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.wait = state["wait"]
+
     def after_epoch(self):
         super().after_epoch()
         if self.new_best:
@@ -79,6 +93,13 @@ class SaveModelCallback(TrackerCallback):
         super().__init__(monitor, comp, min_delta, reset_on_fit)
         self.fname, self.every_epoch, self.at_end, self.with_opt = fname, every_epoch, at_end, with_opt
         self.best_epoch = None
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.best_epoch = state["best_epoch"]
 
     def after_epoch(self):
         if self.every_epoch:

@@ -1,0 +1,210 @@
+"""`CheckpointCallback`: everything a killed run needs to continue exactly, and the resume logic.
+
+After every ``every`` epochs it writes one safetensors file (``path/model_dir/checkpoint.safetensors``,
+atomically: temp file + rename, so a kill during the write leaves the previous checkpoint) holding the
+weights, the optimizer and gradient-scaler state, the epoch, the state of callbacks that have
+``state_dict()`` (the Recorder's history, early stopping's patience...), and the RNG states: torch (CPU
+and CUDA), numpy, Python's ``random`` and each loader's ``torch.Generator`` (loaders that have
+``state_dict()``/``load_state_dict()`` are saved through those). No pickle: tensors plus a JSON header.
+
+``learn.fit(n, resume="auto")`` / ``learn.fit_one_cycle(n, resume="auto")`` adds this callback, and, when
+a checkpoint of the same run exists, restores it and continues at the next epoch: the schedules compute
+their position from ``epoch``/``iter``, so the resumed run ends with the weights an uninterrupted run
+would have (bit for bit on CPU with ``torch.use_deterministic_algorithms(True)``). With ``"auto"`` and no
+checkpoint yet, training starts from the beginning, so one script serves the first run and every restart.
+A run is resumed at the last completed epoch: the work of a partly trained epoch is done again.
+
+>>> cb = CheckpointCallback(every=2)
+>>> cb.every, cb.fname
+(2, 'checkpoint')
+"""
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..callback import Callback
+from ..export import ExportError, load_tree, save_tree
+from .schedule import OneCycleScheduler, ParamScheduler
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..learner import Learner
+
+__all__ = ["CheckpointCallback", "resume_callbacks", "CKPT_FORMAT"]
+
+CKPT_FORMAT = "learnkit-checkpoint"
+_CKPT_VERSION = 1
+
+
+def _generators(dl: Any) -> list[torch.Generator]:
+    """The distinct torch.Generators that drive a loader's order (DataLoader, its sampler, batch sampler)."""
+    found: list[torch.Generator] = []
+    for owner in (dl, getattr(dl, "sampler", None), getattr(getattr(dl, "batch_sampler", None), "sampler", None)):
+        g = getattr(owner, "generator", None)
+        if isinstance(g, torch.Generator) and all(g is not h for h in found):
+            found.append(g)
+    return found
+
+
+def _rng_state(loaders: Iterable[Any]) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+             "loaders": []}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    for dl in loaders:
+        if hasattr(dl, "state_dict") and hasattr(dl, "load_state_dict"):
+            state["loaders"].append({"state": dl.state_dict()})
+        else:
+            state["loaders"].append({"generators": [g.get_state() for g in _generators(dl)]})
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], loaders: Sequence[Any], path: Path) -> None:
+    if len(state["loaders"]) != len(loaders):
+        raise ValueError(f"{path} was saved with {len(state['loaders'])} data loaders, this run has {len(loaders)}; "
+                         "resume with the same DataLoaders (same splits and batch size)")
+    for i, (dl, s) in enumerate(zip(loaders, state["loaders"])):
+        if "state" in s:
+            dl.load_state_dict(s["state"])
+            continue
+        gens = _generators(dl)
+        if len(gens) != len(s["generators"]):
+            raise ValueError(f"{path}: loader {i} had {len(s['generators'])} random generators, now {len(gens)}; "
+                             "resume with the same DataLoaders")
+        for g, gs in zip(gens, s["generators"]):
+            g.set_state(gs)
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def _fingerprint(learn: "Learner") -> dict[str, Any]:
+    """What must be equal for a checkpoint to continue this fit: epochs, batches per epoch, schedule, optimizer."""
+    scheds = []
+    for cb in learn.cbs:
+        if isinstance(cb, OneCycleScheduler):
+            scheds.append({"type": type(cb).__name__, "lr_max": repr(cb.lr_max), "div": cb.div,
+                           "div_final": cb.div_final, "pct_start": cb.pct_start,
+                           "moms": None if cb.moms is None else list(cb.moms)})
+        elif isinstance(cb, ParamScheduler):
+            scheds.append({"type": type(cb).__name__})
+    return {"n_epoch": learn.n_epoch, "n_iter": len(learn.dls.train), "schedules": scheds,
+            "optimizer": type(learn.opt).__name__, "param_groups": len(learn.opt.param_groups)}
+
+
+class CheckpointCallback(Callback):
+    """Write a resumable checkpoint every ``every`` epochs (and after the last); resume from one.
+
+    Args:
+        fname: file name in ``learn.path/model_dir`` (``.safetensors`` is added), or an absolute path.
+        every: write after every ``every``-th epoch (the last epoch is always written).
+        resume: ``None`` (just write), ``"auto"`` (resume from ``fname`` if it exists) or a checkpoint
+            path (must exist). ``learn.fit(..., resume=...)`` sets this for you.
+    """
+
+    order = 75  # after the Recorder (50) and the trackers (70) have handled the epoch
+
+    def __init__(self, fname: str | Path = "checkpoint", every: int = 1, resume: str | Path | None = None):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer (epochs between checkpoints), got {every!r}")
+        self.fname, self.every, self.resume = str(fname), every, resume
+        self.resumed_from: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        p = Path(self.fname)
+        if p.suffix != ".safetensors":
+            p = p.with_name(p.name + ".safetensors")
+        return p if p.is_absolute() else self.learn.path / self.learn.model_dir / p
+
+    def _loaders(self) -> list[Any]:
+        return [self.learn.dls.train] + ([self.learn.dls.valid] if self.learn.dls.valid is not None else [])
+
+    def _callback_states(self) -> list[list[Any]]:
+        return [[cb.name, cb.state_dict()] for cb in self.learn.cbs
+                if cb is not self and hasattr(cb, "state_dict") and hasattr(cb, "load_state_dict")]
+
+    # --- writing ---------------------------------------------------------------------------------------
+    def after_epoch(self):
+        learn = self.learn
+        last = learn.epoch == learn.n_epoch - 1
+        if (learn.epoch + 1) % self.every and not last:
+            return
+        tree = {"model": learn.model.state_dict(), "opt": learn.opt.state_dict(), "scaler": learn.scaler.state_dict(),
+                "callbacks": self._callback_states(), "rng": _rng_state(self._loaders())}
+        import learnkit
+        header = {"format": CKPT_FORMAT, "format_version": _CKPT_VERSION, "epoch": learn.epoch, "complete": last,
+                  "fit": _fingerprint(learn), "learnkit_version": learnkit.__version__,
+                  "torch_version": torch.__version__}
+        save_tree(self.path, tree, header)
+
+    # --- resuming --------------------------------------------------------------------------------------
+    def before_fit(self):
+        resume, self.resumed_from = self.resume, None
+        if resume is None:
+            return
+        path = self.path if resume == "auto" else Path(resume)
+        if not path.exists():
+            if resume == "auto":
+                return  # first run: nothing to resume yet
+            raise FileNotFoundError(f"no checkpoint at {path} to resume from; pass resume='auto' to start a new run "
+                                    "when there is none")
+        self._restore(path)
+
+    def after_fit(self):
+        self.resume = None
+
+    def _restore(self, path: Path) -> None:
+        learn = self.learn
+        header, tree = load_tree(path, "learnkit checkpoint")
+        if header.get("format") != CKPT_FORMAT:
+            raise ExportError(f"{path} is a learnkit file but not a checkpoint (format {header.get('format')!r})")
+        if header.get("format_version") != _CKPT_VERSION:
+            raise ExportError(f"{path} is a checkpoint of format version {header.get('format_version')!r}; this "
+                              f"learnkit ({_CKPT_VERSION}) cannot resume it")
+        want = json.loads(json.dumps(_fingerprint(learn)))
+        diffs = [f"{k}: checkpoint {header['fit'].get(k)!r}, now {v!r}" for k, v in want.items()
+                 if header["fit"].get(k) != v]
+        if diffs:
+            raise ValueError(f"{path} was written by a different run ({'; '.join(diffs)}); call fit with the same "
+                             "arguments and data to resume it, or delete the file (or pass resume=None) to start again")
+        try:
+            learn.model.load_state_dict(tree["model"], strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"{path} does not fit this model: {e}") from None
+        learn.opt.load_state_dict(tree["opt"])
+        learn.scaler.load_state_dict(tree["scaler"])
+        saved = list(tree["callbacks"])
+        for cb in learn.cbs:
+            if cb is self or not hasattr(cb, "load_state_dict"):
+                continue
+            i = next((i for i, (name, _) in enumerate(saved) if name == cb.name), None)
+            if i is not None:
+                cb.load_state_dict(saved.pop(i)[1])
+        _set_rng_state(tree["rng"], self._loaders(), path)
+        learn.start_epoch = header["epoch"] + 1
+        self.resumed_from = path
+
+
+def resume_callbacks(learn: "Learner", resume: str | Path, cbs: Callback | Sequence[Callback] | None,
+                     start_epoch: int = 0) -> list[Callback]:
+    """The callbacks for ``fit(..., cbs, resume=resume)``: ``cbs`` plus a `CheckpointCallback` set to
+    resume (the one already in ``learn.cbs`` or ``cbs`` if there is one)."""
+    if not (resume == "auto" or isinstance(resume, (str, Path))):
+        raise TypeError(f"resume must be None, 'auto' or the path of a checkpoint, got {resume!r}")
+    if start_epoch:
+        raise ValueError("pass either resume or start_epoch, not both: resume takes the epoch from the checkpoint")
+    cbs = [] if cbs is None else ([cbs] if isinstance(cbs, Callback) else list(cbs))
+    existing = [cb for cb in list(learn.cbs) + cbs if isinstance(cb, CheckpointCallback)]
+    if existing:
+        existing[0].resume = resume
+        return cbs
+    return cbs + [CheckpointCallback(resume=resume)]

@@ -1,0 +1,351 @@
+"""`export_learner` / `load_learner`: a trained learner in one safe file, and back in a fresh process.
+
+The file is a single **safetensors** file: the weights are its tensors and the JSON config sits in its
+header metadata (key ``"learnkit"``). Loading it parses a JSON header and copies raw tensor bytes — no
+pickle, no code from the file is ever run. The config names what to rebuild; the code that rebuilds it is
+learnkit's own, found in the registries of `learnkit.core.registry`:
+
+- ``dls``: the registered task DataLoaders type and its ``export_config()`` (classes, vocab, fitted procs,
+  transforms) → ``get_dls_class(type).from_config(config, device)`` (inference only, no training data);
+- ``model``: ``learn.model_spec`` → ``get_model_builder(builder)(**kwargs)``, then the weights, strictly;
+- ``loss``: a registered loss class and its ``export_config()`` (it holds ``activation``/``decodes``).
+
+The only modules `load_learner` imports are the ones named in the config *and* under ``learnkit.``
+(where the task packages register their names); anything else must already be imported by the caller.
+
+>>> import torch, tempfile, os
+>>> from torch.utils.data import TensorDataset
+>>> from learnkit.core.registry import register_dls, register_model
+>>> @register_model("doctest.linear")
+... def linear(n_in: int, n_out: int): return torch.nn.Linear(n_in, n_out)
+>>> @register_dls
+... class DoctestDls(DataLoaders):
+...     def export_config(self): return {}
+...     @classmethod
+...     def from_config(cls, config, device=None): return cls(None, None, device=device)
+...     def test_dl(self, items, with_labels=False, bs=None): return [(torch.stack(list(items)),)]
+>>> ds = TensorDataset(torch.randn(8, 2), torch.randn(8, 1))
+>>> dls = DoctestDls.from_dsets(ds, ds, bs=4, device="cpu")
+>>> learn = Learner(dls, linear(2, 1), loss_func=MSELossFlat(), progress=False)
+>>> learn.model_spec = {"builder": "doctest.linear", "kwargs": {"n_in": 2, "n_out": 1}}
+>>> fname = learn.export(os.path.join(tempfile.mkdtemp(), "export.safetensors"))
+>>> new = load_learner(fname, device="cpu")
+>>> torch.equal(new.model.weight, learn.model.weight)
+True
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from .checkpoint import atomic_write
+from .data import DataLoaders
+from .device import default_device
+from .registry import DLS_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .learner import Learner
+
+__all__ = ["export_learner", "load_learner", "read_export_config", "ExportError", "FORMAT", "FORMAT_VERSION",
+           "pack_tree", "unpack_tree", "save_tree", "load_tree"]
+
+FORMAT = "learnkit-export"
+#: Version of the file layout. A reader accepts files of its own version or older ones it knows.
+FORMAT_VERSION = 1
+_MIN_FORMAT_VERSION = 1
+_META_KEY = "learnkit"
+
+
+class ExportError(ValueError):
+    """The file is not a learnkit export, is damaged, or cannot be rebuilt by this learnkit."""
+
+
+# --- a JSON skeleton + named tensors: nested dicts/lists/tuples of tensors, numbers and strings ----------
+def pack_tree(tree: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tensor]]:
+    """Split ``tree`` into a JSON-able skeleton and a flat ``{name: tensor}`` dict for safetensors.
+
+    Tensors become ``{"@t": name}`` (views of one tensor are stored once), tuples ``{"@tuple": [...]}``,
+    dicts with non-string keys ``{"@items": [[k, v], ...]}``, numpy arrays ``{"@np": name}``.
+
+    >>> skel, ts = pack_tree({"w": torch.ones(2), "step": (3, None)})
+    >>> skel
+    {'w': {'@t': 'w'}, 'step': {'@tuple': [3, None]}}
+    >>> torch.equal(unpack_tree(skel, ts)["w"], torch.ones(2))
+    True
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    views: dict[tuple, str] = {}
+    storages: set[int] = set()
+
+    def tensor(t: torch.Tensor, name: str) -> str:
+        t = t.detach()
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype,
+               str(t.device))
+        if t.numel() and key in views:  # the same view again (tied weights): store it once
+            return views[key]
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in storages or not t.is_contiguous():  # safetensors refuses tensors that share memory
+            t = t.clone(memory_format=torch.contiguous_format)
+        else:
+            storages.add(ptr)
+        tensors[name] = t.cpu()
+        views[key] = name
+        return name
+
+    def walk(o: Any, path: str) -> Any:
+        if isinstance(o, torch.Tensor):
+            return {"@t": tensor(o, path or "tensor")}
+        if isinstance(o, np.ndarray):
+            return {"@np": tensor(torch.from_numpy(np.ascontiguousarray(o)), path or "array")}
+        if isinstance(o, np.generic):
+            return o.item()
+        if o is None or isinstance(o, (bool, int, str)):
+            return o
+        if isinstance(o, float):
+            return o if math.isfinite(o) else {"@float": repr(o)}
+        if isinstance(o, tuple):
+            return {"@tuple": [walk(v, f"{path}/{i}") for i, v in enumerate(o)]}
+        if isinstance(o, list):
+            return [walk(v, f"{path}/{i}") for i, v in enumerate(o)]
+        if isinstance(o, dict):
+            if all(isinstance(k, str) and not k.startswith("@") for k in o):
+                return {k: walk(v, f"{path}/{k}" if path else k) for k, v in o.items()}
+            return {"@items": [[walk(k, f"{path}/key{i}"), walk(v, f"{path}/{k}")] for i, (k, v) in enumerate(o.items())]}
+        raise TypeError(f"cannot store a {type(o).__name__} at {path or 'the top level'!r}: only tensors, numpy "
+                        "arrays, numbers, strings, None and lists/tuples/dicts of them are saved (never pickle)")
+
+    return walk(tree, prefix), tensors
+
+
+def unpack_tree(skel: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of `pack_tree`."""
+    if isinstance(skel, list):
+        return [unpack_tree(v, tensors) for v in skel]
+    if not isinstance(skel, dict):
+        return skel
+    if "@t" in skel or "@np" in skel:
+        name = skel.get("@t", skel.get("@np"))
+        if name not in tensors:
+            raise ExportError(f"the file names a tensor {name!r} that it does not hold: it is damaged")
+        return tensors[name] if "@t" in skel else tensors[name].numpy()
+    if "@float" in skel:
+        return float(skel["@float"])
+    if "@tuple" in skel:
+        return tuple(unpack_tree(v, tensors) for v in skel["@tuple"])
+    if "@items" in skel:
+        return {unpack_tree(k, tensors): unpack_tree(v, tensors) for k, v in skel["@items"]}
+    return {k: unpack_tree(v, tensors) for k, v in skel.items()}
+
+
+def save_tree(path: str | Path, tree: Any, header: dict[str, Any]) -> Path:
+    """Write ``tree`` (see `pack_tree`) and a JSON ``header`` to one safetensors file, atomically."""
+    skel, tensors = pack_tree(tree)
+    meta = {_META_KEY: json.dumps({**header, "tree": skel})}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def load_tree(path: str | Path, what: str = "file", device: str | torch.device = "cpu") -> tuple[dict[str, Any], Any]:
+    """Read a file written by `save_tree`: ``(header, tree)``, with clear errors for foreign or damaged files."""
+    header = _read_header(path, what)
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as e:
+        raise ExportError(f"{path} is damaged and cannot be read ({e})") from None
+    return header, unpack_tree(header.pop("tree", None), tensors)
+
+
+def _sniff(path: Path) -> str:
+    head = path.open("rb").read(8)
+    if head[:2] == b"PK":
+        return " It is a zip archive (torch.save or a fastai export.pkl?): learnkit never unpickles files."
+    if head[:1] == b"\x80":
+        return " It looks like a Python pickle (fastai export.pkl?): learnkit never unpickles files."
+    return ""
+
+
+def _read_header(path: str | Path, what: str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no {what} at {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; pass the {what} file itself (e.g. {path / 'export.safetensors'})")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except SafetensorError as e:
+        if "not fully covered" in str(e):
+            raise ExportError(f"{path} is truncated or damaged ({e}); export or save it again") from None
+        raise ExportError(f"{path} is not a learnkit {what}: it is not a safetensors file ({e}).{_sniff(path)}") from None
+    if _META_KEY not in meta:
+        raise ExportError(f"{path} is a safetensors file but not a learnkit {what} (no {_META_KEY!r} metadata); "
+                          "plain weights load with learn.model.load_state_dict(safetensors.torch.load_file(path))")
+    try:
+        header = json.loads(meta[_META_KEY])
+    except json.JSONDecodeError as e:
+        raise ExportError(f"{path}: the learnkit config in the file is not valid JSON ({e}); the file is damaged") from None
+    if not isinstance(header, dict):
+        raise ExportError(f"{path}: the learnkit config must be a JSON object, got {type(header).__name__}")
+    return header
+
+
+# --- export ----------------------------------------------------------------------------------------------
+def _json_check(obj: Any, where: str) -> None:
+    """Raise a TypeError naming the first value that JSON cannot hold."""
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _json_check(v, f"{where}[{i}]")
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where} has a key {k!r} of type {type(k).__name__}; JSON keys must be strings")
+            _json_check(v, f"{where}[{k!r}]")
+        return
+    raise TypeError(f"{where} is a {type(obj).__name__}, which JSON cannot hold: convert it to lists, numbers "
+                    "and strings (e.g. tensor.tolist(), float(x))")
+
+
+def _registered_name(registry: dict, obj: type, what: str, how: str) -> str:
+    name = obj.__name__
+    if registry.get(name) is not obj:
+        raise ValueError(f"{what} {name} is not registered, so load_learner could not rebuild it: {how}")
+    return name
+
+
+def export_learner(learn: "Learner", fname: str | Path = "export.safetensors") -> Path:
+    """Write ``learn`` for inference to one safetensors file (see the module docstring); returns its path.
+
+    A relative ``fname`` is relative to ``learn.path``. Written atomically: a crash or a full disk leaves
+    any previous file intact.
+    """
+    import learnkit
+
+    path = Path(fname)
+    if not path.is_absolute():
+        path = learn.path / path
+    spec = getattr(learn, "model_spec", None)
+    if not isinstance(spec, dict) or not isinstance(spec.get("builder"), str):
+        raise ValueError("this Learner has no model_spec, so its architecture cannot be rebuilt: the task learners "
+                         "(vision_learner, tabular_learner, ...) set it; for your own model register a builder with "
+                         "@register_model('my.net') and set learn.model_spec = {'builder': 'my.net', 'kwargs': {...}}")
+    builder = MODEL_REGISTRY.get(spec["builder"])
+    if builder is None:
+        raise ValueError(f"model builder {spec['builder']!r} is not registered (@register_model)")
+    kwargs = spec.get("kwargs", {})
+    _json_check(kwargs, "learn.model_spec['kwargs']")
+    dls_cls = type(learn.dls)
+    _registered_name(DLS_REGISTRY, dls_cls, "the DataLoaders type", "export needs a task DataLoaders "
+                     "(ImageDataLoaders, TabularDataLoaders, ...) or your subclass decorated with @register_dls "
+                     "with export_config() and from_config()")
+    dls_cfg = learn.dls.export_config()
+    _json_check(dls_cfg, f"{dls_cls.__name__}.export_config()")
+    loss_cls = type(learn.loss_func)
+    _registered_name(LOSS_REGISTRY, loss_cls, "the loss function", "use a learnkit loss (CrossEntropyLossFlat, ...) "
+                     "or decorate your loss class with @register_loss (and give it export_config() if it has arguments)")
+    loss_cfg = learn.loss_func.export_config() if hasattr(learn.loss_func, "export_config") else {}
+    _json_check(loss_cfg, f"{loss_cls.__name__}.export_config()")
+    header = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "learnkit_version": learnkit.__version__, "torch_version": torch.__version__,
+        "python_version": ".".join(map(str, sys.version_info[:3])),
+        "dls": {"type": dls_cls.__name__, "module": dls_cls.__module__, "config": dls_cfg},
+        "model": {"builder": spec["builder"], "module": builder.__module__, "kwargs": kwargs},
+        "loss": {"type": loss_cls.__name__, "module": loss_cls.__module__, "config": loss_cfg},
+        "precision": learn.precision,
+    }
+    json.loads(json.dumps(header))  # fails here, not at load time, if anything is off
+    return save_tree(path, learn.model.state_dict(), header)
+
+
+# --- load ------------------------------------------------------------------------------------------------
+_MODULE_RE = re.compile(r"learnkit(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _resolve(registry: dict, entry: dict, key: str, what: str, path: Path) -> Any:
+    """The registered object named ``entry[key]``, importing ``entry['module']`` first only when it is a
+    learnkit module. Never imports anything else."""
+    name, module = entry.get(key), entry.get("module")
+    if not isinstance(name, str):
+        raise ExportError(f"{path}: the config gives no {what} name")
+    if name not in registry and isinstance(module, str) and _MODULE_RE.fullmatch(module):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ExportError(f"{path} needs {module}, which this learnkit cannot import ({e}); install the "
+                              "learnkit version or extras it was exported with") from None
+    if name not in registry:
+        hint = (f"import the module that defines it ({module}) before load_learner: learnkit only imports "
+                "its own modules from an export" if isinstance(module, str) and not _MODULE_RE.fullmatch(module)
+                else "the export may come from a newer learnkit")
+        raise ExportError(f"{path} needs the {what} {name!r}, which is not registered; {hint}. "
+                          f"Known: {sorted(registry)}")
+    return registry[name]
+
+
+def read_export_config(path: str | Path) -> dict[str, Any]:
+    """The JSON config of an export, checked for format and version (no tensors are read)."""
+    path = Path(path)
+    header = _read_header(path, "learnkit export")
+    if header.get("format") != FORMAT:
+        raise ExportError(f"{path} is a learnkit file but not an export (format {header.get('format')!r}); "
+                          "checkpoints resume with learn.fit(..., resume=path)")
+    version = header.get("format_version")
+    if not isinstance(version, int) or not _MIN_FORMAT_VERSION <= version <= FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        raise ExportError(f"{path} uses export format version {version!r}, but this learnkit reads versions "
+                          f"{_MIN_FORMAT_VERSION} to {FORMAT_VERSION}"
+                          + ("; upgrade learnkit to load it" if newer else "; export it again with this learnkit")
+                          + f" (it was written by learnkit {header.get('learnkit_version')})")
+    for part in ("dls", "model", "loss"):
+        if not isinstance(header.get(part), dict):
+            raise ExportError(f"{path}: the config has no {part!r} section; the file is damaged")
+    return header
+
+
+def load_learner(path: str | Path, device: str | torch.device | None = None) -> "Learner":
+    """Rebuild a learner written by ``learn.export()`` for inference (``predict``, ``get_preds``).
+
+    Needs neither the training data nor any code from the file. ``device=None`` picks CUDA, then MPS,
+    then CPU (or ``$LEARNKIT_DEVICE``).
+    """
+    from .learner import Learner
+
+    path = Path(path)
+    cfg = read_export_config(path)
+    dev = default_device(device)
+    dls_cls = _resolve(DLS_REGISTRY, cfg["dls"], "type", "DataLoaders type", path)
+    builder = _resolve(MODEL_REGISTRY, cfg["model"], "builder", "model builder", path)
+    loss_cls = _resolve(LOSS_REGISTRY, cfg["loss"], "type", "loss function", path)
+    dls = dls_cls.from_config(cfg["dls"].get("config", {}), device=dev)
+    if not isinstance(dls, DataLoaders):
+        raise ExportError(f"{dls_cls.__name__}.from_config returned a {type(dls).__name__}, not a DataLoaders")
+    kwargs = cfg["model"].get("kwargs", {})
+    model = builder(**kwargs)
+    _, state = load_tree(path, "learnkit export")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ExportError(f"{path}: the weights do not fit the architecture {cfg['model']['builder']}(**{kwargs}): "
+                          f"{e}") from None
+    loss = loss_cls(**cfg["loss"].get("config", {}))
+    learn = Learner(dls, model, loss_func=loss, path=path.parent, device=dev)
+    learn.model_spec = {"builder": cfg["model"]["builder"], "kwargs": kwargs}
+    precision = cfg.get("precision", "fp32")
+    if precision == "bf16":
+        learn.to_bf16()
+    elif precision == "fp16" and dev.type == "cuda":
+        learn.to_fp16()
+    learn.model.eval()
+    return learn

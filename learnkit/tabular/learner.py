@@ -1,0 +1,94 @@
+"""`tabular_learner`: a `TabularModel` sized from the data, wrapped in a `TabularLearner`.
+
+>>> import pandas as pd
+>>> df = pd.DataFrame({"job": ["a", "b"] * 20, "age": range(40), "y": ["no", "yes"] * 20})
+>>> dls = TabularDataLoaders.from_df(df, cat_names="job", cont_names="age", y_names="y", bs=8, device="cpu")
+>>> learn = tabular_learner(dls, layers=[16], progress=False)
+>>> learn.fit_one_cycle(2, 1e-2)
+>>> row, idx, probs = learn.predict({"job": "b", "age": 3})
+>>> row["y"] in ("no", "yes"), probs.shape
+(True, torch.Size([2]))
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ..core.callback import Callback
+from ..core.learner import Learner
+from ..core.metrics import accuracy, rmse
+from ..core.optim import LR
+from .data import TabularDataLoaders
+from .model import TabularModel, get_emb_sz, tabular_model
+from .show import display_df
+from .table import TabularLoader
+
+__all__ = ["TabularLearner", "tabular_learner"]
+
+
+class TabularLearner(Learner):
+    """A `Learner` for tables: adds `show_results` (``predict`` returns the decoded row through
+    `TabularDataLoaders.decode_predict`)."""
+
+    def show_results(self, max_n: int = 10, ds_idx: int = 1, show: bool = True) -> pd.DataFrame:
+        """The first ``max_n`` rows of a split, decoded, with the target and the prediction side by side
+        (``<target>_pred``). Returns the frame."""
+        dl = self.dls[ds_idx]
+        rows = dl.dataset.subset(slice(0, max_n))
+        _, _, dec = self.get_preds(dl=TabularLoader(rows, max(1, len(rows))), with_decoded=True)
+        df = self.dls.decode_batch(rows.tensors())
+        y_names = self.dls.y_names
+        if self.dls.procs.y_block == "classification":
+            df[f"{y_names[0]}_pred"] = self.dls.procs.decode_target(dec)
+        else:
+            dec = dec.float().reshape(len(rows), -1)
+            for j, name in enumerate(y_names):
+                df[f"{name}_pred"] = dec[:, j].tolist()
+        return display_df(df, show=show)
+
+
+def tabular_learner(dls: TabularDataLoaders, layers: Sequence[int] | None = None,
+                    emb_szs: Mapping[str, int] | None = None, n_out: int | None = None,
+                    y_range: tuple[float, float] | None = None, ps: float | Sequence[float] = 0.0,
+                    embed_p: float = 0.0, use_bn: bool = True, bn_final: bool = False, bn_cont: bool = True,
+                    loss_func: Callable | None = None, metrics: Any = None, opt_func: Callable = torch.optim.AdamW,
+                    lr: LR = 1e-3, wd: float | None = None, cbs: Callback | Sequence[Callback] | None = None,
+                    path: str | Path | None = None, model_dir: str = "models", train_bn: bool = True,
+                    device: str | torch.device | None = None, progress: bool = True) -> TabularLearner:
+    """A `TabularLearner` with a `TabularModel` built for ``dls``.
+
+    Args:
+        dls: a `TabularDataLoaders`.
+        layers: hidden layer widths (default ``[200, 100]``).
+        emb_szs: embedding widths by column name, overriding `learnkit.tabular.model.emb_sz_rule`
+            (``min(600, round(1.6 * n_codes ** 0.56))``) for those columns.
+        n_out: outputs (default: the number of classes, or of regression targets).
+        y_range: ``(low, high)`` for regression outputs (a scaled sigmoid).
+        ps / embed_p: dropout after each hidden layer / on the embeddings.
+        use_bn / bn_final / bn_cont: batch-norm after hidden layers / on the output / on continuous inputs.
+        loss_func: default the data's (cross-entropy for classification, MSE for regression).
+        metrics: default ``accuracy`` for classification, ``rmse()`` for regression.
+        The rest goes to `Learner` unchanged.
+    """
+    if not isinstance(dls, TabularDataLoaders):
+        raise TypeError(f"tabular_learner needs a TabularDataLoaders, got {type(dls).__name__}")
+    if y_range is not None and dls.procs.y_block == "classification":
+        raise ValueError("y_range is for regression targets; this table's target is classification")
+    layers = [200, 100] if layers is None else [int(n) for n in layers]
+    sizes = get_emb_sz(dls.procs.cardinalities, dls.cat_names, emb_szs)
+    kwargs = {"emb_szs": [list(s) for s in sizes], "n_cont": len(dls.cont_names), "out_sz": n_out or dls.c,
+              "layers": layers, "ps": ps if isinstance(ps, (int, float)) else list(ps), "embed_p": embed_p,
+              "y_range": list(y_range) if y_range is not None else None, "use_bn": use_bn, "bn_final": bn_final,
+              "bn_cont": bn_cont}
+    model: TabularModel = tabular_model(**kwargs)
+    if metrics is None:
+        metrics = accuracy if dls.procs.y_block == "classification" else rmse()
+    learn = TabularLearner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, cbs=cbs, metrics=metrics,
+                           wd=wd, path=dls.path if path is None else path, model_dir=model_dir, train_bn=train_bn,
+                           device=device, progress=progress)
+    learn.model_spec = {"builder": "tabular.mlp", "kwargs": kwargs}
+    return learn

@@ -1,0 +1,137 @@
+"""`TabularModel`: entity embeddings for categorical columns, batch-norm on continuous ones, an MLP.
+
+Embedding sizes (`emb_sz_rule`)
+-------------------------------
+A column with ``n`` codes (its categories plus the ``#na#`` slot) gets an embedding of
+
+    ``min(600, round(1.6 * n ** 0.56))``
+
+dimensions — the empirical rule fastai found across many tables (rich columns get wider vectors, with
+diminishing returns, and never more than 600). For example: 3 codes → 3, 10 → 6, 17 → 8, 43 → 13,
+100 → 21, 1,000 → 77, 10,000 → 278. Override any column with ``emb_szs={"col": dim}`` in
+`tabular_learner`.
+
+>>> [emb_sz_rule(n) for n in (3, 10, 17, 43, 100, 1000, 10000)]
+[3, 6, 8, 13, 21, 77, 278]
+>>> import torch
+>>> m = TabularModel([(10, 6), (3, 3)], n_cont=2, out_sz=2, layers=[8])
+>>> m(torch.tensor([[1, 2], [3, 0]]), torch.randn(2, 2)).shape
+torch.Size([2, 2])
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ..core.registry import register_model
+
+__all__ = ["emb_sz_rule", "get_emb_sz", "TabularModel", "tabular_model"]
+
+
+def emb_sz_rule(n_cat: int) -> int:
+    """Embedding width for a column with ``n_cat`` codes: ``min(600, round(1.6 * n_cat ** 0.56))``."""
+    if n_cat < 1:
+        raise ValueError(f"a categorical column needs at least one code, got {n_cat}")
+    return int(min(600, round(1.6 * n_cat ** 0.56)))
+
+
+def get_emb_sz(cardinalities: Sequence[int], names: Sequence[str],
+               sz_dict: Mapping[str, int] | None = None) -> list[tuple[int, int]]:
+    """``(n_codes, width)`` per column: `emb_sz_rule` unless ``sz_dict`` names the column."""
+    sz_dict = dict(sz_dict or {})
+    unknown = sorted(set(sz_dict) - set(names))
+    if unknown:
+        raise KeyError(f"emb_szs names column(s) {unknown} that are not categorical columns; those are {list(names)}")
+    out = []
+    for n, name in zip(cardinalities, names):
+        w = sz_dict.get(name, emb_sz_rule(n))
+        if not isinstance(w, int) or isinstance(w, bool) or w < 1:
+            raise ValueError(f"embedding width for column {name!r} must be a positive integer, got {w!r}")
+        out.append((int(n), w))
+    return out
+
+
+class SigmoidRange(nn.Module):
+    """Squash outputs into ``(low, high)`` with a scaled sigmoid (regression with a known range)."""
+
+    def __init__(self, low: float, high: float):
+        super().__init__()
+        if not high > low:
+            raise ValueError(f"y_range must be (low, high) with low < high, got ({low}, {high})")
+        self.low, self.high = float(low), float(high)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x) * (self.high - self.low) + self.low
+
+    def extra_repr(self) -> str:
+        return f"low={self.low}, high={self.high}"
+
+
+class TabularModel(nn.Module):
+    """Embeddings + batch-normed continuous inputs → ``[Linear → ReLU → BatchNorm → Dropout] × len(layers)``
+    → ``Linear(out_sz)`` (→ `SigmoidRange` when ``y_range``).
+
+    Args:
+        emb_szs: ``(n_codes, width)`` per categorical column, in ``cat_names`` order.
+        n_cont: number of continuous columns.
+        out_sz: outputs (classes, or regression targets).
+        layers: hidden layer widths.
+        ps: dropout per hidden layer (one float for all, or a list); ``embed_p``: dropout on embeddings.
+        y_range: ``(low, high)`` for regression outputs.
+        use_bn: batch-norm after each hidden layer; ``bn_final``: also on the output; ``bn_cont``:
+            batch-norm on the continuous inputs.
+    """
+
+    def __init__(self, emb_szs: Sequence[tuple[int, int]], n_cont: int, out_sz: int,
+                 layers: Sequence[int] = (200, 100), ps: float | Sequence[float] = 0.0, embed_p: float = 0.0,
+                 y_range: tuple[float, float] | None = None, use_bn: bool = True, bn_final: bool = False,
+                 bn_cont: bool = True):
+        super().__init__()
+        layers = list(layers)
+        ps = [float(ps)] * len(layers) if isinstance(ps, (int, float)) else [float(p) for p in ps]
+        if len(ps) != len(layers):
+            raise ValueError(f"ps has {len(ps)} dropout values for {len(layers)} layers")
+        if out_sz < 1:
+            raise ValueError(f"out_sz must be at least 1, got {out_sz}")
+        self.embeds = nn.ModuleList(nn.Embedding(n, w) for n, w in emb_szs)
+        for e in self.embeds:
+            nn.init.trunc_normal_(e.weight, std=0.01, a=-0.02, b=0.02)
+        self.emb_drop = nn.Dropout(embed_p)
+        self.bn_cont = nn.BatchNorm1d(n_cont) if bn_cont and n_cont > 0 else None
+        self.n_emb, self.n_cont = sum(w for _, w in emb_szs), n_cont
+        sizes = [self.n_emb + n_cont] + layers
+        if sizes[0] == 0:
+            raise ValueError("the model has no inputs: give at least one categorical or continuous column")
+        blocks: list[nn.Module] = []
+        for n_in, n_out, p in zip(sizes[:-1], sizes[1:], ps):
+            blocks += [nn.Linear(n_in, n_out, bias=not use_bn), nn.ReLU(inplace=True)]
+            if use_bn:
+                blocks.append(nn.BatchNorm1d(n_out))
+            if p:
+                blocks.append(nn.Dropout(p))
+        blocks.append(nn.Linear(sizes[-1], out_sz))
+        if bn_final:
+            blocks.append(nn.BatchNorm1d(out_sz))
+        if y_range is not None:
+            blocks.append(SigmoidRange(*y_range))
+        self.layers = nn.Sequential(*blocks)
+
+    def forward(self, x_cat: torch.Tensor, x_cont: torch.Tensor) -> torch.Tensor:
+        parts = []
+        if len(self.embeds):
+            parts.append(self.emb_drop(torch.cat([e(x_cat[:, i]) for i, e in enumerate(self.embeds)], dim=1)))
+        if self.n_cont:
+            parts.append(self.bn_cont(x_cont) if self.bn_cont is not None else x_cont)
+        return self.layers(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
+
+
+@register_model("tabular.mlp")
+def tabular_model(emb_szs: Sequence[Sequence[int]], n_cont: int, out_sz: int, layers: Sequence[int] = (200, 100),
+                  ps: float | Sequence[float] = 0.0, embed_p: float = 0.0,
+                  y_range: Sequence[float] | None = None, use_bn: bool = True, bn_final: bool = False,
+                  bn_cont: bool = True) -> TabularModel:
+    """Build a `TabularModel` from JSON-able arguments (what `learn.model_spec` records)."""
+    return TabularModel([tuple(e) for e in emb_szs], n_cont, out_sz, layers, ps, embed_p,
+                        tuple(y_range) if y_range is not None else None, use_bn, bn_final, bn_cont)

@@ -1,0 +1,104 @@
+"""The processed table as tensors (`TabularTensors`) and a loader that slices it (`TabularLoader`).
+
+Why not a ``torch.utils.data.DataLoader``: a per-row ``Dataset`` plus ``collate`` costs a Python call
+per row and a ``torch.stack`` per batch; here the whole table is three tensors and a batch is a slice.
+A shuffled epoch is one gather of the whole table by a permutation (drawn from the loader's own seeded
+generator), then zero-copy slices. On CUDA the tensors can live on the GPU (``TabularDataLoaders.to``),
+so batches are never copied from the host.
+
+>>> import torch
+>>> t = TabularTensors(torch.arange(10).reshape(5, 2), torch.ones(5, 1), torch.tensor([0, 1, 0, 1, 1]))
+>>> dl = TabularLoader(t, bs=2)
+>>> len(dl), [b[0].shape[0] for b in dl]
+(3, [2, 2, 1])
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+__all__ = ["TabularTensors", "TabularLoader"]
+
+
+class TabularTensors:
+    """Cat codes ``int64 [N, n_cat]``, continuous values ``float32 [N, n_cont]`` and an optional target.
+
+    Indexing gives one row as a tuple ``(cats, conts[, y])``, so it also works as a map-style dataset.
+    """
+
+    def __init__(self, cats: torch.Tensor, conts: torch.Tensor, ys: torch.Tensor | None = None):
+        if cats.ndim != 2 or conts.ndim != 2:
+            raise ValueError(f"cats and conts must be 2-d [rows, columns], got {tuple(cats.shape)} and "
+                             f"{tuple(conts.shape)}")
+        n = cats.shape[0]
+        if conts.shape[0] != n or (ys is not None and ys.shape[0] != n):
+            raise ValueError(f"cats, conts and ys must have as many rows: {n}, {conts.shape[0]}, "
+                             f"{None if ys is None else ys.shape[0]}")
+        self.cats, self.conts, self.ys = cats, conts, ys
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.cats, self.conts) if self.ys is None else (self.cats, self.conts, self.ys)
+
+    def __len__(self) -> int:
+        return self.cats.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        return tuple(t[i] for t in self.tensors())
+
+    def subset(self, idx: torch.Tensor | slice) -> "TabularTensors":
+        return TabularTensors(self.cats[idx], self.conts[idx], None if self.ys is None else self.ys[idx])
+
+    def to(self, device: torch.device | str) -> "TabularTensors":
+        return TabularTensors(*(t.to(device) for t in self.tensors()))
+
+    @property
+    def device(self) -> torch.device:
+        return self.cats.device
+
+    def __repr__(self) -> str:
+        return (f"TabularTensors(rows={len(self)}, n_cat={self.cats.shape[1]}, n_cont={self.conts.shape[1]}, "
+                f"labelled={self.ys is not None})")
+
+
+class TabularLoader:
+    """Batches of a `TabularTensors`: ``(cats, conts, y)`` or ``(cats, conts)`` when unlabelled.
+
+    Args:
+        dataset: the table.
+        bs: rows per batch.
+        shuffle: a new permutation each epoch, from ``generator`` (seeded with ``seed``; independent of the
+            global RNG, so two runs with the same seed see the same batches).
+        drop_last: drop the final incomplete batch (only when at least one full batch remains; training
+            uses it so that batch-norm never sees a batch of one row).
+        seed: the generator's seed (``None``: a random one).
+    """
+
+    def __init__(self, dataset: TabularTensors, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
+                 seed: int | None = 42):
+        if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
+            raise ValueError(f"bs (batch size) must be a positive integer, got {bs!r}")
+        self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, bs, shuffle, drop_last
+        self.generator = torch.Generator()
+        self.generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**62))
+
+    def __len__(self) -> int:
+        n, bs = len(self.dataset), self.batch_size
+        return n // bs if self.drop_last and n >= bs else -(-n // bs)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        tensors = self.dataset.tensors()
+        if self.shuffle:
+            perm = torch.randperm(len(self.dataset), generator=self.generator).to(self.dataset.device)
+            tensors = tuple(t.index_select(0, perm) for t in tensors)
+        bs = self.batch_size
+        for i in range(len(self)):
+            yield tuple(t[i * bs: (i + 1) * bs] for t in tensors)
+
+    def to(self, device: torch.device | str) -> "TabularLoader":
+        """Move the table to ``device`` (in place; the generator stays on the CPU)."""
+        self.dataset = self.dataset.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        return f"TabularLoader({self.dataset!r}, bs={self.batch_size}, shuffle={self.shuffle}, batches={len(self)})"

@@ -1,0 +1,1 @@
+"""Vision (placeholder while being written)."""

@@ -1,0 +1,163 @@
+"""Finding and decoding images: every image becomes a ``uint8`` RGB tensor ``[3, H, W]``.
+
+Decoding uses ``torchvision.io`` (JPEG, PNG, GIF, WebP...), honours the EXIF orientation and converts any
+mode (grey, grey+alpha, palette, RGBA, CMYK, 16-bit) to RGB; formats torchvision cannot read (BMP, TIFF...)
+fall back to Pillow. A file that cannot be decoded raises `ImageLoadError` naming the file and the reason.
+Files are only ever read.
+
+>>> import tempfile, torchvision
+>>> d = Path(tempfile.mkdtemp()); torchvision.io.write_png(torch.zeros(1, 4, 6, dtype=torch.uint8), str(d / "a.png"))
+>>> load_image(d / "a.png").shape, [p.name for p in get_image_files(d)]
+(torch.Size([3, 4, 6]), ['a.png'])
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.io import ImageReadMode, decode_image
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "get_image_files", "load_image", "image_to_tensor"]
+
+#: File suffixes `get_image_files` picks up (lower case; matching ignores case).
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm",
+    ".avif", ".heic",
+})
+
+
+class ImageLoadError(OSError):
+    """An image file that cannot be read or decoded; the message names the file and what to do."""
+
+
+def get_image_files(path: str | os.PathLike, recurse: bool = True, folders: Sequence[str] | None = None,
+                    extensions: Iterable[str] | None = None) -> list[Path]:
+    """Image files under ``path`` (sorted, hidden files and folders skipped), optionally only inside the
+    sub-folders ``folders`` (e.g. ``["train", "valid"]``).
+
+    Raises ``FileNotFoundError`` when ``path`` (or one of ``folders``) does not exist.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"image folder {path} does not exist (or is not a folder)")
+    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in (extensions or IMAGE_EXTENSIONS)}
+    roots = [path] if not folders else [path / f for f in folders]
+    for r in roots:
+        if not r.is_dir():
+            raise FileNotFoundError(f"folder {r} does not exist; the sub-folders of {path} are "
+                                    f"{sorted(p.name for p in path.iterdir() if p.is_dir())}")
+    out: list[Path] = []
+    for root in roots:
+        if recurse:
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                out.extend(Path(dirpath) / f for f in filenames
+                           if not f.startswith(".") and Path(f).suffix.lower() in exts)
+        else:
+            out.extend(p for p in root.iterdir()
+                       if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts)
+    return sorted(out)
+
+
+def _to_rgb_uint8(x: torch.Tensor) -> torch.Tensor:
+    if x.ndim == 4:  # animated GIF/WebP: the first frame
+        x = x[0]
+    if x.dtype == torch.uint16:
+        x = (x.to(torch.int32) >> 8).to(torch.uint8)
+    elif x.dtype != torch.uint8:
+        raise TypeError(f"unexpected decoded dtype {x.dtype}")
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    return x[:3].contiguous()
+
+
+def _pil_to_tensor(im: Any) -> torch.Tensor:
+    """A Pillow image of any mode as ``uint8 [3, H, W]`` RGB (16/32-bit grey scaled, not clipped)."""
+    from PIL import Image
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        a = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        im = Image.fromarray(a, mode="L")
+    elif im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        top = 1.0 if a.max() <= 1.0 else 255.0
+        im = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return torch.from_numpy(np.array(im, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
+
+
+def load_image(path: str | os.PathLike) -> torch.Tensor:
+    """Decode the image at ``path`` to a ``uint8`` RGB tensor ``[3, H, W]``, EXIF orientation applied.
+
+    Raises `ImageLoadError` (an ``OSError``) naming the file for missing, empty, truncated or non-image files.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ImageLoadError(f"cannot read image file {path}: {e.strerror or e}") from e
+    if not raw:
+        raise ImageLoadError(f"image file {path} is empty (0 bytes); delete it or re-download it, "
+                             "or pass on_error='skip' to leave such files out")
+    try:
+        data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+        return _to_rgb_uint8(decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True))
+    except RuntimeError as tv_error:
+        tv_msg = str(tv_error).strip().splitlines()[-1] if str(tv_error).strip() else type(tv_error).__name__
+    # torchvision could not decode it: Pillow reads more formats (BMP, TIFF...) and fails clearly on broken files.
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return _pil_to_tensor(ImageOps.exif_transpose(im))
+    except UnidentifiedImageError as e:
+        head = raw[:16]
+        raise ImageLoadError(f"{path} is not an image that torchvision or Pillow can read (it starts with {head!r}); "
+                             "delete or fix it, or pass on_error='skip' to leave such files out") from e
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageLoadError(f"cannot decode image {path}: {e} (torchvision: {tv_msg}). The file is probably "
+                             "truncated or corrupt; re-download it, or pass on_error='skip' to leave such files out") from e
+
+
+def image_to_tensor(item: Any) -> torch.Tensor:
+    """A path, a Pillow image, a numpy array or a tensor as a ``uint8`` RGB tensor ``[3, H, W]``.
+
+    Tensors/arrays may be ``[H, W]``, ``[C, H, W]`` (C = 1, 3 or 4) or ``[H, W, C]`` (numpy), ``uint8``, or
+    floating point in ``[0, 1]``.
+
+    >>> image_to_tensor(torch.ones(2, 3)).shape
+    torch.Size([3, 2, 3])
+    """
+    if isinstance(item, (str, os.PathLike)):
+        return load_image(item)
+    from PIL import Image, ImageOps
+    if isinstance(item, Image.Image):
+        return _pil_to_tensor(ImageOps.exif_transpose(item))
+    if isinstance(item, np.ndarray):
+        arr = item
+        if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4) and arr.shape[0] not in (1, 3, 4):
+            arr = arr.transpose(2, 0, 1)
+        item = torch.from_numpy(np.ascontiguousarray(arr))
+    if not isinstance(item, torch.Tensor):
+        raise TypeError(f"cannot make an image out of {type(item).__name__}: pass a file path, a PIL image, "
+                        "a numpy array or a tensor")
+    x = item.detach().cpu()
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3 or x.shape[0] not in (1, 3, 4):
+        raise ValueError(f"an image tensor must be [H, W] or [C, H, W] with C in (1, 3, 4); got shape {tuple(item.shape)}")
+    if x.is_floating_point():
+        if x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ValueError("a floating-point image tensor must hold values in [0, 1] (got "
+                             f"{float(x.min()):.3g}..{float(x.max()):.3g}); pass uint8 pixels or divide by 255")
+        x = (x * 255 + 0.5).clamp(0, 255).to(torch.uint8)
+    elif x.dtype != torch.uint8:
+        raise ValueError(f"an image tensor must be uint8 or float in [0, 1], got {x.dtype}")
+    return _to_rgb_uint8(x)
+
