@@ -89,14 +89,14 @@ class CollabDataLoaders(DataLoaders):
         self.users, self.items = users, items
         self.user_name, self.item_name, self.rating_name = user_name, item_name, rating_name
         self.rating_range = rating_range
-        self.default_bs: int = getattr(train, "batch_size", 64)
+        self.default_bs: int = getattr(train, "batch_size", 256)
         self.loss_func = MSELossFlat()
         self.to(self.device)
 
     # --- construction --------------------------------------------------------------------------------
     @classmethod
     def from_df(cls, ratings: pd.DataFrame, user_name: Any = None, item_name: Any = None, rating_name: Any = None,
-                valid_pct: float = 0.2, seed: int | None = 42, bs: int = 64,
+                valid_pct: float = 0.2, seed: int | None = 42, bs: int = 256,
                 splitter: Callable[[pd.DataFrame], tuple[list[int], list[int]]] | None = None,
                 device: str | torch.device | None = None) -> "CollabDataLoaders":
         """Ratings from a DataFrame; user, item and rating columns default to the first three.
@@ -129,7 +129,7 @@ class CollabDataLoaders(DataLoaders):
     @classmethod
     def from_csv(cls, csv: str | Path, user_name: Any = None, item_name: Any = None, rating_name: Any = None,
                  sep: str | None = ",", header: int | str | None = "infer", names: Sequence[str] | None = None,
-                 encoding: str = "utf-8", valid_pct: float = 0.2, seed: int | None = 42, bs: int = 64,
+                 encoding: str = "utf-8", valid_pct: float = 0.2, seed: int | None = 42, bs: int = 256,
                  splitter: Callable | None = None, device: str | torch.device | None = None) -> "CollabDataLoaders":
         """Ratings from a delimited text file (``sep='\\t', header=None, names=[...]`` for MovieLens' ``u.data``)."""
         path = Path(csv)
@@ -154,7 +154,7 @@ class CollabDataLoaders(DataLoaders):
         dls = cls(None, None, IdMap(config["users"], str(config["user_name"])),
                   IdMap(config["items"], str(config["item_name"])), config["user_name"], config["item_name"],
                   config["rating_name"], rating_range=tuple(rr) if rr is not None else None, device=device)
-        dls.default_bs = int(config.get("bs", 64))
+        dls.default_bs = int(config.get("bs", 256))
         return dls
 
     # --- access --------------------------------------------------------------------------------------

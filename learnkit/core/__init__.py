@@ -8,6 +8,7 @@ from .callbacks import *  # noqa: F403 - the callbacks package defines __all__
 from .callbacks import __all__ as _cb_all
 from .checkpoint import atomic_torch_save, atomic_write
 from .data import DataLoaders, make_loader
+from .distributed import DistributedDL, DistributedTrainer, distrib_barrier, is_rank0, num_distrib, rank_distrib
 from .device import batch_size, default_device, to_cpu, to_device
 from .export import ExportError, load_learner
 from .learner import Learner
@@ -23,7 +24,8 @@ from .split import (ColSplitter, FolderSplitter, FuncSplitter, GrandparentSplitt
 __all__ = [
     "EVENTS", "Callback", "CancelBackwardException", "CancelBatchException", "CancelEpochException",
     "CancelFitException", "CancelStepException", "CancelTrainException", "CancelValidException",
-    "atomic_torch_save", "atomic_write", "DataLoaders", "make_loader", "batch_size", "default_device", "to_cpu",
+    "atomic_torch_save", "atomic_write", "DistributedDL", "DistributedTrainer", "distrib_barrier", "is_rank0",
+    "num_distrib", "rank_distrib", "DataLoaders", "make_loader", "batch_size", "default_device", "to_cpu",
     "to_device", "Learner", "BCEWithLogitsLossFlat", "CrossEntropyLossFlat", "L1LossFlat", "MSELossFlat",
     "default_splitter", "spread_lr", "trainable_params", "ColSplitter", "FolderSplitter", "FuncSplitter",
     "GrandparentSplitter", "IndexSplitter", "RandomSplitter", "check_split", "register_dls", "register_model",

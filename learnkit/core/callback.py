@@ -6,6 +6,7 @@ replace the learner's state (``self.learn.xb``, ``.yb``, ``.pred``, ``.loss``...
 carries on with the step after it.
 
 >>> class PrintLoss(Callback):
+...     order = 65  # after the Recorder (50) has written this epoch's values
 ...     def after_epoch(self):
 ...         print(self.learn.recorder.values[-1])
 """

@@ -3,6 +3,7 @@ during the write leaves the previous file intact and never a half-written one.""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -10,12 +11,17 @@ from typing import Any
 
 import torch
 
+from .distributed import is_rank0
+
 __all__ = ["atomic_write", "atomic_torch_save"]
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename ``tmp_path`` to ``path`` (same folder, so the rename is atomic)."""
+    """Call ``write(tmp_path)`` then rename ``tmp_path`` to ``path`` (same folder, so the rename is atomic).
+    Under DDP (torchrun) only rank 0 writes; the other ranks return ``path`` without writing."""
     path = Path(path)
+    if not is_rank0():
+        return path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -32,10 +38,23 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         os.replace(tmp, path)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno == 28:
+        if isinstance(e, Exception) and _disk_full(e, path.parent):
             raise OSError(28, f"no space left on the device while saving {path}; the previous file (if any) is intact") from e
         raise
     return path
+
+
+def _disk_full(e: Exception, folder: Path) -> bool:
+    """Whether a failed write was a full disk: torch.save and safetensors report it as RuntimeError or
+    their own error type, so look at the message and at the free space too."""
+    if isinstance(e, OSError) and e.errno == 28:
+        return True
+    if "No space left" in str(e) or "os error 28" in str(e):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:

@@ -37,6 +37,9 @@ def make_loader(dataset: Dataset, bs: int = 64, shuffle: bool = False, drop_last
     """
     if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
         raise ValueError(f"bs (batch size) must be a positive integer, got {bs!r}")
+    if shuffle and sampler is None and hasattr(dataset, "__len__") and len(dataset) == 0:
+        raise ValueError("cannot shuffle an empty dataset (0 items): check that the data folder or table is not "
+                         "empty and that the split left items in the training set")
     g = torch.Generator()
     g.manual_seed(seed if seed is not None else int(torch.seed() % 2**62))
     device = torch.device(device) if device is not None else default_device()
@@ -126,6 +129,11 @@ class DataLoaders:
         if decoded.numel() == 1:
             return float(decoded), float(decoded), probs
         return decoded, decoded, probs
+
+    def decode_predict(self, item: Any, decoded: torch.Tensor, probs: torch.Tensor) -> tuple:
+        """What `Learner.predict(item)` returns: ``decode_pred(decoded, probs)``. A task whose answer
+        shows the input too (tabular: the decoded row) overrides this; the others need not."""
+        return self.decode_pred(decoded, probs)
 
     def show_batch(self, max_n: int = 9, split: int = 0):
         raise NotImplementedError(f"{type(self).__name__} has no show_batch; task DataLoaders provide one")

@@ -25,6 +25,8 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
                                "pass device='cpu' or unset LEARNKIT_DEVICE.")
         return device
     if torch.cuda.is_available():
+        if "LOCAL_RANK" in os.environ:  # torchrun: one process per GPU
+            return torch.device("cuda", int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
         return torch.device("cuda", torch.cuda.current_device())
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():

@@ -15,7 +15,7 @@ The only modules `load_learner` imports are the ones named in the config *and* u
 
 >>> import torch, tempfile, os
 >>> from torch.utils.data import TensorDataset
->>> from learnkit.core.registry import register_dls, register_model
+>>> from learnkit import DataLoaders, Learner, MSELossFlat, load_learner, register_dls, register_model
 >>> @register_model("doctest.linear")
 ... def linear(n_in: int, n_out: int): return torch.nn.Linear(n_in, n_out)
 >>> @register_dls
@@ -98,6 +98,9 @@ def pack_tree(tree: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tensor]
             t = t.clone(memory_format=torch.contiguous_format)
         else:
             storages.add(ptr)
+        base, n = name, 1
+        while name in tensors:  # a key holding "/" could repeat another path
+            name, n = f"{base}#{n}", n + 1
         tensors[name] = t.cpu()
         views[key] = name
         return name
@@ -161,7 +164,10 @@ def load_tree(path: str | Path, what: str = "file", device: str | torch.device =
         tensors = load_file(str(path), device=str(device))
     except (SafetensorError, OSError) as e:
         raise ExportError(f"{path} is damaged and cannot be read ({e})") from None
-    return header, unpack_tree(header.pop("tree", None), tensors)
+    try:
+        return header, unpack_tree(header.pop("tree", None), tensors)
+    except (TypeError, ValueError, KeyError, RecursionError) as e:
+        raise ExportError(f"{path}: the structure described in the file is damaged ({e})") from None
 
 
 def _sniff(path: Path) -> str:
@@ -176,9 +182,9 @@ def _sniff(path: Path) -> str:
 def _read_header(path: str | Path, what: str) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no {what} at {path}")
+        raise FileNotFoundError(f"no learnkit {what} at {path}")
     if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; pass the {what} file itself (e.g. {path / 'export.safetensors'})")
+        raise IsADirectoryError(f"{path} is a folder; pass the file itself (e.g. {path / 'export.safetensors'})")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -191,7 +197,7 @@ def _read_header(path: str | Path, what: str) -> dict[str, Any]:
                           "plain weights load with learn.model.load_state_dict(safetensors.torch.load_file(path))")
     try:
         header = json.loads(meta[_META_KEY])
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, RecursionError) as e:
         raise ExportError(f"{path}: the learnkit config in the file is not valid JSON ({e}); the file is damaged") from None
     if not isinstance(header, dict):
         raise ExportError(f"{path}: the learnkit config must be a JSON object, got {type(header).__name__}")
@@ -297,7 +303,7 @@ def _resolve(registry: dict, entry: dict, key: str, what: str, path: Path) -> An
 def read_export_config(path: str | Path) -> dict[str, Any]:
     """The JSON config of an export, checked for format and version (no tensors are read)."""
     path = Path(path)
-    header = _read_header(path, "learnkit export")
+    header = _read_header(path, "export")
     if header.get("format") != FORMAT:
         raise ExportError(f"{path} is a learnkit file but not an export (format {header.get('format')!r}); "
                           "checkpoints resume with learn.fit(..., resume=path)")
@@ -328,18 +334,26 @@ def load_learner(path: str | Path, device: str | torch.device | None = None) -> 
     dls_cls = _resolve(DLS_REGISTRY, cfg["dls"], "type", "DataLoaders type", path)
     builder = _resolve(MODEL_REGISTRY, cfg["model"], "builder", "model builder", path)
     loss_cls = _resolve(LOSS_REGISTRY, cfg["loss"], "type", "loss function", path)
-    dls = dls_cls.from_config(cfg["dls"].get("config", {}), device=dev)
+    kwargs, loss_kwargs = cfg["model"].get("kwargs", {}), cfg["loss"].get("config", {})
+    if not isinstance(kwargs, dict) or not isinstance(loss_kwargs, dict):
+        raise ExportError(f"{path}: the model kwargs and the loss config must be JSON objects; the file is damaged")
+    try:
+        dls = dls_cls.from_config(cfg["dls"].get("config", {}), device=dev)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ExportError(f"{path}: {dls_cls.__name__}.from_config could not rebuild the data pipeline from the "
+                          f"file's config ({type(e).__name__}: {e}); the file is damaged or from another version") from e
     if not isinstance(dls, DataLoaders):
         raise ExportError(f"{dls_cls.__name__}.from_config returned a {type(dls).__name__}, not a DataLoaders")
-    kwargs = cfg["model"].get("kwargs", {})
     model = builder(**kwargs)
-    _, state = load_tree(path, "learnkit export")
+    _, state = load_tree(path, "export")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ExportError(f"{path}: the weights section is not a mapping of names to tensors; the file is damaged")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ExportError(f"{path}: the weights do not fit the architecture {cfg['model']['builder']}(**{kwargs}): "
                           f"{e}") from None
-    loss = loss_cls(**cfg["loss"].get("config", {}))
+    loss = loss_cls(**loss_kwargs)
     learn = Learner(dls, model, loss_func=loss, path=path.parent, device=dev)
     learn.model_spec = {"builder": cfg["model"]["builder"], "kwargs": kwargs}
     precision = cfg.get("precision", "fp32")

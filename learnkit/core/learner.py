@@ -9,7 +9,7 @@ gradients, checkpoints) is a callback. Read ``_do_one_batch`` to see exactly wha
 >>> x = torch.randn(64, 2); y = x @ torch.tensor([[2.], [-1.]])
 >>> dls = DataLoaders.from_dsets(TensorDataset(x, y), TensorDataset(x, y), bs=16, device="cpu")
 >>> learn = Learner(dls, torch.nn.Linear(2, 1), loss_func=MSELossFlat(), lr=0.1, progress=False)
->>> learn.fit(5)
+>>> learn.fit(20)
 >>> learn.validate()[0] < 0.05
 True
 """
@@ -28,12 +28,19 @@ from torch import nn
 from .callback import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
                        CancelFitException, CancelStepException, CancelTrainException, CancelValidException)
 from .data import DataLoaders
+from .distributed import (distrib_barrier, distrib_ctx, gather_preds, maybe_distribute, shard_for_preds,
+                          to_distributed)
 from .device import batch_size, default_device, to_cpu, to_device
 from .losses import MSELossFlat
 from .metrics import Metric, as_metric
 from .optim import LR, check_lr, default_splitter, make_optimizer, spread_lr
 
 __all__ = ["Learner"]
+
+
+def _check_wd(wd: Any) -> None:
+    if wd is not None and (isinstance(wd, bool) or not isinstance(wd, (int, float)) or not wd >= 0):
+        raise ValueError(f"wd (weight decay) must be a number >= 0 or None, got {wd!r}")
 
 
 def _listify(o: Any) -> list:
@@ -77,6 +84,10 @@ class Learner:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         check_lr(lr)
+        _check_wd(wd)
+        for arg, f in (("opt_func", opt_func), ("splitter", splitter)):
+            if not callable(f):
+                raise TypeError(f"{arg} must be callable, got {f!r} (e.g. opt_func=torch.optim.AdamW)")
         self.dls, self.lr, self.wd, self.splitter, self.opt_func = dls, lr, wd, splitter, opt_func
         self.device = default_device(device) if device is not None else dls.device
         self.dls.to(self.device)
@@ -99,6 +110,8 @@ class Learner:
         self.pred = self.loss = self.loss_grad = None
         self.cbs: list[Callback] = []
         self.add_cbs([Recorder(), ProgressCallback()] + _listify(cbs))
+        self.ddp_model: nn.Module | None = None  # the DDP wrapper of `model` during a distributed fit
+        maybe_distribute(self)  # joins DDP when torchrun started this process (distributed.py)
 
     # --- callbacks -----------------------------------------------------------------------------------
     def add_cb(self, cb: Callback) -> "Learner":
@@ -209,20 +222,51 @@ class Learner:
 
     # --- precision -------------------------------------------------------------------------------------
     def to_fp16(self) -> "Learner":
-        """fp16 autocast with a GradScaler on CUDA; on other devices warns and keeps fp32."""
+        """fp16 autocast with a GradScaler on CUDA (conv nets also go channels-last there); on other devices
+        warns and keeps fp32."""
         if self.device.type != "cuda":
             warnings.warn(f"fp16 mixed precision needs CUDA (device is {self.device}); training stays in fp32. "
                           "Use learn.to_bf16() for bfloat16 autocast on this device.", stacklevel=2)
             return self.to_fp32()
         self.precision = "fp16"
         self.scaler = torch.amp.GradScaler("cuda", enabled=True)
+        self._channels_last_on_cuda()
         return self
 
     def to_bf16(self) -> "Learner":
-        """bfloat16 autocast (CUDA or CPU); no gradient scaling is needed."""
+        """bfloat16 autocast (CUDA or CPU; conv nets also go channels-last on CUDA); no gradient scaling is needed."""
         self.precision = "bf16"
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=False)
+        self._channels_last_on_cuda()
         return self
+
+    def to_channels_last(self) -> "Learner":
+        """Store conv weights (and so activations) channels-last, the layout tensor cores prefer on CUDA."""
+        self.model.to(memory_format=torch.channels_last)
+        return self
+
+    def _channels_last_on_cuda(self) -> None:
+        if self.device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
+            self.to_channels_last()
+
+    def compile(self, mode: str | None = None, fullgraph: bool = False, dynamic: bool | None = None,
+                backend: str = "inductor") -> "Learner":
+        """Opt-in ``torch.compile`` of the model, in place (``nn.Module.compile``: the weights' names do not
+        change, so ``save``/``export`` work as before). The first batches are slow while it compiles."""
+        self.model.compile(mode=mode, fullgraph=fullgraph, dynamic=dynamic, backend=backend)
+        return self
+
+    # --- distributed (torchrun); the machinery is in distributed.py ----------------------------------
+    def to_distributed(self, sync_bn: bool = True, find_unused_parameters: bool = False,
+                       backend: str | None = None) -> "Learner":
+        """Train with DDP over the processes torchrun started; a no-op in a single process. Called
+        automatically for a Learner created under torchrun (set ``LEARNKIT_DISTRIBUTED=0`` to opt out)."""
+        return to_distributed(self, sync_bn=sync_bn, find_unused_parameters=find_unused_parameters, backend=backend)
+
+    def distrib_ctx(self, sync_bn: bool = True, find_unused_parameters: bool = False,
+                    backend: str | None = None) -> contextlib.AbstractContextManager:
+        """``with learn.distrib_ctx(): learn.fine_tune(3)``: DDP inside the block, clean shutdown after it."""
+        return distrib_ctx(self, sync_bn=sync_bn, find_unused_parameters=find_unused_parameters, backend=backend)
 
     def to_fp32(self) -> "Learner":
         self.precision = "fp32"
@@ -247,6 +291,7 @@ class Learner:
             raise ValueError(f"n_epoch must be a non-negative integer, got {n_epoch!r}")
         if lr is not None:
             check_lr(lr)
+        _check_wd(wd)
         if n_epoch and self.dls.train is None:
             raise ValueError("this DataLoaders has no training data (an inference-only one, e.g. from load_learner); "
                              "build task DataLoaders from your data to train")
@@ -303,7 +348,7 @@ class Learner:
 
     def _do_one_batch(self) -> None:
         with self.autocast():
-            self.pred = self.model(*self.xb)
+            self.pred = (self.model if self.ddp_model is None else self.ddp_model)(*self.xb)
             self("after_pred")
             if self.yb:
                 self.loss_grad = self.loss_func(self.pred, *self.yb)
@@ -372,9 +417,10 @@ class Learner:
         """Predictions over a whole loader: ``(probs, targets[, decoded][, losses][, inputs])``.
 
         ``probs`` is the loss' activation of the model output (softmax for cross-entropy). The targets
-        are ``None`` for loaders without labels (``dls.test_dl(items)``).
+        are ``None`` for loaders without labels (``dls.test_dl(items)``). Under DDP, predictions over the
+        ``dls``' own loaders are sharded and gathered (call it on every rank); an explicit ``dl`` runs locally.
         """
-        dl = self.dls[ds_idx] if dl is None else dl
+        dl = shard_for_preds(self, self.dls[ds_idx]) if dl is None else dl  # under DDP: this rank's shard
         act = act or getattr(self.loss_func, "activation", lambda o: o)
         preds, targs, inputs, losses = [], [], [], []
         self.model.eval()
@@ -390,15 +436,15 @@ class Learner:
                         losses.append(to_cpu(self._item_losses(out, yb)))
                 if with_input:
                     inputs.append(to_cpu(xb[0] if len(xb) == 1 else xb))
-        probs = torch.cat(preds) if preds else torch.empty(0)
-        res = [probs, torch.cat(targs) if targs else None]
+        probs = gather_preds(dl, torch.cat(preds) if preds else torch.empty(0))
+        res = [probs, gather_preds(dl, torch.cat(targs) if targs else None)]
         if with_decoded:
             dec = getattr(self.loss_func, "decodes", lambda o: o)
             res.append(dec(probs))
         if with_loss:
-            res.append(torch.cat(losses) if losses else None)
+            res.append(gather_preds(dl, torch.cat(losses) if losses else None))
         if with_input:
-            res.append(_cat_nested(inputs))
+            res.append(gather_preds(dl, _cat_nested(inputs)))
         return tuple(res)
 
     def _item_losses(self, out: torch.Tensor, yb: tuple) -> torch.Tensor:
@@ -409,7 +455,7 @@ class Learner:
         """Predict one item: ``(decoded, decoded_index_or_value, probabilities)``."""
         dl = self.dls.test_dl([item])
         probs, _, dec = self.get_preds(dl=dl, with_decoded=True)
-        return self.dls.decode_pred(dec[0], probs[0])
+        return self.dls.decode_predict(item, dec[0], probs[0])
 
     def validate(self, ds_idx: int = 1, dl: Iterable | None = None) -> list[float]:
         """``[valid_loss, *metrics]`` over a loader (the validation set by default)."""
@@ -442,6 +488,7 @@ class Learner:
     def load(self, name: str | Path, with_opt: bool = True, strict: bool = True) -> "Learner":
         """Load weights (and optimizer state, if saved) written by `save`."""
         path = self._ckpt_path(name)
+        distrib_barrier()  # under DDP only rank 0 writes checkpoints: wait until it has
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint at {path}")
         state = torch.load(path, map_location=self.device, weights_only=True)

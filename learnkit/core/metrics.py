@@ -88,14 +88,26 @@ def _lower_is_better(f):
 
 
 # --- classification ---------------------------------------------------------------------------------
+def _check_class_scores(pred: torch.Tensor, targ: torch.Tensor, name: str, axis: int = 1) -> None:
+    """Clear errors when a classification metric gets a regression problem."""
+    if targ.is_floating_point():
+        raise ValueError(f"{name} compares class indices, but the targets are floats ({targ.dtype}): for a "
+                         "regression task use mse, mae or rmse(); for multi-label targets use accuracy_multi")
+    if pred.ndim <= axis or pred.shape[axis] < 2:
+        raise ValueError(f"{name} needs one score per class (predictions of shape [batch, n_classes, ...]), got "
+                         f"{list(pred.shape)}: a regression or single-logit output? use mse/rmse() or accuracy_multi")
+
+
 def accuracy(pred: torch.Tensor, targ: torch.Tensor, axis: int = 1) -> torch.Tensor:
     """Share of items whose arg-max class equals the target (works for ``[B, C]`` and ``[B, C, H, W]``)."""
+    _check_class_scores(pred, targ, "accuracy", axis)
     return (pred.argmax(dim=axis) == targ).float().mean()
 
 
 @_lower_is_better
 def error_rate(pred: torch.Tensor, targ: torch.Tensor, axis: int = 1) -> torch.Tensor:
     """1 - accuracy."""
+    _check_class_scores(pred, targ, "error_rate", axis)
     return 1 - accuracy(pred, targ, axis)
 
 
@@ -107,21 +119,30 @@ def accuracy_multi(pred: torch.Tensor, targ: torch.Tensor, thresh: float = 0.5, 
 
 
 # --- regression -------------------------------------------------------------------------------------
+def _check_one_per_target(pred: torch.Tensor, targ: torch.Tensor, name: str) -> None:
+    if pred.numel() != targ.numel():
+        raise ValueError(f"{name} needs one prediction per target, got predictions of shape {list(pred.shape)} for "
+                         f"targets of shape {list(targ.shape)}: a classification output? use accuracy or error_rate")
+
+
 @_lower_is_better
 def mse(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Mean squared error."""
+    _check_one_per_target(pred, targ, "mse")
     return ((pred.reshape(targ.shape).float() - targ.float()) ** 2).mean()
 
 
 @_lower_is_better
 def mae(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Mean absolute error."""
+    _check_one_per_target(pred, targ, "mae")
     return (pred.reshape(targ.shape).float() - targ.float()).abs().mean()
 
 
 @_lower_is_better
 def msle(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Mean squared logarithmic error."""
+    _check_one_per_target(pred, targ, "msle")
     return ((torch.log1p(pred.reshape(targ.shape).float()) - torch.log1p(targ.float())) ** 2).mean()
 
 
@@ -132,6 +153,7 @@ class _RMSE(Metric):
         self.sq, self.count = 0.0, 0
 
     def accumulate(self, pred, targ):
+        _check_one_per_target(pred, targ, "rmse")
         self.sq += float(((pred.reshape(targ.shape).float() - targ.float()) ** 2).sum())
         self.count += targ.numel()
 

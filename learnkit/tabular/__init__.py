@@ -7,16 +7,16 @@
 from ..core import *  # noqa: F403 - a task package re-exports the core names
 from ..core import __all__ as _core_all
 from .data import TabularDataLoaders, rows_to_df
-from .learner import TabularLearner, tabular_learner
+from .learner import TabularLearner, fused_adamw, tabular_learner
 from .model import TabularModel, emb_sz_rule, get_emb_sz, tabular_model
 from .processor import TabularProcessor
-from .procs import NA_CLASS, Categorify, FillMissing, Normalize, TabularProc, register_proc
+from .procs import NA_CLASS, Categorify, Discretize, FillMissing, Normalize, TabularProc, register_proc
 from .show import display_df
 from .table import TabularLoader, TabularTensors
 
 __all__ = [
-    "TabularDataLoaders", "rows_to_df", "TabularLearner", "tabular_learner", "TabularModel", "emb_sz_rule",
-    "get_emb_sz", "tabular_model", "TabularProcessor", "NA_CLASS", "Categorify", "FillMissing", "Normalize",
-    "TabularProc", "register_proc", "display_df", "TabularLoader", "TabularTensors",
+    "TabularDataLoaders", "rows_to_df", "TabularLearner", "tabular_learner", "fused_adamw", "TabularModel",
+    "emb_sz_rule", "get_emb_sz", "tabular_model", "TabularProcessor", "NA_CLASS", "Categorify", "Discretize",
+    "FillMissing", "Normalize", "TabularProc", "register_proc", "display_df", "TabularLoader", "TabularTensors",
     *_core_all,
 ]

@@ -25,7 +25,7 @@ from ..core.registry import register_dls
 from ..core.split import IndexSplitter, RandomSplitter, check_split
 from .processor import ProcSpec, TabularProcessor
 from .show import display_df
-from .table import TabularLoader, TabularTensors
+from .table import TabularLoader
 
 __all__ = ["TabularDataLoaders", "rows_to_df"]
 
@@ -106,7 +106,7 @@ class TabularDataLoaders(DataLoaders):
             cat_names, cont_names = _infer_names(df, y_list)
         processor = TabularProcessor(cat_names, cont_names, y_names, procs=procs, y_block=y_block,
                                      na_values=na_values, strip=strip)
-        processor._check_columns(df, with_labels=True)
+        processor.check_columns(df, with_labels=True)
         allow_empty = (valid_idx is not None and len(valid_idx) == 0) or (valid_idx is None and valid_pct == 0)
         splitter = IndexSplitter(valid_idx) if valid_idx is not None else RandomSplitter(valid_pct, seed)
         train_idx, valid_idx = splitter(range(len(df)))
@@ -130,7 +130,7 @@ class TabularDataLoaders(DataLoaders):
         return cls(train_dl, valid_dl, processor, path=path, device=device, bs=bs)
 
     @classmethod
-    def from_csv(cls, csv: str | Path, path: str | Path | None = None, procs: Sequence[ProcSpec] | None = None,
+    def from_csv(cls, csv: str | Path, path: str | Path = ".", procs: Sequence[ProcSpec] | None = None,
                  cat_names: str | Sequence[str] | None = None, cont_names: str | Sequence[str] | None = None,
                  y_names: str | Sequence[str] | None = None, y_block: str | None = None,
                  valid_idx: Sequence[int] | None = None, valid_pct: float = 0.2, seed: int | None = 42,
@@ -139,13 +139,14 @@ class TabularDataLoaders(DataLoaders):
                  device: str | torch.device | None = None) -> "TabularDataLoaders":
         """Read ``csv`` with pandas (spaces after separators skipped) and call `from_df`.
 
-        ``path`` defaults to the folder of the CSV; nothing is ever written there unless you save.
+        ``path`` (where ``learn.save`` writes ``models/``) is the working directory, not the data folder:
+        learnkit never writes beside your data unless you point ``path`` there.
         """
         csv = Path(csv)
         if not csv.is_file():
             raise FileNotFoundError(f"no CSV file at {csv}; check the path (or LEARNKIT_DATA)")
         df = pd.read_csv(csv, sep=sep, skipinitialspace=True, low_memory=False)
-        return cls.from_df(df, path=csv.parent if path is None else path, procs=procs, cat_names=cat_names,
+        return cls.from_df(df, path=path, procs=procs, cat_names=cat_names,
                            cont_names=cont_names, y_names=y_names, y_block=y_block, valid_idx=valid_idx,
                            valid_pct=valid_pct, seed=seed, bs=bs, val_bs=val_bs, shuffle=shuffle,
                            drop_last=drop_last, na_values=na_values, strip=strip, device=device)
@@ -198,7 +199,9 @@ class TabularDataLoaders(DataLoaders):
         ``pd.Series`` of the row as the model saw it (filled, categories as names, ``#na#`` for unknown)
         plus the prediction under the target name(s)."""
         label, idx, probs = self.decode_pred(decoded, probs)
-        t = self.procs.process(rows_to_df(item))
+        with warnings.catch_warnings():  # test_dl already warned about unseen categories in this row
+            warnings.simplefilter("ignore")
+            t = self.procs.process(rows_to_df(item))
         row = self.procs.decode(t.cats[:1], t.conts[:1]).iloc[0]
         preds = [label] if len(self.y_names) <= 1 else label
         for name, v in zip(self.y_names or ["prediction"], preds):

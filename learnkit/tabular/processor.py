@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .procs import NA_CLASS, Categorify, FillMissing, Normalize, TabularProc, proc_from_state
+from .procs import NA_CLASS, Categorify, FillMissing, Normalize, TabularProc, _lookup, proc_from_state
 from .table import TabularTensors
 
 __all__ = ["TabularProcessor", "Y_BLOCKS"]
@@ -109,7 +109,8 @@ class TabularProcessor:
                     raise ValueError(f"column {n!r} is in both {seen[n]} and {what}; a column has one role")
                 seen[n] = what
 
-    def _check_columns(self, df: pd.DataFrame, with_labels: bool) -> None:
+    def check_columns(self, df: pd.DataFrame, with_labels: bool) -> None:
+        """Raise a clear error when ``df`` is not a frame, has duplicated names or lacks a used column."""
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
         if df.columns.duplicated().any():
@@ -144,7 +145,7 @@ class TabularProcessor:
 
     def clean(self, df: pd.DataFrame, with_labels: bool = True) -> pd.DataFrame:
         """The used columns of ``df``, cleaned (a new frame; ``df`` is never modified)."""
-        self._check_columns(df, with_labels)
+        self.check_columns(df, with_labels)
         out = {}
         for n in self._input_cat_names():
             out[n] = self._mask_markers(self._clean_text(df[n]))
@@ -172,7 +173,7 @@ class TabularProcessor:
     # --- fitting -----------------------------------------------------------------------------------
     def clean_target(self, df: pd.DataFrame) -> pd.DataFrame:
         """The target column(s) of ``df``, cleaned (stripped, missing markers as NaN)."""
-        self._check_columns(df, with_labels=True)
+        self.check_columns(df, with_labels=True)
         return pd.DataFrame({n: self._mask_markers(self._clean_text(df[n])) for n in self.y_names}, index=df.index)
 
     def fit(self, df: pd.DataFrame) -> TabularTensors:
@@ -180,14 +181,14 @@ class TabularProcessor:
         clean = self.clean(df, with_labels=True)
         if len(clean) == 0:
             raise ValueError("cannot fit the tabular procs on an empty table")
-        if self.cat_names and not any(isinstance(p, Categorify) for p in self.procs):
-            raise ValueError(f"categorical columns {self.cat_names} need the Categorify proc to become integer codes; "
-                             "add Categorify to procs")
-        cat_names = list(self.cat_names)
+        cat_names, self.fitted = self._input_cat_names(), False   # refitting starts from the data's columns
         for p in self.procs:
             p.setup(clean, cat_names, self.cont_names)
             clean = p.encode(clean)
             cat_names += [n for n in p.new_cat_names if n not in cat_names]
+        if cat_names and not any(isinstance(p, Categorify) for p in self.procs):
+            raise ValueError(f"categorical columns {cat_names} need the Categorify proc to become integer codes; "
+                             "add Categorify to procs")
         self.cat_names = cat_names
         self._fit_target(clean)
         self.fitted = True
@@ -227,10 +228,10 @@ class TabularProcessor:
 
     def _tensors(self, clean: pd.DataFrame, with_labels: bool) -> TabularTensors:
         n = len(clean)
-        cats = torch.from_numpy(np.ascontiguousarray(clean[self.cat_names].to_numpy(dtype=np.int64))) \
+        cats = torch.from_numpy(np.ascontiguousarray(clean[self.cat_names].to_numpy(dtype=np.int64, copy=True))) \
             if self.cat_names else torch.zeros(n, 0, dtype=torch.int64)
         if self.cont_names:
-            conts_np = clean[self.cont_names].to_numpy(dtype=np.float32)
+            conts_np = clean[self.cont_names].to_numpy(dtype=np.float32, copy=True)
             if np.isnan(conts_np).any():
                 bad = [c for c in self.cont_names if clean[c].isna().any()]
                 raise ValueError(f"continuous column(s) {bad} still have missing values after the procs; "
@@ -248,7 +249,7 @@ class TabularProcessor:
                              "(TabularDataLoaders.from_df drops them with a warning)")
         if self.y_block == "classification":
             col = clean[self.y_names[0]]
-            codes = pd.Categorical(col, categories=self.vocab).codes.astype(np.int64)
+            codes = _lookup(self.vocab, col)
             if (codes < 0).any():
                 unknown = pd.unique(col[codes < 0])[:5]
                 raise ValueError(f"target {self.y_names[0]!r} has classes never seen in the training rows: "

@@ -70,10 +70,16 @@ def pretrained_folder(source: str | os.PathLike = "minilm") -> Path:
 
 @contextlib.contextmanager
 def _offline() -> Iterator[None]:
-    """``HF_HUB_OFFLINE=1`` and ``TRANSFORMERS_OFFLINE=1`` while loading; the previous values come back after."""
+    """``HF_HUB_OFFLINE=1`` and ``TRANSFORMERS_OFFLINE=1`` while loading, and transformers' loading report and
+    progress bar silenced (the pooler weights it reports as unused are left out on purpose); everything
+    comes back as it was after."""
     keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     old = {k: os.environ.get(k) for k in keys}
     os.environ.update({k: "1" for k in keys})
+    tf_logging = _transformers().utils.logging
+    verbosity, bar = tf_logging.get_verbosity(), tf_logging.is_progress_bar_enabled()
+    tf_logging.set_verbosity_error()
+    tf_logging.disable_progress_bar()
     try:
         yield
     finally:
@@ -82,6 +88,9 @@ def _offline() -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        tf_logging.set_verbosity(verbosity)
+        if bar:
+            tf_logging.enable_progress_bar()
 
 
 def load_hf_tokenizer(source: str | os.PathLike = "minilm") -> Any:
@@ -111,16 +120,17 @@ def load_encoder(source: str | os.PathLike = "minilm", pretrained: bool = True) 
 class PretrainedTokenizer:
     """The tokenizer of a pretrained encoder with learnkit's interface (see `learnkit.text.tokenize`).
 
-    Each text becomes ``[CLS] ids [SEP]``, at most ``max_len`` ids in all; longer texts are truncated
-    (``truncation``: ``head``, ``tail`` or ``head_tail``).
+    Each text becomes ``[CLS] ids [SEP]``, at most ``max_len`` ids in all (default 256, or the model's limit
+    if lower); longer texts are truncated (``truncation``: ``head``, ``tail`` or ``head_tail``).
     """
 
-    def __init__(self, source: str | os.PathLike = "minilm", max_len: int = 256, truncation: str = "head_tail"):
+    def __init__(self, source: str | os.PathLike = "minilm", max_len: int | None = None, truncation: str = "head_tail"):
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation must be one of {TRUNCATIONS}, got {truncation!r}")
         self.source, self.truncation = str(source), truncation
         self.hf = load_hf_tokenizer(source)
         limit = min(int(self.hf.model_max_length), 512) if self.hf.model_max_length < 10**6 else 512
+        max_len = min(256, limit) if max_len is None else max_len
         if isinstance(max_len, bool) or not isinstance(max_len, int) or not 3 <= max_len <= limit:
             raise ValueError(f"max_len must be an integer in 3..{limit} for {self.source!r}, got {max_len!r}")
         self.max_len = max_len

@@ -69,8 +69,8 @@ class WordTokenizer:
 
     >>> tok = WordTokenizer.train(["a good film", "a bad film"], min_freq=1)
     >>> tok.encode_batch(["A good, good film"])
-    [[4, 5, 1, 5, 3]]
-    >>> tok.decode([4, 5, 1, 5, 3])
+    [[2, 5, 1, 5, 3]]
+    >>> tok.decode([2, 5, 1, 5, 3])
     'a good xxunk good film'
     """
 
@@ -104,7 +104,9 @@ class WordTokenizer:
         return len(self.vocab)
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [truncate(self.vocab.numericalize(self.split(t)), self.max_len, self.truncation) for t in texts]
+        """Token ids of each text, truncated; a text with no token becomes ``[xxunk]`` (never empty)."""
+        return [truncate(self.vocab.numericalize(self.split(t)), self.max_len, self.truncation) or [self.vocab.unk_id]
+                for t in texts]
 
     def decode(self, ids: Iterable[int]) -> str:
         return " ".join(self.vocab.textify(ids))

@@ -1,1 +1,35 @@
-"""Vision (placeholder while being written)."""
+"""Computer vision: image classification in three lines.
+
+>>> from learnkit.vision import *  # ImageDataLoaders, vision_learner, Resize, error_rate, Learner, ...
+
+``dls = ImageDataLoaders.from_name_func(path, get_image_files(path), label_func=is_cat, item_tfms=Resize(224))``
+``learn = vision_learner(dls, "efficientnet_lite0", metrics=error_rate)``
+``learn.fine_tune(1)``
+"""
+from ..core import *  # noqa: F403 - the core defines __all__
+from ..core import __all__ as _core_all
+from .classifier import (AdaptiveConcatPool2d, ClassifierHead, VisionClassifier, body_from_callable,
+                         build_vision_classifier, create_head, vision_splitter)
+from .data import ImageDataLoaders
+from .dataset import ImageDataset, collate_images
+from .feature_cache import FrozenFeatureCache
+from .interpret import ClassificationInterpretation
+from .io import IMAGE_EXTENSIONS, ImageLoadError, get_image_files, image_to_tensor, load_image
+from .labels import RegexLabeller, parent_label
+from .learner import VisionLearner, vision_learner
+from .models import (ARCH_ALIASES, ModelMeta, PretrainedWeightsError, create_body, create_encoder,
+                     load_lite0_pretrained, model_meta, timm_name)
+from .show import show_image, show_images, show_results
+from .transforms import (BatchTransform, GeometricAug, ItemTransform, LightingAug, Normalize, RandomResizedCrop,
+                         Resize, aug_transforms, imagenet_stats)
+
+__all__ = [
+    *_core_all,
+    "AdaptiveConcatPool2d", "ClassifierHead", "VisionClassifier", "body_from_callable", "build_vision_classifier",
+    "create_head", "vision_splitter", "ImageDataLoaders", "RegexLabeller", "parent_label", "ImageDataset",
+    "collate_images", "FrozenFeatureCache", "ClassificationInterpretation", "IMAGE_EXTENSIONS", "ImageLoadError",
+    "get_image_files", "image_to_tensor", "load_image", "VisionLearner", "vision_learner", "ARCH_ALIASES",
+    "ModelMeta", "PretrainedWeightsError", "create_body", "create_encoder", "load_lite0_pretrained", "model_meta",
+    "timm_name", "show_image", "show_images", "show_results", "BatchTransform", "GeometricAug", "ItemTransform",
+    "LightingAug", "Normalize", "RandomResizedCrop", "Resize", "aug_transforms", "imagenet_stats",
+]

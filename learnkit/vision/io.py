@@ -6,7 +6,7 @@ fall back to Pillow. A file that cannot be decoded raises `ImageLoadError` namin
 Files are only ever read.
 
 >>> import tempfile, torchvision
->>> d = Path(tempfile.mkdtemp()); torchvision.io.write_png(torch.zeros(1, 4, 6, dtype=torch.uint8), str(d / "a.png"))
+>>> d = Path(tempfile.mkdtemp()); _ = torchvision.io.write_png(torch.zeros(1, 4, 6, dtype=torch.uint8), str(d / "a.png"))
 >>> load_image(d / "a.png").shape, [p.name for p in get_image_files(d)]
 (torch.Size([3, 4, 6]), ['a.png'])
 """

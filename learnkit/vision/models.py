@@ -116,12 +116,14 @@ def _create(arch: str, pretrained: bool, **timm_kwargs) -> nn.Module:
 def create_body(arch: str, pretrained: bool = True) -> nn.Module:
     """The network of ``arch`` without global pooling and classifier: ``[B, 3, H, W] -> [B, C, h, w]``.
 
-    ``body.num_features`` is ``C``. Dropout and stochastic depth are off (``drop_rate=drop_path_rate=0``).
+    Dropout (timm applies ``drop_rate`` to the features it returns) and stochastic depth are off: the head
+    has its own dropout, and a deterministic body can be cached while frozen. ``C`` is usually ``body.num_features`` (not for
+    every model: MobileNetV3 keeps its 1x1 conv head; run the body once to be sure).
 
     >>> create_body("resnet18", pretrained=False)(torch.zeros(1, 3, 64, 64)).shape
     torch.Size([1, 512, 2, 2])
     """
-    return _create(arch, pretrained, num_classes=0, global_pool="")
+    return _create(arch, pretrained, num_classes=0, global_pool="", drop_rate=0.0, drop_path_rate=0.0)
 
 
 def create_encoder(arch: str, pretrained: bool = True, features_only: bool = True,

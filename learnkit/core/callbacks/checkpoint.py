@@ -31,7 +31,7 @@ import torch
 
 from ..callback import Callback
 from ..export import ExportError, load_tree, save_tree
-from .schedule import OneCycleScheduler, ParamScheduler
+from .schedule import LRFinder, OneCycleScheduler, ParamScheduler
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..learner import Learner
@@ -45,7 +45,8 @@ _CKPT_VERSION = 1
 def _generators(dl: Any) -> list[torch.Generator]:
     """The distinct torch.Generators that drive a loader's order (DataLoader, its sampler, batch sampler)."""
     found: list[torch.Generator] = []
-    for owner in (dl, getattr(dl, "sampler", None), getattr(getattr(dl, "batch_sampler", None), "sampler", None)):
+    batch_sampler = getattr(dl, "batch_sampler", None)
+    for owner in (dl, getattr(dl, "sampler", None), batch_sampler, getattr(batch_sampler, "sampler", None)):
         g = getattr(owner, "generator", None)
         if isinstance(g, torch.Generator) and all(g is not h for h in found):
             found.append(g)
@@ -132,11 +133,15 @@ class CheckpointCallback(Callback):
         return [[cb.name, cb.state_dict()] for cb in self.learn.cbs
                 if cb is not self and hasattr(cb, "state_dict") and hasattr(cb, "load_state_dict")]
 
+    def _lr_find(self) -> bool:
+        """``lr_find`` trains throw-away steps: they are never checkpointed nor resumed."""
+        return any(isinstance(cb, LRFinder) for cb in self.learn.cbs)
+
     # --- writing ---------------------------------------------------------------------------------------
     def after_epoch(self):
         learn = self.learn
         last = learn.epoch == learn.n_epoch - 1
-        if (learn.epoch + 1) % self.every and not last:
+        if ((learn.epoch + 1) % self.every and not last) or self._lr_find():
             return
         tree = {"model": learn.model.state_dict(), "opt": learn.opt.state_dict(), "scaler": learn.scaler.state_dict(),
                 "callbacks": self._callback_states(), "rng": _rng_state(self._loaders())}
@@ -149,7 +154,7 @@ class CheckpointCallback(Callback):
     # --- resuming --------------------------------------------------------------------------------------
     def before_fit(self):
         resume, self.resumed_from = self.resume, None
-        if resume is None:
+        if resume is None or self._lr_find():
             return
         path = self.path if resume == "auto" else Path(resume)
         if not path.exists():
@@ -164,7 +169,7 @@ class CheckpointCallback(Callback):
 
     def _restore(self, path: Path) -> None:
         learn = self.learn
-        header, tree = load_tree(path, "learnkit checkpoint")
+        header, tree = load_tree(path, "checkpoint")
         if header.get("format") != CKPT_FORMAT:
             raise ExportError(f"{path} is a learnkit file but not a checkpoint (format {header.get('format')!r})")
         if header.get("format_version") != _CKPT_VERSION:

@@ -5,12 +5,14 @@ import csv
 from pathlib import Path
 
 from ..callback import Callback
+from ..distributed import is_rank0
 
 __all__ = ["CSVLogger"]
 
 
 class CSVLogger(Callback):
-    """Append ``epoch, train_loss, valid_loss, metrics..., time`` to ``learn.path/fname`` after each epoch."""
+    """Append ``epoch, train_loss, valid_loss, metrics..., time`` to ``learn.path/fname`` after each epoch
+    (under DDP, rank 0 writes it)."""
 
     order = 70
 
@@ -19,6 +21,9 @@ class CSVLogger(Callback):
 
     def before_fit(self):
         self.path = self.fname if self.fname.is_absolute() else self.learn.path / self.fname
+        self.file = None
+        if not is_rank0():
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not (self.append and self.path.exists())
         self.file = open(self.path, "a" if not new else "w", newline="")
@@ -27,11 +32,14 @@ class CSVLogger(Callback):
             self.writer.writerow(self.learn.recorder.metric_names)
 
     def after_epoch(self):
+        if self.file is None:
+            return
         self.writer.writerow(self.learn.recorder.log)
         self.file.flush()
 
     def after_fit(self):
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
     def read(self):
         """The log as a pandas DataFrame."""

@@ -1,12 +1,19 @@
-"""Progress bars (tqdm.auto: a terminal bar or a notebook widget) and the per-epoch metrics table."""
+"""Progress bars (tqdm: a terminal bar, or a notebook widget when ipywidgets is installed) and the per-epoch
+metrics table (an HTML table updated in place in a notebook)."""
 from __future__ import annotations
 
 import math
 import os
+import warnings
 
 from ..callback import Callback
 
-__all__ = ["ProgressCallback", "in_notebook"]
+# In a notebook without ipywidgets, importing tqdm.auto (huggingface_hub does, under timm and transformers)
+# warns "IProgress not found" on stderr. learnkit shows no bar there (see `_bar_class`) and says how to get
+# widgets in its docs (the `notebook` extra), so that one message is silenced — nothing else from tqdm.
+warnings.filterwarnings("ignore", message="IProgress not found", module=r"tqdm\.")
+
+__all__ = ["ProgressCallback", "in_notebook", "progress_bar"]
 
 
 def in_notebook() -> bool:
@@ -16,6 +23,35 @@ def in_notebook() -> bool:
         return shell is not None and "IPKernelApp" in shell.config
     except Exception:  # noqa: BLE001 - IPython absent or odd shells
         return False
+
+
+def _bar_class(notebook: bool):
+    """tqdm's widget bar in a notebook with ipywidgets; none in a notebook without it (a text bar would land
+    on stderr, after a TqdmWarning: the HTML table still updates each epoch); tqdm's text bar elsewhere."""
+    if notebook:
+        try:
+            import ipywidgets  # noqa: F401 - only to know whether widgets can be drawn
+        except ImportError:
+            return None
+        from tqdm.notebook import tqdm
+        return tqdm
+    from tqdm import tqdm
+    return tqdm
+
+
+def progress_bar(iterable=None, total: int | None = None, desc: str | None = None, leave: bool = False,
+                 disable: bool = False):
+    """A tqdm bar for any loop in learnkit: a widget in a notebook with ipywidgets, text in a terminal, and
+    a silent pass-through in a notebook without ipywidgets (no ``TqdmWarning``, nothing on stderr).
+
+    >>> sum(progress_bar(range(3), disable=True))
+    3
+    """
+    bar_class = _bar_class(in_notebook())
+    if bar_class is None:
+        from tqdm import tqdm
+        bar_class, disable = tqdm, True
+    return bar_class(iterable, total=total, desc=desc, leave=leave, disable=disable, dynamic_ncols=True)
 
 
 def _fmt(v) -> str:
@@ -48,11 +84,10 @@ class ProgressCallback(Callback):
         self.notebook = in_notebook()
 
     def _new_bar(self, desc: str):
-        if not self.on:
+        bar_class = _bar_class(self.notebook) if self.on else None
+        if bar_class is None:
             return
-        from tqdm.auto import tqdm
-        self.bar = tqdm(total=self.learn.n_iter, desc=desc,
-                        leave=False, dynamic_ncols=True)
+        self.bar = bar_class(total=self.learn.n_iter, desc=desc, leave=False, dynamic_ncols=True)
 
     def before_train(self):
         self._new_bar(f"epoch {self.learn.epoch + 1}/{self.learn.n_epoch} train")
@@ -93,7 +128,7 @@ class ProgressCallback(Callback):
         if self.notebook:
             self._show_html(names)
         else:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
             widths = [max(len(n), 10) for n in names]
             if len(self.rows) == 1:
                 tqdm.write("  ".join(n.ljust(w) for n, w in zip(names, widths)))

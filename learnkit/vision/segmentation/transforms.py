@@ -1,66 +1,43 @@
-"""Paired transforms: every geometric change moves the image and its mask together.
+"""Paired batch transforms: every geometric change moves the images and their masks together.
 
-Built on torchvision's transforms v2: an image wrapped as ``tv_tensors.Image`` and its mask as
-``tv_tensors.Mask`` go through the same transform call, so they get the same random parameters;
-torchvision resamples masks with nearest-neighbour and leaves them out of photometric transforms
-(colour jitter, normalisation). Any v2 transform works as a segmentation ``batch_tfms``.
+learnkit's own vision transforms (`Resize`, `RandomResizedCrop`, `aug_transforms()`, `Normalize` from
+`learnkit.vision.transforms`) already take a mask and resample it with nearest neighbour; they are
+used as they are. This module adds torchvision **v2** transforms as segmentation batch transforms: each
+item of the batch goes through the v2 transform as a ``tv_tensors.Image`` with its mask as a
+``tv_tensors.Mask``, so image and mask share the random draw, the mask is resampled with nearest
+neighbour and photometric transforms leave it alone.
 
-Pixels that a geometric transform brings in from outside the image (corners after a rotation) get
-the ignore value (the void code, or -100 when there is none), so the loss skips them.
+Pixels that a v2 geometric transform brings in from outside the image (the corners of a rotation)
+get ``ignore_index`` (the void code, or -100), so the loss skips them.
 
 >>> import torch
->>> img, mask = torch.zeros(3, 4, 6, dtype=torch.uint8), torch.zeros(4, 6, dtype=torch.uint8)
->>> [t.shape for t in resize_pair(img, mask, (2, 3))]
-[torch.Size([3, 2, 3]), torch.Size([2, 3])]
+>>> from torchvision.transforms import v2
+>>> img, mask = torch.rand(3, 4, 6), torch.arange(24).reshape(4, 6) % 3
+>>> out_img, out_mask = apply_paired(v2.RandomHorizontalFlip(p=1.0), img, mask)
+>>> torch.equal(out_mask, mask.flip(-1)), torch.equal(out_img, img.flip(-1))
+(True, True)
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
-__all__ = ["resize_pair", "apply_paired", "seg_aug_transforms", "as_size"]
+from ..transforms import apply_batch_tfms, is_random
 
-
-def as_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
-    """``(height, width)`` from an int (a square) or a pair; ``None`` stays ``None``.
-
-    >>> as_size(64), as_size((96, 128))
-    ((64, 64), (96, 128))
-    """
-    if size is None:
-        return None
-    if isinstance(size, int) and not isinstance(size, bool):
-        size = (size, size)
-    try:
-        h, w = (int(s) for s in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"size must be an int or a (height, width) pair, got {size!r}") from None
-    if h < 1 or w < 1 or list(size) != [h, w]:
-        raise ValueError(f"size must hold positive integers (height, width), got {size!r}")
-    return h, w
-
-
-def resize_pair(image: torch.Tensor, mask: torch.Tensor, size: int | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resize an image ``[C, H, W]`` (bilinear, antialiased) and its mask ``[H, W]`` (nearest) to ``size``."""
-    h, w = as_size(size)
-    if tuple(image.shape[-2:]) == (h, w):
-        return image, mask
-    image = TF.resize(tv_tensors.Image(image), [h, w], interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
-    mask = TF.resize(tv_tensors.Mask(mask), [h, w], interpolation=v2.InterpolationMode.NEAREST_EXACT)
-    return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+__all__ = ["apply_paired", "apply_seg_batch_tfms", "is_random_tfm"]
 
 
 def apply_paired(tfm: Callable, image: torch.Tensor, mask: torch.Tensor, ignore_index: int = -100
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run a v2 transform on one ``(image [C, H, W], mask [H, W])`` pair with shared random parameters.
+    """Run a v2 transform on one ``(image [C, H, W], mask [H, W])`` pair with one shared random draw.
 
-    The mask is shifted by one during the transform so that the transform's fill value (0) marks
-    pixels from outside the image; they come back as ``ignore_index``. Returns plain tensors, the mask
-    as ``int64``.
+    The mask is shifted by one during the transform so that the transform's fill value (0, the v2
+    default) marks pixels from outside the image; they come back as ``ignore_index``. Returns plain
+    tensors, the mask as ``int64``.
     """
     shifted = tv_tensors.Mask(mask.long() + 1)
     img_out, mask_out = tfm(tv_tensors.Image(image), shifted)
@@ -69,40 +46,38 @@ def apply_paired(tfm: Callable, image: torch.Tensor, mask: torch.Tensor, ignore_
     return img_out.as_subclass(torch.Tensor), mask_out
 
 
-def seg_aug_transforms(do_flip: bool = True, flip_vert: bool = False, max_rotate: float = 10.0,
-                       min_zoom: float = 1.0, max_zoom: float = 1.1, max_warp: float = 0.0,
-                       max_lighting: float = 0.2, p_affine: float = 0.75, p_lighting: float = 0.75) -> v2.Compose:
-    """The usual segmentation augmentations as one v2 transform for (image, mask) pairs.
+def _is_v2(t: Any) -> bool:
+    return isinstance(t, v2.Transform)
 
-    Flips, then (with probability ``p_affine``) a rotation of up to ``max_rotate`` degrees and a zoom in
-    ``[min_zoom, max_zoom]``, an optional perspective warp of strength ``max_warp``, then (with
-    probability ``p_lighting``) brightness and contrast changes of up to ``max_lighting`` (image only).
-    The image must be float in [0, 1] or uint8.
 
-    >>> len(seg_aug_transforms().transforms)
-    3
+def apply_seg_batch_tfms(tfms: Sequence[Any], images: torch.Tensor, masks: torch.Tensor | None,
+                         training: bool, ignore_index: int = -100) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Apply batch transforms to float images ``[B, 3, H, W]`` and ``int64`` masks ``[B, H, W]`` (or ``None``).
+
+    learnkit batch transforms get the whole batch (random ones only when ``training``); a torchvision v2
+    transform is treated as random and runs per item, in training only, through `apply_paired`.
     """
-    for name, v in {"max_rotate": max_rotate, "max_warp": max_warp, "max_lighting": max_lighting}.items():
-        if v < 0:
-            raise ValueError(f"{name} must be >= 0, got {v}")
-    for name, v in {"p_affine": p_affine, "p_lighting": p_lighting}.items():
-        if not 0 <= v <= 1:
-            raise ValueError(f"{name} must be a probability in [0, 1], got {v}")
-    if not 0 < min_zoom <= max_zoom:
-        raise ValueError(f"zoom range must satisfy 0 < min_zoom <= max_zoom, got {min_zoom}, {max_zoom}")
-    tfms: list[Callable] = []
-    if do_flip:
-        tfms.append(v2.RandomHorizontalFlip())
-    if flip_vert:
-        tfms.append(v2.RandomVerticalFlip())
-    geo: list[Callable] = []
-    if max_rotate > 0 or (min_zoom, max_zoom) != (1.0, 1.0):
-        geo.append(v2.RandomAffine(degrees=max_rotate, scale=(min_zoom, max_zoom),
-                                   interpolation=v2.InterpolationMode.BILINEAR))
-    if max_warp > 0:
-        geo.append(v2.RandomPerspective(distortion_scale=max_warp, p=1.0))
-    if geo and p_affine > 0:
-        tfms.append(v2.RandomApply(geo, p=p_affine))
-    if max_lighting > 0 and p_lighting > 0:
-        tfms.append(v2.RandomApply([v2.ColorJitter(brightness=max_lighting, contrast=max_lighting)], p=p_lighting))
-    return v2.Compose(tfms)
+    i = 0
+    tfms = list(tfms)
+    while i < len(tfms):
+        if _is_v2(tfms[i]):
+            if training:
+                if masks is None:
+                    images = torch.stack([tfms[i](tv_tensors.Image(x)).as_subclass(torch.Tensor) for x in images])
+                else:
+                    pairs = [apply_paired(tfms[i], x, m, ignore_index) for x, m in zip(images, masks)]
+                    images, masks = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+            i += 1
+            continue
+        j = i
+        while j < len(tfms) and not _is_v2(tfms[j]):
+            j += 1
+        out = apply_batch_tfms(tfms[i:j], images, masks, training=training)
+        images, masks = (out if masks is not None else (out, None))
+        i = j
+    return images, masks
+
+
+def is_random_tfm(t: Any) -> bool:
+    """Whether a segmentation batch transform is random (v2 transforms always count as random)."""
+    return _is_v2(t) or is_random(t)

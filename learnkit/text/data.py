@@ -1,0 +1,281 @@
+"""`TextDataLoaders`: text classification data from folders of ``.txt`` files or a table.
+
+Texts are read as UTF-8 (or ``encoding=``), cleaned (`clean_text`: ``<br />`` and extra whitespace),
+tokenised once, and served in batches padded to their own longest text. The tokenizer is chosen by
+``tok``: ``"minilm"`` (the pretrained encoder's WordPiece tokenizer; needs ``learnkit[text]``), a local
+Hugging Face folder, ``"words"`` (a `WordTokenizer` whose vocabulary is built from the *training* texts
+only: ``min_freq``, ``max_vocab``), or a tokenizer object.
+
+Empty texts (empty files, blank cells) are skipped with a warning that names them.
+
+>>> import pandas as pd
+>>> df = pd.DataFrame({"text": ["good film", "bad film", "great", "awful"], "label": ["pos", "neg", "pos", "neg"],
+...                    "is_valid": [False, False, True, True]})
+>>> dls = TextDataLoaders.from_df(df, valid_col="is_valid", tok="words", min_freq=1, device="cpu")
+>>> dls.vocab, dls.tokenizer.vocab.itos
+(['neg', 'pos'], ['xxpad', 'xxunk', 'film', 'bad', 'good'])
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from ..core.data import DataLoaders
+from ..core.losses import CrossEntropyLossFlat
+from ..core.registry import register_dls
+from ..core.split import ColSplitter, RandomSplitter, check_split
+from .batching import BucketBatchSampler, PadCollate, TextDataset
+from .tokenize import WordTokenizer, clean_text, tokenizer_from_config
+
+__all__ = ["TextDataLoaders", "read_text", "make_tokenizer"]
+
+
+def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
+    """The text of a file, with a clear error naming the file when its bytes are not ``encoding``."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: byte 0x{data[e.start]:02x} at position {e.start} is not valid {encoding} text. "
+                         f"Pass encoding='latin-1' (or the file's real encoding) to read it, or fix/remove the file."
+                         ) from None
+
+
+def make_tokenizer(tok: Any, train_texts: Sequence[str], max_len: int | None = None, min_freq: int = 3,
+                   max_vocab: int = 30_000, truncation: str = "head_tail") -> Any:
+    """The tokenizer that ``tok`` names, fitted on ``train_texts`` when it learns a vocabulary."""
+    if hasattr(tok, "encode_batch"):
+        return tok
+    if tok == "words":
+        return WordTokenizer.train(train_texts, min_freq=min_freq, max_vocab=max_vocab,
+                                   max_len=512 if max_len is None else max_len, truncation=truncation)
+    if isinstance(tok, (str, os.PathLike)):
+        from .pretrained import PretrainedTokenizer
+        return PretrainedTokenizer(tok, max_len=max_len, truncation=truncation)
+    raise TypeError(f"tok must be 'words', 'minilm', a model folder or a tokenizer object, got {tok!r}")
+
+
+@register_dls
+class TextDataLoaders(DataLoaders):
+    """Training and validation loaders of tokenised texts; ``vocab`` holds the class names.
+
+    Build with `from_folder`, `from_df` or `from_csv`. ``dls.tokenizer`` turns texts into ids (and back);
+    ``test_dl(texts)`` prepares new texts exactly as the validation set was prepared.
+    """
+
+    def __init__(self, train: Any, valid: Any, tokenizer: Any, vocab: Sequence[str],
+                 device: str | torch.device | None = None, bs: int = 32):
+        super().__init__(train, valid, device=device, n_inp=1, vocab=vocab)
+        self.tokenizer, self.bs = tokenizer, bs
+        self.loss_func = CrossEntropyLossFlat()
+
+    # --- building ------------------------------------------------------------------------------------
+    @classmethod
+    def from_texts(cls, texts: Sequence[str], labels: Sequence[Any], train_idx: Sequence[int],
+                   valid_idx: Sequence[int], sources: Sequence[Any] | None = None, vocab: Sequence[Any] | None = None,
+                   tok: Any = "minilm", max_len: int | None = None, min_freq: int = 3, max_vocab: int = 30_000,
+                   truncation: str = "head_tail", bs: int = 32, seed: int | None = 42,
+                   device: str | torch.device | None = None, allow_empty_valid: bool = False) -> "TextDataLoaders":
+        """The loaders of raw ``texts`` with ``labels`` split by index (what the other constructors call)."""
+        sources = list(sources) if sources is not None else list(range(len(texts)))
+        texts = [clean_text(t) for t in texts]
+        empty = [i for i, t in enumerate(texts) if not t]
+        if empty:
+            warnings.warn(f"skipping {len(empty)} empty text(s), e.g. {sources[empty[0]]}", stacklevel=3)
+            drop = set(empty)
+            train_idx = [i for i in train_idx if i not in drop]
+            valid_idx = [i for i in valid_idx if i not in drop]
+        check_split(train_idx, valid_idx, labels=list(labels), allow_empty_valid=allow_empty_valid, what="texts")
+        classes = _sorted_classes({labels[i] for i in [*train_idx, *valid_idx]}) if vocab is None else list(vocab)
+        cidx = {c: i for i, c in enumerate(classes)}
+        unknown = [labels[i] for i in [*train_idx, *valid_idx] if labels[i] not in cidx]
+        if unknown:
+            raise ValueError(f"label {unknown[0]!r} is not in vocab {classes}")
+        # the vocabulary of a word tokenizer is learnt from the training texts only
+        tokenizer = make_tokenizer(tok, [texts[i] for i in train_idx], max_len, min_freq, max_vocab, truncation)
+        ids = tokenizer.encode_batch(texts)
+        ds = TextDataset(texts, ids, [cidx.get(v, -1) for v in labels], sources)
+        return cls.from_datasets(ds.subset(train_idx), ds.subset(valid_idx) if valid_idx else None, tokenizer,
+                                 classes, bs=bs, seed=seed, device=device)
+
+    @classmethod
+    def from_datasets(cls, train_ds: TextDataset, valid_ds: TextDataset | None, tokenizer: Any,
+                      vocab: Sequence[str], bs: int = 32, seed: int | None = 42,
+                      device: str | torch.device | None = None) -> "TextDataLoaders":
+        """Loaders over tokenised datasets: training bucketed by length; validation sorted longest first."""
+        pin = torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available()
+        collate = PadCollate(tokenizer.pad_id)
+        train = DataLoader(train_ds, batch_sampler=BucketBatchSampler(train_ds.lengths, bs, shuffle=True, seed=seed),
+                           collate_fn=collate, pin_memory=pin)
+        valid = None
+        if valid_ds is not None:
+            valid = DataLoader(valid_ds.sorted_by_length(), batch_size=bs * 2, shuffle=False, collate_fn=collate,
+                               pin_memory=pin)
+        return cls(train, valid, tokenizer, vocab, device=device, bs=bs)
+
+    @classmethod
+    def from_folder(cls, path: str | os.PathLike, train: str = "train", valid: str = "valid",
+                    valid_pct: float | None = None, seed: int | None = 42, vocab: Sequence[str] | None = None,
+                    tok: Any = "minilm", max_len: int | None = None, min_freq: int = 3, max_vocab: int = 30_000,
+                    truncation: str = "head_tail", bs: int = 32, encoding: str = "utf-8",
+                    device: str | torch.device | None = None) -> "TextDataLoaders":
+        """``path/train/<label>/*.txt`` and ``path/valid/<label>/*.txt``; the label is the parent folder.
+
+        No ``valid`` folder: a random 20 % of the training files (``valid_pct``, ``seed``). ``valid_pct``
+        given: a random split of the files of both folders (fastai's rule). ``vocab`` picks and orders the
+        label folders; by default every folder with ``.txt`` files except aclImdb's unlabelled ``unsup``.
+        """
+        path = Path(path)
+        if not (path / train).is_dir():
+            raise FileNotFoundError(f"no training folder {path / train}; expected {path}/{train}/<label>/*.txt")
+        has_valid = (path / valid).is_dir()
+        files = [f for split in ([train, valid] if has_valid else [train])
+                 for f in sorted((path / split).glob("*/*.txt"))
+                 if (f.parent.name in vocab if vocab is not None else f.parent.name != "unsup")]
+        if not files:
+            raise FileNotFoundError(f"no .txt files in {path / train}/<label>/ (label folders: "
+                                    f"{sorted(p.name for p in (path / train).iterdir() if p.is_dir())})")
+        labels = [f.parent.name for f in files]
+        if valid_pct is None and has_valid:
+            in_valid = [f.parent.parent.name == valid for f in files]
+            train_idx = [i for i, v in enumerate(in_valid) if not v]
+            valid_idx = [i for i, v in enumerate(in_valid) if v]
+        else:
+            train_idx, valid_idx = RandomSplitter(0.2 if valid_pct is None else valid_pct, seed)(files)
+        texts = [read_text(f, encoding) for f in files]
+        return cls.from_texts(texts, labels, train_idx, valid_idx, sources=[str(f) for f in files], vocab=vocab,
+                              tok=tok, max_len=max_len, min_freq=min_freq, max_vocab=max_vocab,
+                              truncation=truncation, bs=bs, seed=seed, device=device,
+                              allow_empty_valid=valid_pct == 0)
+
+    @classmethod
+    def from_df(cls, df: pd.DataFrame, path: str | os.PathLike = ".", text_col: str = "text",
+                label_col: str = "label", valid_col: str | None = None, valid_pct: float = 0.2,
+                seed: int | None = 42, vocab: Sequence[Any] | None = None, tok: Any = "minilm",
+                max_len: int | None = None, min_freq: int = 3, max_vocab: int = 30_000, truncation: str = "head_tail",
+                bs: int = 32, device: str | torch.device | None = None) -> "TextDataLoaders":
+        """A DataFrame with a text column and a label column; split by ``valid_col`` (booleans) when given,
+        else randomly (``valid_pct``, ``seed``). ``path`` is accepted for fastai compatibility (unused)."""
+        for name, col in (("text_col", text_col), ("label_col", label_col), ("valid_col", valid_col)):
+            if col is not None and col not in df.columns:
+                raise KeyError(f"{name}={col!r} is not a column; the columns are {list(df.columns)}")
+        texts, labels = df[text_col], df[label_col]
+        bad = texts[~texts.map(lambda v: isinstance(v, str) or pd.isna(v))]
+        if len(bad):
+            raise ValueError(f"column {text_col!r} must hold text; row {bad.index[0]!r} holds {bad.iloc[0]!r}")
+        if labels.isna().any():
+            raise ValueError(f"column {label_col!r} has a missing label in row {labels[labels.isna()].index[0]!r}; "
+                             "drop or fill the unlabelled rows first")
+        train_idx, valid_idx = (ColSplitter(valid_col)(df) if valid_col is not None
+                                else RandomSplitter(valid_pct, seed)(range(len(df))))
+        return cls.from_texts(texts.fillna("").tolist(), labels.tolist(), train_idx, valid_idx,
+                              sources=[f"row {i}" for i in df.index], vocab=vocab, tok=tok, max_len=max_len,
+                              min_freq=min_freq, max_vocab=max_vocab, truncation=truncation, bs=bs, seed=seed,
+                              device=device, allow_empty_valid=valid_col is None and valid_pct == 0)
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike, csv_fname: str = "texts.csv", text_col: str = "text",
+                 label_col: str = "label", valid_col: str | None = None, valid_pct: float = 0.2,
+                 seed: int | None = 42, vocab: Sequence[Any] | None = None, tok: Any = "minilm",
+                 max_len: int | None = None, min_freq: int = 3, max_vocab: int = 30_000, truncation: str = "head_tail",
+                 bs: int = 32, encoding: str = "utf-8", delimiter: str = ",",
+                 device: str | torch.device | None = None) -> "TextDataLoaders":
+        """`from_df` on ``path/csv_fname`` (read as ``encoding``; a clear error names the file otherwise)."""
+        fname = Path(path) / csv_fname
+        if not fname.is_file():
+            raise FileNotFoundError(f"no CSV file at {fname}")
+        try:
+            df = pd.read_csv(fname, encoding=encoding, sep=delimiter)
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{fname}: byte at position {e.start} is not valid {encoding} text; "
+                             "pass encoding='latin-1' (or the file's real encoding)") from None
+        return cls.from_df(df, path=path, text_col=text_col, label_col=label_col, valid_col=valid_col,
+                           valid_pct=valid_pct, seed=seed, vocab=vocab, tok=tok, max_len=max_len, min_freq=min_freq,
+                           max_vocab=max_vocab, truncation=truncation, bs=bs, device=device)
+
+    # --- inference -----------------------------------------------------------------------------------
+    def test_dl(self, items: Sequence[Any], with_labels: bool = False, bs: int | None = None) -> DataLoader:
+        """A loader over new texts (strings, or paths of ``.txt`` files), in the given order; with
+        ``with_labels``, items are ``(text, label)`` pairs."""
+        if isinstance(items, (str, Path)):
+            raise TypeError("test_dl takes a list of texts; wrap a single text in a list: dls.test_dl([text])")
+        pairs = list(items) if with_labels else [(o, None) for o in items]
+        texts = [clean_text(read_text(t) if isinstance(t, Path) else _as_text(t)) for t, _ in pairs]
+        labels = None
+        if with_labels:
+            cidx = {c: i for i, c in enumerate(self.vocab)}
+            missing = [y for _, y in pairs if y not in cidx]
+            if missing:
+                raise ValueError(f"label {missing[0]!r} is not one of the classes {self.vocab}")
+            labels = [cidx[y] for _, y in pairs]
+        ds = TextDataset(texts, self.tokenizer.encode_batch(texts), labels)
+        return DataLoader(ds, batch_size=bs or self.bs * 2, shuffle=False, collate_fn=PadCollate(self.tokenizer.pad_id))
+
+    def decode_pred(self, decoded: torch.Tensor, probs: torch.Tensor) -> tuple:
+        idx = int(decoded)
+        return self.vocab[idx], idx, probs
+
+    def decode_text(self, ids: torch.Tensor) -> str:
+        """The text the model sees for one row of ids (padding dropped; truncation and unknown words visible)."""
+        return self.tokenizer.decode([int(i) for i in ids if int(i) != self.tokenizer.pad_id])
+
+    # --- display -------------------------------------------------------------------------------------
+    def batch_table(self, max_n: int = 9, split: int = 0, max_chars: int = 300) -> pd.DataFrame:
+        """The first ``max_n`` texts of a batch as the model sees them, with their labels."""
+        ids, *ys = next(iter(self[split]))
+        rows = []
+        for r in range(min(max_n, ids.shape[0])):
+            text = self.decode_text(ids[r])
+            rows.append({"text": text if len(text) <= max_chars else text[: max_chars - 1] + "…",
+                         "label": self.vocab[int(ys[0][r])] if ys else None})
+        return pd.DataFrame(rows)
+
+    def show_batch(self, max_n: int = 9, split: int = 0, max_chars: int = 300) -> None:
+        """Show decoded texts and labels of a batch (an HTML table in notebooks, text otherwise)."""
+        table = self.batch_table(max_n, split, max_chars)
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+            if get_ipython() is not None:
+                display(table)
+                return
+        except ImportError:
+            pass
+        with pd.option_context("display.max_colwidth", max_chars, "display.width", 200):
+            print(table.to_string())
+
+    def summary(self) -> dict[str, Any]:
+        out = super().summary()
+        out["tokenizer"] = repr(self.tokenizer)
+        return out
+
+    # --- export --------------------------------------------------------------------------------------
+    def export_config(self) -> dict:
+        return {"tokenizer": self.tokenizer.export_config(), "vocab": list(self.vocab), "bs": self.bs}
+
+    @classmethod
+    def from_config(cls, config: dict, device: str | torch.device | None = None) -> "TextDataLoaders":
+        """An inference-only `TextDataLoaders` (no data) whose `test_dl` and `decode_pred` work."""
+        return cls(None, None, tokenizer_from_config(config["tokenizer"]), config["vocab"], device=device,
+                   bs=int(config.get("bs", 32)))
+
+
+def _sorted_classes(values: set) -> list:
+    try:
+        return sorted(values)
+    except TypeError:  # mixed types
+        return sorted(values, key=str)
+
+
+def _as_text(o: Any) -> str:
+    if not isinstance(o, str):
+        raise TypeError(f"expected a text (str) or a pathlib.Path of a .txt file, got {type(o).__name__}: {o!r}")
+    return o

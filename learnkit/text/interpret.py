@@ -1,0 +1,85 @@
+"""`TextClassificationInterpretation`: the reviews a text classifier gets most confidently wrong.
+
+>>> # interp = TextClassificationInterpretation.from_learner(learn)
+>>> # interp.show_top_losses(5)        # text, actual, predicted, probability, loss
+>>> # interp.confusion_matrix()
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..core.learner import Learner
+
+__all__ = ["TextClassificationInterpretation"]
+
+
+class TextClassificationInterpretation:
+    """Predictions, targets and per-text losses over a labelled loader, with the texts they belong to.
+
+    Build it with `from_learner` (validation set by default, or any ``dl`` from ``dls.test_dl(pairs,
+    with_labels=True)``). The texts are the cleaned originals (not the truncated token view).
+    """
+
+    def __init__(self, texts: list[str], sources: list[Any], vocab: list[Any], probs: torch.Tensor,
+                 targs: torch.Tensor, losses: torch.Tensor):
+        self.texts, self.sources, self.vocab = texts, sources, list(vocab)
+        self.probs, self.targs, self.losses = probs, targs, losses
+        self.preds = probs.argmax(dim=1)
+
+    @classmethod
+    def from_learner(cls, learn: Learner, ds_idx: int = 1, dl: Any = None) -> "TextClassificationInterpretation":
+        dl = learn.dls[ds_idx] if dl is None else dl
+        ds = getattr(dl, "dataset", None)
+        if ds is None or not hasattr(ds, "texts"):
+            raise TypeError("the loader must come from TextDataLoaders (its dataset keeps the texts)")
+        if getattr(dl, "batch_sampler", None) is not None and getattr(dl.batch_sampler, "shuffle", False):
+            raise ValueError("interpretation needs a loader in dataset order: use the validation set (ds_idx=1) or "
+                             "dls.test_dl(pairs, with_labels=True), not the shuffled training loader")
+        probs, targs, losses = learn.get_preds(dl=dl, with_loss=True)
+        if targs is None:
+            raise ValueError("the loader has no labels: build it with dls.test_dl(pairs, with_labels=True)")
+        return cls(ds.texts, ds.sources, learn.dls.vocab, probs, targs, losses)
+
+    def top_losses(self, k: int | None = None, largest: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``k`` largest (or smallest) losses and their indices into the texts."""
+        k = len(self.losses) if k is None else min(int(k), len(self.losses))
+        return self.losses.topk(k, largest=largest)
+
+    def top_losses_table(self, k: int = 5, max_chars: int = 300) -> pd.DataFrame:
+        """The ``k`` texts with the largest loss: text, actual and predicted class, its probability, the loss."""
+        losses, idxs = self.top_losses(k)
+        rows = []
+        for loss, i in zip(losses.tolist(), idxs.tolist()):
+            text = self.texts[i]
+            pred = int(self.preds[i])
+            rows.append({"text": text if len(text) <= max_chars else text[: max_chars - 1] + "…",
+                         "actual": self.vocab[int(self.targs[i])], "predicted": self.vocab[pred],
+                         "probability": round(float(self.probs[i, pred]), 4), "loss": round(loss, 4),
+                         "source": self.sources[i]})
+        return pd.DataFrame(rows)
+
+    def show_top_losses(self, k: int = 5, max_chars: int = 300) -> None:
+        """Show the most confidently wrong texts (an HTML table in notebooks, text otherwise)."""
+        table = self.top_losses_table(k, max_chars)
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+            if get_ipython() is not None:
+                display(table)
+                return
+        except ImportError:
+            pass
+        with pd.option_context("display.max_colwidth", max_chars, "display.width", 200):
+            print(table.to_string())
+
+    def confusion_matrix(self) -> pd.DataFrame:
+        """Counts of (actual row, predicted column)."""
+        n = len(self.vocab)
+        cm = np.zeros((n, n), dtype=np.int64)
+        np.add.at(cm, (self.targs.numpy().astype(int), self.preds.numpy().astype(int)), 1)
+        return pd.DataFrame(cm, index=pd.Index(self.vocab, name="actual"),
+                            columns=pd.Index(self.vocab, name="predicted"))

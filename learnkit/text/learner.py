@@ -1,0 +1,164 @@
+"""`text_classifier_learner`: a pretrained encoder or a from-scratch LSTM on `TextDataLoaders`.
+
+>>> # learn = text_classifier_learner(dls, "minilm", metrics=accuracy)   # pretrained, offline
+>>> # learn.fine_tune(2, 1e-4, freeze_epochs=8)
+>>> # learn.predict("This movie was wonderful")   # ('pos', 1, tensor([0.02, 0.98]))
+
+`TextLearner` is a `Learner` whose ``fit`` trains on cached activations while the first stages of a
+staged model are frozen (`learnkit.text.cache`): with the body frozen, each epoch costs only the head.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.callback import Callback
+from ..core.learner import Learner
+from ..core.optim import LR, check_lr
+from .cache import ActivationCache, cache_start
+from .data import TextDataLoaders
+from .models import lstm_classifier, lstm_splitter
+from .transformer import staged_splitter, transformer_classifier
+
+__all__ = ["TextLearner", "text_classifier_learner", "TEXT_ARCHS"]
+
+#: Architectures by name: ``minilm`` (pretrained, offline) and ``lstm`` (from scratch).
+TEXT_ARCHS = ("minilm", "lstm")
+
+
+class TextLearner(Learner):
+    """A `Learner` that caches the output of a frozen model prefix between epochs and fits.
+
+    ``cache_frozen`` turns the cache off; ``max_cache_mb`` bounds its memory (above it, training runs the
+    whole model, with a warning). While a fit runs on the cache, ``learn.dls`` holds the cached loaders.
+    """
+
+    cache_frozen: bool = True
+    max_cache_mb: float = 2048
+    _cache_keep: tuple[int, ...] = ()
+
+    def fit(self, n_epoch: int, *args: Any, **kwargs: Any) -> None:
+        """`Learner.fit` (same arguments, forwarded unchanged), on cached activations while a prefix of a
+        staged model is frozen."""
+        start = cache_start(self.model) if self.cache_frozen else 0
+        cached = None
+        if start and n_epoch and isinstance(self.dls, TextDataLoaders) and self.dls.train is not None:
+            if getattr(self, "_act_cache", None) is None:
+                self._act_cache = ActivationCache(self.max_cache_mb)
+            self._act_cache.max_mb = self.max_cache_mb
+            cached = self._act_cache.dataloaders(self.model, self.dls, start, self.device, self.autocast(),
+                                                 progress=self.show_progress, keep=self._cache_keep)
+        if cached is None:
+            return super().fit(n_epoch, *args, **kwargs)
+        text_dls, self.dls = self.dls, cached
+        try:
+            super().fit(n_epoch, *args, **kwargs)
+        finally:
+            self.dls = text_dls
+
+    def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
+                  pct_start: float = 0.3, div: float = 5.0, wd: float | None = None,
+                  cbs: Callback | Sequence[Callback] | None = None, unfreeze_to: int = 0,
+                  head_lr: float | None = None) -> None:
+        """`Learner.fine_tune` — the head alone for ``freeze_epochs`` (at ``head_lr``, default ``base_lr``),
+        then more of the model for ``epochs`` with learning rates from ``base_lr/2/lr_mult`` to ``base_lr/2`` —
+        where the second phase trains the parameter groups from ``unfreeze_to`` on: ``0`` everything (fastai's
+        rule), ``-3`` the last two transformer layers and the head (several times cheaper on a CPU: the frozen
+        layers' output is computed once, in the same pass as the head phase's features)."""
+        check_lr(base_lr)
+        if head_lr is not None:
+            check_lr(head_lr)
+        if isinstance(unfreeze_to, bool) or not isinstance(unfreeze_to, int):
+            raise TypeError(f"unfreeze_to must be an int (a parameter group index), got {unfreeze_to!r}")
+        self.freeze_to(unfreeze_to)
+        next_start = cache_start(self.model) if self.cache_frozen else 0
+        self.freeze()
+        if freeze_epochs:
+            self._cache_keep = (next_start,) if next_start else ()
+            try:
+                self.fit_one_cycle(freeze_epochs, slice(base_lr if head_lr is None else head_lr), pct_start=0.99,
+                                   wd=wd, cbs=cbs, reset_opt=True)
+            finally:
+                self._cache_keep = ()
+        base_lr /= 2
+        self.freeze_to(unfreeze_to)
+        if epochs:
+            self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, wd=wd,
+                               cbs=cbs, reset_opt=True)
+
+    def clear_cache(self) -> None:
+        """Free the cached activations (they are rebuilt when needed)."""
+        if getattr(self, "_act_cache", None) is not None:
+            self._act_cache.clear()
+
+
+def _check_arch(arch: Any, dls: TextDataLoaders) -> str:
+    from .tokenize import WordTokenizer
+    if not isinstance(arch, (str, Path)):
+        raise TypeError(f"arch must be one of {TEXT_ARCHS} or the folder of a pretrained encoder, got {arch!r}")
+    arch = str(arch)
+    if arch == "lstm":
+        return arch
+    if isinstance(dls.tokenizer, WordTokenizer):
+        raise ValueError(f"arch {arch!r} is a pretrained encoder and needs its own tokenizer, but these "
+                         f"TextDataLoaders use a word vocabulary: build them with tok={arch!r}, or use arch='lstm'")
+    tok_source = getattr(dls.tokenizer, "source", None)
+    if tok_source != arch:
+        raise ValueError(f"arch {arch!r} does not match the tokenizer of the TextDataLoaders ({tok_source!r}): "
+                         f"build them with tok={arch!r}")
+    return arch
+
+
+def text_classifier_learner(dls: TextDataLoaders, arch: str = "minilm", pretrained: bool = True,
+                            drop_mult: float = 1.0, config: dict | None = None, metrics: Any = None,
+                            loss_func: Callable | None = None, opt_func: Callable = torch.optim.AdamW,
+                            lr: LR = 1e-3, cbs: Callback | Sequence[Callback] | None = None, wd: float | None = None,
+                            path: str | Path | None = None, model_dir: str = "models", cache_frozen: bool = True,
+                            max_cache_mb: float = 2048, device: str | torch.device | None = None,
+                            progress: bool = True) -> TextLearner:
+    """A `TextLearner` for text classification on ``dls``.
+
+    Args:
+        arch: ``"minilm"`` (the pretrained all-MiniLM-L6-v2 encoder, loaded offline; ``dls`` must be built
+            with ``tok="minilm"``), the folder of another local BERT-style encoder (with the same ``tok``),
+            or ``"lstm"`` (from scratch, any tokenizer; best with ``tok="words"``).
+        pretrained: load the encoder's pretrained weights (``False``: random init, for tests).
+        drop_mult: multiplies every dropout probability of the head (and of the LSTM).
+        config: extra keyword arguments of the model builder (``emb_dim``, ``hidden``, ``n_layers`` for the
+            LSTM; ``head_dropout`` for the encoder); unknown names raise an error.
+        cache_frozen / max_cache_mb: train on cached activations while the body is frozen (see `TextLearner`).
+        The other arguments are `Learner`'s.
+
+    A pretrained encoder is frozen (head only) at creation, as in fastai: ``fine_tune`` trains the head, then
+    everything; ``fit_one_cycle`` right away trains the head only. The from-scratch LSTM starts unfrozen.
+    """
+    if not isinstance(dls, TextDataLoaders):
+        raise TypeError(f"dls must be TextDataLoaders, got {type(dls).__name__}")
+    if dls.vocab is None:
+        raise ValueError("these TextDataLoaders have no classes (vocab)")
+    if not isinstance(drop_mult, (int, float)) or isinstance(drop_mult, bool) or drop_mult < 0:
+        raise ValueError(f"drop_mult must be a non-negative number, got {drop_mult!r}")
+    arch = _check_arch(arch, dls)
+    config = dict(config or {})
+    n_out = len(dls.vocab)
+    if arch == "lstm":
+        kwargs = {"vocab_size": dls.tokenizer.vocab_size, "n_out": n_out, "pad_id": dls.tokenizer.pad_id,
+                  "emb_dropout": 0.3 * drop_mult, "dropout": 0.3 * drop_mult, **config}
+        model, builder, splitter = lstm_classifier(**kwargs), "text.lstm", lstm_splitter
+        spec_kwargs = kwargs
+    else:
+        kwargs = {"n_out": n_out, "source": arch, "pad_id": dls.tokenizer.pad_id, "head_dropout": 0.1 * drop_mult,
+                  **config}
+        model = transformer_classifier(**{**kwargs, "pretrained": pretrained})
+        builder, splitter = "text.transformer", staged_splitter
+        spec_kwargs = {**kwargs, "pretrained": False}  # the export carries the weights
+    learn = TextLearner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=splitter, cbs=cbs,
+                        metrics=metrics, wd=wd, path=path, model_dir=model_dir, device=device, progress=progress)
+    learn.cache_frozen, learn.max_cache_mb = cache_frozen, max_cache_mb
+    learn.model_spec = {"builder": builder, "kwargs": spec_kwargs}
+    if arch != "lstm" and pretrained:
+        learn.freeze()
+    return learn

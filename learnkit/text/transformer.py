@@ -1,0 +1,102 @@
+"""`TransformerClassifier`: a pretrained encoder, masked mean pooling and a new linear head, run in stages.
+
+The model is a list of *stages* — the embeddings, each transformer layer, the (parameter-free) pooling
+and the head — and ``forward`` runs them in turn. Stages are what make frozen-body caching possible
+(`learnkit.text.cache`): while the first stages are frozen, their output for a review never changes,
+so it is computed once and later batches start from it. A stage's input and output is a *state* dict:
+``{"ids"}`` at the start, then ``{"hidden": [B, L, D], "mask": [B, L]}``, then ``{"hidden": [B, D]}``
+after pooling and ``{"hidden": logits}`` at the end. ``forward`` also accepts such a dict with a
+``"stage"`` key saying where to start.
+
+Mean pooling (not the ``[CLS]`` vector) is what all-MiniLM-L6-v2 was trained with.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..core.registry import register_model
+from .models import masked_mean
+
+__all__ = ["TransformerClassifier", "transformer_classifier", "staged_splitter"]
+
+
+class TransformerClassifier(nn.Module):
+    """``encoder`` (a Hugging Face BERT-style model) → mean over real tokens → dropout → linear.
+
+    BERT-style encoders (with ``.embeddings`` and ``.encoder.layer``) are split into one stage per layer;
+    any other encoder is a single stage called as ``encoder(input_ids=, attention_mask=)``.
+    """
+
+    def __init__(self, encoder: nn.Module, n_out: int, pad_id: int = 0, head_dropout: float = 0.1):
+        super().__init__()
+        if isinstance(n_out, bool) or not isinstance(n_out, int) or n_out < 1:
+            raise ValueError(f"n_out must be a positive integer, got {n_out!r}")
+        self.encoder, self.pad_id = encoder, pad_id
+        dim = encoder.config.hidden_size
+        self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(dim, n_out))
+        inner = getattr(encoder, "encoder", None)
+        self._staged = hasattr(encoder, "embeddings") and hasattr(inner, "layer")
+        self._n_body = 1 + len(inner.layer) if self._staged else 1
+
+    # --- stages --------------------------------------------------------------------------------------
+    @property
+    def n_stages(self) -> int:
+        return self._n_body + 2  # body stages, pooling, head
+
+    def stage_modules(self) -> list[nn.Module | None]:
+        """The module of each stage (``None`` for the parameter-free pooling)."""
+        body = [self.encoder.embeddings, *self.encoder.encoder.layer] if self._staged else [self.encoder]
+        return [*body, None, self.head]
+
+    def _attn_mask(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+        if bool(mask.all()):
+            return None
+        if getattr(self.encoder.config, "_attn_implementation", "sdpa") == "sdpa":
+            return mask[:, None, None, :]
+        return (~mask[:, None, None, :]).to(dtype) * torch.finfo(dtype).min
+
+    def _stage(self, i: int, state: dict) -> dict:
+        if i < self._n_body:
+            if i == 0:
+                ids = state["ids"]
+                mask = ids != self.pad_id
+                if not self._staged:
+                    return {"hidden": self.encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state,
+                            "mask": mask}
+                return {"hidden": self.encoder.embeddings(input_ids=ids), "mask": mask}
+            hidden, mask = state["hidden"], state["mask"]
+            out = self.encoder.encoder.layer[i - 1](hidden, self._attn_mask(mask, hidden.dtype))
+            return {"hidden": out[0] if isinstance(out, tuple) else out, "mask": mask}
+        if i == self._n_body:
+            return {"hidden": masked_mean(state["hidden"], state["mask"])}
+        return {"hidden": self.head(state["hidden"])}
+
+    def run_stages(self, state: dict, start: int, stop: int) -> dict:
+        """Run stages ``start`` to ``stop - 1`` on ``state``."""
+        for i in range(start, stop):
+            state = self._stage(i, state)
+        return state
+
+    def forward(self, x: torch.Tensor | dict) -> torch.Tensor:
+        if isinstance(x, dict):
+            return self.run_stages(x, int(x["stage"]), self.n_stages)["hidden"]
+        return self.run_stages({"ids": x}, 0, self.n_stages)["hidden"]
+
+
+def staged_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
+    """One parameter group per stage that has parameters (embeddings, each layer, head): body first."""
+    return [list(m.parameters()) for m in model.stage_modules() if m is not None and any(True for _ in m.parameters())]
+
+
+@register_model("text.transformer")
+def transformer_classifier(n_out: int, source: str = "minilm", pad_id: int = 0, head_dropout: float = 0.1,
+                           pretrained: bool = False) -> TransformerClassifier:
+    """Registered builder: the encoder of ``source`` (`learnkit.text.pretrained`) and a new head.
+
+    ``pretrained=False`` (what an export records) builds the architecture from ``config.json`` alone;
+    the weights come from the export.
+    """
+    from .pretrained import load_encoder
+    return TransformerClassifier(load_encoder(source, pretrained=pretrained), n_out, pad_id=pad_id,
+                                 head_dropout=head_dropout)

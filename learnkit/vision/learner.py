@@ -1,0 +1,126 @@
+"""`vision_learner`: a pretrained body, a new head, the model's normalisation, and fine-tuning that is fast
+on a CPU.
+
+>>> import tempfile, torchvision
+>>> d = Path(tempfile.mkdtemp())
+>>> for i in range(8):
+...     _ = torchvision.io.write_png(torch.full((3, 32, 32), 40 * (i % 2), dtype=torch.uint8), str(d / f"{'ab'[i % 2]}_{i}.png"))
+>>> dls = ImageDataLoaders.from_name_func(d, get_image_files(d), lambda n: n[0], bs=4, device="cpu")
+>>> learn = vision_learner(dls, "resnet18", pretrained=False, metrics=error_rate, progress=False)
+>>> learn.model_spec["builder"], learn.dls.normalize.mean
+('vision.classifier', (0.485, 0.456, 0.406))
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..core.callback import Callback
+from ..core.device import default_device, to_cpu, to_device
+from ..core.learner import Learner
+from ..core.optim import LR
+from .classifier import VisionClassifier, _n_channels, body_from_callable, create_head, vision_splitter
+from .data import ImageDataLoaders
+from .feature_cache import FrozenFeatureCache
+from .models import create_body, model_meta
+from .transforms import GeometricAug, Normalize, is_random
+
+__all__ = ["VisionLearner", "vision_learner"]
+
+
+class VisionLearner(Learner):
+    """A `Learner` for image classification: adds ``tta`` and ``show_results``."""
+
+    def tta(self, ds_idx: int = 1, dl: Any = None, n: int = 4, beta: float | None = 0.25,
+            use_max: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Test-time augmentation: predictions averaged over ``n`` augmented passes (the data's random batch
+        transforms, or left-right flips when it has none), blended with the plain predictions:
+        ``(1 - beta) * augmented + beta * plain``. ``beta=None`` returns ``(augmented, plain)`` instead of the
+        blend. Returns ``(probabilities, targets)``."""
+        dl = self.dls[ds_idx] if dl is None else dl
+        plain, targs = self.get_preds(dl=dl)[:2]
+        tfms = [t for t in self.dls.batch_tfms if is_random(t)] or [GeometricAug(p_affine=0.0)]
+        fixed = [t for t in self.dls.batch_tfms if not is_random(t)]
+        act = getattr(self.loss_func, "activation", lambda o: o)
+        runs = []
+        self.model.eval()
+        for _ in range(n):
+            out = []
+            with torch.inference_mode(), self.autocast():
+                for batch in dl:
+                    x = self.dls.prepare_images(to_device(batch[0], self.device), training=True, tfms=tfms + fixed)
+                    out.append(to_cpu(act(self.model(x).float())))
+            runs.append(torch.cat(out))
+        stack = torch.stack(runs)
+        aug = stack.max(0).values if use_max else stack.mean(0)
+        if beta is None:
+            return (aug, plain), targs
+        return torch.lerp(aug, plain, beta), targs
+
+    def show_results(self, ds_idx: int = 1, max_n: int = 9, nrows: int | None = None, ncols: int | None = None,
+                     figsize: tuple[float, float] | None = None):
+        """Validation images titled ``target / prediction`` (green right, red wrong); returns the figure."""
+        from .show import show_results
+        return show_results(self, ds_idx, max_n, nrows, ncols, figsize)
+
+
+def vision_learner(dls: ImageDataLoaders, arch: str | Callable[..., nn.Module], pretrained: bool = True,
+                   metrics: Any = None, n_out: int | None = None, loss_func: Callable | None = None, lr: LR = 1e-3,
+                   cbs: Callback | Sequence[Callback] | None = None, path: str | Path | None = None,
+                   model_dir: str = "models", opt_func: Callable = torch.optim.AdamW, wd: float | None = None,
+                   lin_ftrs: Sequence[int] | None = None, ps: float = 0.5, concat_pool: bool = True,
+                   bn_final: bool = False, normalize: bool = True, cache_frozen_features: bool = True,
+                   train_bn: bool = False, device: str | torch.device | None = None,
+                   progress: bool = True) -> VisionLearner:
+    """A learner for ``dls`` on a pretrained ``arch`` with a new head for ``n_out`` outputs (``dls.c``).
+
+    Args:
+        arch: a timm model name (``"efficientnet_lite0"`` uses offline weights; ``"resnet18"``, ``"resnet34"``,
+            ``"convnext_tiny"``... download through timm) or a callable ``arch(pretrained=bool) -> nn.Module``
+            (cut before its last global pooling layer).
+        pretrained: load ImageNet weights into the body (``False``: random init, works offline for every arch).
+        lin_ftrs, ps, concat_pool, bn_final: the head (see `ClassifierHead`).
+        normalize: add the pretrained model's normalisation (mean/std from its config) to ``dls`` unless its
+            ``batch_tfms`` already have a `Normalize`.
+        cache_frozen_features: add `FrozenFeatureCache`, which trains the head on body features computed once
+            while the body is frozen and nothing is random (exactly equivalent; idle otherwise).
+        train_bn: keep training batch-norm layers of frozen groups (off: a frozen body is truly constant).
+        Other arguments go to `Learner` unchanged (``path`` is where ``save`` writes; the data folder is never used).
+    """
+    if not isinstance(dls, ImageDataLoaders):
+        raise TypeError(f"vision_learner needs ImageDataLoaders, got {type(dls).__name__}")
+    n_out = dls.c if n_out is None else n_out
+    if not n_out:
+        raise ValueError("n_out is unknown (the DataLoaders has no vocab); pass n_out=")
+    spec = None
+    if isinstance(arch, str):
+        meta = model_meta(arch)
+        body = create_body(arch, pretrained)
+        spec = {"builder": "vision.classifier",
+                "kwargs": {"arch": arch, "n_out": int(n_out), "lin_ftrs": list(lin_ftrs) if lin_ftrs else None,
+                           "ps": float(ps), "concat_pool": bool(concat_pool), "bn_final": bool(bn_final)}}
+        mean, std = meta.mean, meta.std
+    elif callable(arch):
+        body = body_from_callable(arch, pretrained)
+        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    else:
+        raise TypeError(f"arch must be a timm model name or a callable, got {type(arch).__name__}")
+    model = VisionClassifier(body, create_head(_n_channels(body), n_out, lin_ftrs, ps, concat_pool, bn_final))
+    if (default_device(device) if device is not None else dls.device).type in ("cpu", "cuda"):
+        model = model.to(memory_format=torch.channels_last)  # matches the layout of the dls' image batches
+    if normalize and not dls.has_normalize:
+        dls.normalize = Normalize(mean, std)
+    cbs = list(cbs) if isinstance(cbs, (list, tuple)) else ([cbs] if cbs is not None else [])
+    if cache_frozen_features:
+        cbs.append(FrozenFeatureCache())
+    learn = VisionLearner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=vision_splitter, cbs=cbs,
+                          metrics=metrics, wd=wd, path=path, model_dir=model_dir, train_bn=train_bn, device=device,
+                          progress=progress)
+    learn.model_spec = spec
+    if pretrained:
+        learn.freeze()
+    return learn

@@ -1,0 +1,91 @@
+"""`unet_learner`: a U-Net on a pretrained timm encoder, the encoder's normalisation, and a loss that
+skips the void code.
+
+>>> import tempfile, numpy as np
+>>> from PIL import Image
+>>> d = Path(tempfile.mkdtemp()); (d / "img").mkdir(); (d / "lbl").mkdir()
+>>> for i in range(5):
+...     Image.fromarray(np.full((32, 32, 3), 60 * i, np.uint8)).save(d / "img" / f"{i}.png")
+...     Image.fromarray(np.full((32, 32), i % 2, np.uint8)).save(d / "lbl" / f"{i}.png")
+>>> dls = SegmentationDataLoaders.from_label_func(d, sorted((d / "img").iterdir()), lambda o: d / "lbl" / o.name,
+...                                               codes=["bg", "fg"], bs=2, device="cpu")
+>>> learn = unet_learner(dls, "efficientnet_lite0", pretrained=False, progress=False)
+>>> learn.model_spec["builder"], learn.dls.normalize.mean
+('vision.unet', (0.5, 0.5, 0.5))
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...core.callback import Callback
+from ...core.learner import Learner
+from ...core.optim import LR
+from ..models import create_encoder, model_meta
+from ..transforms import Normalize
+from .data import SegmentationDataLoaders
+from .unet import DEFAULT_DECODER_CHANNELS, UNet, unet_splitter
+
+__all__ = ["SegmentationLearner", "unet_learner"]
+
+
+class SegmentationLearner(Learner):
+    """A `Learner` for segmentation: adds ``show_results`` (target and predicted masks side by side)."""
+
+    def show_results(self, ds_idx: int = 1, max_n: int = 4, alpha: float = 0.5,
+                     figsize: tuple[float, float] | None = None):
+        """The first ``max_n`` images of a split with their target and predicted masks; returns the figure."""
+        from .show import show_seg_results
+        return show_seg_results(self, ds_idx, max_n, alpha, figsize)
+
+
+def unet_learner(dls: SegmentationDataLoaders, arch: str | Callable[..., nn.Module] = "efficientnet_lite0",
+                 pretrained: bool = True, metrics: Any = None, n_out: int | None = None,
+                 loss_func: Callable | None = None, decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
+                 lr: LR = 1e-3, cbs: Callback | Sequence[Callback] | None = None, path: str | Path | None = None,
+                 model_dir: str = "models", opt_func: Callable = torch.optim.AdamW, wd: float | None = None,
+                 normalize: bool = True, train_bn: bool = False, device: str | torch.device | None = None,
+                 progress: bool = True) -> SegmentationLearner:
+    """A U-Net learner for ``dls`` on the encoder ``arch``, with ``n_out`` classes (``len(dls.codes)``).
+
+    Args:
+        arch: a timm model name (``"efficientnet_lite0"`` has offline ImageNet weights; ``"resnet34"``...
+            download through timm) or a callable ``arch(pretrained=bool)`` returning a timm
+            ``features_only`` encoder (such a learner cannot be exported).
+        pretrained: load ImageNet weights into the encoder (``False``: random init, works offline).
+        metrics: e.g. ``[foreground_acc(ignore_index=dls.void_code), JaccardMulti(ignore_index=dls.void_code)]``.
+        loss_func: default ``dls.loss_func``: cross-entropy ignoring the void code.
+        decoder_channels: width of each decoder level, deepest first (see `UNet`).
+        normalize: add the pretrained encoder's normalisation (mean/std) to ``dls`` unless its
+            ``batch_tfms`` already have a `Normalize`.
+        Other arguments go to `Learner` unchanged. The parameter groups are encoder then decoder, so
+        ``fine_tune`` trains the decoder with the encoder frozen first.
+    """
+    if not isinstance(dls, SegmentationDataLoaders):
+        raise TypeError(f"unet_learner needs SegmentationDataLoaders, got {type(dls).__name__}")
+    n_out = len(dls.codes) if n_out is None else int(n_out)
+    spec = None
+    if isinstance(arch, str):
+        meta = model_meta(arch)
+        encoder = create_encoder(arch, pretrained=pretrained)
+        mean, std = meta.mean, meta.std
+        spec = {"builder": "vision.unet",
+                "kwargs": {"arch": arch, "n_out": n_out, "decoder_channels": [int(c) for c in decoder_channels]}}
+    elif callable(arch):
+        encoder = arch(pretrained=pretrained)
+        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    else:
+        raise TypeError(f"arch must be a timm model name or a callable, got {type(arch).__name__}")
+    model = UNet(encoder, n_out, decoder_channels)
+    if normalize and not dls.has_normalize:
+        dls.normalize = Normalize(mean, std)
+    learn = SegmentationLearner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=unet_splitter,
+                                cbs=cbs, metrics=metrics, wd=wd, path=path, model_dir=model_dir, train_bn=train_bn,
+                                device=device, progress=progress)
+    if spec is not None:
+        learn.model_spec = spec
+    return learn

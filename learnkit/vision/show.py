@@ -1,0 +1,88 @@
+"""Showing images: grids of images with titles (`show_images`), a batch, and predictions next to targets.
+
+Every function returns the matplotlib ``Figure`` (save it with ``fig.savefig("x.png")``); matplotlib is
+imported only when something is shown.
+
+>>> import matplotlib; matplotlib.use("Agg")
+>>> fig = show_images(torch.rand(2, 3, 8, 8), ["a", "b"])
+>>> len(fig.axes)
+2
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..core.device import to_device
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..core.learner import Learner
+
+__all__ = ["show_image", "show_images", "show_results"]
+
+
+def show_image(img: torch.Tensor, ax: Any = None, title: str | None = None, color: str = "black") -> Any:
+    """Show one image (``[3, H, W]``, uint8 or float in ``[0, 1]``) on ``ax``; returns the axes."""
+    import matplotlib.pyplot as plt
+    if ax is None:
+        _, ax = plt.subplots()
+    x = img.detach().cpu()
+    if x.dtype == torch.uint8:
+        x = x.float() / 255
+    x = x.clamp(0, 1)
+    if x.ndim == 3:
+        x = x.permute(1, 2, 0)
+        if x.shape[-1] == 1:
+            x = x[..., 0]
+    ax.imshow(x.numpy(), cmap="gray" if x.ndim == 2 else None)
+    ax.set_axis_off()
+    if title is not None:
+        ax.set_title(title, color=color, fontsize=9)
+    return ax
+
+
+def _grid(n: int, nrows: int | None, ncols: int | None, figsize: tuple[float, float] | None, cell: float = 2.5):
+    import matplotlib.pyplot as plt
+    n = max(1, n)
+    if ncols is None:
+        ncols = math.ceil(n / nrows) if nrows else math.ceil(math.sqrt(n))
+    nrows = nrows or math.ceil(n / ncols)
+    fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (cell * ncols, cell * nrows), squeeze=False)
+    axs = list(axs.flat)
+    for ax in axs[n:]:
+        ax.set_axis_off()
+    return fig, axs
+
+
+def show_images(images: torch.Tensor | Sequence[torch.Tensor], titles: Sequence[str] | None = None,
+                nrows: int | None = None, ncols: int | None = None, figsize: tuple[float, float] | None = None,
+                colors: Sequence[str] | None = None):
+    """A grid of images with optional titles (and title colours); returns the figure."""
+    n = len(images)
+    fig, axs = _grid(n, nrows, ncols, figsize)
+    for i in range(n):
+        show_image(images[i], axs[i], titles[i] if titles is not None else None,
+                   colors[i] if colors is not None else "black")
+    fig.tight_layout()
+    return fig
+
+
+def show_results(learn: "Learner", ds_idx: int = 1, max_n: int = 9, nrows: int | None = None,
+                 ncols: int | None = None, figsize: tuple[float, float] | None = None):
+    """Images of the first validation batch titled ``target / prediction`` (green when right, red when
+    wrong); returns the figure."""
+    dls = learn.dls
+    batch = next(iter(dls[ds_idx]))
+    n = min(max_n, len(batch[0]))
+    batch = tuple(b[:n] for b in batch)
+    probs, targs, dec = learn.get_preds(dl=[batch], with_decoded=True)
+    x = dls.on_device(to_device(batch, dls.device), training=False)[0]
+    titles, colors = [], []
+    for t, d in zip(targs, dec):
+        truth, pred = dls.decode_target(t), dls.decode_target(d.float() if dls.multi_label else d)
+        titles.append(f"{truth}\n{pred}" if dls.multi_label else f"{truth} / {pred}")
+        colors.append("green" if truth == pred else "red")
+    return show_images(dls.decode_images(x), titles, nrows=nrows, ncols=ncols, figsize=figsize, colors=colors)

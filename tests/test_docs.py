@@ -1,0 +1,154 @@
+"""The documentation is tested like code.
+
+- ``mkdocs build --strict`` passes (skipped when the ``docs`` extra is not installed);
+- the docstring examples of learnkit's modules run as doctests (the cheap ones: all but `SLOW_DOCTESTS`);
+- the code blocks of the guides (``docs/guides/*.md``) run, in order, as one script per page;
+- the example gallery lists every example script and notebook there is.
+"""
+from __future__ import annotations
+
+import doctest
+import importlib
+import importlib.util
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import learnkit
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+
+#: Modules whose docstring examples are not run here, and why. Keep this short: an example that is too slow
+#: to run is usually too slow to read, too.
+SLOW_DOCTESTS: dict[str, str] = {}
+
+#: Modules that need an optional extra: their doctests are skipped when it is not installed.
+OPTIONAL_DEPS = {"learnkit.text": ("transformers", "tokenizers")}
+
+#: Guide pages whose ```python blocks are executed (task pages need the real data: the notebooks cover them).
+GUIDES = ["guides/callbacks.md", "guides/training.md", "guides/export.md"]
+
+
+def _module_names() -> list[str]:
+    names = ["learnkit"]
+    for info in pkgutil.walk_packages(learnkit.__path__, prefix="learnkit."):
+        names.append(info.name)
+    return sorted(names)
+
+
+MODULES = _module_names()
+
+
+# --- mkdocs --------------------------------------------------------------------------------------------
+def test_mkdocs_build_strict(tmp_path: Path):
+    for mod in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
+        if importlib.util.find_spec(mod) is None:
+            pytest.skip(f"{mod} is not installed (pip install -e '.[docs]')")
+    site = tmp_path / "site"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-f", "mkdocs.yml",
+                           "-d", str(site)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert "vision_learner" in index
+    learner = (site / "api" / "learner" / "index.html").read_text(encoding="utf-8")
+    assert "fit_one_cycle" in learner and "lr_find" in learner, "the API reference lost the Learner's methods"
+    callbacks = (site / "guides" / "callbacks" / "index.html").read_text(encoding="utf-8")
+    assert "after_cancel_fit" in callbacks
+    # doctest blocks render as code, not as nested block quotes
+    data = (site / "api" / "data" / "index.html").read_text(encoding="utf-8")
+    assert "<blockquote>" not in data and "DataLoaders.from_dsets" in data
+
+
+# --- doctests ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    if name in SLOW_DOCTESTS:
+        pytest.skip(f"slow doctest: {SLOW_DOCTESTS[name]}")
+    for prefix, deps in OPTIONAL_DEPS.items():
+        if name == prefix or name.startswith(prefix + "."):
+            for dep in deps:
+                pytest.importorskip(dep)
+    monkeypatch.chdir(tmp_path)  # an example that writes a file writes it here
+    module = importlib.import_module(name)
+    tests = doctest.DocTestFinder(exclude_empty=True).find(module, name)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    report = _Collect()
+    for test in tests:
+        runner.run(test, out=report)
+    assert runner.failures == 0, f"{runner.failures} doctest failure(s) in {name}:\n{report.text[-4000:]}"
+
+
+class _Collect:
+    def __init__(self):
+        self.parts: list[str] = []
+
+    def __call__(self, s: str) -> None:
+        self.parts.append(s)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def test_public_modules_have_examples():
+    """Every task package documents itself with a runnable example (its ``__init__`` docstring)."""
+    for pkg in ("learnkit.core", "learnkit.vision", "learnkit.tabular", "learnkit.text", "learnkit.collab"):
+        if importlib.util.find_spec(pkg) is None:
+            continue
+        doc = importlib.import_module(pkg).__doc__ or ""
+        assert doc.strip(), f"{pkg} has no module docstring"
+
+
+def test_docs_helpers_doctests():
+    """The MkDocs helpers under docs/ (the griffe extension) have doctests of their own."""
+    spec = importlib.util.spec_from_file_location("griffe_doctest", DOCS / "griffe_doctest.py")
+    if importlib.util.find_spec("griffe") is None:
+        pytest.skip("griffe is not installed (pip install -e '.[docs]')")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    result = doctest.testmod(mod)
+    assert result.attempted and not result.failed
+    fenced = mod.fence_doctests("Args:\n    x: a value.\n\n>>> f(1)  # doctest: +SKIP\n[2, 6]\n\nText.")
+    assert "```pycon\n>>> f(1)\n[2, 6]\n```" in fenced
+    assert mod.fence_doctests("Examples:\n    >>> 1\n    1") == "Examples:\n    >>> 1\n    1"  # griffe's own
+
+
+def test_docs_hook_prunes_only_optional_missing_pages(tmp_path: Path):
+    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    nav = [{"Home": "index.md"}, {"Bad inputs": "bad-inputs.md"}, {"Guides": [{"A": "a.md"}]}]
+    assert mod._prune(nav, tmp_path) == [{"Home": "index.md"}, {"Guides": [{"A": "a.md"}]}]
+    (tmp_path / "bad-inputs.md").write_text("# Bad inputs\n")
+    assert mod._prune(nav, tmp_path) == nav
+
+
+# --- guide pages -----------------------------------------------------------------------------------------
+def _python_blocks(page: Path) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+
+
+@pytest.mark.parametrize("page", GUIDES)
+def test_guide_code_runs(page: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    path = DOCS / page
+    blocks = _python_blocks(path)
+    assert blocks, f"{page} has no ```python blocks"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": f"docs_{path.stem}"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"{page}[block {i + 1}]", "exec"), namespace)  # noqa: S102 - our own docs
+
+
+def test_gallery_lists_every_example():
+    gallery = (DOCS / "guides" / "gallery.md").read_text(encoding="utf-8")
+    for script in sorted((REPO / "examples").glob("*.py")):
+        assert f"examples/{script.name}" in gallery, f"docs/guides/gallery.md does not list examples/{script.name}"
+    for nb in sorted((REPO / "examples" / "notebooks").glob("*.ipynb")):
+        assert f"examples/notebooks/{nb.name}" in gallery, f"docs/guides/gallery.md does not list {nb.name}"

@@ -1,0 +1,83 @@
+"""Every example script runs in ``--fast`` mode on the real data and prints its metric.
+
+Each script takes ``--data PATH`` (default ``$LEARNKIT_DATA``), ``--epochs`` and ``--fast``. The runs are
+integration tests: they skip when the data is absent, and a script that does not exist yet is skipped with
+its name. The wall time of each run is printed (``-s`` shows it), never asserted.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+RUN_TIMEOUT = 600  # seconds: a guard against hangs; a --fast run should take well under a minute
+
+#: script -> a regular expression its output must match: the metric's name, then its value.
+METRIC = r"[-+]?\d*\.\d+|[-+]?\d+"
+SCRIPTS: dict[str, str] = {
+    "pets.py": rf"error_rate\s+({METRIC})",
+    "mnist_tiny.py": rf"(?:accuracy|error_rate)\s*[:=]?\s*({METRIC})",
+    "camvid.py": rf"pixel accuracy \(void excluded\)\s+({METRIC})",
+    "camvid_tiny.py": rf"(?:pixel accuracy|foreground_acc|accuracy)[^\n\d]*({METRIC})",
+    "imdb.py": rf"accuracy\s*[:=]?\s*({METRIC})",
+    "imdb_sample.py": rf"accuracy\s*[:=]?\s*({METRIC})",
+    "adult.py": rf"accuracy\s*[:=]?\s*({METRIC})",
+    "movielens.py": rf"(?:rmse|RMSE|mse|MSE)[^\n\d]*({METRIC})",
+}
+
+
+def _script(name: str) -> Path:
+    path = EXAMPLES / name
+    if not path.is_file():
+        pytest.skip(f"examples/{name} does not exist yet")
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_example_takes_the_common_options(name: str):
+    """The command-line contract, checked without running anything: ``--data``, ``--epochs``, ``--fast``
+    and a docstring that says what the script does."""
+    source = _script(name).read_text(encoding="utf-8")
+    for flag in ("--data", "--epochs", "--fast"):
+        assert f'"{flag}"' in source or f"'{flag}'" in source, f"examples/{name} has no {flag} option"
+    assert "LEARNKIT_DATA" in source, f"examples/{name} does not default --data to $LEARNKIT_DATA"
+    assert source.lstrip().startswith(('"""', "'''", "#!")), f"examples/{name} has no module docstring"
+
+
+def test_every_script_is_known():
+    """A new example script must be added to SCRIPTS (with the metric it prints), so that CI runs it."""
+    unknown = sorted(p.name for p in EXAMPLES.glob("*.py") if p.name not in SCRIPTS and not p.name.startswith("_"))
+    assert not unknown, f"add {unknown} to SCRIPTS in tests/test_examples.py"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_example_runs_fast(name: str, data_path: Path, tmp_path: Path):
+    script = _script(name)
+    env = {**os.environ, "LEARNKIT_DATA": str(data_path), "LEARNKIT_PROGRESS": "0", "MPLBACKEND": "Agg",
+           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    before = _listing(data_path)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(script), "--fast", "--data", str(data_path)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    took = time.perf_counter() - start
+    print(f"examples/{name} --fast: {took:.1f} s")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"examples/{name} --fast failed (exit {proc.returncode}):\n{out[-4000:]}"
+    match = re.search(SCRIPTS[name], proc.stdout)
+    assert match, f"examples/{name} did not print its metric (/{SCRIPTS[name]}/):\n{proc.stdout[-2000:]}"
+    value = float(match.group(1))
+    assert value == value and abs(value) < 1e6, f"examples/{name} printed a non-finite metric {value}"
+    assert "Traceback" not in proc.stderr, f"examples/{name} printed a traceback:\n{proc.stderr[-3000:]}"
+    assert _listing(data_path) == before, f"examples/{name} wrote into the data folder {data_path}"
+
+
+def _listing(root: Path) -> set[str]:
+    return {os.path.join(d, f) for d, _, files in os.walk(root) for f in files}

@@ -1,0 +1,82 @@
+"""Every lesson notebook in examples/notebooks executes top to bottom, in fast mode, on the real data.
+
+The kernel runs with ``LEARNKIT_FAST=1`` (each notebook's first cell turns that into a tiny run),
+``LEARNKIT_DATA`` pointing at the datasets, progress bars on (what a notebook user sees) and matplotlib's
+inline backend, in a temporary working directory (exports go there, never into the data folder).
+
+Besides "no cell raised", each executed notebook must show what a lesson promises: the DataLoaders and
+Learner summaries as HTML tables, at least one inline plot (``lr_find``), the per-epoch metrics table, and
+nothing on stderr — no warnings, no tracebacks, no text progress bars leaking into the page.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "examples" / "notebooks").glob("*.ipynb"))
+CELL_TIMEOUT = 600  # seconds for one cell: a guard against hangs, not a speed test
+
+
+def _outputs(nb) -> list[tuple[int, dict]]:
+    return [(i, out) for i, cell in enumerate(nb.cells) if cell.cell_type == "code" for out in cell.get("outputs", [])]
+
+
+def _html(out: dict) -> str:
+    return out.get("data", {}).get("text/html", "") if out.get("output_type") in ("display_data", "execute_result",
+                                                                                    "update_display_data") else ""
+
+
+def run_notebook(path: Path, data_root: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch):
+    """Execute ``path`` in a fresh kernel (fast mode) and return the executed notebook."""
+    nb = nbformat.read(path, as_version=4)
+    monkeypatch.setenv("LEARNKIT_FAST", "1")
+    monkeypatch.setenv("LEARNKIT_DATA", str(data_root))
+    monkeypatch.setenv("LEARNKIT_PROGRESS", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend, as in Jupyter
+    client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, startup_timeout=120, kernel_name="python3",
+                                     resources={"metadata": {"path": str(workdir)}})
+    client.execute()
+    return nb
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks in examples/notebooks"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path: Path, data_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    nb = run_notebook(path, data_path, tmp_path, monkeypatch)
+    outs = _outputs(nb)
+
+    stderr = [(i, out.get("text", "")) for i, out in outs if out.get("output_type") == "stream"
+              and out.get("name") == "stderr"]
+    assert not stderr, f"{path.name}: output on stderr (warnings or text progress bars): {stderr[:3]}"
+
+    types = {out.get("output_type") for _, out in outs}
+    assert "error" not in types
+    assert any("image/png" in out.get("data", {}) for _, out in outs), f"{path.name}: no inline plot"
+    html = [_html(out) for _, out in outs]
+    assert any("<table" in h and "train_loss" in h for h in html), f"{path.name}: no per-epoch metrics table"
+    assert any("<table" in h and "parameters" in h for h in html), f"{path.name}: no Learner summary"
+    assert any("<table" in h and "train items" in h for h in html), f"{path.name}: no DataLoaders summary"
+    exported = list(tmp_path.glob("*.safetensors"))
+    assert exported, f"{path.name}: the export cell wrote no .safetensors file in the working directory"
+
+
+def test_notebooks_are_stored_without_outputs():
+    """Notebooks are sources: outputs would go stale and bloat the repository."""
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        stale = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count"))]
+        assert not stale, f"{path.name}: cells {stale} carry outputs; clear them before committing"
+        first = next(c for c in nb.cells if c.cell_type == "code")
+        assert "LEARNKIT_FAST" in first.source, f"{path.name}: the first code cell must read LEARNKIT_FAST"

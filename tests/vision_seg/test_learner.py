@@ -1,0 +1,101 @@
+"""unet_learner end to end on tiny painted images: it learns, predicts, shows, exports and reloads."""
+from __future__ import annotations
+
+import matplotlib
+import pytest
+import timm
+import torch
+
+from learnkit.core.export import load_learner
+from learnkit.core.metrics import JaccardMulti, foreground_acc
+from learnkit.vision.io import get_image_files
+from learnkit.vision.segmentation import SegmentationDataLoaders, SegmentationLearner, unet_learner
+from learnkit.vision.segmentation.losses import FocalLossFlat
+from learnkit.vision.transforms import Resize
+
+
+@pytest.fixture
+def dls(seg, tmp_path):
+    seg.write_pairs(tmp_path, n=20, h=32, w=32)
+    files = get_image_files(tmp_path / "images")
+    return SegmentationDataLoaders.from_label_func(tmp_path, files, seg.label_func_for(tmp_path), codes=seg.CODES,
+                                                   void_code="void", bs=4, device="cpu")
+
+
+def _learner(dls, **kw):
+    kw.setdefault("pretrained", False)
+    kw.setdefault("decoder_channels", (32, 16, 16, 16))
+    kw.setdefault("progress", False)
+    return unet_learner(dls, "efficientnet_lite0", metrics=[foreground_acc(ignore_index=dls.void_code),
+                                                            JaccardMulti(ignore_index=dls.void_code)], **kw)
+
+
+def test_unet_learner_setup(dls):
+    learn = _learner(dls)
+    assert isinstance(learn, SegmentationLearner)
+    assert learn.model_spec == {"builder": "vision.unet", "kwargs": {"arch": "efficientnet_lite0", "n_out": 5,
+                                                                     "decoder_channels": [32, 16, 16, 16]}}
+    assert dls.normalize.mean == (0.5, 0.5, 0.5)  # the encoder's own statistics
+    assert learn.loss_func.ignore_index == 4
+    learn.freeze()
+    assert not any(p.requires_grad for p in learn.model.encoder.parameters())
+    assert all(p.requires_grad for p in learn.model.decoder.parameters())
+
+
+def test_unet_learner_rejects_other_loaders_and_archs(dls):
+    with pytest.raises(TypeError, match="SegmentationDataLoaders"):
+        unet_learner(object(), "efficientnet_lite0")
+    with pytest.raises(ValueError, match="unknown architecture"):
+        unet_learner(dls, "efficientnet_lite9", pretrained=False)
+
+
+def test_it_learns_and_predicts(dls, tmp_path):
+    torch.manual_seed(0)
+    learn = _learner(dls, lr=1e-2)
+    before = learn.validate()
+    learn.fit_one_cycle(8, 1e-2)
+    loss, acc, miou = learn.validate()
+    assert acc > 0.9 and acc > before[1] + 0.2 and miou > 0.6, (before, loss, acc, miou)
+    # predict one image: the class map at the model's input size, and probabilities
+    img = dls.valid.dataset.images[0]
+    mask, same, probs = learn.predict(img)
+    assert mask is same and mask.shape == (32, 32) and mask.dtype == torch.long
+    assert probs.shape == (5, 32, 32) and torch.allclose(probs.sum(0), torch.ones(32, 32), atol=1e-5)
+    assert torch.equal(mask, probs.argmax(0))
+    preds, targs = learn.get_preds()[:2]
+    assert preds.shape == (len(dls.valid.dataset), 5, 32, 32) and targs.shape == (len(dls.valid.dataset), 32, 32)
+    # export, reload in the same process and predict the same
+    fname = learn.export(tmp_path / "unet.safetensors")
+    new = load_learner(fname, device="cpu")
+    mask2, _, probs2 = new.predict(img)
+    assert torch.equal(mask2, mask) and torch.allclose(probs2, probs, atol=1e-5)
+    assert new.dls.codes == dls.codes and new.dls.void_code == 4 and new.loss_func.ignore_index == 4
+
+
+def test_export_keeps_item_size_and_custom_loss(seg, tmp_path):
+    seg.write_pairs(tmp_path, n=5, h=40, w=56)
+    dls = SegmentationDataLoaders.from_label_func(tmp_path, get_image_files(tmp_path / "images"),
+                                                  seg.label_func_for(tmp_path), codes=seg.CODES,
+                                                  item_tfms=Resize((32, 64)), bs=2, device="cpu")
+    learn = _learner(dls, loss_func=FocalLossFlat(gamma=1.0))
+    new = load_learner(learn.export(tmp_path / "e.safetensors"), device="cpu")
+    mask, _, probs = new.predict(dls.valid.dataset.images[0])
+    assert mask.shape == (32, 64) and isinstance(new.loss_func, FocalLossFlat) and new.loss_func.gamma == 1.0
+
+
+def test_show_results_target_and_prediction(dls):
+    matplotlib.use("Agg")
+    learn = _learner(dls)
+    fig = learn.show_results(max_n=2)
+    titled = [a.get_title() for a in fig.axes if a.get_title()]
+    assert titled == ["target", "prediction"] and len([a for a in fig.axes if a.images]) == 4
+    assert fig.legends
+
+
+def test_callable_arch(dls):
+    learn = unet_learner(dls, lambda pretrained: timm.create_model("resnet18", pretrained=pretrained,
+                                                                    features_only=True),
+                         pretrained=False, decoder_channels=(16, 16), progress=False)
+    assert not hasattr(learn, "model_spec")
+    x, _ = dls.one_batch(1)
+    assert learn.model(x).shape[1:] == (5, 32, 32)
