@@ -77,12 +77,24 @@ def test_doctests(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
                 pytest.importorskip(dep)
     monkeypatch.chdir(tmp_path)  # an example that writes a file writes it here
     module = importlib.import_module(name)
-    tests = doctest.DocTestFinder(exclude_empty=True).find(module, name)
+    # Examples are written as a user reads them, after `from <its task package> import *`.
+    package = importlib.import_module(_task_package(name))
+    extra = {k: getattr(package, k) for k in getattr(package, "__all__", []) if k not in vars(module)}
+    tests = doctest.DocTestFinder(exclude_empty=True).find(module, name, extraglobs=extra)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     report = _Collect()
     for test in tests:
         runner.run(test, out=report)
     assert runner.failures == 0, f"{runner.failures} doctest failure(s) in {name}:\n{report.text[-4000:]}"
+
+
+def _task_package(name: str) -> str:
+    """The package whose ``import *`` a module's examples assume: its task package, or learnkit.core."""
+    for pkg in ("learnkit.vision.segmentation", "learnkit.vision", "learnkit.text", "learnkit.tabular",
+                "learnkit.collab", "learnkit.core"):
+        if name == pkg or name.startswith(pkg + "."):
+            return pkg
+    return "learnkit"
 
 
 class _Collect:

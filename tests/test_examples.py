@@ -2,7 +2,9 @@
 
 Each script takes ``--data PATH`` (default ``$LEARNKIT_DATA``), ``--epochs`` and ``--fast``. The runs are
 integration tests: they skip when the data is absent, and a script that does not exist yet is skipped with
-its name. The wall time of each run is printed (``-s`` shows it), never asserted.
+its name. The wall time of each run is printed (``-s`` shows it), never asserted. Runs get one intra-op
+thread (``OMP_NUM_THREADS=1``) unless the environment sets another number: on a machine whose cores other
+jobs share, two threads waiting on each other made these runs up to ten times slower.
 """
 from __future__ import annotations
 
@@ -22,14 +24,14 @@ RUN_TIMEOUT = 600  # seconds: a guard against hangs; a --fast run should take we
 #: script -> a regular expression its output must match: the metric's name, then its value.
 METRIC = r"[-+]?\d*\.\d+|[-+]?\d+"
 SCRIPTS: dict[str, str] = {
-    "pets.py": rf"error_rate\s+({METRIC})",
-    "mnist_tiny.py": rf"(?:accuracy|error_rate)\s*[:=]?\s*({METRIC})",
-    "camvid.py": rf"pixel accuracy \(void excluded\)\s+({METRIC})",
-    "camvid_tiny.py": rf"(?:pixel accuracy|foreground_acc|accuracy)[^\n\d]*({METRIC})",
-    "imdb.py": rf"accuracy\s*[:=]?\s*({METRIC})",
-    "imdb_sample.py": rf"accuracy\s*[:=]?\s*({METRIC})",
-    "adult.py": rf"accuracy\s*[:=]?\s*({METRIC})",
-    "movielens.py": rf"(?:rmse|RMSE|mse|MSE)[^\n\d]*({METRIC})",
+    "pets.py": rf"error_rate ({METRIC})",
+    "mnist_tiny.py": rf"error_rate ({METRIC})",
+    "camvid.py": rf"pixel accuracy \(void excluded\) ({METRIC})",
+    "camvid_tiny.py": rf"pixel accuracy \(void excluded\) ({METRIC})",
+    "imdb.py": rf"validation accuracy ({METRIC})",
+    "imdb_sample.py": rf"validation accuracy ({METRIC})",
+    "adult.py": rf"validation accuracy ({METRIC})",
+    "movielens.py": rf"validation MSE ({METRIC})",
 }
 
 
@@ -62,7 +64,8 @@ def test_every_script_is_known():
 def test_example_runs_fast(name: str, data_path: Path, tmp_path: Path):
     script = _script(name)
     env = {**os.environ, "LEARNKIT_DATA": str(data_path), "LEARNKIT_PROGRESS": "0", "MPLBACKEND": "Agg",
-           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     before = _listing(data_path)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, str(script), "--fast", "--data", str(data_path)], cwd=tmp_path, env=env,
@@ -74,7 +77,8 @@ def test_example_runs_fast(name: str, data_path: Path, tmp_path: Path):
     match = re.search(SCRIPTS[name], proc.stdout)
     assert match, f"examples/{name} did not print its metric (/{SCRIPTS[name]}/):\n{proc.stdout[-2000:]}"
     value = float(match.group(1))
-    assert value == value and abs(value) < 1e6, f"examples/{name} printed a non-finite metric {value}"
+    low, high = (0.0, 25.0) if name == "movielens.py" else (0.0, 1.0)  # MSE of 1-5 stars; else a rate
+    assert low <= value <= high, f"examples/{name} printed {match.group(0)!r}: outside [{low}, {high}]"
     assert "Traceback" not in proc.stderr, f"examples/{name} printed a traceback:\n{proc.stderr[-3000:]}"
     assert _listing(data_path) == before, f"examples/{name} wrote into the data folder {data_path}"
 

@@ -2,7 +2,9 @@
 
 The kernel runs with ``LEARNKIT_FAST=1`` (each notebook's first cell turns that into a tiny run),
 ``LEARNKIT_DATA`` pointing at the datasets, progress bars on (what a notebook user sees) and matplotlib's
-inline backend, in a temporary working directory (exports go there, never into the data folder).
+inline backend, in a temporary working directory (exports go there, never into the data folder). It gets
+one intra-op thread (``OMP_NUM_THREADS=1``) unless the environment sets another number: on a machine
+whose cores other jobs share, two threads waiting on each other made these runs up to ten times slower.
 
 Besides "no cell raised", each executed notebook must show what a lesson promises: the DataLoaders and
 Learner summaries as HTML tables, at least one inline plot (``lr_find``), the per-epoch metrics table, and
@@ -10,6 +12,7 @@ nothing on stderr — no warnings, no tracebacks, no text progress bars leaking 
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -39,6 +42,7 @@ def run_notebook(path: Path, data_root: Path, workdir: Path, monkeypatch: pytest
     monkeypatch.setenv("LEARNKIT_DATA", str(data_root))
     monkeypatch.setenv("LEARNKIT_PROGRESS", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend, as in Jupyter
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, startup_timeout=120, kernel_name="python3",
                                      resources={"metadata": {"path": str(workdir)}})

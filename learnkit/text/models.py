@@ -5,6 +5,12 @@ of a `learnkit.text.WordTokenizer` (or any tokenizer's ids). The head sees the c
 last hidden state of each direction, the max and the mean over the real (non-padding) tokens, as
 fastai's ``PoolingLinearClassifier`` does.
 
+Why two one-way ``nn.LSTM`` per layer rather than ``bidirectional=True`` on packed sequences: on the CPU,
+PyTorch's LSTM backward on a ``PackedSequence`` of unequal lengths is about 10x slower than on a padded
+tensor (measured: 4.5 s vs 0.45 s for 32 x 300 tokens). So both directions run on padded tensors, the
+backward one on each text reversed *within its own length* (padding stays at the end), which keeps every
+real position independent of the padding, as packing would.
+
 >>> import torch
 >>> m = LSTMClassifier(vocab_size=100, n_out=2, emb_dim=8, hidden=8, n_layers=1)
 >>> m(torch.tensor([[5, 6, 7], [5, 6, 0]])).shape
@@ -14,11 +20,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..core.registry import register_model
 
-__all__ = ["LSTMClassifier", "masked_mean", "masked_max", "lstm_classifier", "lstm_splitter"]
+__all__ = ["LSTMClassifier", "masked_mean", "masked_max", "reverse_padded", "lstm_classifier", "lstm_splitter"]
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -30,6 +35,14 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def masked_max(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Max of ``hidden`` ``[B, L, D]`` over the positions where ``mask`` ``[B, L]`` is true."""
     return hidden.masked_fill(~mask.unsqueeze(-1), torch.finfo(hidden.dtype).min).max(1).values
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each row of ``x`` ``[B, L, ...]`` within its first ``lengths[b]`` positions (the rest stays)."""
+    pos = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
+    n = lengths.to(x.device)[:, None]
+    idx = torch.where(pos < n, n - 1 - pos, pos)
+    return x.gather(1, idx.reshape(*idx.shape, *([1] * (x.ndim - 2))).expand_as(x))
 
 
 class LSTMClassifier(nn.Module):
@@ -53,8 +66,10 @@ class LSTMClassifier(nn.Module):
         self.pad_id = pad_id
         self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=pad_id)
         self.emb_drop = nn.Dropout(emb_dropout)
-        self.lstm = nn.LSTM(emb_dim, hidden, num_layers=n_layers, batch_first=True, bidirectional=True,
-                            dropout=dropout if n_layers > 1 else 0.0)
+        self.rnns = nn.ModuleList(
+            nn.ModuleList([nn.LSTM(emb_dim if i == 0 else 2 * hidden, hidden, batch_first=True) for _ in range(2)])
+            for i in range(n_layers))
+        self.drop = nn.Dropout(dropout)
         self.head = nn.Sequential(nn.LayerNorm(6 * hidden), nn.Dropout(dropout), nn.Linear(6 * hidden, head_hidden),
                                   nn.ReLU(), nn.Dropout(dropout), nn.Linear(head_hidden, n_out))
 
@@ -62,16 +77,20 @@ class LSTMClassifier(nn.Module):
         mask = ids != self.pad_id
         lengths = mask.sum(1).clamp_min(1)
         x = self.emb_drop(self.embedding(ids))
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, (h, _) = self.lstm(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
-        last = torch.cat([h[-2], h[-1]], dim=1)  # forward direction's last step, backward direction's first
-        return self.head(torch.cat([last, masked_max(out, mask), masked_mean(out, mask)], dim=1))
+        for i, (fwd, bwd) in enumerate(self.rnns):
+            if i:
+                x = self.drop(x)
+            out_f, _ = fwd(x)
+            out_b = reverse_padded(bwd(reverse_padded(x, lengths))[0], lengths)
+            x = torch.cat([out_f, out_b], dim=2)
+        rows = torch.arange(ids.shape[0], device=ids.device)
+        last = torch.cat([out_f[rows, lengths - 1], out_b[:, 0]], dim=1)  # each direction after the whole text
+        return self.head(torch.cat([last, masked_max(x, mask), masked_mean(x, mask)], dim=1))
 
 
 def lstm_splitter(model: LSTMClassifier) -> list[list[nn.Parameter]]:
     """Two groups: the body (embedding + LSTM) and the head."""
-    body = list(model.embedding.parameters()) + list(model.lstm.parameters())
+    body = list(model.embedding.parameters()) + list(model.rnns.parameters())
     return [body, list(model.head.parameters())]
 
 

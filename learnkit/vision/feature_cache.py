@@ -90,8 +90,8 @@ class FrozenFeatureCache(Callback):
             return f"the body has random layers in training mode ({', '.join(stoch[:3])})"
         if not getattr(dls, "train_deterministic", False):
             return "the training images have random transforms (augmentation), so the body's output changes"
-        if not isinstance(dls.train, DataLoader):
-            return "the training loader is not a torch DataLoader"
+        if not isinstance(dls.train, DataLoader) or dls.train.batch_sampler is None:
+            return "the training loader is not a batched torch DataLoader"
         n = sum(len(dl.dataset) for dl in dls.loaders if isinstance(dl, DataLoader))
         need = n * model.head.n_features * 4
         if need > self.max_bytes:

@@ -16,6 +16,16 @@ def test_masked_pooling_ignores_padding():
     assert masked_mean(h, m).item() == 2.0 and masked_max(h, m).item() == 3.0
 
 
+def test_reverse_padded_reverses_within_each_length_and_is_its_own_inverse():
+    from learnkit.text.models import reverse_padded
+    x = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
+    r = reverse_padded(x, torch.tensor([3, 2]))
+    assert r.tolist() == [[3, 2, 1, 0], [5, 4, 0, 0]]
+    assert torch.equal(reverse_padded(r, torch.tensor([3, 2])), x)
+    h = torch.arange(16.0).reshape(2, 4, 2)
+    assert torch.equal(reverse_padded(h, torch.tensor([4, 1]))[0], h[0].flip(0))
+
+
 def test_lstm_output_does_not_depend_on_padding():
     m = LSTMClassifier(vocab_size=50, n_out=3, emb_dim=8, hidden=6, n_layers=2).eval()
     a = m(torch.tensor([[5, 6, 7, 8]]))

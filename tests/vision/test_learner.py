@@ -168,3 +168,18 @@ def test_multi_label(two_class_folder):
     assert isinstance(labels, list) and set(labels) <= {"blue", "red", "warm"} and probs.shape == (3,)
     with pytest.raises(ValueError, match="single-label"):
         ClassificationInterpretation.from_learner(learn)
+
+
+def test_export_and_load_learner_predict_the_same(dls, tmp_path):
+    from learnkit.core.export import load_learner
+    learn = _learner(dls)
+    learn.fit_one_cycle(1, 1e-2)
+    path = learn.export(tmp_path / "pets.safetensors")
+    loaded = load_learner(path, device="cpu")
+    assert type(loaded.dls).__name__ == "ImageDataLoaders" and loaded.dls.vocab == dls.vocab
+    item = dls.valid.dataset.items[0]
+    a, b = learn.predict(item), loaded.predict(item)
+    assert a[0] == b[0] and a[1] == b[1] and torch.allclose(a[2], b[2], atol=1e-5)
+    probs_a = learn.get_preds(dl=dls.test_dl(dls.valid.dataset.items))[0]
+    probs_b = loaded.get_preds(dl=loaded.dls.test_dl(dls.valid.dataset.items))[0]
+    assert torch.allclose(probs_a, probs_b, atol=1e-5)
