@@ -10,13 +10,15 @@ from .data import TabularDataLoaders, rows_to_df
 from .learner import TabularLearner, fused_adamw, tabular_learner
 from .model import TabularModel, emb_sz_rule, get_emb_sz, tabular_model
 from .processor import TabularProcessor
-from .procs import NA_CLASS, Categorify, Discretize, FillMissing, Normalize, TabularProc, register_proc
+from .procs import (NA_CLASS, Categorify, Discretize, FillMissing, Normalize, TabularProc, UnseenCategoryWarning,
+                    register_proc)
 from .show import display_df
 from .table import TabularLoader, TabularTensors
 
 __all__ = [
     "TabularDataLoaders", "rows_to_df", "TabularLearner", "tabular_learner", "fused_adamw", "TabularModel",
     "emb_sz_rule", "get_emb_sz", "tabular_model", "TabularProcessor", "NA_CLASS", "Categorify", "Discretize",
-    "FillMissing", "Normalize", "TabularProc", "register_proc", "display_df", "TabularLoader", "TabularTensors",
+    "FillMissing", "Normalize", "TabularProc", "UnseenCategoryWarning", "register_proc", "display_df", "TabularLoader",
+    "TabularTensors",
     *_core_all,
 ]

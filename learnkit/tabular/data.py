@@ -24,6 +24,7 @@ from ..core.losses import CrossEntropyLossFlat, MSELossFlat
 from ..core.registry import register_dls
 from ..core.split import IndexSplitter, RandomSplitter, check_split
 from .processor import ProcSpec, TabularProcessor
+from .procs import UnseenCategoryWarning
 from .show import display_df
 from .table import TabularLoader
 
@@ -123,7 +124,9 @@ class TabularDataLoaders(DataLoaders):
         if processor.y_block == "classification":
             check_split(train_idx, valid_idx, labels=ys.iloc[:, 0].tolist(), allow_empty_valid=allow_empty,
                         what="rows")
-        valid = processor.process(df.iloc[valid_idx], with_labels=True) if len(valid_idx) else None
+        with warnings.catch_warnings():  # rare categories that fall only in the validation rows are expected
+            warnings.simplefilter("ignore", UnseenCategoryWarning)  # there; predict and test_dl still warn
+            valid = processor.process(df.iloc[valid_idx], with_labels=True) if len(valid_idx) else None
         val_bs = val_bs or 2 * bs
         train_dl = TabularLoader(train, bs, shuffle=shuffle, drop_last=drop_last, seed=seed)
         valid_dl = TabularLoader(valid, val_bs) if valid is not None else None

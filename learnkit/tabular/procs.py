@@ -29,7 +29,12 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["TabularProc", "Categorify", "FillMissing", "Normalize", "Discretize", "PROC_REGISTRY", "register_proc",
-           "proc_from_state", "NA_CLASS"]
+           "proc_from_state", "NA_CLASS", "UnseenCategoryWarning"]
+
+
+class UnseenCategoryWarning(UserWarning):
+    """A categorical value the training rows never had (encoded as missing)."""
+
 
 NA_CLASS = "#na#"  # index 0 of every categorical column: missing values and categories never seen in training
 PROC_REGISTRY: dict[str, type] = {}
@@ -138,7 +143,7 @@ class Categorify(TabularProc):
                 vals = pd.unique(col[unseen])[:5]
                 warnings.warn(f"column {name!r}: {int(unseen.sum())} value(s) never seen in the training rows, "
                               f"e.g. {[_json_scalar(v) for v in vals]}; they are treated as missing ({NA_CLASS!r}).",
-                              stacklevel=3)
+                              UnseenCategoryWarning, stacklevel=3)
             df[name] = codes
         return df
 

@@ -13,6 +13,7 @@ Files are only ever read.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,10 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
                              "or pass on_error='skip' to leave such files out")
     try:
         data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
-        return _to_rgb_uint8(decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True))
+        with warnings.catch_warnings():  # torchvision 0.29 announces its decoders' move to TorchCodec on every
+            warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)  # call; they still work
+            image = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+        return _to_rgb_uint8(image)
     except RuntimeError as tv_error:
         tv_msg = str(tv_error).strip().splitlines()[-1] if str(tv_error).strip() else type(tv_error).__name__
     # torchvision could not decode it: Pillow reads more formats (BMP, TIFF...) and fails clearly on broken files.
