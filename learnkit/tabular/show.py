@@ -1,24 +1,6 @@
-"""Showing decoded rows: an HTML table in a notebook, aligned text in a terminal.
-
->>> import pandas as pd
->>> _ = display_df(pd.DataFrame({"a": [1]}), show=False)
-"""
+"""Showing decoded rows: `display_df` (shared with the other tasks, from `learnkit.core.display`)."""
 from __future__ import annotations
 
-import pandas as pd
-
-from ..core.callbacks.progress import in_notebook
+from ..core.display import display_df
 
 __all__ = ["display_df"]
-
-
-def display_df(df: pd.DataFrame, show: bool = True) -> pd.DataFrame:
-    """Display ``df`` (HTML in a notebook, text otherwise) and return it for further use."""
-    if show:
-        if in_notebook():
-            from IPython.display import display
-            display(df)
-        else:
-            with pd.option_context("display.max_columns", None, "display.width", 200):
-                print(df.to_string())
-    return df

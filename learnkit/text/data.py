@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..core.data import DataLoaders
+from ..core.display import display_df
 from ..core.losses import CrossEntropyLossFlat
 from ..core.registry import register_dls
 from ..core.split import ColSplitter, RandomSplitter, check_split
@@ -240,17 +241,7 @@ class TextDataLoaders(DataLoaders):
 
     def show_batch(self, max_n: int = 9, split: int = 0, max_chars: int = 300) -> None:
         """Show decoded texts and labels of a batch (an HTML table in notebooks, text otherwise)."""
-        table = self.batch_table(max_n, split, max_chars)
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-            if get_ipython() is not None:
-                display(table)
-                return
-        except ImportError:
-            pass
-        with pd.option_context("display.max_colwidth", max_chars, "display.width", 200):
-            print(table.to_string())
+        display_df(self.batch_table(max_n, split, max_chars), max_colwidth=max_chars)
 
     def summary(self) -> dict[str, Any]:
         out = super().summary()

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..core.display import display_df
 from ..core.learner import Learner
 
 __all__ = ["TextClassificationInterpretation"]
@@ -64,17 +65,7 @@ class TextClassificationInterpretation:
 
     def show_top_losses(self, k: int = 5, max_chars: int = 300) -> None:
         """Show the most confidently wrong texts (an HTML table in notebooks, text otherwise)."""
-        table = self.top_losses_table(k, max_chars)
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-            if get_ipython() is not None:
-                display(table)
-                return
-        except ImportError:
-            pass
-        with pd.option_context("display.max_colwidth", max_chars, "display.width", 200):
-            print(table.to_string())
+        display_df(self.top_losses_table(k, max_chars), max_colwidth=max_chars)
 
     def confusion_matrix(self) -> pd.DataFrame:
         """Counts of (actual row, predicted column)."""

@@ -42,13 +42,14 @@ def _bar_class(notebook: bool):
 def progress_bar(iterable=None, total: int | None = None, desc: str | None = None, leave: bool = False,
                  disable: bool = False):
     """A tqdm bar for any loop in learnkit: a widget in a notebook with ipywidgets, text in a terminal, and
-    a silent pass-through in a notebook without ipywidgets (no ``TqdmWarning``, nothing on stderr).
+    a silent pass-through in a notebook without ipywidgets (no ``TqdmWarning``, nothing on stderr) or with
+    ``LEARNKIT_PROGRESS=0`` in the environment.
 
     >>> sum(progress_bar(range(3), disable=True))
     3
     """
     bar_class = _bar_class(in_notebook())
-    if bar_class is None:
+    if bar_class is None or os.environ.get("LEARNKIT_PROGRESS", "1") == "0":
         from tqdm import tqdm
         bar_class, disable = tqdm, True
     return bar_class(iterable, total=total, desc=desc, leave=leave, disable=disable, dynamic_ncols=True)
