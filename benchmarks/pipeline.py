@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import REPO, Worker, data_root, interleaved, machine, median, serve  # noqa: E402
+from _harness import REPO, Worker, data_root, machine, median, serve  # noqa: E402
 
 SIZE = 128
 

@@ -24,7 +24,6 @@ import pandas as pd
 import torch
 
 from ..core.data import DataLoaders
-from ..core.device import default_device
 from ..core.losses import MSELossFlat
 from ..core.registry import register_dls
 from ..core.split import RandomSplitter, check_split

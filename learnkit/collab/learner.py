@@ -31,7 +31,7 @@ from ..core.learner import Learner
 from ..core.optim import LR
 from .data import CollabDataLoaders
 from .loader import TensorLoader
-from .model import EmbeddingDotBias, EmbeddingNN, _CollabModel, collab_dot, collab_nn
+from .model import EmbeddingDotBias, _CollabModel, collab_dot, collab_nn
 
 __all__ = ["CollabLearner", "collab_learner", "collab_splitter", "BiasWeightDecay", "recommend", "similar_items"]
 

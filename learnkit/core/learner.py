@@ -30,8 +30,7 @@ from .callback import (Callback, CancelBackwardException, CancelBatchException, 
 from .data import DataLoaders
 from .distributed import (distrib_barrier, distrib_ctx, gather_preds, maybe_distribute, shard_for_preds,
                           to_distributed)
-from .device import batch_size, default_device, to_cpu, to_device
-from .losses import MSELossFlat
+from .device import default_device, to_cpu, to_device
 from .metrics import Metric, as_metric
 from .optim import LR, check_lr, default_splitter, make_optimizer, spread_lr
 

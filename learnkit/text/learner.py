@@ -40,9 +40,11 @@ class TextLearner(Learner):
     max_cache_mb: float = 2048
     _cache_keep: tuple[int, ...] = ()
 
-    def fit(self, n_epoch: int, *args: Any, **kwargs: Any) -> None:
-        """`Learner.fit` (same arguments, forwarded unchanged), on cached activations while a prefix of a
-        staged model is frozen."""
+    def fit(self, n_epoch: int, lr: LR | None = None, wd: float | None = None,
+            cbs: Callback | Sequence[Callback] | None = None, reset_opt: bool = False, start_epoch: int = 0,
+            resume: str | Path | None = None) -> None:
+        """`Learner.fit` (same arguments), on cached activations while a prefix of a staged model is frozen."""
+        args = dict(lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch, resume=resume)
         start = cache_start(self.model) if self.cache_frozen else 0
         cached = None
         if start and n_epoch and isinstance(self.dls, TextDataLoaders) and self.dls.train is not None:
@@ -52,10 +54,10 @@ class TextLearner(Learner):
             cached = self._act_cache.dataloaders(self.model, self.dls, start, self.device, self.autocast(),
                                                  progress=self.show_progress, keep=self._cache_keep)
         if cached is None:
-            return super().fit(n_epoch, *args, **kwargs)
+            return super().fit(n_epoch, **args)
         text_dls, self.dls = self.dls, cached
         try:
-            super().fit(n_epoch, *args, **kwargs)
+            super().fit(n_epoch, **args)
         finally:
             self.dls = text_dls
 

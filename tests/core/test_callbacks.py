@@ -1,7 +1,6 @@
 """Built-in callbacks: early stopping, best-model saving, CSV log, NaN stop, progress output, plots."""
 import pytest
 import torch
-from torch import nn
 
 from coretools import BodyHead, make_dls, two_class_data
 from learnkit import (Callback, CrossEntropyLossFlat, CSVLogger, EarlyStoppingCallback, Learner, SaveModelCallback,

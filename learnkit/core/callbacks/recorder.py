@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 import time
 
-import torch
 
 from ..callback import Callback
 from ..device import batch_size
