@@ -3,6 +3,9 @@
 The loop (``fit`` → epochs → train/validate → batches) fires the events of `learnkit.core.callback`;
 everything optional (recording, progress bars, schedules, early stopping, mixed-precision scaling of
 gradients, checkpoints) is a callback. Read ``_do_one_batch`` to see exactly what one step does.
+(This file is longer than learnkit's other modules on purpose: it is the one class a user reads to know
+what training does, so its methods stay together; the machinery they call lives in ``callbacks/``,
+``distributed.py``, ``checkpoint.py`` and ``export.py``.)
 
 >>> import torch
 >>> from torch.utils.data import TensorDataset

@@ -1,0 +1,90 @@
+"""Where this process stands under ``torchrun``: its rank, the world size, and the process group.
+
+In a single process every answer is the trivial one:
+
+>>> rank_distrib(), num_distrib(), is_rank0(), launched_by_torchrun()
+(0, 1, True, False)
+"""
+from __future__ import annotations
+
+import atexit
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["rank_distrib", "num_distrib", "is_rank0", "launched_by_torchrun", "setup_distrib", "teardown_distrib",
+           "distrib_barrier"]
+
+_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+_OWNED_GROUP = False  # whether learnkit created the default process group (and so destroys it)
+
+
+# --- where am I --------------------------------------------------------------------------------------
+def _initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank_distrib() -> int:
+    """This process' rank: from the process group, else ``$RANK``, else 0."""
+    return dist.get_rank() if _initialized() else int(os.environ.get("RANK", 0))
+
+
+def num_distrib() -> int:
+    """How many processes train together (1 when not distributed)."""
+    return dist.get_world_size() if _initialized() else int(os.environ.get("WORLD_SIZE", 1))
+
+
+def is_rank0() -> bool:
+    """Whether this process writes files and shows progress: true unless it is a rank > 0 of a process group."""
+    return not _initialized() or dist.get_rank() == 0
+
+
+def launched_by_torchrun() -> bool:
+    """Whether torchrun (or another launcher setting its variables) started this process with WORLD_SIZE > 1."""
+    return all(v in os.environ for v in _TORCHRUN_VARS) and int(os.environ["WORLD_SIZE"]) > 1
+
+
+def _comm_device() -> torch.device:
+    """Where tensors must be for collectives: this rank's GPU with NCCL, the CPU with gloo."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+# --- the process group ---------------------------------------------------------------------------------
+def setup_distrib(backend: str | None = None, timeout_s: float = 1800.0) -> bool:
+    """Join the default process group described by the torchrun environment.
+
+    ``backend`` defaults to NCCL when CUDA is available, gloo otherwise; with NCCL the GPU ``LOCAL_RANK``
+    becomes the current device. Returns whether a group is in use; a group that already exists (created by the user) is
+    used as it is and is not destroyed by `teardown_distrib`.
+    """
+    global _OWNED_GROUP
+    if _initialized():
+        return True
+    if not launched_by_torchrun():
+        return False
+    if not dist.is_available():
+        raise RuntimeError("this PyTorch build has no torch.distributed; install one with distributed support")
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    kw = {"device_id": torch.device("cuda", torch.cuda.current_device())} if backend == "nccl" else {}
+    dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s), **kw)
+    _OWNED_GROUP = True
+    atexit.register(teardown_distrib)
+    return True
+
+
+def teardown_distrib() -> None:
+    """Destroy the process group if learnkit created it (registered to run at exit)."""
+    global _OWNED_GROUP
+    if _OWNED_GROUP and _initialized():
+        dist.destroy_process_group()
+    _OWNED_GROUP = False
+
+
+def distrib_barrier() -> None:
+    """Wait for every rank (a no-op in a single process)."""
+    if _initialized():
+        dist.barrier(**({"device_ids": [torch.cuda.current_device()]} if dist.get_backend() == "nccl" else {}))

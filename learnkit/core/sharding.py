@@ -1,0 +1,180 @@
+"""Splitting loaders across the ranks of a process group, and gathering their results back in item order.
+
+`DistributedDL` shards a loader with a ``DistributedSampler``; gathering undoes its interleaving and drops
+the items it repeated, so that metrics see every item exactly once. Used by `learnkit.core.distributed`.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import (BatchSampler, DataLoader, DistributedSampler, IterableDataset, RandomSampler,
+                              SequentialSampler, TensorDataset)
+
+from .process_group import _comm_device, num_distrib
+
+__all__ = ["DistributedDL"]
+
+
+# --- gathering -----------------------------------------------------------------------------------------
+def _map(f, obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return f(obj)
+    if isinstance(obj, Mapping):
+        return type(obj)({k: _map(f, v) for k, v in obj.items()})
+    if isinstance(obj, (list, tuple)):
+        out = [_map(f, o) for o in obj]
+        return type(obj)(*out) if hasattr(obj, "_fields") else type(obj)(out)
+    raise TypeError(f"cannot gather a {type(obj).__name__} across ranks: batches, predictions and targets must be "
+                    "tensors (or tuples/lists/dicts of tensors) under DDP")
+
+
+def _leaves(obj: Any) -> list[torch.Tensor]:
+    out: list[torch.Tensor] = []
+    _map(lambda t: out.append(t) or t, obj)
+    return out
+
+
+def _gather_interleaved(obj: Any, start: int, n_total: int) -> Any:
+    """Gather a batch (nested tensors, the same first dimension on every rank) from all ranks in dataset
+    order, keeping only the items at dataset positions ``< n_total``.
+
+    A ``DistributedSampler`` without shuffling gives rank ``r`` the items ``r, r + W, r + 2W...`` of the
+    (padded) dataset, so item ``k`` of rank ``r``'s shard is dataset position ``k * W + r``: stacking the
+    ranks' batches on dimension 1 and flattening puts them back in dataset order, and the positions
+    ``>= n_total`` are the sampler's padding (repeats of the first items). ``start`` is the shard position
+    of the batch's first item.
+    """
+    world, dev = num_distrib(), _comm_device()
+    leaves = _leaves(obj)
+    if any(t.ndim == 0 for t in leaves):
+        raise ValueError("cannot gather a 0-dimensional tensor as a batch of items")
+    # one small collective for every leaf's shape first: a mismatch (padded sequences of different
+    # lengths) is then a clear error on every rank instead of a hang or a garbled gather
+    width = max([1, *(t.ndim for t in leaves)])
+    shapes = torch.tensor([list(t.shape) + [0] * (width - t.ndim) for t in leaves] or [[0]], dtype=torch.long,
+                          device=dev)
+    all_shapes = [torch.empty_like(shapes) for _ in range(world)]
+    dist.all_gather(all_shapes, shapes)
+    all_shapes = [s.cpu().tolist() for s in all_shapes]
+    leaf_idx = iter(range(len(leaves)))
+
+    def gather(t: torch.Tensor) -> torch.Tensor:
+        i = next(leaf_idx)
+        per_rank = [tuple(s[i][: t.ndim]) for s in all_shapes]
+        if len({s[0] for s in per_rank}) != 1:
+            raise RuntimeError(f"ranks have different batch sizes {[s[0] for s in per_rank]}; the loaders must be "
+                               "sharded with a DistributedSampler (DistributedDL)")
+        if len({s[1:] for s in per_rank}) != 1:
+            raise ValueError(f"predictions or targets have different shapes on different ranks ({per_rank}); "
+                             "pad them to a fixed size (e.g. a fixed sequence length) to validate under DDP")
+        x = t.detach()
+        is_bool = x.dtype == torch.bool
+        x = (x.to(torch.uint8) if is_bool else x).to(dev).contiguous()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x)
+        out = torch.stack(parts, dim=1).flatten(0, 1)  # [n, W, ...] -> dataset order
+        out = out[: max(0, min(out.shape[0], n_total - start * world))].to(t.device)
+        return out.bool() if is_bool else out
+
+    return _map(gather, obj)
+
+
+# --- sharded loaders -----------------------------------------------------------------------------------
+def _loader_seed(dl: Any) -> int:
+    for owner in (dl, getattr(dl, "sampler", None)):
+        g = getattr(owner, "generator", None)
+        if isinstance(g, torch.Generator):
+            return int(g.initial_seed() % 2**62)
+    return 0
+
+
+def _broadcast_int(v: int) -> int:
+    t = torch.tensor([v], dtype=torch.long, device=_comm_device())
+    dist.broadcast(t, src=0)
+    return int(t.item())
+
+
+def _is_shuffled(dl: Any, default: bool) -> bool:
+    """Whether ``dl`` draws a new order each epoch (custom samplers: ``default``, true for training)."""
+    if isinstance(dl, DataLoader) and type(dl.batch_sampler) is BatchSampler:
+        if isinstance(dl.sampler, (RandomSampler, SequentialSampler)):
+            return isinstance(dl.sampler, RandomSampler)
+        return default
+    return bool(getattr(dl, "shuffle", default))
+
+
+class DistributedDL:
+    """This rank's shard of a loader: the same dataset, batch size and collation, with a
+    ``DistributedSampler`` (``drop_last=False``: the sampler repeats a few items so that every rank has as
+    many; `gather` drops them again).
+
+    ``dl`` is a ``torch.utils.data.DataLoader`` over a map-style dataset, or any loader with ``dataset``
+    (map-style) and ``batch_size`` attributes (and optionally ``collate_fn``; a loader over a
+    ``TensorDataset`` without one, such as learnkit's ``TensorLoader``, is read a whole batch of rows at a
+    time). ``seed`` must be the same on every rank (`DistributedTrainer` broadcasts rank 0's).
+    """
+
+    def __init__(self, dl: Any, rank: int, world_size: int, shuffle: bool, seed: int = 0):
+        ds = getattr(dl, "dataset", None)
+        bs = getattr(dl, "batch_size", None)
+        if isinstance(dl, DataLoader) and bs is None:
+            bs = getattr(dl.batch_sampler, "batch_size", None)
+        if ds is None or isinstance(ds, IterableDataset) or not hasattr(ds, "__len__") or bs is None:
+            raise TypeError(f"cannot shard the loader {type(dl).__name__} over {world_size} processes: DDP needs a "
+                            "loader with a map-style `dataset` (with __len__) and a `batch_size`, e.g. a "
+                            "torch DataLoader built by learnkit.make_loader")
+        self.loader, self.dataset, self.batch_size = dl, ds, bs
+        self.rank, self.world_size, self.n_total = rank, world_size, len(ds)
+        self.sampler = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
+                                          drop_last=False)
+        if isinstance(dl, DataLoader):
+            drop_last = dl.drop_last if dl.batch_size is not None else bool(getattr(dl.batch_sampler, "drop_last", False))
+            kw: dict[str, Any] = dict(collate_fn=dl.collate_fn, num_workers=dl.num_workers, pin_memory=dl.pin_memory,
+                                      timeout=dl.timeout, worker_init_fn=dl.worker_init_fn,
+                                      persistent_workers=dl.persistent_workers,
+                                      multiprocessing_context=dl.multiprocessing_context)
+            if dl.num_workers > 0:
+                kw["prefetch_factor"] = dl.prefetch_factor
+            self.dl = DataLoader(ds, batch_size=bs, sampler=self.sampler, drop_last=drop_last, **kw)
+        else:
+            drop_last = bool(getattr(dl, "drop_last", False))
+            collate = getattr(dl, "collate_fn", None)
+            if collate is None and isinstance(ds, TensorDataset):
+                # rows fetched a batch at a time (``dataset[list_of_indices]``), as the loader itself slices
+                self.dl = DataLoader(ds, batch_size=None, sampler=BatchSampler(self.sampler, bs, drop_last))
+            else:
+                self.dl = DataLoader(ds, batch_size=bs, sampler=self.sampler, drop_last=drop_last, collate_fn=collate)
+        self._start = 0  # this rank's position (in items of its shard) of the batch being processed
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed the shuffling (the same permutation on every rank, a new one each epoch)."""
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dl)
+
+    def __iter__(self) -> Iterator:
+        self._start = 0
+        for batch in self.dl:
+            yield batch
+            self._start += _first_dim(batch)
+
+    def gather(self, obj: Any) -> Any:
+        """The current batch's tensors from every rank, in dataset order, without the sampler's padding."""
+        return _gather_interleaved(obj, self._start, self.n_total)
+
+    def gather_all(self, obj: Any) -> Any:
+        """Whole-shard tensors (one row per item of this rank's shard) from every rank, in dataset order."""
+        return _gather_interleaved(obj, 0, self.n_total)
+
+    def __repr__(self) -> str:
+        return (f"DistributedDL(rank {self.rank}/{self.world_size}, {self.sampler.num_samples} of {self.n_total} items, "
+                f"bs={self.batch_size}, shuffle={self.sampler.shuffle})")
+
+
+def _first_dim(batch: Any) -> int:
+    leaves = _leaves(batch)
+    return (leaves[0].shape[0] if leaves[0].ndim else 1) if leaves else 0
