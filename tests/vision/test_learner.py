@@ -183,3 +183,18 @@ def test_export_and_load_learner_predict_the_same(dls, tmp_path):
     probs_a = learn.get_preds(dl=dls.test_dl(dls.valid.dataset.items))[0]
     probs_b = loaded.get_preds(dl=loaded.dls.test_dl(dls.valid.dataset.items))[0]
     assert torch.allclose(probs_a, probs_b, atol=1e-5)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_unfrozen_training_keeps_the_pretrained_body_bn_statistics(dls, keep):
+    """A pretrained body's BN running statistics survive `unfreeze` + training (the head learnt on
+    features computed with them); with ``keep_body_bn_stats=False`` they adapt to the new data."""
+    learn = _learner(dls, keep_body_bn_stats=keep)
+    bns = [m for m in learn.model.body.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in bns]
+    learn.unfreeze()
+    learn.fit(1, lr=1e-3)
+    same = all(torch.equal(b, m.running_mean) for b, m in zip(before, bns))
+    assert same == keep
+    head_bn = next(m for m in learn.model.head.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    assert head_bn.num_batches_tracked.item() > 0  # the new head's BN trains either way
