@@ -56,6 +56,14 @@ def test_device_placement():
     assert probs.device.type == "cpu" and len(probs) == len(targs) == 128  # results come back to the CPU
 
 
+def test_loss_buffers_follow_the_model_to_the_device():
+    weighted = CrossEntropyLossFlat(weight=torch.tensor([1.0, 3.0]))  # created on the CPU
+    learn = Learner(_image_dls(), _conv_net(), loss_func=weighted, progress=False)
+    assert learn.loss_func.weight.device.type == "cuda"
+    learn.fit(1)  # would fail with "weight is on cpu, different from other tensors on cuda:0"
+    assert torch.isfinite(torch.tensor(learn.recorder.values[-1][0]))
+
+
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_mixed_precision_trains(precision):
     if precision == "bf16" and not torch.cuda.is_bf16_supported():

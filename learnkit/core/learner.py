@@ -99,6 +99,8 @@ class Learner:
             if loss_func is None:
                 raise ValueError("no loss_func given and the DataLoaders has no default: "
                                  "pass loss_func=CrossEntropyLossFlat() or MSELossFlat()")
+        if isinstance(loss_func, nn.Module):  # buffers such as class weights go where the model's outputs are
+            loss_func.to(self.device)
         self.loss_func = loss_func
         self.metrics: list[Metric] = [as_metric(m) for m in _listify(metrics)]
         self.path = Path(path) if path is not None else Path(".")

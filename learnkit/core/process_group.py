@@ -80,6 +80,10 @@ def teardown_distrib() -> None:
     """Destroy the process group if learnkit created it (registered to run at exit)."""
     global _OWNED_GROUP
     if _OWNED_GROUP and _initialized():
+        try:  # leave together: a rank that destroys its group while a peer still talks to it can abort the
+            distrib_barrier()  # peer's process ("terminate called without an active exception", seen with gloo)
+        except RuntimeError:  # a peer is already gone (it crashed, or torchrun is stopping the job)
+            pass
         dist.destroy_process_group()
     _OWNED_GROUP = False
 
