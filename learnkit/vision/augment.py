@@ -201,9 +201,11 @@ def _move_points(points: torch.Tensor, matrix: torch.Tensor, warp: torch.Tensor,
     perspective inverts in closed form: ``o = v / (1 - a*v_x - c*v_y)``."""
     x = _to_norm(points[..., 0].float(), in_hw[1], align_corners)
     y = _to_norm(points[..., 1].float(), in_hw[0], align_corners)
-    inv = torch.linalg.inv(matrix.double()).float()
-    vx = inv[:, 0, 0, None] * x + inv[:, 0, 1, None] * y + inv[:, 0, 2, None]
-    vy = inv[:, 1, 0, None] * x + inv[:, 1, 1, None] * y + inv[:, 1, 2, None]
+    m = matrix.float()
+    a, b, c, d = m[:, 0, 0, None], m[:, 0, 1, None], m[:, 1, 0, None], m[:, 1, 1, None]
+    det = a * d - b * c  # the 2x2 inverse in closed form (float64 linalg.inv is missing on some devices)
+    x, y = x - m[:, 0, 2, None], y - m[:, 1, 2, None]
+    vx, vy = (d * x - b * y) / det, (a * y - c * x) / det
     den = 1 - warp[:, 0, None] * vx - warp[:, 1, None] * vy
     den = torch.where(den.abs() < 1e-6, torch.full_like(den, 1e-6), den)  # (only far outside the image)
     ox, oy = _from_norm(vx / den, out_hw[1], align_corners), _from_norm(vy / den, out_hw[0], align_corners)
