@@ -184,8 +184,8 @@ def _window(in_hw: tuple[int, int], out_hw: tuple[int, int], align_corners: bool
 def _grid(matrix: torch.Tensor, warp: torch.Tensor, out_hw: tuple[int, int], align_corners: bool) -> torch.Tensor:
     """Sampling grid ``[B, h, w, 2]``: output pixel → perspective divide by ``1 + a*x + c*y`` → ``matrix``."""
     b = matrix.shape[0]
-    ys, xs = torch.meshgrid(_base(out_hw[0], align_corners, matrix.device), _base(out_hw[1], align_corners, matrix.device),
-                            indexing="ij")
+    dev = matrix.device
+    ys, xs = torch.meshgrid(_base(out_hw[0], align_corners, dev), _base(out_hw[1], align_corners, dev), indexing="ij")
     x, y = xs.expand(b, *xs.shape), ys.expand(b, *ys.shape)
     den = 1 + warp[:, 0, None, None] * x + warp[:, 1, None, None] * y
     x, y = x / den, y / den
@@ -270,11 +270,13 @@ class GeometricAug(BatchTransform):
         _check_choice("pad_mode", pad_mode, _PADS)
         _check_choice("mode", mode, _MODES)
         self.do_flip, self.flip_vert, self.max_rotate = do_flip, flip_vert, max_rotate
-        self.min_zoom, self.max_zoom, self.max_warp, self.p_affine, self.pad_mode = min_zoom, max_zoom, max_warp, p_affine, pad_mode
+        self.min_zoom, self.max_zoom, self.max_warp = min_zoom, max_zoom, max_warp
+        self.p_affine, self.pad_mode = p_affine, pad_mode
         self.size = None if size is None else _size2(size)
         self.mode, self.align_corners, self.batch, self.min_scale = mode, bool(align_corners), bool(batch), min_scale
 
-    def draw(self, b: int, in_hw: tuple[int, int], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(self, b: int, in_hw: tuple[int, int], device: torch.device | str = "cpu"
+             ) -> tuple[torch.Tensor, torch.Tensor]:
         """One random draw for ``b`` items of size ``in_hw``: ``(matrix [B, 3, 3], warp [B, 2])``. The sampling
         grid maps each output pixel ``o`` (normalised) to ``matrix @ (o / (1 + warp . o))`` in the input."""
         n = 1 if self.batch else b

@@ -303,8 +303,9 @@ def transform_from_config(config: dict) -> ItemTransform | BatchTransform:
         return Resize(tuple(cfg["size"]), cfg.get("method", "crop"), cfg.get("interpolation", "bicubic"),
                       cfg.get("pad_mode", "zeros"))
     if kind == "RandomResizedCrop":
-        return RandomResizedCrop(tuple(cfg["size"]), cfg.get("min_scale", 0.08), tuple(cfg.get("ratio", (3 / 4, 4 / 3))),
-                                 cfg.get("interpolation", "bicubic"), cfg.get("val_xtra", 0.14))
+        return RandomResizedCrop(tuple(cfg["size"]), cfg.get("min_scale", 0.08),
+                                 tuple(cfg.get("ratio", (3 / 4, 4 / 3))), cfg.get("interpolation", "bicubic"),
+                                 cfg.get("val_xtra", 0.14))
     if kind == "BatchResize":
         return BatchResize(tuple(cfg["size"]), cfg.get("mode", "bilinear"), cfg.get("pad_mode", "reflection"),
                            cfg.get("align_corners", True))

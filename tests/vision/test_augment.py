@@ -370,8 +370,8 @@ def test_old_configs_and_presizing_export():
     assert transform_from_config({"type": "Resize", "size": [8, 8], "method": "pad", "interpolation": "bilinear"}
                                  ).pad_mode == "zeros"
     from learnkit.vision import ImageDataLoaders
-    dls = ImageDataLoaders(None, None, device="cpu", vocab=["a", "b"],
-                           batch_tfms=aug_transforms(size=(24, 32), mode="bicubic") + [Normalize((0.5,) * 3, (0.5,) * 3)])
+    tfms = aug_transforms(size=(24, 32), mode="bicubic") + [Normalize((0.5,) * 3, (0.5,) * 3)]
+    dls = ImageDataLoaders(None, None, device="cpu", vocab=["a", "b"], batch_tfms=tfms)
     cfg = json.loads(json.dumps(dls.export_config()))
     assert [c["type"] for c in cfg["batch_tfms"]] == ["BatchResize", "Normalize"]
     back = ImageDataLoaders.from_config(cfg, device="cpu")
