@@ -256,6 +256,17 @@ def test_geometric_aug_errors_name_the_argument(kwargs, match):
         GeometricAug(**kwargs)
 
 
+@pytest.mark.parametrize("make, match", [
+    (lambda: RandomResizedCrop(10, ratio=(2.0, 1.0)), "ratio"), (lambda: RandomResizedCrop(10, val_xtra=-1), "val_xtra"),
+    (lambda: RandomResizedCrop(10, min_scale=1.5), "min_scale"), (lambda: BatchResize(10, mode="area"), "mode"),
+    (lambda: BatchResize(10, pad_mode="wrap"), "pad_mode"), (lambda: LightingAug(0.2, p_lighting=2), "p_lighting"),
+    (lambda: aug_transforms(mult=-1), "mult"), (lambda: aug_transforms(size=0), "size"),
+])
+def test_other_errors_name_the_argument(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
 def test_aug_transforms_signature_and_xtra_tfms():
     extra = Normalize((0.5,) * 3, (0.5,) * 3)
     tfms = aug_transforms(mult=2.0, max_rotate=10, max_warp=0.2, max_lighting=0.3, xtra_tfms=[extra])
