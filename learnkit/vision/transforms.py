@@ -37,8 +37,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from .augment import (BatchResize, BatchTransform, GeometricAug, LightingAug, Normalize, _size2, apply_batch_tfms,
-                      aug_transforms, imagenet_stats, is_random, validation_tfms)
+from .augment import (BatchResize, BatchTransform, GeometricAug, LightingAug, Normalize, _pack, _size2,
+                      apply_batch_tfms, aug_transforms, imagenet_stats, is_random, validation_tfms)
 
 __all__ = ["ItemTransform", "Resize", "RandomResizedCrop", "BatchTransform", "GeometricAug", "BatchResize",
            "LightingAug", "Normalize", "aug_transforms", "imagenet_stats", "apply_item_tfms", "apply_batch_tfms",
@@ -90,12 +90,6 @@ def _split(out: Any, has_mask: bool, has_points: bool) -> tuple[torch.Tensor, to
     if has_mask and has_points:
         return out
     return (out[0], out[1], None) if has_mask else (out[0], None, out[1])
-
-
-def _pack(image: torch.Tensor, mask: torch.Tensor | None, points: torch.Tensor | None) -> Any:
-    if mask is None and points is None:
-        return image
-    return tuple(t for t in (image, mask, points) if t is not None)
 
 
 def _check_points(points: torch.Tensor | None) -> torch.Tensor | None:
