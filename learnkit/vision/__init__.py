@@ -20,7 +20,7 @@ from .learner import VisionLearner, vision_learner
 from .models import (ARCH_ALIASES, ModelMeta, PretrainedWeightsError, create_body, create_encoder,
                      load_lite0_pretrained, model_meta, timm_name)
 from .show import show_image, show_images, show_results
-from .transforms import (BatchTransform, GeometricAug, ItemTransform, LightingAug, Normalize, RandomResizedCrop,
+from .transforms import (BatchResize, BatchTransform, GeometricAug, ItemTransform, LightingAug, Normalize, RandomResizedCrop,
                          Resize, aug_transforms, imagenet_stats)
 
 __all__ = [
@@ -30,6 +30,6 @@ __all__ = [
     "collate_images", "FrozenFeatureCache", "ClassificationInterpretation", "IMAGE_EXTENSIONS", "ImageLoadError",
     "get_image_files", "image_to_tensor", "load_image", "VisionLearner", "vision_learner", "ARCH_ALIASES",
     "ModelMeta", "PretrainedWeightsError", "create_body", "create_encoder", "load_lite0_pretrained", "model_meta",
-    "timm_name", "show_image", "show_images", "show_results", "BatchTransform", "GeometricAug", "ItemTransform",
+    "timm_name", "show_image", "show_images", "show_results", "BatchResize", "BatchTransform", "GeometricAug", "ItemTransform",
     "LightingAug", "Normalize", "RandomResizedCrop", "Resize", "aug_transforms", "imagenet_stats",
 ]

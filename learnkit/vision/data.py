@@ -32,7 +32,7 @@ from ..core.split import ColSplitter, GrandparentSplitter, RandomSplitter, check
 from .dataset import DEFAULT_CACHE_BYTES, ImageDataset, collate_images, decode_all, split_tfms
 from .io import get_image_files
 from .labels import RegexLabeller, make_labels, make_vocab, parent_label, py_value
-from .transforms import Normalize, apply_batch_tfms, is_random, transform_from_config
+from .transforms import Normalize, apply_batch_tfms, is_random, transform_from_config, validation_tfms
 
 __all__ = ["ImageDataLoaders"]
 
@@ -153,7 +153,7 @@ class ImageDataLoaders(DataLoaders):
 
     # --- export ------------------------------------------------------------------------------------
     def export_config(self) -> dict:
-        det = [t for t in self.batch_tfms if not is_random(t)]
+        det = validation_tfms(self.batch_tfms)  # what runs outside training (presizing → BatchResize)
         for t in self.item_tfms + det:
             if not hasattr(t, "export_config"):
                 raise TypeError(f"transform {t!r} cannot be exported (it has no export_config); use learnkit's "

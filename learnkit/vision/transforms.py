@@ -2,53 +2,51 @@
 
 *Item transforms* (`Resize`, `RandomResizedCrop`) run on each decoded ``uint8 [3, H, W]`` image, before
 collation, through torchvision transforms v2. *Batch transforms* (`aug_transforms()`: `GeometricAug`,
-`LightingAug`; `Normalize`) run on a whole float batch ``[B, 3, H, W]`` (pixels in ``[0, 1]``) on the
-device, each item with its own random draw. Random transforms only run while training (``training=True``);
-validation and inference see the deterministic ones only.
+`LightingAug`; `BatchResize`, `Normalize`; defined in `learnkit.vision.augment` and re-exported here) run
+on a whole float batch ``[B, 3, H, W]`` (pixels in ``[0, 1]``) on the device, each item with its own random
+draw. Random transforms only run while training (``training=True``); validation and inference see the
+deterministic ones (and the validation version of presizing, a centre crop).
 
 Every transform also takes a segmentation mask (``[H, W]`` item, ``[B, H, W]`` batch; class indices)
 and moves it with the image: nearest-neighbour resampling, lighting untouched. Called with a mask, a
 transform returns ``(image, mask)``; without one, just the image.
 
+Every transform also takes key points, keyword ``points=`` (``[N, 2]`` item, ``[B, N, 2]`` batch), in pixel
+coordinates ``(x, y)`` with pixel centres at integers: a point on ``image[:, r, c]`` is ``(c, r)``. They
+move exactly as the image does (points that leave the image keep their outside coordinates, as in
+fastai). The result then has the points last: ``(image, points)`` or ``(image, mask, points)``.
+
 >>> img = torch.zeros(3, 100, 150, dtype=torch.uint8)
 >>> Resize(64)(img).shape, Resize(64, method="pad")(img).shape
 (torch.Size([3, 64, 64]), torch.Size([3, 64, 64]))
+>>> out, pts = Resize(50, method="squish")(img, points=torch.tensor([[74.5, 49.5], [0.0, 0.0]]))
+>>> pts  # the image centre stays the centre; the top-left pixel is averaged into output pixel (0, 0)
+tensor([[24.5000, 24.5000],
+        [-0.3333, -0.2500]])
 >>> x = torch.rand(4, 3, 32, 32)
 >>> [t(x).shape for t in aug_transforms()] == [x.shape] * 2
 True
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-__all__ = ["ItemTransform", "Resize", "RandomResizedCrop", "BatchTransform", "GeometricAug", "LightingAug",
-           "Normalize", "aug_transforms", "imagenet_stats", "apply_item_tfms", "apply_batch_tfms", "is_random", "transform_from_config"]
+from .augment import (BatchResize, BatchTransform, GeometricAug, LightingAug, Normalize, _pack, _size2,
+                      apply_batch_tfms, aug_transforms, imagenet_stats, is_random, validation_tfms)
 
-#: ImageNet mean and std (RGB, ``[0, 1]`` pixels), as in fastai.
-imagenet_stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+__all__ = ["ItemTransform", "Resize", "RandomResizedCrop", "BatchTransform", "GeometricAug", "BatchResize",
+           "LightingAug", "Normalize", "aug_transforms", "imagenet_stats", "apply_item_tfms", "apply_batch_tfms",
+           "is_random", "validation_tfms", "transform_from_config"]
 
 _INTERP = {"nearest": v2.InterpolationMode.NEAREST, "bilinear": v2.InterpolationMode.BILINEAR,
            "bicubic": v2.InterpolationMode.BICUBIC}
-
-
-def _size2(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, int) and not isinstance(size, bool):
-        hw = (size, size)
-    elif isinstance(size, (tuple, list)) and len(size) == 2:
-        hw = (int(size[0]), int(size[1]))
-    else:
-        raise ValueError(f"size must be an int or a (height, width) pair, got {size!r}")
-    if min(hw) < 1:
-        raise ValueError(f"size must be positive, got {size!r}")
-    return hw
+_PAD_MODES = ("zeros", "reflection", "border")
 
 
 def _interp(name: str) -> v2.InterpolationMode:
@@ -57,8 +55,13 @@ def _interp(name: str) -> v2.InterpolationMode:
     return _INTERP[name]
 
 
-def _wrap(image: torch.Tensor, mask: torch.Tensor | None) -> tuple:
-    return (tv_tensors.Image(image),) if mask is None else (tv_tensors.Image(image), tv_tensors.Mask(mask))
+def _wrap(image: torch.Tensor, mask: torch.Tensor | None, points: torch.Tensor | None = None) -> tuple:
+    out: tuple = (tv_tensors.Image(image),)
+    if mask is not None:
+        out += (tv_tensors.Mask(mask),)
+    if points is not None:
+        out += (tv_tensors.KeyPoints(points, canvas_size=tuple(image.shape[-2:])),)
+    return out
 
 
 def _each(fn: Any, out: tuple, *args: Any, **kwargs: Any) -> tuple:
@@ -66,16 +69,75 @@ def _each(fn: Any, out: tuple, *args: Any, **kwargs: Any) -> tuple:
     return tuple(fn(o, *args, **kwargs) for o in out)
 
 
-def _unwrap(out: Any, has_mask: bool) -> Any:
-    if has_mask:
-        return out[0].as_subclass(torch.Tensor), out[1].as_subclass(torch.Tensor)
-    return (out[0] if isinstance(out, tuple) else out).as_subclass(torch.Tensor)
+def _unwrap(out: Any) -> Any:
+    """Plain tensors from a torchvision output: one tensor, or a tuple of them."""
+    if isinstance(out, tuple):
+        return tuple(o.as_subclass(torch.Tensor) for o in out) if len(out) > 1 else out[0].as_subclass(torch.Tensor)
+    return out.as_subclass(torch.Tensor)
+
+
+def _finish(out: tuple, points: torch.Tensor | None) -> Any:
+    """Pack a wrapped ``(image[, mask])`` and the moved points as the caller expects."""
+    plain = _unwrap(out)
+    image, mask = plain if isinstance(plain, tuple) else (plain, None)
+    return _pack(image, mask, points)
+
+
+def _split(out: Any, has_mask: bool, has_points: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``(image, mask or None, points or None)`` from what a transform returned."""
+    if not has_mask and not has_points:
+        return out, None, None
+    if has_mask and has_points:
+        return out
+    return (out[0], out[1], None) if has_mask else (out[0], None, out[1])
+
+
+def _check_points(points: torch.Tensor | None) -> torch.Tensor | None:
+    if points is None:
+        return None
+    if points.ndim != 2 or points.shape[-1] != 2:
+        raise ValueError(f"points must be [N, 2] (x, y) pixel coordinates, got shape {tuple(points.shape)}")
+    return points if points.is_floating_point() else points.float()
+
+
+def _resize_points(points: torch.Tensor, in_hw: Sequence[int], out_hw: Sequence[int]) -> torch.Tensor:
+    """Points under torchvision's resize (pixel areas scale: ``x' = (x + 0.5) * w' / w - 0.5``)."""
+    scale = torch.tensor([out_hw[1] / in_hw[1], out_hw[0] / in_hw[0]], dtype=points.dtype, device=points.device)
+    return (points + 0.5) * scale - 0.5
+
+
+def _shift_points(points: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
+    return points + torch.tensor([dx, dy], dtype=points.dtype, device=points.device)
+
+
+def _center_crop(out: tuple, points: torch.Tensor | None, size: Sequence[int]) -> tuple[tuple, torch.Tensor | None]:
+    h, w = out[0].shape[-2:]
+    if points is not None:  # TF.center_crop's offsets
+        points = _shift_points(points, -int(round((w - size[1]) / 2.0)), -int(round((h - size[0]) / 2.0)))
+    return _each(TF.center_crop, out, list(size)), points
+
+
+def _pad(out: tuple, pad: list[int], pad_mode: str) -> tuple:
+    """Pad ``[left, top, right, bottom]``. Reflection pads in rounds of at most ``side - 1`` (torch's limit),
+    which reflects the reflection; a side of 1 pixel has nothing to reflect and repeats its border."""
+    if pad_mode != "reflection":
+        return _each(TF.pad, out, pad, padding_mode="constant" if pad_mode == "zeros" else "edge")
+    left, top, right, bottom = pad
+    while left or top or right or bottom:
+        h, w = out[0].shape[-2:]
+        if (w == 1 and (left or right)) or (h == 1 and (top or bottom)):
+            return _each(TF.pad, out, [left, top, right, bottom], padding_mode="edge")
+        step = [min(left, w - 1), min(top, h - 1), min(right, w - 1), min(bottom, h - 1)]
+        out = _each(TF.pad, out, step, padding_mode="reflect")
+        left, top, right, bottom = (a - b for a, b in zip((left, top, right, bottom), step))
+    return out
 
 
 # --- item transforms ----------------------------------------------------------------------------------
 
 class ItemTransform:
-    """Base of item transforms: ``tfm(image, mask=None, training=True)``.
+    """Base of item transforms: ``tfm(image, mask=None, training=True, *, points=None)``; returns ``image``,
+    or the tuple ``(image[, mask][, points])`` of what it got.
 
     ``random`` says whether the output differs between calls in training (then it is not cached and is
     replaced by its deterministic ``training=False`` version for validation and inference).
@@ -83,7 +145,8 @@ class ItemTransform:
 
     random: bool = False
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor | None = None, training: bool = True) -> Any:
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor | None = None, training: bool = True, *,
+                 points: torch.Tensor | None = None) -> Any:
         raise NotImplementedError
 
     def export_config(self) -> dict:
@@ -96,7 +159,12 @@ class Resize(ItemTransform):
 
     ``method``: ``'crop'`` scales the image to cover ``size`` then takes the centre; ``'squish'`` scales each
     side to ``size`` (aspect ratio changes); ``'pad'`` scales the image to fit inside ``size`` and pads
-    (``pad_mode`` ``'zeros'`` or ``'reflection'``). Antialiased; masks use nearest neighbour.
+    (``pad_mode`` ``'zeros'``, ``'reflection'`` or ``'border'``, which repeats the edge pixels). Antialiased;
+    ``interpolation`` ``'bicubic'``, ``'bilinear'`` or ``'nearest'``; masks use nearest neighbour.
+
+    >>> img = torch.zeros(3, 20, 40, dtype=torch.uint8)
+    >>> [tuple(Resize((10, 15), m, pad_mode="border")(img).shape) for m in ("crop", "pad", "squish")]
+    [(3, 10, 15), (3, 10, 15), (3, 10, 15)]
     """
 
     def __init__(self, size: int | Sequence[int], method: str = "crop", interpolation: str = "bicubic",
@@ -104,46 +172,56 @@ class Resize(ItemTransform):
         self.size = _size2(size)
         if method not in ("crop", "squish", "pad"):
             raise ValueError(f"method must be 'crop', 'squish' or 'pad', got {method!r}")
-        if pad_mode not in ("zeros", "reflection"):
-            raise ValueError(f"pad_mode must be 'zeros' or 'reflection', got {pad_mode!r}")
+        if pad_mode not in _PAD_MODES:
+            raise ValueError(f"pad_mode must be 'zeros', 'reflection' or 'border', got {pad_mode!r}")
         self.method, self.interpolation, self.pad_mode = method, interpolation, pad_mode
         self._mode = _interp(interpolation)
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor | None = None, training: bool = True) -> Any:
-        out = _wrap(image, mask)
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor | None = None, training: bool = True, *,
+                 points: torch.Tensor | None = None) -> Any:
+        out, points = _wrap(image, mask), _check_points(points)
         h, w = image.shape[-2:]
         th, tw = self.size
         if self.method == "squish":
-            out = _each(TF.resize, out, [th, tw], interpolation=self._mode, antialias=True)
+            nh, nw = th, tw
         elif self.method == "crop":
             s = max(th / h, tw / w)
             nh, nw = max(th, round(h * s)), max(tw, round(w * s))
-            if (nh, nw) != (h, w):
-                out = _each(TF.resize, out, [nh, nw], interpolation=self._mode, antialias=True)
-            out = _each(TF.center_crop, out, [th, tw])
         else:
             s = min(th / h, tw / w)
             nh, nw = min(th, max(1, round(h * s))), min(tw, max(1, round(w * s)))
-            if (nh, nw) != (h, w):
-                out = _each(TF.resize, out, [nh, nw], interpolation=self._mode, antialias=True)
+        if (nh, nw) != (h, w):
+            out = _each(TF.resize, out, [nh, nw], interpolation=self._mode, antialias=True)
+            points = None if points is None else _resize_points(points, (h, w), (nh, nw))
+        if self.method == "crop":
+            out, points = _center_crop(out, points, (th, tw))
+        elif self.method == "pad":
             top, left = (th - nh) // 2, (tw - nw) // 2
             pad = [left, top, tw - nw - left, th - nh - top]
             if any(pad):
-                out = _each(TF.pad, out, pad, padding_mode="reflect" if self.pad_mode == "reflection" else "constant")
-        return _unwrap(out, mask is not None)
+                out = _pad(out, pad, self.pad_mode)
+                points = None if points is None else _shift_points(points, left, top)
+        return _finish(out, points)
 
     def export_config(self) -> dict:
         return {"type": "Resize", "size": list(self.size), "method": self.method,
                 "interpolation": self.interpolation, "pad_mode": self.pad_mode}
 
     def __repr__(self) -> str:
-        return f"Resize(size={self.size}, method={self.method!r}, interpolation={self.interpolation!r})"
+        return (f"Resize(size={self.size}, method={self.method!r}, interpolation={self.interpolation!r}, "
+                f"pad_mode={self.pad_mode!r})")
 
 
 class RandomResizedCrop(ItemTransform):
     """Training: crop a random area (``min_scale``..1 of the image, aspect ratio in ``ratio``) and resize it to
     ``size`` (torchvision's ``RandomResizedCrop``). Validation: scale the short side to ``size * (1 + val_xtra)``
-    and take the centre."""
+    and take the centre.
+
+    >>> img = torch.zeros(3, 50, 80, dtype=torch.uint8)
+    >>> out, pts = RandomResizedCrop(32, min_scale=0.5)(img, points=torch.tensor([[39.5, 24.5]]), training=False)
+    >>> out.shape, pts  # validation: the centre stays the centre
+    (torch.Size([3, 32, 32]), tensor([[15.5000, 15.5000]]))
+    """
 
     random = True
 
@@ -152,18 +230,32 @@ class RandomResizedCrop(ItemTransform):
         self.size = _size2(size)
         if not 0 < min_scale <= 1:
             raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
+        if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"ratio must be a (low, high) pair with 0 < low <= high, got {ratio!r}")
+        if val_xtra < 0:
+            raise ValueError(f"val_xtra must be >= 0, got {val_xtra}")
         self.min_scale, self.ratio, self.interpolation, self.val_xtra = min_scale, tuple(ratio), interpolation, val_xtra
         self._rrc = v2.RandomResizedCrop(self.size, scale=(min_scale, 1.0), ratio=self.ratio,
                                          interpolation=_interp(interpolation), antialias=True)
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor | None = None, training: bool = True) -> Any:
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor | None = None, training: bool = True, *,
+                 points: torch.Tensor | None = None) -> Any:
+        points = _check_points(points)
         if training:
-            return _unwrap(self._rrc(*_wrap(image, mask)), mask is not None)
-        th, tw = self.size
-        big = (round(th * (1 + self.val_xtra)), round(tw * (1 + self.val_xtra)))
-        out = Resize(big, "crop", self.interpolation)(image, mask)
-        out = _wrap(*out) if mask is not None else _wrap(out, None)
-        return _unwrap(_each(TF.center_crop, out, list(self.size)), mask is not None)
+            out = _wrap(image, mask)
+            p = self._rrc.make_params(list(out))  # the draw v2.RandomResizedCrop makes, applied by hand
+            out = _each(TF.resized_crop, out, p["top"], p["left"], p["height"], p["width"], list(self.size),
+                        interpolation=self._rrc.interpolation, antialias=True)
+            if points is not None:
+                points = _resize_points(_shift_points(points, -p["left"], -p["top"]), (p["height"], p["width"]),
+                                        self.size)
+        else:
+            th, tw = self.size
+            big = (round(th * (1 + self.val_xtra)), round(tw * (1 + self.val_xtra)))
+            resized = Resize(big, "crop", self.interpolation)(image, mask, points=points)
+            image2, mask2, points = _split(resized, mask is not None, points is not None)
+            out, points = _center_crop(_wrap(image2, mask2), points, self.size)
+        return _finish(out, points)
 
     def export_config(self) -> dict:
         return {"type": "RandomResizedCrop", "size": list(self.size), "min_scale": self.min_scale,
@@ -174,208 +266,44 @@ class RandomResizedCrop(ItemTransform):
 
 
 def apply_item_tfms(tfms: Sequence[Any], image: torch.Tensor, mask: torch.Tensor | None = None,
-                    training: bool = True) -> Any:
-    """Apply item transforms in order. Plain callables (e.g. a torchvision v2 transform) get ``image``
-    (or ``(image, mask)``) and run in training and validation alike."""
+                    training: bool = True, points: torch.Tensor | None = None) -> Any:
+    """Apply item transforms in order; returns ``image``, or the tuple ``(image[, mask][, points])`` of what
+    was passed. Plain callables (e.g. a torchvision v2 transform) get ``image`` (or ``(image, mask)``, plus
+    ``tv_tensors.KeyPoints`` with points - moved by torchvision's own key-point rules) and run in training
+    and validation alike."""
+    points = _check_points(points)
+    has_mask, has_points = mask is not None, points is not None
     for t in tfms:
         if isinstance(t, ItemTransform):
-            out = t(image, mask, training=training)
+            out = t(image, mask, training=training, points=points) if has_points else t(image, mask, training=training)
         else:
-            out = t(*_wrap(image, mask))
-            out = _unwrap(out, mask is not None)
-        image, mask = (out if mask is not None else (out, None))
-    return image if mask is None else (image, mask)
-
-
-# --- batch transforms (on the device) ------------------------------------------------------------------
-
-class BatchTransform:
-    """Base of batch transforms: ``tfm(images, masks=None)`` on float ``[B, 3, H, W]`` images in ``[0, 1]``
-    (``Normalize`` excepted) and ``[B, H, W]`` integer masks. ``random`` transforms run in training only."""
-
-    random: bool = False
-
-    def __call__(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> Any:
-        raise NotImplementedError
-
-    def export_config(self) -> dict:
-        raise NotImplementedError(f"{type(self).__name__} cannot be exported")
-
-
-class GeometricAug(BatchTransform):
-    """Random flips, rotation, zoom and perspective warp, drawn per item and applied to the whole batch in
-    one resampling (``torch.nn.functional.grid_sample``; masks with nearest neighbour).
-
-    Each item is flipped left-right with probability 0.5 (``do_flip``; also top-bottom with ``flip_vert``);
-    with probability ``p_affine`` it is rotated by up to ``max_rotate`` degrees, zoomed in by a factor in
-    ``[min_zoom, max_zoom]`` around a random centre, and warped in perspective by up to ``max_warp``.
-    Borders are filled by ``pad_mode`` (``'reflection'``, ``'zeros'`` or ``'border'``).
-    """
-
-    random = True
-
-    def __init__(self, do_flip: bool = True, flip_vert: bool = False, max_rotate: float = 10.0, min_zoom: float = 1.0,
-                 max_zoom: float = 1.1, max_warp: float = 0.2, p_affine: float = 0.75, pad_mode: str = "reflection"):
-        if min_zoom <= 0 or max_zoom < min_zoom:
-            raise ValueError(f"need 0 < min_zoom <= max_zoom, got {min_zoom}, {max_zoom}")
-        if not 0 <= p_affine <= 1:
-            raise ValueError(f"p_affine must be in [0, 1], got {p_affine}")
-        if pad_mode not in ("reflection", "zeros", "border"):
-            raise ValueError(f"pad_mode must be 'reflection', 'zeros' or 'border', got {pad_mode!r}")
-        self.do_flip, self.flip_vert, self.max_rotate = do_flip, flip_vert, max_rotate
-        self.min_zoom, self.max_zoom, self.max_warp, self.p_affine, self.pad_mode = min_zoom, max_zoom, max_warp, p_affine, pad_mode
-
-    def _grid(self, b: int, h: int, w: int, device: torch.device) -> torch.Tensor:
-        """Sampling grid ``[B, H, W, 2]``: for each output pixel, where to read in the input (``[-1, 1]``)."""
-        def u(lo, hi):
-            return torch.empty(b, device=device).uniform_(lo, hi)
-        on = (torch.rand(b, device=device) < self.p_affine).float()
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=device), torch.linspace(-1, 1, w, device=device),
-                                indexing="ij")
-        x, y = xs.expand(b, h, w), ys.expand(b, h, w)
-        # perspective: divide by 1 + a*x + b*y
-        a, c = (u(-self.max_warp, self.max_warp) * on / 2)[:, None, None], (u(-self.max_warp, self.max_warp) * on / 2)[:, None, None]
-        den = 1 + a * x + c * y
-        x, y = x / den, y / den
-        # zoom in around a random centre (stays inside the image)
-        z = 1 + (u(self.min_zoom, self.max_zoom) - 1) * on
-        z = z.clamp_min(1e-3)
-        cx, cy = u(-1, 1) * (1 - 1 / z).clamp_min(0), u(-1, 1) * (1 - 1 / z).clamp_min(0)
-        x, y = x / z[:, None, None], y / z[:, None, None]
-        # rotation in pixel units (so non-square images are not sheared)
-        t = (u(-self.max_rotate, self.max_rotate) * on * math.pi / 180)[:, None, None]
-        px, py = x * w / 2, y * h / 2
-        x, y = (torch.cos(t) * px - torch.sin(t) * py) * 2 / w, (torch.sin(t) * px + torch.cos(t) * py) * 2 / h
-        x, y = x + cx[:, None, None], y + cy[:, None, None]
-        if self.do_flip:
-            x = x * torch.where(torch.rand(b, device=device) < 0.5, -1.0, 1.0)[:, None, None]
-        if self.flip_vert:
-            y = y * torch.where(torch.rand(b, device=device) < 0.5, -1.0, 1.0)[:, None, None]
-        return torch.stack([x, y], dim=-1)
-
-    def __call__(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> Any:
-        b, _, h, w = images.shape
-        grid = self._grid(b, h, w, images.device).to(images.dtype if images.is_floating_point() else torch.float32)
-        out = F.grid_sample(images, grid, mode="bilinear", padding_mode=self.pad_mode, align_corners=True)
-        if masks is None:
-            return out
-        m = F.grid_sample(masks[:, None].float(), grid.float(), mode="nearest", padding_mode=self.pad_mode,
-                          align_corners=True)
-        return out, m[:, 0].round().to(masks.dtype)
-
-    def __repr__(self) -> str:
-        return (f"GeometricAug(do_flip={self.do_flip}, flip_vert={self.flip_vert}, max_rotate={self.max_rotate}, "
-                f"zoom=({self.min_zoom}, {self.max_zoom}), max_warp={self.max_warp}, p_affine={self.p_affine})")
-
-
-class LightingAug(BatchTransform):
-    """Random brightness and contrast per item (with probability ``p_lighting``), in logit space so pixels
-    never leave ``[0, 1]``: brightness moves the mid-grey by up to ``max_lighting`` and contrast scales by
-    up to ``1 / (1 - max_lighting)``. Masks are unchanged."""
-
-    random = True
-
-    def __init__(self, max_lighting: float = 0.2, p_lighting: float = 0.75):
-        if not 0 <= max_lighting < 1:
-            raise ValueError(f"max_lighting must be in [0, 1), got {max_lighting}")
-        self.max_lighting, self.p_lighting = max_lighting, p_lighting
-
-    def __call__(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> Any:
-        b, dev, m = images.shape[0], images.device, self.max_lighting
-        on = (torch.rand(b, device=dev) < self.p_lighting).to(images.dtype)
-        bright = 0.5 + torch.empty(b, device=dev).uniform_(-m, m) / 2 * on
-        log_c = torch.empty(b, device=dev).uniform_(math.log(1 - m), -math.log(1 - m)) * on
-        eps = 1e-4
-        logit = torch.logit(images.clamp(eps, 1 - eps))
-        out = torch.sigmoid(logit * log_c.exp().view(b, 1, 1, 1) + torch.logit(bright).view(b, 1, 1, 1))
-        return out if masks is None else (out, masks)
-
-    def __repr__(self) -> str:
-        return f"LightingAug(max_lighting={self.max_lighting}, p_lighting={self.p_lighting})"
-
-
-class Normalize(BatchTransform):
-    """``(x - mean) / std`` per channel on ``[0, 1]`` float images; ``decode`` undoes it (for display).
-
-    >>> n = Normalize.from_stats(*imagenet_stats)
-    >>> x = torch.rand(2, 3, 4, 4)
-    >>> torch.allclose(n.decode(n(x)), x, atol=1e-6)
-    True
-    """
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
-            raise ValueError(f"mean and std need one value per channel and std > 0; got {mean}, {std}")
-
-    @classmethod
-    def from_stats(cls, mean: Sequence[float], std: Sequence[float]) -> "Normalize":
-        return cls(mean, std)
-
-    def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = (1, -1, 1, 1) if x.ndim == 4 else (-1, 1, 1)
-        return (torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(shape),
-                torch.tensor(self.std, device=x.device, dtype=x.dtype).view(shape))
-
-    def __call__(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> Any:
-        mean, std = self._stats(images)
-        out = (images - mean) / std
-        return out if masks is None else (out, masks)
-
-    def decode(self, images: torch.Tensor) -> torch.Tensor:
-        mean, std = self._stats(images)
-        return images * std + mean
-
-    def export_config(self) -> dict:
-        return {"type": "Normalize", "mean": list(self.mean), "std": list(self.std)}
-
-    def __repr__(self) -> str:
-        return f"Normalize(mean={self.mean}, std={self.std})"
-
-
-def aug_transforms(mult: float = 1.0, do_flip: bool = True, flip_vert: bool = False, max_rotate: float = 10.0,
-                   min_zoom: float = 1.0, max_zoom: float = 1.1, max_lighting: float = 0.2, max_warp: float = 0.2,
-                   p_affine: float = 0.75, p_lighting: float = 0.75, pad_mode: str = "reflection") -> list[BatchTransform]:
-    """fastai's default data augmentation as batch transforms: ``[GeometricAug(...), LightingAug(...)]``.
-
-    ``mult`` scales ``max_rotate``, ``max_lighting`` and ``max_warp``. Pass the list as ``batch_tfms``.
-    """
-    tfms: list[BatchTransform] = [GeometricAug(do_flip, flip_vert, max_rotate * mult, min_zoom, max_zoom,
-                                               max_warp * mult, p_affine, pad_mode)]
-    if max_lighting > 0 and p_lighting > 0:
-        tfms.append(LightingAug(min(max_lighting * mult, 0.95), p_lighting))
-    return tfms
-
-
-def is_random(tfm: Any) -> bool:
-    """Whether a transform changes from call to call in training (unknown callables count as random)."""
-    return bool(getattr(tfm, "random", True))
-
-
-def apply_batch_tfms(tfms: Sequence[Any], images: torch.Tensor, masks: torch.Tensor | None = None,
-                     training: bool = True) -> Any:
-    """Apply batch transforms in order, skipping the random ones when not ``training``."""
-    for t in tfms:
-        if not training and is_random(t):
-            continue
-        out = t(images, masks) if masks is not None else t(images)
-        images, masks = out if masks is not None else (out, None)
-    return images if masks is None else (images, masks)
+            out = _unwrap(t(*_wrap(image, mask, points)))
+        image, mask, points = _split(out, has_mask, has_points)
+    return _pack(image, mask, points)
 
 
 def transform_from_config(config: dict) -> ItemTransform | BatchTransform:
-    """Rebuild a transform from its ``export_config()`` (used by `load_learner`).
+    """Rebuild a transform from its ``export_config()`` (used by `load_learner`); options missing from an older
+    config take their defaults.
 
-    >>> transform_from_config(Resize(32).export_config())
-    Resize(size=(32, 32), method='crop', interpolation='bicubic')
+    >>> transform_from_config(Resize(32, pad_mode="border").export_config())
+    Resize(size=(32, 32), method='crop', interpolation='bicubic', pad_mode='border')
+    >>> transform_from_config(BatchResize(24, mode="bicubic").export_config())
+    BatchResize(size=(24, 24), mode='bicubic', pad_mode='reflection', align_corners=True)
     """
     cfg = dict(config)
     kind = cfg.pop("type", None)
     if kind == "Resize":
-        return Resize(tuple(cfg["size"]), cfg["method"], cfg["interpolation"], cfg["pad_mode"])
+        return Resize(tuple(cfg["size"]), cfg.get("method", "crop"), cfg.get("interpolation", "bicubic"),
+                      cfg.get("pad_mode", "zeros"))
     if kind == "RandomResizedCrop":
-        return RandomResizedCrop(tuple(cfg["size"]), cfg["min_scale"], tuple(cfg["ratio"]), cfg["interpolation"],
-                                 cfg["val_xtra"])
+        return RandomResizedCrop(tuple(cfg["size"]), cfg.get("min_scale", 0.08),
+                                 tuple(cfg.get("ratio", (3 / 4, 4 / 3))), cfg.get("interpolation", "bicubic"),
+                                 cfg.get("val_xtra", 0.14))
+    if kind == "BatchResize":
+        return BatchResize(tuple(cfg["size"]), cfg.get("mode", "bilinear"), cfg.get("pad_mode", "reflection"),
+                           cfg.get("align_corners", True))
     if kind == "Normalize":
         return Normalize(cfg["mean"], cfg["std"])
-    raise ValueError(f"unknown transform type {kind!r} in an exported config (known: Resize, RandomResizedCrop, Normalize)")
+    raise ValueError(f"unknown transform type {kind!r} in an exported config "
+                     "(known: Resize, RandomResizedCrop, BatchResize, Normalize)")

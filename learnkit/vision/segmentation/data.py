@@ -34,10 +34,10 @@ from ...core.registry import register_dls
 from ...core.split import RandomSplitter, check_split
 from ..dataset import collate_images, split_tfms
 from ..io import get_image_files
-from ..transforms import Normalize, transform_from_config
+from ..transforms import Normalize, transform_from_config, validation_tfms
 from .dataset import SegmentationDataset, check_masks_exist, decode_pairs, want_cache
 from .masks import read_codes, resolve_void_code
-from .transforms import apply_seg_batch_tfms, is_random_tfm
+from .transforms import apply_seg_batch_tfms
 
 __all__ = ["SegmentationDataLoaders", "FolderMaskLabeller"]
 
@@ -188,7 +188,7 @@ class SegmentationDataLoaders(DataLoaders):
 
     # --- export ------------------------------------------------------------------------------------
     def export_config(self) -> dict:
-        det = [t for t in self.batch_tfms if not is_random_tfm(t)]
+        det = validation_tfms(self.batch_tfms)  # what runs outside training (presizing → BatchResize)
         for t in self.item_tfms + det:
             if not hasattr(t, "export_config"):
                 raise TypeError(f"transform {t!r} cannot be exported (it has no export_config); use learnkit's "
