@@ -182,7 +182,7 @@ def test_regression_metric_on_a_classification_task():
     learn = Learner(cls_dls(), nn.Linear(2, 2), loss_func=CrossEntropyLossFlat(), metrics=[mse], progress=False)
     with pytest.raises(ValueError, match="mse needs one prediction per target.*\\[8, 2\\].*accuracy"):
         learn.fit(1)
-    for m in (mae, rmse().accumulate):
+    for m in (mae, rmse):
         with pytest.raises(ValueError, match="needs one prediction per target"):
             m(torch.randn(4, 3), torch.zeros(4))
 

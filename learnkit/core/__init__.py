@@ -2,7 +2,7 @@
 
 Nothing in ``learnkit.core`` imports a task folder (vision, text, tabular, collab).
 """
-from .callback import (EVENTS, Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
+from .callback import (EVENTS, Callback, describe_training_loop, CancelBackwardException, CancelBatchException, CancelEpochException,
                        CancelFitException, CancelStepException, CancelTrainException, CancelValidException)
 from .callbacks import *  # noqa: F403 - the callbacks package defines __all__
 from .callbacks import __all__ as _cb_all
@@ -12,7 +12,8 @@ from .distributed import DistributedDL, DistributedTrainer, distrib_barrier, is_
 from .device import batch_size, default_device, to_cpu, to_device
 from .export import ExportError, load_learner
 from .learner import Learner
-from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, MSELossFlat
+from .losses import (BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, LabelSmoothingCrossEntropy,
+                     LabelSmoothingCrossEntropyFlat, MSELossFlat)
 from .metrics import *  # noqa: F403
 from .metrics import __all__ as _metrics_all
 from .optim import default_splitter, spread_lr, trainable_params
@@ -22,7 +23,8 @@ from .split import (ColSplitter, FolderSplitter, FuncSplitter, GrandparentSplitt
                     check_split)
 
 __all__ = [
-    "EVENTS", "Callback", "CancelBackwardException", "CancelBatchException", "CancelEpochException",
+    "EVENTS", "Callback", "describe_training_loop", "LabelSmoothingCrossEntropy", "LabelSmoothingCrossEntropyFlat",
+    "CancelBackwardException", "CancelBatchException", "CancelEpochException",
     "CancelFitException", "CancelStepException", "CancelTrainException", "CancelValidException",
     "atomic_torch_save", "atomic_write", "DistributedDL", "DistributedTrainer", "distrib_barrier", "is_rank0",
     "num_distrib", "rank_distrib", "DataLoaders", "make_loader", "batch_size", "default_device", "to_cpu",

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .learner import Learner
 
 __all__ = [
-    "EVENTS", "Callback",
+    "EVENTS", "Callback", "describe_training_loop",
     "CancelFitException", "CancelEpochException", "CancelTrainException", "CancelValidException",
     "CancelBatchException", "CancelBackwardException", "CancelStepException",
 ]
@@ -104,3 +104,35 @@ class Callback:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+_LOOP = (
+    ("before_fit", 0), ("before_epoch", 1), ("before_train", 2), ("before_batch", 3), ("after_pred", 3),
+    ("after_loss", 3), ("before_backward", 3), ("after_backward", 3), ("before_step", 3), ("after_step", 3),
+    ("after_cancel_batch", 3), ("after_batch", 3), ("after_cancel_train", 2), ("after_train", 2),
+    ("before_validate", 2), ("before_batch", 3), ("after_pred", 3), ("after_loss", 3), ("after_batch", 3),
+    ("after_cancel_validate", 2), ("after_validate", 2), ("after_cancel_epoch", 1), ("after_epoch", 1),
+    ("after_cancel_fit", 0), ("after_fit", 0),
+)
+
+
+def describe_training_loop(cbs: list[Callback]) -> str:
+    """The events of ``fit`` in order, indented by loop level, each with the callbacks that implement it.
+
+    >>> class Hello(Callback):
+    ...     def before_fit(self): pass
+    >>> describe_training_loop([Hello()]).splitlines()[1]
+    'Start Fit: Hello'
+    """
+    lines = ["(the callbacks that run at each event, in order)"]
+    for event, depth in _LOOP:
+        names = [type(cb).__name__ for cb in cbs if callable(getattr(cb, event, None))]
+        label = event.replace("_", " ").title()
+        if event.startswith("before_"):
+            label = "Start " + label[len("Before "):]
+        elif event.startswith("after_cancel"):
+            label = "Cancelled " + label[len("After Cancel "):]
+        elif event.startswith("after_"):
+            label = "End " + label[len("After "):]
+        lines.append("   " * depth + label + (f": {', '.join(names)}" if names else ""))
+    return "\n".join(lines)

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .callback import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
+from .callback import (Callback, describe_training_loop, CancelBackwardException, CancelBatchException, CancelEpochException,
                        CancelFitException, CancelStepException, CancelTrainException, CancelValidException)
 from .data import DataLoaders
 from .distributed import (distrib_barrier, distrib_ctx, gather_preds, maybe_distribute, shard_for_preds,
@@ -102,7 +102,7 @@ class Learner:
         if isinstance(loss_func, nn.Module):  # buffers such as class weights go where the model's outputs are
             loss_func.to(self.device)
         self.loss_func = loss_func
-        self.metrics: list[Metric] = [as_metric(m) for m in _listify(metrics)]
+        self.metrics = metrics
         self.path = Path(path) if path is not None else Path(".")
         self.model_dir, self.train_bn, self.show_progress = model_dir, train_bn, progress
         self.opt: torch.optim.Optimizer | None = None
@@ -118,6 +118,15 @@ class Learner:
         maybe_distribute(self)  # joins DDP when torchrun started this process (distributed.py)
 
     # --- callbacks -----------------------------------------------------------------------------------
+    @property
+    def metrics(self) -> list[Metric]:
+        """The metrics computed on the validation set each epoch (settable: ``learn.metrics = [accuracy]``)."""
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, metrics: Any) -> None:
+        self._metrics = [as_metric(m) for m in _listify(metrics)]
+
     def add_cb(self, cb: Callback) -> "Learner":
         if isinstance(cb, type):
             cb = cb()
@@ -387,6 +396,35 @@ class Learner:
         sched = OneCycleScheduler(lr_max, div=div, div_final=div_final, pct_start=pct_start, moms=moms)
         self.fit(n_epoch, wd=wd, cbs=[sched] + _listify(cbs), start_epoch=start_epoch, resume=resume)
 
+    def fit_flat_cos(self, n_epoch: int, lr: LR | None = None, div_final: float = 1e5, pct_start: float = 0.75,
+                     wd: float | None = None, cbs: Callback | Sequence[Callback] | None = None,
+                     reset_opt: bool = False, start_epoch: int = 0, resume: str | Path | None = None) -> None:
+        """Train at a flat ``lr`` for ``pct_start`` of the steps, then anneal (cosine) to ``lr / div_final``."""
+        from .callbacks.schedule import flat_cos_scheduler
+        lr = self.lr if lr is None else lr
+        check_lr(lr)
+        if self.opt is None or reset_opt:
+            self.create_opt(lr)
+        sched = flat_cos_scheduler(lr, len(self.opt.param_groups), pct_start, div_final)
+        self.fit(n_epoch, wd=wd, cbs=[sched] + _listify(cbs), start_epoch=start_epoch, resume=resume)
+
+    def fit_sgdr(self, n_cycles: int, cycle_len: int, lr_max: LR | None = None, cycle_mult: int = 2,
+                 wd: float | None = None, cbs: Callback | Sequence[Callback] | None = None,
+                 reset_opt: bool = False) -> None:
+        """SGDR: ``n_cycles`` cosine cycles from ``lr_max`` to 0, the ``i``-th lasting ``cycle_len * cycle_mult**i``
+        epochs (``cycle_len * (2**n_cycles - 1)`` epochs in all with the default ``cycle_mult=2``)."""
+        from .callbacks.schedule import sgdr_scheduler
+        lr_max = self.lr if lr_max is None else lr_max
+        check_lr(lr_max)
+        if self.opt is None or reset_opt:
+            self.create_opt(lr_max)
+        sched, n_epoch = sgdr_scheduler(lr_max, len(self.opt.param_groups), n_cycles, cycle_len, cycle_mult)
+        self.fit(n_epoch, wd=wd, cbs=[sched] + _listify(cbs))
+
+    def show_training_loop(self) -> None:
+        """Print every event of ``fit`` in order, with the callbacks that handle it (fastai's name)."""
+        print(describe_training_loop(self.cbs))
+
     def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
                   pct_start: float = 0.3, div: float = 5.0, wd: float | None = None,
                   cbs: Callback | Sequence[Callback] | None = None) -> None:
@@ -403,7 +441,7 @@ class Learner:
                                cbs=cbs, reset_opt=True)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True,
-                show_plot: bool = True, suggest_funcs: Sequence[str] = ("valley",)):
+                show_plot: bool = True, suggest_funcs: Sequence[str | Callable] = ("valley",)):
         """Train briefly with an exponentially growing learning rate, record the loss, restore the weights
         and the optimizer, and return suggested learning rates (see `learnkit.core.callbacks.schedule.LRFinder`)."""
         from .callbacks.schedule import LRFinder

@@ -18,7 +18,8 @@ from torch.nn import functional as F
 
 from .registry import register_loss
 
-__all__ = ["CrossEntropyLossFlat", "BCEWithLogitsLossFlat", "MSELossFlat", "L1LossFlat"]
+__all__ = ["CrossEntropyLossFlat", "BCEWithLogitsLossFlat", "MSELossFlat", "L1LossFlat", "LabelSmoothingCrossEntropy",
+           "LabelSmoothingCrossEntropyFlat"]
 
 
 @register_loss
@@ -47,6 +48,33 @@ class CrossEntropyLossFlat(nn.Module):
 
     def decodes(self, out: torch.Tensor) -> torch.Tensor:
         return out.argmax(dim=self.axis)
+
+
+@register_loss
+class LabelSmoothingCrossEntropy(CrossEntropyLossFlat):
+    """Cross-entropy against targets smoothed towards uniform: ``(1 - eps) * nll + eps * mean over classes of
+    -log p`` (fastai's name; torch's ``label_smoothing`` underneath). Flat over trailing dimensions, so
+    ``LabelSmoothingCrossEntropyFlat`` is the same class.
+
+    >>> import torch
+    >>> out, y = torch.tensor([[2.0, 0.0]]), torch.tensor([0])
+    >>> float(LabelSmoothingCrossEntropy(eps=0.0)(out, y)) == float(CrossEntropyLossFlat()(out, y))
+    True
+    """
+
+    def __init__(self, eps: float = 0.1, weight: torch.Tensor | None = None, axis: int = 1):
+        if not 0 <= eps < 1:
+            raise ValueError(f"eps (the smoothing) must be in [0, 1), got {eps!r}")
+        super().__init__(weight=weight, label_smoothing=eps, axis=axis)
+        self.eps = eps
+
+    def export_config(self) -> dict:
+        if self.weight is not None:
+            raise ValueError("class weights are not exported; rebuild the loss with its weights after load_learner")
+        return {"eps": self.eps, "axis": self.axis}
+
+
+LabelSmoothingCrossEntropyFlat = LabelSmoothingCrossEntropy
 
 
 @register_loss

@@ -16,6 +16,7 @@ AUC, Dice, IoU) accumulate sums or predictions and compute once at the end.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -23,6 +24,7 @@ import torch
 
 __all__ = [
     "Metric", "AvgMetric", "accuracy", "error_rate", "accuracy_multi", "mse", "mae", "rmse", "msle",
+    "top_k_accuracy", "exp_rmspe", "R2Score", "Perplexity", "BalancedAccuracy",
     "F1Score", "Precision", "Recall", "RocAuc", "RocAucBinary", "Dice", "DiceMulti", "JaccardCoeff",
     "JaccardMulti", "foreground_acc", "as_metric",
 ]
@@ -53,9 +55,10 @@ class AvgMetric(Metric):
 
     def __init__(self, func: Callable, name: str | None = None, higher_is_better: bool | None = None):
         self.func = func
-        self.name = name or getattr(func, "__name__", type(func).__name__)
+        inner = func.func if isinstance(func, functools.partial) else func  # partial(accuracy_multi, thresh=0.2)
+        self.name = name or getattr(inner, "__name__", type(inner).__name__)
         self.higher_is_better = higher_is_better if higher_is_better is not None else \
-            getattr(func, "higher_is_better", True)
+            getattr(inner, "higher_is_better", True)
         self.reset()
 
     def reset(self) -> None:
@@ -79,6 +82,9 @@ def as_metric(m: Metric | Callable) -> Metric:
         raise TypeError(f"metric {m.__name__} is a class: pass an instance, e.g. metrics={m.__name__}()")
     if not callable(m):
         raise TypeError(f"metrics must be Metric instances or functions (pred, targ) -> value, got {m!r}")
+    make = getattr(m, "make_metric", None)  # e.g. rmse: computed over the whole set, one accumulator per Learner
+    if make is not None:
+        return make()
     return AvgMetric(m)
 
 
@@ -92,10 +98,10 @@ def _check_class_scores(pred: torch.Tensor, targ: torch.Tensor, name: str, axis:
     """Clear errors when a classification metric gets a regression problem."""
     if targ.is_floating_point():
         raise ValueError(f"{name} compares class indices, but the targets are floats ({targ.dtype}): for a "
-                         "regression task use mse, mae or rmse(); for multi-label targets use accuracy_multi")
+                         "regression task use mse, mae or rmse; for multi-label targets use accuracy_multi")
     if pred.ndim <= axis or pred.shape[axis] < 2:
         raise ValueError(f"{name} needs one score per class (predictions of shape [batch, n_classes, ...]), got "
-                         f"{list(pred.shape)}: a regression or single-logit output? use mse/rmse() or accuracy_multi")
+                         f"{list(pred.shape)}: a regression or single-logit output? use mse/rmse or accuracy_multi")
 
 
 def accuracy(pred: torch.Tensor, targ: torch.Tensor, axis: int = 1) -> torch.Tensor:
@@ -109,6 +115,18 @@ def error_rate(pred: torch.Tensor, targ: torch.Tensor, axis: int = 1) -> torch.T
     """1 - accuracy."""
     _check_class_scores(pred, targ, "error_rate", axis)
     return 1 - accuracy(pred, targ, axis)
+
+
+def top_k_accuracy(pred: torch.Tensor, targ: torch.Tensor, k: int = 5, axis: int = 1) -> torch.Tensor:
+    """Share of items whose target is among the ``k`` highest-scoring classes.
+
+    >>> float(top_k_accuracy(torch.tensor([[0.1, 0.5, 0.4], [0.8, 0.1, 0.1]]), torch.tensor([2, 2]), k=2))
+    0.5
+    """
+    _check_class_scores(pred, targ, "top_k_accuracy", axis)
+    k = min(k, pred.shape[axis])
+    top = pred.topk(k, dim=axis).indices
+    return (top == targ.unsqueeze(axis)).any(dim=axis).float().mean()
 
 
 def accuracy_multi(pred: torch.Tensor, targ: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True) -> torch.Tensor:
@@ -147,6 +165,7 @@ def msle(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
 
 
 class _RMSE(Metric):
+    """Accumulates squared errors so that `rmse` is computed over the whole set."""
     name, higher_is_better = "rmse", False
 
     def reset(self):
@@ -162,9 +181,102 @@ class _RMSE(Metric):
         return math.sqrt(self.sq / self.count) if self.count else float("nan")
 
 
-def rmse() -> Metric:  # a factory so that each Learner gets its own accumulator
-    """Root mean squared error over the whole set (not a mean of batch RMSEs)."""
-    return _RMSE()
+def rmse(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+    """Root mean squared error. As ``metrics=rmse`` it is computed over the whole validation set (not as a mean
+    of batch RMSEs).
+
+    >>> float(rmse(torch.tensor([1., 3.]), torch.tensor([1., 1.])))
+    1.4142135381698608
+    """
+    _check_one_per_target(pred, targ, "rmse")
+    return ((pred.reshape(targ.shape).float() - targ.float()) ** 2).mean().sqrt()
+
+
+rmse.make_metric = _RMSE  # type: ignore[attr-defined]
+
+
+class _ExpRMSPE(Metric):
+    name, higher_is_better = "exp_rmspe", False
+
+    def reset(self):
+        self.sq, self.count = 0.0, 0
+
+    def accumulate(self, pred, targ):
+        _check_one_per_target(pred, targ, "exp_rmspe")
+        p, t = torch.exp(pred.reshape(targ.shape).float()), torch.exp(targ.float())
+        self.sq += float((((t - p) / t) ** 2).sum())
+        self.count += targ.numel()
+
+    @property
+    def value(self):
+        return math.sqrt(self.sq / self.count) if self.count else float("nan")
+
+
+def exp_rmspe(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+    """Root mean squared percentage error of ``exp(pred)`` against ``exp(targ)`` (targets in log space, as in
+    the Rossmann competition); over the whole set as ``metrics=exp_rmspe``.
+
+    >>> round(float(exp_rmspe(torch.tensor([0.0]), torch.tensor([0.0]))), 6)
+    0.0
+    """
+    _check_one_per_target(pred, targ, "exp_rmspe")
+    p, t = torch.exp(pred.reshape(targ.shape).float()), torch.exp(targ.float())
+    return (((t - p) / t) ** 2).mean().sqrt()
+
+
+exp_rmspe.make_metric = _ExpRMSPE  # type: ignore[attr-defined]
+
+
+class R2Score(Metric):
+    """Coefficient of determination (scikit-learn's ``r2_score``) over the whole set.
+
+    >>> m = R2Score(); m.accumulate(torch.tensor([1., 2., 3.]), torch.tensor([1., 2., 3.])); m.value
+    1.0
+    """
+    name = "r2_score"
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.preds, self.targs = [], []
+
+    def accumulate(self, pred, targ):
+        _check_one_per_target(pred, targ, "R2Score")
+        self.preds.append(pred.detach().reshape(targ.shape).float().cpu())
+        self.targs.append(targ.detach().float().cpu())
+
+    @property
+    def value(self):
+        if not self.preds:
+            return float("nan")
+        from sklearn.metrics import r2_score
+        return float(r2_score(torch.cat(self.targs).numpy(), torch.cat(self.preds).numpy()))
+
+
+class Perplexity(Metric):
+    """``exp`` of the mean cross-entropy per token, for language models: ``pred [B, ..., V]`` scores with the
+    vocabulary last, or ``[B, V]``; ``targ`` the token indices.
+
+    >>> m = Perplexity(); m.accumulate(torch.zeros(2, 4), torch.tensor([0, 3])); round(m.value, 4)
+    4.0
+    """
+    name, higher_is_better = "perplexity", False
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.total, self.count = 0.0, 0
+
+    def accumulate(self, pred, targ):
+        logits = pred.detach().float().reshape(-1, pred.shape[-1])
+        self.total += float(torch.nn.functional.cross_entropy(logits, targ.reshape(-1), reduction="sum"))
+        self.count += targ.numel()
+
+    @property
+    def value(self):
+        return math.exp(self.total / self.count) if self.count else float("nan")
 
 
 # --- metrics computed from all predictions (scikit-learn) --------------------------------------------
@@ -225,6 +337,19 @@ class Recall(_SkMetric):
     def _score(self, y, p):
         from sklearn.metrics import recall_score
         return recall_score(y, p, average=self.average, pos_label=self.pos_label, zero_division=0)
+
+
+class BalancedAccuracy(_SkMetric):
+    """Balanced accuracy: the mean of the per-class recalls (scikit-learn's ``balanced_accuracy_score``)."""
+
+    higher_is_better = True
+
+    def __init__(self):
+        super().__init__("balanced_accuracy")
+
+    def _score(self, y, p):
+        from sklearn.metrics import balanced_accuracy_score
+        return balanced_accuracy_score(y, p)
 
 
 class RocAuc(_SkMetric):

@@ -81,7 +81,7 @@ def tabular_learner(dls: TabularDataLoaders, layers: Sequence[int] | None = None
         ps / embed_p: dropout after each hidden layer / on the embeddings.
         use_bn / bn_final / bn_cont: batch-norm after hidden layers / on the output / on continuous inputs.
         loss_func: default the data's (cross-entropy for classification, MSE for regression).
-        metrics: default ``accuracy`` for classification, ``rmse()`` for regression.
+        metrics: default ``accuracy`` for classification, ``rmse`` for regression.
         opt_func: default `fused_adamw` (``torch.optim.AdamW(..., fused=True)``).
         The rest goes to `Learner` unchanged.
     """
@@ -97,7 +97,7 @@ def tabular_learner(dls: TabularDataLoaders, layers: Sequence[int] | None = None
               "bn_cont": bn_cont}
     model: TabularModel = tabular_model(**kwargs)
     if metrics is None:
-        metrics = accuracy if dls.procs.y_block == "classification" else rmse()
+        metrics = accuracy if dls.procs.y_block == "classification" else rmse
     learn = TabularLearner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, cbs=cbs, metrics=metrics,
                            wd=wd, path=dls.path if path is None else path, model_dir=model_dir, train_bn=train_bn,
                            device=device, progress=progress)

@@ -51,7 +51,7 @@ def test_regression_metrics_exact():
     err = pred.squeeze() - targ
     assert _accumulate(mse, pred, targ) == pytest.approx(float((err ** 2).mean()), rel=1e-6)
     assert _accumulate(mae, pred, targ) == pytest.approx(float(err.abs().mean()), rel=1e-6)
-    assert _accumulate(rmse(), pred, targ) == pytest.approx(math.sqrt(float((err ** 2).mean())), rel=1e-6)
+    assert _accumulate(as_metric(rmse), pred, targ) == pytest.approx(math.sqrt(float((err ** 2).mean())), rel=1e-6)
     assert mse.higher_is_better is False
 
 

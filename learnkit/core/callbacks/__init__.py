@@ -3,13 +3,18 @@ from .checkpoint import CheckpointCallback
 from .logging import CSVLogger
 from .progress import ProgressCallback
 from .recorder import Recorder
-from .schedule import (LRFinder, OneCycleScheduler, ParamScheduler, SuggestedLRs, combine_scheds, sched_cos,
-                       sched_exp, sched_lin)
-from .tracking import EarlyStoppingCallback, SaveModelCallback, TerminateOnNaNCallback, TrackerCallback
+from .mixup import CutMix, MixUp
+from .schedule import (LRFinder, OneCycleScheduler, ParamScheduler, SuggestedLRs, combine_scheds, flat_cos_scheduler,
+                       minimum, sched_const, sched_cos, sched_exp, sched_lin, sgdr_scheduler, slide, steep, valley)
+from .show_graph import ShowGraphCallback
+from .tracking import (EarlyStoppingCallback, ReduceLROnPlateau, SaveModelCallback, TerminateOnNaNCallback,
+                       TrackerCallback)
 from .training import GradientAccumulation, GradientClip
 
 __all__ = [
     "CheckpointCallback", "CSVLogger", "ProgressCallback", "Recorder", "LRFinder", "OneCycleScheduler", "ParamScheduler", "SuggestedLRs",
     "combine_scheds", "sched_cos", "sched_exp", "sched_lin", "EarlyStoppingCallback", "SaveModelCallback",
-    "TerminateOnNaNCallback", "TrackerCallback", "GradientAccumulation", "GradientClip",
+    "TerminateOnNaNCallback", "TrackerCallback", "GradientAccumulation", "GradientClip", "MixUp", "CutMix",
+    "flat_cos_scheduler", "sgdr_scheduler", "sched_const", "minimum", "steep", "valley", "slide", "ShowGraphCallback",
+    "ReduceLROnPlateau",
 ]

@@ -20,8 +20,9 @@ import numpy as np
 from ..callback import Callback, CancelFitException, CancelValidException
 from ..optim import LR, spread_lr
 
-__all__ = ["sched_cos", "sched_lin", "sched_exp", "combine_scheds", "ParamScheduler", "OneCycleScheduler",
-           "LRFinder", "SuggestedLRs"]
+__all__ = ["sched_cos", "sched_lin", "sched_exp", "sched_const", "combine_scheds", "ParamScheduler",
+           "OneCycleScheduler", "flat_cos_scheduler", "sgdr_scheduler", "LRFinder", "SuggestedLRs",
+           "minimum", "steep", "valley", "slide"]
 
 Sched = Callable[[float], float]
 
@@ -39,6 +40,11 @@ def sched_lin(start: float, end: float) -> Sched:
 def sched_exp(start: float, end: float) -> Sched:
     """Exponential from ``start`` to ``end``."""
     return lambda pct: start * (end / start) ** pct
+
+
+def sched_const(value: float) -> Sched:
+    """Constant ``value``."""
+    return lambda pct: value
 
 
 def combine_scheds(pcts: Sequence[float], scheds: Sequence[Sched]) -> Sched:
@@ -115,7 +121,60 @@ class OneCycleScheduler(ParamScheduler):
             self.scheds["mom"] = combine_scheds(p, [sched_cos(m0, m1), sched_cos(m1, m2)])
 
 
-SuggestedLRs = namedtuple("SuggestedLRs", ["valley", "minimum", "steep"])
+def flat_cos_scheduler(lr: LR, n_groups: int, pct_start: float = 0.75, div_final: float = 1e5) -> ParamScheduler:
+    """Flat at ``lr`` for ``pct_start`` of training, then cosine down to ``lr / div_final`` (`Learner.fit_flat_cos`)."""
+    if not 0 <= pct_start <= 1:
+        raise ValueError(f"pct_start must be in [0, 1], got {pct_start}")
+    lrs = spread_lr(lr, n_groups)
+    p = [pct_start, 1 - pct_start]
+    return ParamScheduler({"lr": [combine_scheds(p, [sched_const(v), sched_cos(v, v / div_final)]) for v in lrs]})
+
+
+def sgdr_scheduler(lr_max: LR, n_groups: int, n_cycles: int, cycle_len: int, cycle_mult: int = 2) -> tuple[ParamScheduler, int]:
+    """Cosine annealing with warm restarts (SGDR): cycle ``i`` lasts ``cycle_len * cycle_mult**i`` epochs and
+    anneals from ``lr_max`` to 0. Returns the scheduler and the total number of epochs (`Learner.fit_sgdr`)."""
+    if n_cycles < 1 or cycle_len < 1 or cycle_mult < 1:
+        raise ValueError(f"need n_cycles, cycle_len and cycle_mult >= 1, got {n_cycles}, {cycle_len}, {cycle_mult}")
+    lengths = [cycle_len * cycle_mult ** i for i in range(n_cycles)]
+    total = sum(lengths)
+    pcts = [n / total for n in lengths]
+    lrs = spread_lr(lr_max, n_groups)
+    return ParamScheduler({"lr": [combine_scheds(pcts, [sched_cos(v, 0) for _ in lengths]) for v in lrs]}), total
+
+
+SuggestedLRs = namedtuple("SuggestedLRs", ["valley", "minimum", "steep"])  # the default fields; see LRFinder.suggest
+
+
+# --- learning-rate suggestions: f(lrs, losses) -> (lr, index of the point to mark) ---------------------------
+def minimum(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, int]:
+    """A tenth of the learning rate at the lowest loss."""
+    i = int(np.argmin(losses))
+    return float(lrs[i] / 10), i
+
+
+def steep(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, int]:
+    """The learning rate where the loss falls fastest (steepest negative slope against log lr)."""
+    i = int(np.argmin(np.gradient(losses, np.log(lrs))))
+    return float(lrs[i]), i
+
+
+def valley(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, int]:
+    """Two thirds down the longest descending stretch of the loss curve."""
+    i = _valley_index(losses)
+    return float(lrs[i]), i
+
+
+def slide(lrs: np.ndarray, losses: np.ndarray, lr_diff: int = 15, thresh: float = 0.005,
+          adjust_value: float = 1.0) -> tuple[float, int]:
+    """Walk back from the lowest loss while the loss ``lr_diff`` points earlier is not clearly higher
+    (relative slope above ``-thresh``): the last learning rate of the descent before it flattens."""
+    gradients = np.gradient(losses, np.log(lrs))
+    end = int(np.argmin(losses))
+    i = end
+    while i > lr_diff and gradients[i - lr_diff: i].mean() < -thresh * abs(losses[i]):
+        i -= 1
+    i = max(0, min(i, end))
+    return float(lrs[i] * adjust_value), i
 
 
 class LRFinder(Callback):
@@ -158,9 +217,10 @@ class LRFinder(Callback):
         self.learn.opt.load_state_dict(self.opt_state)
         self.learn.model.train(self.was_training)
 
-    def suggest(self, funcs: Sequence[str] = ("valley",)) -> SuggestedLRs:
-        """Suggested learning rates from the recorded curve: ``valley`` (two thirds down the longest
-        descending stretch), ``minimum`` (a tenth of the lr at the lowest loss) and ``steep`` (steepest descent)."""
+    def suggest(self, funcs: Sequence[str | Callable] = ("valley",)) -> tuple:
+        """Suggested learning rates from the recorded curve, one field per function in ``funcs``: fastai's
+        `minimum`, `steep`, `valley`, `slide` (or their names), or any ``f(lrs, losses) -> (lr, index)``.
+        ``lr_min, lr_steep = learn.lr_find(suggest_funcs=(minimum, steep))`` unpacks two."""
         lrs = np.array(self.learn.recorder.lrs, dtype=float)
         losses = np.array(self.learn.recorder.smooth_losses, dtype=float)
         keep = np.isfinite(losses)
@@ -168,15 +228,24 @@ class LRFinder(Callback):
         if len(lrs) < 3:
             raise RuntimeError("lr_find recorded fewer than 3 batches: the training set is too small or the loss "
                                "diverged at once; lower start_lr or add data")
-        out = {"valley": None, "minimum": None, "steep": None}
-        if "minimum" in funcs:
-            out["minimum"] = float(lrs[int(np.argmin(losses))] / 10)
-        if "steep" in funcs:
-            grads = np.gradient(losses, np.log(lrs))
-            out["steep"] = float(lrs[int(np.argmin(grads))])
-        if "valley" in funcs:
-            out["valley"] = float(lrs[_valley_index(losses)])
-        return SuggestedLRs(**out)
+        named = {"minimum": minimum, "steep": steep, "valley": valley, "slide": slide}
+        fs = []
+        for f in funcs:
+            if isinstance(f, str):
+                if f not in named:
+                    raise ValueError(f"unknown lr suggestion {f!r}; use one of {sorted(named)} or a function")
+                f = named[f]
+            if not callable(f):
+                raise TypeError(f"suggest_funcs takes functions f(lrs, losses) -> (lr, index) or names, got {f!r}")
+            fs.append(f)
+        fields = [getattr(f, "__name__", f"suggestion{i}") for i, f in enumerate(fs)]
+        self.suggestion_points = []
+        values = []
+        for f in fs:
+            lr, idx = f(lrs, losses)
+            values.append(float(lr))
+            self.suggestion_points.append((float(lrs[idx]), float(losses[idx])))
+        return namedtuple("SuggestedLRs", fields)(*values)
 
 
 def _valley_index(losses: np.ndarray) -> int:
