@@ -1,9 +1,15 @@
 """Atomic writes: a file is written under a temporary name and renamed, so a crash or a full disk
-during the write leaves the previous file intact and never a half-written one."""
+during the write leaves the previous file intact and never a half-written one.
+
+The new file keeps the permission bits of the file it replaces (or gets the umask's, like ``open``), and
+the temporary files that a killed writer left behind are removed by the next successful write.
+"""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -28,20 +34,55 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         raise OSError(f"cannot create the folder {path.parent} to save {path.name}: {e.strerror}") from e
     if not os.access(path.parent, os.W_OK):
         raise PermissionError(f"the folder {path.parent} is not writable; pass another path to save {path.name}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _target_mode(path))  # mkstemp makes 0600 whatever the umask
         os.replace(tmp, path)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, Exception) and _disk_full(e, path.parent):
             raise OSError(28, f"no space left on the device while saving {path}; the previous file (if any) is intact") from e
         raise
+    _remove_stale_temps(path)
     return path
+
+
+def _target_mode(path: Path) -> int:
+    """The permission bits the file should end with: those of the file it replaces, else ``0o666 & ~umask``."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete ``.<name>.<pid>.*.tmp`` files left by writers of ``path`` that are no longer running."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\..*\.tmp$")
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return
+    for p in entries:
+        m = pattern.match(p.name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
 
 
 def _disk_full(e: Exception, folder: Path) -> bool:

@@ -38,7 +38,9 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 import re
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,6 +187,10 @@ def _read_header(path: str | Path, what: str) -> dict[str, Any]:
         raise FileNotFoundError(f"no learnkit {what} at {path}")
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; pass the file itself (e.g. {path / 'export.safetensors'})")
+    if not os.access(path, os.R_OK):
+        mode = stat.filemode(path.stat().st_mode)
+        raise PermissionError(f"{path} exists but this user cannot read it (permissions {mode}); "
+                              f"run `chmod a+r {path}` or load it as its owner")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
