@@ -512,7 +512,7 @@ class Learner:
     # --- checkpoints ---------------------------------------------------------------------------------
     def _ckpt_path(self, name: str | Path) -> Path:
         p = Path(name)
-        if p.suffix != ".pth":
+        if p.suffix not in (".pth", ".pt", ".safetensors"):  # an explicit suffix is kept: "x.safetensors" stays
             p = p.with_name(p.name + ".pth")
         return p if p.is_absolute() or p.parent != Path(".") else self.path / self.model_dir / p
 
@@ -533,6 +533,10 @@ class Learner:
         distrib_barrier()  # under DDP only rank 0 writes checkpoints: wait until it has
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint at {path}")
+        if path.suffix == ".safetensors":
+            raise ValueError(f"{path} is a safetensors file (an export or a resume checkpoint), not a file written by "
+                             "learn.save: load an export with load_learner(path), continue a run with "
+                             "learn.fit(..., resume=path)")
         state = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(state["model"], strict=strict)
         if with_opt and "opt" in state:

@@ -113,3 +113,26 @@ def test_repr_html_summaries():
     html = learn._repr_html_()
     assert "BodyHead" in html and "train items" in html and "accuracy" in html
     assert "160" in repr(learn.dls)
+
+
+def test_csv_logger_append_checks_the_columns(tmp_path):
+    learn = _learner(tmp_path, cbs=[CSVLogger(append=True)])
+    learn.fit(1)
+    learn.fit(2)
+    rows = (tmp_path / "history.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,train_loss,valid_loss") and len(rows) == 1 + 3  # one header, 3 epochs
+    (tmp_path / "history.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="has the columns \\['a', 'b'\\]"):
+        learn.fit(1)
+    assert (tmp_path / "history.csv").read_text() == "a,b\n1,2\n"  # the user's file is left as it was
+
+
+def test_load_keeps_an_explicit_suffix(tmp_path):
+    learn = _learner(tmp_path)
+    path = learn.save(tmp_path / "weights.pt")
+    assert path.name == "weights.pt" and path.exists()
+    learn.load(tmp_path / "weights.pt")
+    export = tmp_path / "model.safetensors"
+    export.write_bytes(b"x")
+    with pytest.raises(ValueError, match="load_learner"):
+        learn.load(export)

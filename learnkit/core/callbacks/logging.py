@@ -11,8 +11,12 @@ __all__ = ["CSVLogger"]
 
 
 class CSVLogger(Callback):
-    """Append ``epoch, train_loss, valid_loss, metrics..., time`` to ``learn.path/fname`` after each epoch
-    (under DDP, rank 0 writes it)."""
+    """Write ``epoch, train_loss, valid_loss, metrics..., time`` to ``learn.path/fname`` after each epoch
+    (under DDP, rank 0 writes it).
+
+    With ``append=False`` (fastai's default) each ``fit`` starts the file anew, replacing an existing one;
+    ``append=True`` adds the rows to an existing file, whose header must name the same columns.
+    """
 
     order = 70
 
@@ -26,6 +30,12 @@ class CSVLogger(Callback):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not (self.append and self.path.exists())
+        if not new:
+            with open(self.path, newline="") as f:
+                header = next(csv.reader(f), [])
+            if header != self.learn.recorder.metric_names:
+                raise ValueError(f"CSVLogger(append=True): {self.path} has the columns {header}, this fit logs "
+                                 f"{self.learn.recorder.metric_names}; log to another file or pass append=False")
         self.file = open(self.path, "a" if not new else "w", newline="")
         self.writer = csv.writer(self.file)
         if new:
