@@ -102,19 +102,28 @@ def _worker(out: Path) -> None:
     learn.fit_one_cycle(3, 2e-2)
     learn.save("final")
     probs, targs = learn.get_preds()
+    train_targs = learn.get_preds(ds_idx=0)[1]
     local_full = learn.validate()  # unsharded, on this rank alone
     save_file({k: v.contiguous() for k, v in learn.model.state_dict().items()}, str(out / f"weights{rank}.safetensors"))
     res = {"rank": rank, "world": num_distrib(), "rank_distrib": rank_distrib(), "is_rank0": is_rank0(),
            "distributed": learn.distributed_trainer is not None, "ddp_after_fit": learn.ddp_model is not None,
            "init_sum": float(init.sum()), "values": learn.recorder.values, "best": learn.save_model.best,
-           "train_ids": tracker.train, "valid_ids": tracker.valid, "targs": targs.tolist(),
+           "train_ids": tracker.train, "valid_ids": tracker.valid, "targs": targs.tolist(), "train_targs": train_targs.tolist(),
            "probs": probs.tolist(), "validate": local_full, "writes": sorted(set(writes))}
     (out / f"result{rank}.json").write_text(json.dumps(res))
 
 
-def test_ddp_two_cpu_processes_agree(tmp_path):
-    env = {**os.environ, "LEARNKIT_PROGRESS": "0", "OMP_NUM_THREADS": "1", "LEARNKIT_DEVICE": "cpu"}
+def _torchrun_env() -> dict[str, str]:
+    """The environment of a CPU torchrun job: gloo, no bars, one thread, this checkout importable."""
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "LEARNKIT_PROGRESS": "0", "OMP_NUM_THREADS": "1", "LEARNKIT_DEVICE": "cpu",
+           "PYTHONPATH": os.pathsep.join([repo, *filter(None, [os.environ.get("PYTHONPATH")])])}
     env.pop("LEARNKIT_DISTRIBUTED", None)
+    return env
+
+
+def test_ddp_two_cpu_processes_agree(tmp_path):
+    env = _torchrun_env()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(Path(__file__).resolve()), "--worker", str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
@@ -151,6 +160,8 @@ def test_ddp_two_cpu_processes_agree(tmp_path):
     _, valid = _data()
     assert r0["targs"] == r1["targs"] == valid.tensors[1].tolist()
     assert len(r0["probs"]) == N_VALID and r0["probs"] == r1["probs"]
+    # on the training set too: an unshuffled copy of its loader, every item once (issue 15)
+    assert r0["train_targs"] == r1["train_targs"] == _data()[0].tensors[1].tolist()
     # the gathered validation loss of the best epoch is the loss over the whole set on one process
     assert r0["best"] == r1["best"] and abs(r0["validate"][0] - r0["best"]) < 1e-5
     assert abs(r0["validate"][0] - min(v[1] for v in r0["values"])) < 1e-5
@@ -225,6 +236,54 @@ def test_compile_and_channels_last_keep_weight_names():
     assert list(learn.model.state_dict()) == keys
     assert learn.model._compiled_call_impl is not None
     assert math.isfinite(learn.recorder.values[-1][1])
+
+
+def test_distributed_dl_shards_custom_batch_samplers():
+    """Text loaders batch with a `BucketBatchSampler` (``bs``, no ``batch_size``): one lookup serves every loader."""
+    from learnkit.core.sharding import loader_batch_size
+    from learnkit.text.batching import BucketBatchSampler, PadCollate, TextDataset
+    ids = [[i + 1] * (1 + i % 5) for i in range(13)]
+    ds = TextDataset([str(i) for i in range(13)], ids, labels=list(range(13)))
+    dl = torch.utils.data.DataLoader(ds, batch_sampler=BucketBatchSampler(ds.lengths, bs=4), collate_fn=PadCollate(0))
+    assert loader_batch_size(dl) == 4
+    shards = [DistributedDL(dl, rank=r, world_size=2, shuffle=True, seed=3) for r in range(2)]
+    seen = [[int(v) for b in s for v in b[1]] for s in shards]
+    assert len(seen[0]) == len(seen[1]) == 7 and set(seen[0]) | set(seen[1]) == set(range(13))
+    assert all(b[0].shape[0] <= 4 for s in shards for b in s)
+
+
+def test_distributed_dl_reads_tabular_rows_a_batch_at_a_time():
+    """A `TabularLoader` shard fetches each batch with one index tensor, not row by row."""
+    from learnkit.tabular import TabularLoader, TabularTensors
+
+    class Counting(TabularTensors):
+        calls = 0
+
+        def __getitem__(self, i):
+            Counting.calls += 1
+            return super().__getitem__(i)
+
+    n = 21
+    t = Counting(torch.arange(n)[:, None], torch.arange(n, dtype=torch.float)[:, None], torch.arange(n))
+    ddl = DistributedDL(TabularLoader(t, bs=4, shuffle=True), rank=0, world_size=2, shuffle=True, seed=0)
+    batches = list(ddl)
+    assert Counting.calls == len(batches) == 3
+    assert all(torch.equal(b[0][:, 0], b[2]) for b in batches)  # rows stay together
+
+
+def test_get_preds_on_the_training_set_is_in_dataset_order():
+    """`get_preds(ds_idx=0)` reads an unshuffled copy of the training loader without drop_last."""
+    x = torch.randn(23, 4)
+    y = torch.arange(23) % 2
+    dls = DataLoaders(make_loader(TensorDataset(x, y), bs=5, shuffle=True, drop_last=True, device="cpu"),
+                      make_loader(TensorDataset(x, y), bs=5, device="cpu"), device="cpu")
+    learn = Learner(dls, nn.Linear(4, 2), loss_func=CrossEntropyLossFlat(), progress=False)
+    probs, targs = learn.get_preds(ds_idx=0)
+    assert targs.tolist() == y.tolist() and probs.shape == (23, 2)
+    assert torch.allclose(probs, learn.model(x).softmax(1), atol=1e-6)
+    assert len(list(dls.train)) == 4  # the training loader itself is unchanged
+    loss = learn.validate(ds_idx=0)[0]
+    assert abs(loss - float(nn.functional.cross_entropy(learn.model(x), y).detach())) < 1e-5
 
 
 if __name__ == "__main__" and "--worker" in sys.argv:

@@ -38,7 +38,7 @@ from torch import nn
 from .callback import Callback
 from .process_group import (_comm_device, _initialized, distrib_barrier, is_rank0, launched_by_torchrun, num_distrib,
                             rank_distrib, setup_distrib, teardown_distrib)
-from .sharding import DistributedDL, _broadcast_int, _is_shuffled, _loader_seed
+from .sharding import DistributedDL, _broadcast_int, _is_shuffled, _loader_seed, unshuffled
 
 if TYPE_CHECKING:  # pragma: no cover
     from .learner import Learner
@@ -62,20 +62,23 @@ class DistributedTrainer(Callback):
                  gradient_as_bucket_view: bool = True):
         self.find_unused_parameters, self.bucket_cap_mb = find_unused_parameters, bucket_cap_mb
         self.gradient_as_bucket_view = gradient_as_bucket_view
-        self._shards: dict[int, tuple[Any, DistributedDL]] = {}
+        self._shards: dict[tuple[int, bool], tuple[Any, DistributedDL]] = {}
         self._epochs = 0
         self.silenced = False  # whether to_distributed turned progress off (on ranks > 0)
 
     def shard(self, dl: Any, training: bool) -> DistributedDL:
-        """This rank's `DistributedDL` of ``dl`` (built once per loader and kept)."""
+        """This rank's `DistributedDL` of ``dl`` (built once per loader and use, and kept): for training,
+        shuffled when ``dl`` is; otherwise in dataset order with every item once (``drop_last=False``)."""
         if isinstance(dl, DistributedDL):
             return dl
-        key = id(dl)
+        key = (id(dl), training)
         hit = self._shards.get(key)
         if hit is not None and hit[0] is dl:
             return hit[1]
         seed = _broadcast_int(_loader_seed(dl))
-        ddl = DistributedDL(dl, dist.get_rank(), dist.get_world_size(), shuffle=_is_shuffled(dl, training), seed=seed)
+        shuffle = training and _is_shuffled(dl, True)
+        ddl = DistributedDL(dl, dist.get_rank(), dist.get_world_size(), shuffle=shuffle, seed=seed,
+                            drop_last=None if training else False)
         self._shards[key] = (dl, ddl)
         return ddl
 
@@ -209,9 +212,10 @@ def maybe_distribute(learn: "Learner") -> None:
 
 
 def shard_for_preds(learn: "Learner", dl: Iterable) -> Iterable:
-    """The loader `Learner.get_preds` runs over: this rank's shard under DDP (then gathered), else ``dl``."""
+    """The loader `Learner.get_preds`/`validate` run over: every item once, in dataset order (an unshuffled
+    copy without ``drop_last`` for the training loader); under DDP this rank's shard of it (then gathered)."""
     cb = getattr(learn, "distributed_trainer", None)
-    return cb.shard(dl, training=False) if cb is not None else dl
+    return cb.shard(dl, training=False) if cb is not None else unshuffled(dl)
 
 
 def gather_preds(dl: Iterable, obj: Any) -> Any:

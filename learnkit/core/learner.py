@@ -34,6 +34,7 @@ from .data import DataLoaders
 from .distributed import (distrib_barrier, distrib_ctx, gather_preds, maybe_distribute, shard_for_preds,
                           to_distributed)
 from .device import default_device, to_cpu, to_device
+from .sharding import unshuffled
 from .metrics import Metric, as_metric
 from .optim import LR, check_lr, default_splitter, make_optimizer, spread_lr
 
@@ -463,7 +464,7 @@ class Learner:
 
     def validate(self, ds_idx: int = 1, dl: Iterable | None = None) -> list[float]:
         """``[valid_loss, *metrics]`` over a loader (the validation set by default)."""
-        dl = self.dls[ds_idx] if dl is None else dl
+        dl = unshuffled(self.dls[ds_idx]) if dl is None else dl  # every item once, in order (on this rank)
         from .callbacks.recorder import Recorder
         rec = self.recorder
         with self.removed_cbs([cb for cb in self.cbs if not isinstance(cb, Recorder)]):
