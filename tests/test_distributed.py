@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -286,5 +288,41 @@ def test_get_preds_on_the_training_set_is_in_dataset_order():
     assert abs(loss - float(nn.functional.cross_entropy(learn.model(x), y).detach())) < 1e-5
 
 
+class _Boom(Callback):
+    """Raises on rank 1 in the middle of the second epoch, while rank 0 goes on training."""
+
+    def before_batch(self):
+        if rank_distrib() == 1 and (self.learn.epoch, self.learn.iter) == (1, 2):
+            raise RuntimeError("boom on rank 1")
+
+
+def _crash_worker() -> None:
+    train, valid = _data()
+    dls = DataLoaders(make_loader(train, bs=8, shuffle=True), make_loader(valid, bs=5))
+    learn = Learner(dls, nn.Linear(4, 2), loss_func=_Loss(), cbs=[_Boom()])
+    learn.fit(50)
+
+
+def test_a_raising_rank_ends_the_job_promptly():
+    """A crash on one rank must not become a hang (a barrier against the dead peer at exit): the job ends
+    with a non-zero status and the rank's traceback in well under a minute."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(Path(__file__).resolve()), "--crash"]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, env=_torchrun_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # its own process group: a hung job is killed whole
+    try:
+        out, _ = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the job hung after rank 1 raised")
+    assert time.monotonic() - t0 < 60
+    assert proc.returncode != 0
+    assert "boom on rank 1" in out and "Traceback" in out
+
+
 if __name__ == "__main__" and "--worker" in sys.argv:
     _worker(Path(sys.argv[sys.argv.index("--worker") + 1]))
+elif __name__ == "__main__" and "--crash" in sys.argv:
+    _crash_worker()
