@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["rank_distrib", "num_distrib", "is_rank0", "launched_by_torchrun", "setup_distrib", "teardown_distrib",
            "distrib_barrier", "DistributedDL", "DistributedTrainer", "to_distributed", "detach_distributed",
-           "distrib_ctx", "maybe_distribute", "shard_for_preds", "gather_preds"]
+           "distrib_ctx", "maybe_distribute", "compile_learner", "move_learner", "shard_for_preds", "gather_preds"]
 
 # --- the callback ----------------------------------------------------------------------------------------
 class DistributedTrainer(Callback):
@@ -65,6 +65,7 @@ class DistributedTrainer(Callback):
         self._shards: dict[tuple[int, bool], tuple[Any, DistributedDL]] = {}
         self._epochs = 0
         self.silenced = False  # whether to_distributed turned progress off (on ranks > 0)
+        self.compile_kw: dict[str, Any] | None = None  # set by Learner.compile: compile the DDP wrapper
 
     def shard(self, dl: Any, training: bool) -> DistributedDL:
         """This rank's `DistributedDL` of ``dl`` (built once per loader and use, and kept): for training,
@@ -99,6 +100,8 @@ class DistributedTrainer(Callback):
             _broadcast_state(self.learn.model)
         else:
             self.learn.ddp_model = self._ddp()  # broadcasts rank 0's weights and buffers
+            if self.compile_kw is not None:  # compiled around DDP, so that its gradient buckets overlap backward
+                self.learn.ddp_model.compile(**self.compile_kw)
 
     def before_train(self):
         ddl = self.shard(self.learn.dl, training=True)
@@ -163,11 +166,7 @@ def to_distributed(learn: "Learner", sync_bn: bool = True, find_unused_parameter
         raise RuntimeError(f"the process group uses {dist.get_backend()} but the Learner is on {learn.device}: NCCL "
                            "needs CUDA and the CPU needs gloo (pass backend= or device=)")
     if learn.device.type == "cuda":
-        dev = torch.device("cuda", torch.cuda.current_device())
-        if learn.device != dev:
-            learn.device = dev
-            learn.dls.to(dev)
-            learn.model.to(dev)
+        move_learner(learn, torch.device("cuda", torch.cuda.current_device()))
         if sync_bn:
             learn.model = nn.SyncBatchNorm.convert_sync_batchnorm(learn.model)
     cb = DistributedTrainer(find_unused_parameters=find_unused_parameters)
@@ -176,6 +175,29 @@ def to_distributed(learn: "Learner", sync_bn: bool = True, find_unused_parameter
         learn.show_progress = False
     learn.add_cb(cb)
     return learn
+
+
+def compile_learner(learn: "Learner", **kw: Any) -> None:
+    """``torch.compile`` for `Learner.compile`: the model in place, or under DDP the DDP wrapper at each fit
+    (compiling the inner model before DDP wraps it would stop gradient communication from overlapping
+    with the backward pass)."""
+    cb = getattr(learn, "distributed_trainer", None)
+    if cb is None:
+        learn.model.compile(**kw)
+    else:
+        cb.compile_kw = kw
+
+
+def move_learner(learn: "Learner", dev: torch.device) -> None:
+    """Move everything of ``learn`` that lives on a device to ``dev``: the batches' destination, the model, and
+    the loss' buffers (class weights, ``pos_weight``), which must sit with the model's outputs."""
+    if learn.device == dev:
+        return
+    learn.device = dev
+    learn.dls.to(dev)
+    learn.model.to(dev)
+    if isinstance(learn.loss_func, nn.Module):
+        learn.loss_func.to(dev)
 
 
 def detach_distributed(learn: "Learner") -> "Learner":

@@ -31,9 +31,10 @@ from torch import nn
 from .callback import (Callback, CancelBackwardException, CancelBatchException, CancelEpochException,
                        CancelFitException, CancelStepException, CancelTrainException, CancelValidException)
 from .data import DataLoaders
-from .distributed import (distrib_barrier, distrib_ctx, gather_preds, maybe_distribute, shard_for_preds,
-                          to_distributed)
+from .distributed import (compile_learner, distrib_barrier, distrib_ctx, gather_preds, maybe_distribute,
+                          shard_for_preds, to_distributed)
 from .device import default_device, to_cpu, to_device
+from .precision import cuda_speedups, memory_format_for
 from .sharding import unshuffled
 from .metrics import Metric, as_metric
 from .optim import LR, check_lr, default_splitter, make_optimizer, spread_lr
@@ -95,6 +96,7 @@ class Learner:
         self.device = default_device(device) if device is not None else dls.device
         self.dls.to(self.device)
         self.model = model.to(self.device)
+        cuda_speedups(self.device)  # TF32 and cudnn.benchmark on CUDA (LEARNKIT_CUDA_SPEEDUPS=0 opts out)
         if loss_func is None:
             loss_func = getattr(dls, "loss_func", None)
             if loss_func is None:
@@ -246,19 +248,23 @@ class Learner:
         return self
 
     def to_channels_last(self) -> "Learner":
-        """Store conv weights (and so activations) channels-last, the layout tensor cores prefer on CUDA."""
-        self.model.to(memory_format=torch.channels_last)
+        """Store conv weights (and so activations) channels-last, the layout tensor cores prefer on CUDA
+        (``channels_last_3d`` for 3-D convolutions; a no-op when conv ranks are mixed)."""
+        fmt = memory_format_for(self.model)
+        if fmt is not None:
+            self.model.to(memory_format=fmt)
         return self
 
     def _channels_last_on_cuda(self) -> None:
-        if self.device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
+        if self.device.type == "cuda" and memory_format_for(self.model) is not None:
             self.to_channels_last()
 
     def compile(self, mode: str | None = None, fullgraph: bool = False, dynamic: bool | None = None,
                 backend: str = "inductor") -> "Learner":
         """Opt-in ``torch.compile`` of the model, in place (``nn.Module.compile``: the weights' names do not
-        change, so ``save``/``export`` work as before). The first batches are slow while it compiles."""
-        self.model.compile(mode=mode, fullgraph=fullgraph, dynamic=dynamic, backend=backend)
+        change, so ``save``/``export`` work as before); under DDP the DDP wrapper is compiled instead. The
+        first batches are slow while it compiles."""
+        compile_learner(self, mode=mode, fullgraph=fullgraph, dynamic=dynamic, backend=backend)
         return self
 
     # --- distributed (torchrun); the machinery is in distributed.py ----------------------------------
