@@ -322,7 +322,44 @@ def test_a_raising_rank_ends_the_job_promptly():
     assert "boom on rank 1" in out and "Traceback" in out
 
 
+def _rng_worker(out: Path) -> None:
+    """Save the random states (rank 0 writes the file), draw, scramble, restore from the file, draw again."""
+    import random
+
+    import numpy as np
+
+    from learnkit.core.callbacks.checkpoint import _rng_state, _set_rng_state
+    from learnkit.core.export import load_tree, save_tree
+    from learnkit.core.process_group import distrib_barrier, setup_distrib
+
+    setup_distrib("gloo")
+    rank = rank_distrib()
+    torch.manual_seed(100 + rank)
+    np.random.seed(rank)
+    random.seed(rank)
+    save_tree(out / "rng.safetensors", _rng_state([]), {"format": "test"})
+    draw = lambda: [torch.rand(2).tolist(), float(np.random.rand()), random.random()]  # noqa: E731
+    expected = draw()
+    torch.manual_seed(7), np.random.seed(7), random.seed(7)
+    distrib_barrier()
+    _set_rng_state(load_tree(out / "rng.safetensors")[1], [], out)
+    (out / f"rng{rank}.json").write_text(json.dumps({"expected": expected, "got": draw()}))
+
+
+def test_checkpoint_rng_states_are_per_rank(tmp_path):
+    """Each rank resumes its own random streams (dropout, augmentation), not rank 0's."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(Path(__file__).resolve()), "--rng", str(tmp_path)]
+    proc = subprocess.run(cmd, env=_torchrun_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    r0, r1 = (json.loads((tmp_path / f"rng{r}.json").read_text()) for r in (0, 1))
+    assert r0["expected"] != r1["expected"]  # the ranks' streams differ...
+    assert r0["got"] == r0["expected"] and r1["got"] == r1["expected"]  # ...and each gets its own back
+
+
 if __name__ == "__main__" and "--worker" in sys.argv:
     _worker(Path(sys.argv[sys.argv.index("--worker") + 1]))
+elif __name__ == "__main__" and "--rng" in sys.argv:
+    _rng_worker(Path(sys.argv[sys.argv.index("--rng") + 1]))
 elif __name__ == "__main__" and "--crash" in sys.argv:
     _crash_worker()

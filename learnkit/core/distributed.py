@@ -63,7 +63,7 @@ class DistributedTrainer(Callback):
         self.find_unused_parameters, self.bucket_cap_mb = find_unused_parameters, bucket_cap_mb
         self.gradient_as_bucket_view = gradient_as_bucket_view
         self._shards: dict[tuple[int, bool], tuple[Any, DistributedDL]] = {}
-        self._epochs = 0
+        self._epoch_base = 0  # epochs of the earlier fits of this learner
         self.silenced = False  # whether to_distributed turned progress off (on ranks > 0)
         self.compile_kw: dict[str, Any] | None = None  # set by Learner.compile: compile the DDP wrapper
 
@@ -105,8 +105,9 @@ class DistributedTrainer(Callback):
 
     def before_train(self):
         ddl = self.shard(self.learn.dl, training=True)
-        ddl.set_epoch(self._epochs)
-        self._epochs += 1
+        # the shuffle follows the epoch: a run resumed at epoch k (learn.epoch == k) draws epoch k's order,
+        # not epoch 0's again; later fits (fine_tune's second phase) continue after the earlier ones
+        ddl.set_epoch(self._epoch_base + self.learn.epoch)
         self.learn.dl, self.learn.n_iter = ddl, len(ddl)
 
     def before_validate(self):
@@ -134,6 +135,7 @@ class DistributedTrainer(Callback):
             learn.loss_grad = learn.loss
 
     def after_fit(self):
+        self._epoch_base += self.learn.n_epoch
         self.learn.ddp_model = None
         _broadcast_state(self.learn.model, params=False)
 

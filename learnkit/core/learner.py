@@ -417,7 +417,10 @@ class Learner:
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
         n_epoch = max(1, -(-num_it // max(1, len(self.dls.train))))
         with self.no_bar():
-            self.fit(n_epoch, cbs=[finder])
+            try:
+                self.fit(n_epoch, cbs=[finder])
+            finally:  # also on Ctrl-C: weights, optimizer and loss scale as they were
+                finder.restore()
         if show_plot:
             self.recorder.plot_lr_find(suggestions=finder.suggest(suggest_funcs))
         return finder.suggest(suggest_funcs)

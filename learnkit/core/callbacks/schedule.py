@@ -133,8 +133,10 @@ class LRFinder(Callback):
     def before_fit(self):
         self.model_state = copy.deepcopy(self.learn.model.state_dict())
         self.opt_state = copy.deepcopy(self.learn.opt.state_dict())
+        self.scaler_state = copy.deepcopy(self.learn.scaler.state_dict())  # fp16: the loss scale it grows/cuts
         self.was_training = self.learn.model.training
         self.best, self.count = float("inf"), 0
+        self.restored = False
 
     def before_batch(self):
         lr = self.start_lr * (self.end_lr / self.start_lr) ** (self.count / max(1, self.num_it - 1))
@@ -153,9 +155,20 @@ class LRFinder(Callback):
         raise CancelValidException()
 
     def after_fit(self):
+        self.restore()
+
+    def restore(self) -> None:
+        """Put back the weights, the optimizer (learning rates included), the gradient scaler and the
+        train/eval mode as they were before ``lr_find``. Idempotent; `Learner.lr_find` also calls it in a
+        ``finally`` so that an interrupted search (Ctrl-C) restores them too."""
+        if getattr(self, "restored", True):
+            return
+        self.restored = True
         self.learn.opt.zero_grad(set_to_none=True)
         self.learn.model.load_state_dict(self.model_state)
         self.learn.opt.load_state_dict(self.opt_state)
+        if self.scaler_state:  # a disabled scaler has no state
+            self.learn.scaler.load_state_dict(self.scaler_state)
         self.learn.model.train(self.was_training)
 
     def suggest(self, funcs: Sequence[str] = ("valley",)) -> SuggestedLRs:
