@@ -9,8 +9,9 @@ and adds a `DistributedTrainer`, which during ``fit``
   epoch) and the validation set too, then gathers each validation batch's predictions and targets from
   every rank and drops the items the sampler repeated to even out the shards: losses and metrics are
   computed over every item exactly once and are identical on every rank;
-- averages each training batch's loss over ranks, so every rank logs the same numbers and takes the same
-  decisions (early stopping, stopping on NaN, lr_find's divergence test).
+- averages the training loss over ranks once per epoch (no per-batch collective), so every rank logs the
+  same epoch numbers and takes the same decisions (early stopping); per-batch decisions (stopping on NaN,
+  lr_find's divergence test) are agreed with one small collective (`any_rank`).
 
 Progress bars and files (checkpoints, exports, CSV logs) come from rank 0 only; `Learner.load` waits
 for rank 0 to have written. The process group is destroyed at exit (or when `distrib_ctx` ends). The
@@ -121,11 +122,8 @@ class DistributedTrainer(Callback):
         if not isinstance(learn.dl, DistributedDL) or learn.loss is None:
             return
         if learn.training:
-            # the loss every callback sees (recorder, NaN check, lr_find's divergence test) is the mean over
-            # ranks, so that every rank takes the same decisions; backward still uses this rank's `loss_grad`
-            loss = learn.loss.detach().float().to(_comm_device(), copy=True)
-            dist.all_reduce(loss)
-            learn.loss = (loss / dist.get_world_size()).to(learn.loss.device)
+            # no per-batch all-reduce of the loss (a host sync every batch): the Recorder sums the epoch's
+            # training loss over ranks once, and per-batch decisions (NaN check, lr_find) use `any_rank`
             return
         learn.pred = learn.dl.gather(learn.pred)
         if learn.yb:

@@ -63,12 +63,12 @@ class AvgMetric(Metric):
 
     def accumulate(self, pred, targ) -> None:
         n = targ.shape[0] if targ.ndim else 1
-        self.total += float(self.func(pred, targ)) * n
+        self.total = self.total + self.func(pred, targ).detach().float() * n  # on the device: no sync per batch
         self.count += n
 
     @property
     def value(self) -> float:
-        return self.total / self.count if self.count else float("nan")
+        return float(self.total) / self.count if self.count else float("nan")
 
 
 def as_metric(m: Metric | Callable) -> Metric:
@@ -154,12 +154,12 @@ class _RMSE(Metric):
 
     def accumulate(self, pred, targ):
         _check_one_per_target(pred, targ, "rmse")
-        self.sq += float(((pred.reshape(targ.shape).float() - targ.float()) ** 2).sum())
+        self.sq = self.sq + ((pred.reshape(targ.shape).float() - targ.float()) ** 2).sum().detach()
         self.count += targ.numel()
 
     @property
     def value(self):
-        return math.sqrt(self.sq / self.count) if self.count else float("nan")
+        return math.sqrt(float(self.sq) / self.count) if self.count else float("nan")
 
 
 def rmse() -> Metric:  # a factory so that each Learner gets its own accumulator
@@ -261,8 +261,8 @@ class _Overlap(Metric):
         if self.ignore_index is not None:
             keep = t != self.ignore_index
             p, t = p[keep], t[keep]
-        inter = torch.bincount(t[p == t], minlength=c)[:c].double().cpu()
-        sizes = (torch.bincount(p, minlength=c)[:c] + torch.bincount(t.clamp(0, c - 1), minlength=c)[:c]).double().cpu()
+        inter = torch.bincount(t[p == t], minlength=c)[:c]  # int64 counts on the device: read once, in `value`
+        sizes = torch.bincount(p, minlength=c)[:c] + torch.bincount(t.clamp(0, c - 1), minlength=c)[:c]
         if self.inter is None:
             self.inter, self.total = inter, sizes
         else:

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["rank_distrib", "num_distrib", "is_rank0", "launched_by_torchrun", "setup_distrib", "teardown_distrib",
-           "distrib_barrier"]
+           "distrib_barrier", "all_reduce_sum", "any_rank"]
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 _OWNED_GROUP = False  # whether learnkit created the default process group (and so destroys it)
@@ -116,3 +116,24 @@ def distrib_barrier() -> None:
     """Wait for every rank (a no-op in a single process)."""
     if _initialized():
         dist.barrier(**({"device_ids": [torch.cuda.current_device()]} if dist.get_backend() == "nccl" else {}))
+
+
+def all_reduce_sum(*values: float | torch.Tensor) -> tuple[float, ...]:
+    """The sums over ranks of a few numbers (Python numbers or scalar tensors), in one collective; the values
+    themselves in a single process."""
+    if not _initialized() or dist.get_world_size() == 1:
+        return tuple(float(v) for v in values)
+    dev = _comm_device()
+    t = torch.stack([torch.as_tensor(v, dtype=torch.float64).to(dev).reshape(()) for v in values])
+    dist.all_reduce(t)
+    return tuple(t.cpu().tolist())
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether ``flag`` is true on any rank (a collective under a process group): for per-batch decisions
+    (stop on NaN, lr_find's divergence) that every rank must take together, or DDP would hang."""
+    if not _initialized() or dist.get_world_size() == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=_comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())

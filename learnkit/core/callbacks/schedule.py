@@ -19,6 +19,7 @@ import numpy as np
 
 from ..callback import Callback, CancelFitException, CancelValidException
 from ..optim import LR, spread_lr
+from ..process_group import any_rank
 
 __all__ = ["sched_cos", "sched_lin", "sched_exp", "combine_scheds", "ParamScheduler", "OneCycleScheduler",
            "LRFinder", "SuggestedLRs"]
@@ -148,7 +149,10 @@ class LRFinder(Callback):
         loss = self.learn.recorder.smooth_loss
         if math.isfinite(loss) and loss < self.best:
             self.best = loss
-        if self.count >= self.num_it or (self.stop_div and (not math.isfinite(loss) or loss > 4 * self.best)):
+        stop = self.count >= self.num_it or (self.stop_div and (not math.isfinite(loss) or loss > 4 * self.best))
+        if getattr(self.learn, "distributed_trainer", None) is not None:
+            stop = any_rank(stop)  # every rank stops at the same batch (each sees its own loss)
+        if stop:
             raise CancelFitException()
 
     def before_validate(self):
