@@ -108,3 +108,33 @@ def test_compile_under_ddp_compiles_the_ddp_wrapper(one_process_group):
     learn.compile(backend="eager")
     learn.fit(1)
     assert seen.wrapper and not seen.inner
+
+
+def test_loaders_pin_memory_for_the_learners_device_only():
+    """Pinning follows the device batches go to (the learner's), not whether this machine has a GPU."""
+    from learnkit import make_loader
+    from learnkit.text.batching import TextDataset
+    from learnkit.text.data import TextDataLoaders
+    from learnkit.text.tokenize import WordTokenizer
+    ds = TensorDataset(torch.randn(8, 3), torch.randint(0, 2, (8,)))
+    pinned = make_loader(ds, bs=4, device="cpu")
+    pinned.pin_memory = True  # as built on a CUDA machine
+    dls = DataLoaders(pinned, make_loader(ds, bs=4, device="cpu"), device="cpu")
+    Learner(dls, nn.Linear(3, 2), loss_func=CrossEntropyLossFlat(), device="cpu", progress=False)
+    assert not dls.train.pin_memory and not dls.valid.pin_memory
+    texts = ["a b", "b c d", "a"]
+    tok = WordTokenizer.train(texts, min_freq=1)
+    tds = TextDataset(texts, tok.encode_batch(texts), [0, 1, 0])
+    tdls = TextDataLoaders.from_datasets(tds, tds, tok, ["x", "y"], bs=2, device="cpu")
+    assert not tdls.train.pin_memory and not tdls.valid.pin_memory
+
+
+def test_set_seed_offsets_by_rank(monkeypatch):
+    import random
+
+    from learnkit import set_seed
+    monkeypatch.setenv("RANK", "3")
+    assert set_seed(10) == 10 and set_seed(10, by_rank=True) == 13
+    a = (torch.rand(1), random.random())
+    set_seed(13)
+    assert (torch.rand(1), random.random()) == a
