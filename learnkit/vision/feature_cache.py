@@ -8,9 +8,11 @@ batch by batch in the very order the image loader would have produced (it draws 
 generator). The result is the same training as without the cache, up to floating-point rounding, for the
 cost of one forward pass instead of one per epoch. `vision_learner` adds it by default
 (``cache_frozen_features=True``); when any condition fails it stays idle and says why in ``.reason``.
+Under DDP each rank computes the features of the whole set once and trains on its own shard of them.
 """
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
@@ -21,6 +23,7 @@ from ..core.callback import Callback
 from ..core.callbacks.progress import progress_bar as tqdm
 from ..core.data import make_loader
 from ..core.device import to_device
+from ..core.sharding import DistributedDL
 from .classifier import VisionClassifier
 
 __all__ = ["FrozenFeatureCache"]
@@ -126,11 +129,19 @@ class FrozenFeatureCache(Callback):
 
     def _swap(self) -> None:
         dl = self.learn.dl
-        if not self.active or not isinstance(dl, DataLoader):
+        # under DDP the phase's loader is this rank's `DistributedDL` shard: its inner loader draws the shard's
+        # indices, so the cached loader serves exactly the shard's items, and the shard keeps gathering
+        inner = dl.dl if isinstance(dl, DistributedDL) else dl
+        if not self.active or not isinstance(inner, DataLoader):
             return
         key = id(dl)
         if key not in self._cache:
-            self._cache[key] = self._features(dl)
+            cached = self._features(inner)
+            if isinstance(dl, DistributedDL):
+                shard = copy.copy(dl)  # the same sampler (set_epoch reaches it) and gathering, cached batches
+                shard.dl = cached
+                cached = shard
+            self._cache[key] = cached
         self.learn.dl = self._cache[key]
         self.learn.n_iter = len(self._cache[key])
 
