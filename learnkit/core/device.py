@@ -86,6 +86,19 @@ def to_cpu(obj: Any) -> Any:
     return obj
 
 
+def cat_nested(xs: list) -> Any:
+    """Concatenate a list of batches (tensors, or tuples of them) along the first dimension; tensors of
+    different shapes stay a list."""
+    if not xs:
+        return None
+    if isinstance(xs[0], torch.Tensor):
+        try:
+            return torch.cat(xs)
+        except RuntimeError:
+            return xs
+    return tuple(cat_nested([x[i] for x in xs]) for i in range(len(xs[0])))
+
+
 def batch_size(obj: Any) -> int:
     """The number of items in a (nested) batch: the first dimension of its first tensor."""
     if isinstance(obj, torch.Tensor):

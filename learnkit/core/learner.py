@@ -33,18 +33,13 @@ from .callback import (Callback, CancelBackwardException, CancelBatchException, 
 from .data import DataLoaders
 from .distributed import (compile_learner, distrib_barrier, distrib_ctx, gather_preds, maybe_distribute,
                           shard_for_preds, to_distributed)
-from .device import default_device, to_cpu, to_device
+from .device import cat_nested as _cat_nested, default_device, to_cpu, to_device
 from .precision import cuda_speedups, memory_format_for
 from .sharding import unshuffled
 from .metrics import Metric, as_metric
-from .optim import LR, check_lr, default_splitter, make_optimizer, spread_lr
+from .optim import LR, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, spread_lr
 
 __all__ = ["Learner"]
-
-
-def _check_wd(wd: Any) -> None:
-    if wd is not None and (isinstance(wd, bool) or not isinstance(wd, (int, float)) or not wd >= 0):
-        raise ValueError(f"wd (weight decay) must be a number >= 0 or None, got {wd!r}")
 
 
 def _listify(o: Any) -> list:
@@ -544,13 +539,3 @@ class Learner:
                        f"{html.escape(str(v))}</td></tr>" for k, v in self.summary().items())
         return f"<table>{rows}</table>{self.dls._repr_html_()}"
 
-
-def _cat_nested(xs: list) -> Any:
-    if not xs:
-        return None
-    if isinstance(xs[0], torch.Tensor):
-        try:
-            return torch.cat(xs)
-        except RuntimeError:
-            return xs
-    return tuple(_cat_nested([x[i] for x in xs]) for i in range(len(xs[0])))
