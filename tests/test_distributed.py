@@ -300,22 +300,41 @@ def _crash_worker() -> None:
     train, valid = _data()
     dls = DataLoaders(make_loader(train, bs=8, shuffle=True), make_loader(valid, bs=5))
     learn = Learner(dls, nn.Linear(4, 2), loss_func=_Loss(), cbs=[_Boom()])
-    learn.fit(50)
+    if os.environ.get("LEARNKIT_DISTRIBUTED") == "0":  # explicit: the block's exit must not wait for the peer
+        with learn.distrib_ctx():
+            learn.fit(50)
+    else:
+        learn.fit(50)
 
 
-def test_a_raising_rank_ends_the_job_promptly():
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants (torchrun's workers live in their own process groups)."""
+    try:
+        import psutil
+        procs = psutil.Process(pid).children(recursive=True) + [psutil.Process(pid)]
+        for p in procs:
+            p.kill()
+    except ImportError:
+        os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("how", ["torchrun", "distrib_ctx"])
+def test_a_raising_rank_ends_the_job_promptly(how):
     """A crash on one rank must not become a hang (a barrier against the dead peer at exit): the job ends
     with a non-zero status and the rank's traceback in well under a minute."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(Path(__file__).resolve()), "--crash"]
+    env = _torchrun_env()
+    if how == "distrib_ctx":
+        env["LEARNKIT_DISTRIBUTED"] = "0"
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, env=_torchrun_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # its own process group: a hung job is killed whole
     try:
         out, _ = proc.communicate(timeout=90)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        _kill_tree(proc.pid)
+        proc.communicate(timeout=30)
         pytest.fail("the job hung after rank 1 raised")
     assert time.monotonic() - t0 < 60
     assert proc.returncode != 0

@@ -217,13 +217,14 @@ def distrib_ctx(learn: "Learner", sync_bn: bool = True, find_unused_parameters: 
     removed and the process group, if this block created it, is destroyed."""
     created = not _initialized()
     to_distributed(learn, sync_bn=sync_bn, find_unused_parameters=find_unused_parameters, backend=backend)
+    failed = True
     try:
         yield learn
+        failed = False
     finally:
         detach_distributed(learn)
-        if created and _initialized():
-            distrib_barrier()
-            teardown_distrib()
+        if created and _initialized():  # after an error the peers may be stuck in a collective: no waiting
+            teardown_distrib(wait=not failed)
 
 
 def maybe_distribute(learn: "Learner") -> None:

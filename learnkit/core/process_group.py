@@ -92,18 +92,19 @@ def _exiting_on_error() -> bool:
     return getattr(sys, "last_exc", None) is not None or getattr(sys, "last_value", None) is not None
 
 
-def teardown_distrib() -> None:
+def teardown_distrib(wait: bool = True) -> None:
     """Destroy the process group if learnkit created it (registered to run at exit).
 
     On a normal exit the ranks leave together (a barrier first: a rank that destroys its group while a peer
     still talks to it can abort the peer, "terminate called without an active exception" with gloo). After
     an uncaught exception there is no barrier: the peers may be blocked in a collective that this rank will
     never join, so waiting for them would turn the crash into a hang. This rank leaves at once with its
-    traceback printed and a non-zero status, and torchrun then stops the other ranks.
+    traceback printed and a non-zero status, and torchrun then stops the other ranks. ``wait=False`` skips
+    the barrier too (`distrib_ctx` after its block raised).
     """
     global _OWNED_GROUP
     if _OWNED_GROUP and _initialized():
-        if not _exiting_on_error():
+        if wait and not _exiting_on_error():
             try:
                 distrib_barrier()
             except RuntimeError:  # a peer is already gone (it crashed, or torchrun is stopping the job)
