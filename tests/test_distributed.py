@@ -112,6 +112,8 @@ def _worker(out: Path) -> None:
            "init_sum": float(init.sum()), "values": learn.recorder.values, "best": learn.save_model.best,
            "train_ids": tracker.train, "valid_ids": tracker.valid, "targs": targs.tolist(), "train_targs": train_targs.tolist(),
            "probs": probs.tolist(), "validate": local_full, "writes": sorted(set(writes))}
+    with learn.removed_cbs([learn.csv_logger]):  # each rank sees its own losses...
+        res["lr_find"] = list(learn.lr_find(num_it=12, show_plot=False))
     (out / f"result{rank}.json").write_text(json.dumps(res))
 
 
@@ -167,6 +169,9 @@ def test_ddp_two_cpu_processes_agree(tmp_path):
     # the gathered validation loss of the best epoch is the loss over the whole set on one process
     assert r0["best"] == r1["best"] and abs(r0["validate"][0] - r0["best"]) < 1e-5
     assert abs(r0["validate"][0] - min(v[1] for v in r0["values"])) < 1e-5
+
+    # ...but every rank suggests the same learning rate (the curve is averaged over ranks)
+    assert r0["lr_find"] == r1["lr_find"]
 
     # only rank 0 wrote files (both used the same folder; rank 1 loaded the best weights rank 0 saved)
     run = tmp_path / "run"

@@ -8,7 +8,7 @@ import torch
 
 from ..callback import Callback
 from ..device import batch_size
-from ..process_group import all_reduce_sum
+from ..process_group import all_reduce_sum, num_distrib
 
 __all__ = ["Recorder"]
 
@@ -124,6 +124,18 @@ class Recorder(Callback):
             self._valid_n += n
             for m in learn.metrics:
                 m.accumulate(learn.pred.detach(), learn.yb[0])
+
+    def mean_losses_over_ranks(self) -> None:
+        """Replace this fit's batch losses by their mean over ranks and recompute the smoothed curve (one
+        collective; every rank must have recorded as many batches): `LRFinder` does it under DDP so that
+        every rank suggests the same learning rates."""
+        if not self.losses:
+            return
+        world = num_distrib()
+        mean = [v / world for v in all_reduce_sum(*self.losses)]
+        self._losses, self._smooth, self._avg, self._n_avg = [], [], 0.0, 0
+        self._pending = [torch.tensor(v) for v in mean]
+        self._flush()  # recomputes the smoothed curve from the mean losses
 
     @property
     def smooth_loss(self) -> float:

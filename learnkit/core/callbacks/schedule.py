@@ -159,6 +159,8 @@ class LRFinder(Callback):
         raise CancelValidException()
 
     def after_fit(self):
+        if getattr(self.learn, "distributed_trainer", None) is not None:
+            self.learn.recorder.mean_losses_over_ranks()  # the same curve, so the same suggestions, on every rank
         self.restore()
 
     def restore(self) -> None:
