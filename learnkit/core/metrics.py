@@ -63,7 +63,9 @@ class AvgMetric(Metric):
 
     def accumulate(self, pred, targ) -> None:
         n = targ.shape[0] if targ.ndim else 1
-        self.total = self.total + self.func(pred, targ).detach().float() * n  # on the device: no sync per batch
+        v = self.func(pred, targ)
+        v = v.detach().float() if isinstance(v, torch.Tensor) else float(v)
+        self.total = self.total + v * n  # a tensor stays on the device: no sync per batch
         self.count += n
 
     @property

@@ -72,3 +72,12 @@ def test_transformer_attention_mask_needs_no_host_sync():
         fake = SimpleNamespace(encoder=SimpleNamespace(config=SimpleNamespace(_attn_implementation=impl)))
         out = TransformerClassifier._attn_mask(fake, mask, torch.float32)
         assert out.shape == (2, 1, 1, 5) and out.device.type == "meta"
+
+
+def test_metric_functions_may_return_python_numbers():
+    from learnkit.core.metrics import AvgMetric
+    m = AvgMetric(lambda p, t: 0.5, name="half")
+    m.reset()
+    m.accumulate(torch.zeros(4, 2), torch.zeros(4))
+    m.accumulate(torch.zeros(2, 2), torch.zeros(2))
+    assert m.value == 0.5
