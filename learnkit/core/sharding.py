@@ -5,6 +5,7 @@ the items it repeated, so that metrics see every item exactly once. Used by `lea
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ from torch.utils.data import (BatchSampler, DataLoader, DistributedSampler, Iter
 
 from .process_group import _comm_device, num_distrib
 
-__all__ = ["DistributedDL", "loader_batch_size", "rebatch", "unshuffled"]
+__all__ = ["DistributedDL", "ShardedBatchSampler", "loader_batch_size", "rebatch", "unshuffled"]
 
 
 # --- gathering -----------------------------------------------------------------------------------------
@@ -186,13 +187,48 @@ def unshuffled(dl: Any) -> Any:
     return rebatch(dl, SequentialSampler(range(len(dl.dataset))), drop_last=False)
 
 
+class ShardedBatchSampler:
+    """This rank's share of a seeded batch sampler's batches (text's length-bucketing `BucketBatchSampler`...).
+
+    Each epoch a private copy of ``batch_sampler`` is reseeded with ``seed + epoch`` (the same on every
+    rank), so every rank draws the same batches; rank ``r`` keeps batches ``r, r + W, r + 2W...``, the list
+    padded with its first batches so that every rank has as many (DDP needs as many steps on each rank).
+    Batches keep what the batch sampler made of them (similar lengths), unlike a per-item shard.
+    """
+
+    def __init__(self, batch_sampler: Any, rank: int, world_size: int, seed: int = 0):
+        self.batch_sampler = copy.deepcopy(batch_sampler)
+        self.rank, self.world_size, self.seed, self.epoch, self.shuffle = rank, world_size, seed, 0, True
+        self.num_samples = None  # items per epoch vary with the batches drawn
+
+    @staticmethod
+    def fits(batch_sampler: Any) -> bool:
+        """Whether ``batch_sampler`` draws its order from its own ``torch.Generator`` (so it can be reseeded)."""
+        return isinstance(getattr(batch_sampler, "generator", None), torch.Generator)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.batch_sampler) // self.world_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        self.batch_sampler.generator.manual_seed(self.seed + self.epoch)
+        batches = list(self.batch_sampler)
+        n = len(self) * self.world_size
+        batches += batches[: n - len(batches)]
+        return iter(batches[self.rank: n: self.world_size])
+
+
 class DistributedDL:
     """This rank's shard of a loader: the same dataset, batch size and collation, with a
     ``DistributedSampler`` (``drop_last=False``: the sampler repeats a few items so that every rank has as
     many; `gather` drops them again).
 
     ``dl`` is any loader `rebatch` accepts (a torch ``DataLoader`` over a map-style dataset, with its own
-    batch sampler or not, or a learnkit tensor loader). ``seed`` must be the same on every rank
+    batch sampler or not, or a learnkit tensor loader). A shuffled loader whose own batch sampler is seeded
+    (text's length buckets) is sharded batch by batch instead (`ShardedBatchSampler`); its batches are
+    never gathered (training only). ``seed`` must be the same on every rank
     (`DistributedTrainer` broadcasts rank 0's). ``drop_last=None`` keeps ``dl``'s (inference passes ``False``).
     """
 
@@ -205,6 +241,14 @@ class DistributedDL:
                             "DataLoader built by learnkit.make_loader")
         self.loader, self.dataset, self.batch_size = dl, ds, loader_batch_size(dl)
         self.rank, self.world_size, self.n_total = rank, world_size, len(ds)
+        custom = getattr(dl, "batch_sampler", None)
+        if shuffle and isinstance(dl, DataLoader) and type(custom) is not BatchSampler and ShardedBatchSampler.fits(custom):
+            # training with a seeded batch sampler of its own: shard its batches, keeping how it groups items
+            self.sampler = ShardedBatchSampler(custom, rank, world_size, seed)
+            self.dl = DataLoader(ds, batch_sampler=self.sampler, collate_fn=dl.collate_fn, num_workers=dl.num_workers,
+                                 pin_memory=dl.pin_memory)
+            self._start = 0
+            return
         self.sampler = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
                                           drop_last=False)
         try:
