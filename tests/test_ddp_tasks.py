@@ -111,10 +111,13 @@ class _LoaderKinds(Callback):
     order = 0  # after the DistributedTrainer (-30) and the feature cache (-20) swapped the loaders
 
     def before_fit(self):
-        self.kinds = []
+        self.kinds, self.cached_targets = [], None
 
     def before_train(self):
-        self.kinds.append(type(getattr(self.learn.dl, "dl", self.learn.dl)).__name__)
+        inner = getattr(self.learn.dl, "dl", self.learn.dl)
+        self.kinds.append(type(inner).__name__)
+        if self.cached_targets is None and hasattr(inner, "targets"):  # the training set's, as gathered
+            self.cached_targets = inner.targets[0]
 
     before_validate = before_train
 
@@ -157,6 +160,7 @@ def _worker(data: Path, out: Path) -> None:
                      "n_preds": len(targs), "n_train": len(learn.dls.train.dataset)}
         if task == "vision":
             res[task]["cached_loaders"] = seen.kinds
+            res[task]["cache_in_dataset_order"] = bool(torch.equal(seen.cached_targets, _dataset_targets(learn)))
     res["writes"] = sorted({str(Path(p).relative_to(out / "run")) for p in writes})
     (out / f"result{rank}.json").write_text(json.dumps(res))
 
@@ -177,6 +181,7 @@ def test_every_task_learner_trains_under_torchrun(tmp_path):
         assert a["n_preds"] == a["n_train"], task
     # the frozen epoch read this rank's shard of the cached features, training and validation
     assert r0["vision"]["cached_loaders"] == r1["vision"]["cached_loaders"] == ["_CachedLoader"] * 2
+    assert r0["vision"]["cache_in_dataset_order"] and r1["vision"]["cache_in_dataset_order"]
     assert r1["writes"] == []  # only rank 0 writes
     for task in TASKS:
         assert {f"{task}/history.csv", f"{task}/models/final.pth"} <= set(r0["writes"]), (task, r0["writes"])
