@@ -113,8 +113,11 @@ def loader_batch_size(dl: Any) -> int | None:
     One lookup for every kind of loader: torch ``DataLoader`` (``batch_size``, or ``batch_sampler.batch_size``),
     custom batch samplers such as the text ``BucketBatchSampler`` (``bs``), learnkit's tensor loaders.
 
-    >>> from learnkit.text.batching import BucketBatchSampler
-    >>> loader_batch_size(DataLoader(range(10), batch_sampler=BucketBatchSampler([1] * 10, bs=3)))
+    >>> class Buckets:  # a custom batch sampler that calls its batch size `bs`
+    ...     bs = 3
+    ...     def __iter__(self): return iter([[0, 1, 2], [3]])
+    ...     def __len__(self): return 2
+    >>> loader_batch_size(DataLoader(range(4), batch_sampler=Buckets()))
     3
     """
     for owner in (dl, getattr(dl, "batch_sampler", None)):
