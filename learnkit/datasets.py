@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -23,6 +24,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["URLs", "untar_data", "download_url", "learnkit_home", "DownloadError"]
@@ -164,13 +166,39 @@ def untar_data(url: str, dest: str | Path | None = None, sha256: str | None = No
     done = folder / ".learnkit-complete"
     if done.exists() and not force:
         return _content_root(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # several processes (torchrun ranks, parallel jobs) may ask at once: one downloads and extracts, the
+    # others wait for it and then find the complete copy
+    with _file_lock(folder.parent / f".{folder.name}.lock"):
+        if done.exists() and not force:
+            return _content_root(folder)
+        _download_and_extract(url, name, folder, sha256, force)
+    return _content_root(folder)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` across processes (``fcntl.flock``; a no-op where there is none)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _download_and_extract(url: str, name: str, folder: Path, sha256: str | None, force: bool) -> None:
     archive = learnkit_home() / "archives" / url.rstrip("/").rsplit("/", 1)[-1].split("?")[0]
     if force or not archive.exists():
         download_url(url, archive, sha256=sha256)
     elif sha256 is not None and _sha256(archive) != sha256.lower():
         archive.unlink()
         download_url(url, archive, sha256=sha256)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
     try:
         _safe_extract(archive, tmp)
@@ -181,7 +209,6 @@ def untar_data(url: str, dest: str | Path | None = None, sha256: str | None = No
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return _content_root(folder)
 
 
 def _content_root(folder: Path) -> Path:

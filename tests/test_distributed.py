@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,19 +104,30 @@ def _worker(out: Path) -> None:
     learn.fit_one_cycle(3, 2e-2)
     learn.save("final")
     probs, targs = learn.get_preds()
+    train_targs = learn.get_preds(ds_idx=0)[1]
     local_full = learn.validate()  # unsharded, on this rank alone
     save_file({k: v.contiguous() for k, v in learn.model.state_dict().items()}, str(out / f"weights{rank}.safetensors"))
     res = {"rank": rank, "world": num_distrib(), "rank_distrib": rank_distrib(), "is_rank0": is_rank0(),
            "distributed": learn.distributed_trainer is not None, "ddp_after_fit": learn.ddp_model is not None,
            "init_sum": float(init.sum()), "values": learn.recorder.values, "best": learn.save_model.best,
-           "train_ids": tracker.train, "valid_ids": tracker.valid, "targs": targs.tolist(),
+           "train_ids": tracker.train, "valid_ids": tracker.valid, "targs": targs.tolist(), "train_targs": train_targs.tolist(),
            "probs": probs.tolist(), "validate": local_full, "writes": sorted(set(writes))}
+    with learn.removed_cbs([learn.csv_logger]):  # each rank sees its own losses...
+        res["lr_find"] = list(learn.lr_find(num_it=12, show_plot=False))
     (out / f"result{rank}.json").write_text(json.dumps(res))
 
 
-def test_ddp_two_cpu_processes_agree(tmp_path):
-    env = {**os.environ, "LEARNKIT_PROGRESS": "0", "OMP_NUM_THREADS": "1", "LEARNKIT_DEVICE": "cpu"}
+def _torchrun_env() -> dict[str, str]:
+    """The environment of a CPU torchrun job: gloo, no bars, one thread, this checkout importable."""
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "LEARNKIT_PROGRESS": "0", "OMP_NUM_THREADS": "1", "LEARNKIT_DEVICE": "cpu",
+           "PYTHONPATH": os.pathsep.join([repo, *filter(None, [os.environ.get("PYTHONPATH")])])}
     env.pop("LEARNKIT_DISTRIBUTED", None)
+    return env
+
+
+def test_ddp_two_cpu_processes_agree(tmp_path):
+    env = _torchrun_env()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(Path(__file__).resolve()), "--worker", str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
@@ -151,9 +164,14 @@ def test_ddp_two_cpu_processes_agree(tmp_path):
     _, valid = _data()
     assert r0["targs"] == r1["targs"] == valid.tensors[1].tolist()
     assert len(r0["probs"]) == N_VALID and r0["probs"] == r1["probs"]
+    # on the training set too: an unshuffled copy of its loader, every item once (issue 15)
+    assert r0["train_targs"] == r1["train_targs"] == _data()[0].tensors[1].tolist()
     # the gathered validation loss of the best epoch is the loss over the whole set on one process
     assert r0["best"] == r1["best"] and abs(r0["validate"][0] - r0["best"]) < 1e-5
     assert abs(r0["validate"][0] - min(v[1] for v in r0["values"])) < 1e-5
+
+    # ...but every rank suggests the same learning rate (the curve is averaged over ranks)
+    assert r0["lr_find"] == r1["lr_find"]
 
     # only rank 0 wrote files (both used the same folder; rank 1 loaded the best weights rank 0 saved)
     run = tmp_path / "run"
@@ -227,5 +245,154 @@ def test_compile_and_channels_last_keep_weight_names():
     assert math.isfinite(learn.recorder.values[-1][1])
 
 
+def test_distributed_dl_shards_custom_batch_samplers():
+    """Text loaders batch with a `BucketBatchSampler` (``bs``, no ``batch_size``): one lookup serves every loader."""
+    from learnkit.core.sharding import loader_batch_size
+    from learnkit.text.batching import BucketBatchSampler, PadCollate, TextDataset
+    ids = [[i + 1] * (1 + i % 5) for i in range(13)]
+    ds = TextDataset([str(i) for i in range(13)], ids, labels=list(range(13)))
+    dl = torch.utils.data.DataLoader(ds, batch_sampler=BucketBatchSampler(ds.lengths, bs=4), collate_fn=PadCollate(0))
+    assert loader_batch_size(dl) == 4
+    # training: the bucketing sampler's own batches, dealt to the ranks (as many batches on each)
+    shards = [DistributedDL(dl, rank=r, world_size=2, shuffle=True, seed=3) for r in range(2)]
+    for epoch in (0, 1):
+        for s in shards:
+            s.set_epoch(epoch)
+        batches = [[b[1].tolist() for b in s] for s in shards]
+        assert len(batches[0]) == len(batches[1]) == len(shards[0]) == 2
+        ref = BucketBatchSampler(ds.lengths, bs=4, seed=3 + epoch)  # what every rank drew this epoch
+        assert [x for pair in zip(*batches) for x in pair] == list(ref)
+    # inference: item by item, every item once over the ranks (then gathered in dataset order)
+    shards = [DistributedDL(dl, rank=r, world_size=2, shuffle=False, drop_last=False) for r in range(2)]
+    seen = [[int(v) for b in s for v in b[1]] for s in shards]
+    assert len(seen[0]) == len(seen[1]) == 7 and set(seen[0]) | set(seen[1]) == set(range(13))
+
+
+def test_distributed_dl_reads_tabular_rows_a_batch_at_a_time():
+    """A `TabularLoader` shard fetches each batch with one index tensor, not row by row."""
+    from learnkit.tabular import TabularLoader, TabularTensors
+
+    class Counting(TabularTensors):
+        calls = 0
+
+        def __getitem__(self, i):
+            Counting.calls += 1
+            return super().__getitem__(i)
+
+    n = 21
+    t = Counting(torch.arange(n)[:, None], torch.arange(n, dtype=torch.float)[:, None], torch.arange(n))
+    ddl = DistributedDL(TabularLoader(t, bs=4, shuffle=True), rank=0, world_size=2, shuffle=True, seed=0)
+    batches = list(ddl)
+    assert Counting.calls == len(batches) == 3
+    assert all(torch.equal(b[0][:, 0], b[2]) for b in batches)  # rows stay together
+
+
+def test_get_preds_on_the_training_set_is_in_dataset_order():
+    """`get_preds(ds_idx=0)` reads an unshuffled copy of the training loader without drop_last."""
+    x = torch.randn(23, 4)
+    y = torch.arange(23) % 2
+    dls = DataLoaders(make_loader(TensorDataset(x, y), bs=5, shuffle=True, drop_last=True, device="cpu"),
+                      make_loader(TensorDataset(x, y), bs=5, device="cpu"), device="cpu")
+    learn = Learner(dls, nn.Linear(4, 2), loss_func=CrossEntropyLossFlat(), progress=False)
+    probs, targs = learn.get_preds(ds_idx=0)
+    assert targs.tolist() == y.tolist() and probs.shape == (23, 2)
+    assert torch.allclose(probs, learn.model(x).softmax(1), atol=1e-6)
+    assert len(list(dls.train)) == 4  # the training loader itself is unchanged
+    loss = learn.validate(ds_idx=0)[0]
+    assert abs(loss - float(nn.functional.cross_entropy(learn.model(x), y).detach())) < 1e-5
+
+
+class _Boom(Callback):
+    """Raises on rank 1 in the middle of the second epoch, while rank 0 goes on training."""
+
+    def before_batch(self):
+        if rank_distrib() == 1 and (self.learn.epoch, self.learn.iter) == (1, 2):
+            raise RuntimeError("boom on rank 1")
+
+
+def _crash_worker() -> None:
+    train, valid = _data()
+    dls = DataLoaders(make_loader(train, bs=8, shuffle=True), make_loader(valid, bs=5))
+    learn = Learner(dls, nn.Linear(4, 2), loss_func=_Loss(), cbs=[_Boom()])
+    if os.environ.get("LEARNKIT_DISTRIBUTED") == "0":  # explicit: the block's exit must not wait for the peer
+        with learn.distrib_ctx():
+            learn.fit(50)
+    else:
+        learn.fit(50)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants (torchrun's workers live in their own process groups)."""
+    try:
+        import psutil
+        procs = psutil.Process(pid).children(recursive=True) + [psutil.Process(pid)]
+        for p in procs:
+            p.kill()
+    except ImportError:
+        os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("how", ["torchrun", "distrib_ctx"])
+def test_a_raising_rank_ends_the_job_promptly(how):
+    """A crash on one rank must not become a hang (a barrier against the dead peer at exit): the job ends
+    with a non-zero status and the rank's traceback in well under a minute."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(Path(__file__).resolve()), "--crash"]
+    env = _torchrun_env()
+    if how == "distrib_ctx":
+        env["LEARNKIT_DISTRIBUTED"] = "0"
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # its own process group: a hung job is killed whole
+    try:
+        out, _ = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc.pid)
+        proc.communicate(timeout=30)
+        pytest.fail("the job hung after rank 1 raised")
+    assert time.monotonic() - t0 < 60
+    assert proc.returncode != 0
+    assert "boom on rank 1" in out and "Traceback" in out
+
+
+def _rng_worker(out: Path) -> None:
+    """Save the random states (rank 0 writes the file), draw, scramble, restore from the file, draw again."""
+    import random
+
+    import numpy as np
+
+    from learnkit.core.callbacks.checkpoint import _rng_state, _set_rng_state
+    from learnkit.core.export import load_tree, save_tree
+    from learnkit.core.process_group import distrib_barrier, setup_distrib
+
+    setup_distrib("gloo")
+    rank = rank_distrib()
+    torch.manual_seed(100 + rank)
+    np.random.seed(rank)
+    random.seed(rank)
+    save_tree(out / "rng.safetensors", _rng_state([]), {"format": "test"})
+    draw = lambda: [torch.rand(2).tolist(), float(np.random.rand()), random.random()]  # noqa: E731
+    expected = draw()
+    torch.manual_seed(7), np.random.seed(7), random.seed(7)
+    distrib_barrier()
+    _set_rng_state(load_tree(out / "rng.safetensors")[1], [], out)
+    (out / f"rng{rank}.json").write_text(json.dumps({"expected": expected, "got": draw()}))
+
+
+def test_checkpoint_rng_states_are_per_rank(tmp_path):
+    """Each rank resumes its own random streams (dropout, augmentation), not rank 0's."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(Path(__file__).resolve()), "--rng", str(tmp_path)]
+    proc = subprocess.run(cmd, env=_torchrun_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    r0, r1 = (json.loads((tmp_path / f"rng{r}.json").read_text()) for r in (0, 1))
+    assert r0["expected"] != r1["expected"]  # the ranks' streams differ...
+    assert r0["got"] == r0["expected"] and r1["got"] == r1["expected"]  # ...and each gets its own back
+
+
 if __name__ == "__main__" and "--worker" in sys.argv:
     _worker(Path(sys.argv[sys.argv.index("--worker") + 1]))
+elif __name__ == "__main__" and "--rng" in sys.argv:
+    _rng_worker(Path(sys.argv[sys.argv.index("--rng") + 1]))
+elif __name__ == "__main__" and "--crash" in sys.argv:
+    _crash_worker()

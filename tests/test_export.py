@@ -368,3 +368,13 @@ def test_a_full_disk_during_export_keeps_the_previous_file(tmp_path, monkeypatch
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     load_learner(path, device="cpu")
+
+
+def test_bf16_export_loads_in_fp32_on_a_cpu(tmp_path):
+    """Mixed precision is restored only where it pays (CUDA): on a CPU a bf16-trained export runs in fp32."""
+    learn = toy_learner(tmp_path, epochs=1)
+    learn.to_bf16()
+    new = load_learner(learn.export(), device="cpu")
+    assert new.precision == "fp32"
+    with new.autocast():
+        assert new.model(torch.randn(2, 3)).dtype == torch.float32

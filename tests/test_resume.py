@@ -293,3 +293,81 @@ def test_lr_find_is_never_checkpointed(tmp_path):
     assert not (tmp_path / "models" / "checkpoint.safetensors").exists()
     learn.fit(1, lr=1e-2)
     assert (tmp_path / "models" / "checkpoint.safetensors").exists()
+
+
+# --- issue 15: precision, fewer GPUs, the DDP sampler's epoch, lr_find's scaler ---------------------------
+def test_resuming_in_another_precision_says_so(tmp_path):
+    _learner(tmp_path).fit(2, lr=1e-2, resume="auto")
+    learn = _learner(tmp_path)
+    learn.to_bf16()
+    with pytest.raises(ValueError, match=r"precision: checkpoint 'fp32', now 'bf16'.*learn.to_fp32\(\)"):
+        learn.fit(2, lr=1e-2, resume="auto")
+
+
+def test_cuda_states_of_more_gpus_than_visible_restore_the_visible_ones(monkeypatch):
+    """A run checkpointed on 4 GPUs resumes on 1: the first device's state is restored, no IndexError."""
+    from learnkit.core.callbacks import checkpoint as ck
+    restored = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device="cuda": restored.append((int(s[0]), device)))
+    ck._set_cuda_rng([torch.tensor([i], dtype=torch.uint8) for i in range(4)])
+    assert restored == [(0, 0)]
+
+
+@pytest.fixture
+def one_process_group():
+    import socket
+
+    import torch.distributed as dist
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def test_ddp_shuffle_continues_from_the_resumed_epoch(tmp_path, one_process_group):
+    """After a resume at epoch k the DistributedSampler draws epoch k's order, not epoch 0's again."""
+    from learnkit.core.distributed import DistributedTrainer
+
+    class SamplerEpochs(Callback):
+        order = -10  # after the DistributedTrainer swapped in the shard
+
+        def before_fit(self):
+            self.epochs = []
+
+        def before_train(self):
+            self.epochs.append(self.learn.dl.sampler.epoch)
+
+    crashed = _learner(tmp_path, [CrashAt(2, 1)])
+    crashed.add_cb(DistributedTrainer())
+    with pytest.raises(Crash):
+        crashed.fit(4, lr=1e-2, resume="auto")
+    seen = SamplerEpochs()
+    resumed = _learner(tmp_path, [seen])
+    resumed.add_cb(DistributedTrainer())
+    resumed.fit(4, lr=1e-2, resume="auto")
+    assert seen.epochs == [2, 3]
+    resumed.fit(1, lr=1e-2)  # a later fit goes on counting
+    assert seen.epochs == [4]
+
+
+def test_lr_find_restores_the_loss_scale_and_survives_ctrl_c(tmp_path):
+    learn = _learner(tmp_path)
+    learn.scaler = torch.amp.GradScaler("cpu", init_scale=4.0, growth_interval=1)  # grows at every step
+    learn.create_opt()
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    learn.lr_find(num_it=8, show_plot=False)
+    assert learn.scaler.get_scale() == 4.0 and learn.scaler.state_dict()["_growth_tracker"] == 0
+
+    class CtrlC(Callback):
+        def before_batch(self):
+            if self.learn.iter == 3:
+                raise KeyboardInterrupt
+
+    lrs = [pg["lr"] for pg in learn.opt.param_groups]
+    with learn.added_cbs(CtrlC()), pytest.raises(KeyboardInterrupt):
+        learn.lr_find(num_it=8, show_plot=False)
+    assert all(torch.equal(v, before[k]) for k, v in learn.model.state_dict().items())
+    assert [pg["lr"] for pg in learn.opt.param_groups] == lrs and learn.scaler.get_scale() == 4.0

@@ -17,6 +17,7 @@ from .losses import (BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, La
 from .metrics import *  # noqa: F403
 from .metrics import __all__ as _metrics_all
 from .optim import default_splitter, spread_lr, trainable_params
+from .seed import set_seed
 from .registry import (get_dls_class, get_loss_class, get_model_builder, register_dls, register_loss,
                        register_model)
 from .split import (ColSplitter, FolderSplitter, FuncSplitter, GrandparentSplitter, IndexSplitter, RandomSplitter,
@@ -31,6 +32,6 @@ __all__ = [
     "to_device", "Learner", "BCEWithLogitsLossFlat", "CrossEntropyLossFlat", "L1LossFlat", "MSELossFlat",
     "default_splitter", "spread_lr", "trainable_params", "ColSplitter", "FolderSplitter", "FuncSplitter",
     "GrandparentSplitter", "IndexSplitter", "RandomSplitter", "check_split", "register_dls", "register_model",
-    "register_loss", "get_dls_class", "get_model_builder", "get_loss_class", "load_learner", "ExportError",
+    "register_loss", "set_seed", "get_dls_class", "get_model_builder", "get_loss_class", "load_learner", "ExportError",
     *_cb_all, *_metrics_all,
 ]

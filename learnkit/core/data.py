@@ -96,7 +96,11 @@ class DataLoaders:
         return len(self.vocab) if self.vocab is not None else None
 
     def to(self, device: str | torch.device) -> "DataLoaders":
+        """Send batches to ``device``; torch loaders pin their memory exactly when it is a CUDA device."""
         self.device = torch.device(device)
+        for dl in self.loaders:
+            if isinstance(dl, DataLoader):
+                dl.pin_memory = self.device.type == "cuda"
         return self
 
     # --- hooks for task subclasses -------------------------------------------------------------------

@@ -7,11 +7,32 @@ from typing import Any
 
 import torch
 
-__all__ = ["default_device", "to_device", "to_cpu", "batch_size"]
+__all__ = ["default_device", "local_cuda_index", "to_device", "to_cpu", "batch_size"]
+
+
+def local_cuda_index(env: dict[str, str] | None = None, device_count: int | None = None,
+                     current: int | None = None) -> int:
+    """The GPU this process should use: ``LOCAL_RANK`` (modulo the visible GPUs) under torchrun, else the
+    current CUDA device. Pure arithmetic on its arguments (read from the process when ``None``), so that
+    the choice is testable without a GPU.
+
+    >>> local_cuda_index({"LOCAL_RANK": "3"}, device_count=4, current=0)
+    3
+    >>> local_cuda_index({}, device_count=4, current=1)
+    1
+    """
+    env = os.environ if env is None else env
+    if "LOCAL_RANK" in env:
+        n = torch.cuda.device_count() if device_count is None else device_count
+        return int(env["LOCAL_RANK"]) % max(1, n)
+    return torch.cuda.current_device() if current is None else current
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
     """The device to train on: `device` if given, else `$LEARNKIT_DEVICE`, else CUDA, MPS, CPU.
+
+    A CUDA device without an index (``"cuda"``) is this process' GPU (`local_cuda_index`): ``cuda:LOCAL_RANK``
+    under torchrun, so that no rank builds its CUDA context or its model on GPU 0 first.
 
     >>> default_device("cpu")
     device(type='cpu')
@@ -23,11 +44,11 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {device} was asked for, but CUDA is not available on this machine; "
                                "pass device='cpu' or unset LEARNKIT_DEVICE.")
+        if device.type == "cuda" and device.index is None:
+            return torch.device("cuda", local_cuda_index())
         return device
     if torch.cuda.is_available():
-        if "LOCAL_RANK" in os.environ:  # torchrun: one process per GPU
-            return torch.device("cuda", int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
-        return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cuda", local_cuda_index())
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return torch.device("mps")
@@ -63,6 +84,19 @@ def to_cpu(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_cpu(o) for o in obj)
     return obj
+
+
+def cat_nested(xs: list) -> Any:
+    """Concatenate a list of batches (tensors, or tuples of them) along the first dimension; tensors of
+    different shapes stay a list."""
+    if not xs:
+        return None
+    if isinstance(xs[0], torch.Tensor):
+        try:
+            return torch.cat(xs)
+        except RuntimeError:
+            return xs
+    return tuple(cat_nested([x[i] for x in xs]) for i in range(len(xs[0])))
 
 
 def batch_size(obj: Any) -> int:

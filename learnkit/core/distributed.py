@@ -9,8 +9,9 @@ and adds a `DistributedTrainer`, which during ``fit``
   epoch) and the validation set too, then gathers each validation batch's predictions and targets from
   every rank and drops the items the sampler repeated to even out the shards: losses and metrics are
   computed over every item exactly once and are identical on every rank;
-- averages each training batch's loss over ranks, so every rank logs the same numbers and takes the same
-  decisions (early stopping, stopping on NaN, lr_find's divergence test).
+- averages the training loss over ranks once per epoch (no per-batch collective), so every rank logs the
+  same epoch numbers and takes the same decisions (early stopping); per-batch decisions (stopping on NaN,
+  lr_find's divergence test) are agreed with one small collective (`any_rank`).
 
 Progress bars and files (checkpoints, exports, CSV logs) come from rank 0 only; `Learner.load` waits
 for rank 0 to have written. The process group is destroyed at exit (or when `distrib_ctx` ends). The
@@ -38,14 +39,14 @@ from torch import nn
 from .callback import Callback
 from .process_group import (_comm_device, _initialized, distrib_barrier, is_rank0, launched_by_torchrun, num_distrib,
                             rank_distrib, setup_distrib, teardown_distrib)
-from .sharding import DistributedDL, _broadcast_int, _is_shuffled, _loader_seed
+from .sharding import DistributedDL, _broadcast_int, _is_shuffled, _loader_seed, unshuffled
 
 if TYPE_CHECKING:  # pragma: no cover
     from .learner import Learner
 
 __all__ = ["rank_distrib", "num_distrib", "is_rank0", "launched_by_torchrun", "setup_distrib", "teardown_distrib",
            "distrib_barrier", "DistributedDL", "DistributedTrainer", "to_distributed", "detach_distributed",
-           "distrib_ctx", "maybe_distribute", "shard_for_preds", "gather_preds"]
+           "distrib_ctx", "maybe_distribute", "compile_learner", "move_learner", "shard_for_preds", "gather_preds"]
 
 # --- the callback ----------------------------------------------------------------------------------------
 class DistributedTrainer(Callback):
@@ -62,20 +63,24 @@ class DistributedTrainer(Callback):
                  gradient_as_bucket_view: bool = True):
         self.find_unused_parameters, self.bucket_cap_mb = find_unused_parameters, bucket_cap_mb
         self.gradient_as_bucket_view = gradient_as_bucket_view
-        self._shards: dict[int, tuple[Any, DistributedDL]] = {}
-        self._epochs = 0
+        self._shards: dict[tuple[int, bool], tuple[Any, DistributedDL]] = {}
+        self._epoch_base = 0  # epochs of the earlier fits of this learner
         self.silenced = False  # whether to_distributed turned progress off (on ranks > 0)
+        self.compile_kw: dict[str, Any] | None = None  # set by Learner.compile: compile the DDP wrapper
 
     def shard(self, dl: Any, training: bool) -> DistributedDL:
-        """This rank's `DistributedDL` of ``dl`` (built once per loader and kept)."""
+        """This rank's `DistributedDL` of ``dl`` (built once per loader and use, and kept): for training,
+        shuffled when ``dl`` is; otherwise in dataset order with every item once (``drop_last=False``)."""
         if isinstance(dl, DistributedDL):
             return dl
-        key = id(dl)
+        key = (id(dl), training)
         hit = self._shards.get(key)
         if hit is not None and hit[0] is dl:
             return hit[1]
         seed = _broadcast_int(_loader_seed(dl))
-        ddl = DistributedDL(dl, dist.get_rank(), dist.get_world_size(), shuffle=_is_shuffled(dl, training), seed=seed)
+        shuffle = training and _is_shuffled(dl, True)
+        ddl = DistributedDL(dl, dist.get_rank(), dist.get_world_size(), shuffle=shuffle, seed=seed,
+                            drop_last=None if training else False)
         self._shards[key] = (dl, ddl)
         return ddl
 
@@ -96,11 +101,14 @@ class DistributedTrainer(Callback):
             _broadcast_state(self.learn.model)
         else:
             self.learn.ddp_model = self._ddp()  # broadcasts rank 0's weights and buffers
+            if self.compile_kw is not None:  # compiled around DDP, so that its gradient buckets overlap backward
+                self.learn.ddp_model.compile(**self.compile_kw)
 
     def before_train(self):
         ddl = self.shard(self.learn.dl, training=True)
-        ddl.set_epoch(self._epochs)
-        self._epochs += 1
+        # the shuffle follows the epoch: a run resumed at epoch k (learn.epoch == k) draws epoch k's order,
+        # not epoch 0's again; later fits (fine_tune's second phase) continue after the earlier ones
+        ddl.set_epoch(self._epoch_base + self.learn.epoch)
         self.learn.dl, self.learn.n_iter = ddl, len(ddl)
 
     def before_validate(self):
@@ -114,11 +122,8 @@ class DistributedTrainer(Callback):
         if not isinstance(learn.dl, DistributedDL) or learn.loss is None:
             return
         if learn.training:
-            # the loss every callback sees (recorder, NaN check, lr_find's divergence test) is the mean over
-            # ranks, so that every rank takes the same decisions; backward still uses this rank's `loss_grad`
-            loss = learn.loss.detach().float().to(_comm_device(), copy=True)
-            dist.all_reduce(loss)
-            learn.loss = (loss / dist.get_world_size()).to(learn.loss.device)
+            # no per-batch all-reduce of the loss (a host sync every batch): the Recorder sums the epoch's
+            # training loss over ranks once, and per-batch decisions (NaN check, lr_find) use `any_rank`
             return
         learn.pred = learn.dl.gather(learn.pred)
         if learn.yb:
@@ -128,6 +133,7 @@ class DistributedTrainer(Callback):
             learn.loss_grad = learn.loss
 
     def after_fit(self):
+        self._epoch_base += self.learn.n_epoch
         self.learn.ddp_model = None
         _broadcast_state(self.learn.model, params=False)
 
@@ -160,11 +166,7 @@ def to_distributed(learn: "Learner", sync_bn: bool = True, find_unused_parameter
         raise RuntimeError(f"the process group uses {dist.get_backend()} but the Learner is on {learn.device}: NCCL "
                            "needs CUDA and the CPU needs gloo (pass backend= or device=)")
     if learn.device.type == "cuda":
-        dev = torch.device("cuda", torch.cuda.current_device())
-        if learn.device != dev:
-            learn.device = dev
-            learn.dls.to(dev)
-            learn.model.to(dev)
+        move_learner(learn, torch.device("cuda", torch.cuda.current_device()))
         if sync_bn:
             learn.model = nn.SyncBatchNorm.convert_sync_batchnorm(learn.model)
     cb = DistributedTrainer(find_unused_parameters=find_unused_parameters)
@@ -173,6 +175,29 @@ def to_distributed(learn: "Learner", sync_bn: bool = True, find_unused_parameter
         learn.show_progress = False
     learn.add_cb(cb)
     return learn
+
+
+def compile_learner(learn: "Learner", **kw: Any) -> None:
+    """``torch.compile`` for `Learner.compile`: the model in place, or under DDP the DDP wrapper at each fit
+    (compiling the inner model before DDP wraps it would stop gradient communication from overlapping
+    with the backward pass)."""
+    cb = getattr(learn, "distributed_trainer", None)
+    if cb is None:
+        learn.model.compile(**kw)
+    else:
+        cb.compile_kw = kw
+
+
+def move_learner(learn: "Learner", dev: torch.device) -> None:
+    """Move everything of ``learn`` that lives on a device to ``dev``: the batches' destination, the model, and
+    the loss' buffers (class weights, ``pos_weight``), which must sit with the model's outputs."""
+    if learn.device == dev:
+        return
+    learn.device = dev
+    learn.dls.to(dev)
+    learn.model.to(dev)
+    if isinstance(learn.loss_func, nn.Module):
+        learn.loss_func.to(dev)
 
 
 def detach_distributed(learn: "Learner") -> "Learner":
@@ -192,13 +217,14 @@ def distrib_ctx(learn: "Learner", sync_bn: bool = True, find_unused_parameters: 
     removed and the process group, if this block created it, is destroyed."""
     created = not _initialized()
     to_distributed(learn, sync_bn=sync_bn, find_unused_parameters=find_unused_parameters, backend=backend)
+    failed = True
     try:
         yield learn
+        failed = False
     finally:
         detach_distributed(learn)
-        if created and _initialized():
-            distrib_barrier()
-            teardown_distrib()
+        if created and _initialized():  # after an error the peers may be stuck in a collective: no waiting
+            teardown_distrib(wait=not failed)
 
 
 def maybe_distribute(learn: "Learner") -> None:
@@ -209,9 +235,10 @@ def maybe_distribute(learn: "Learner") -> None:
 
 
 def shard_for_preds(learn: "Learner", dl: Iterable) -> Iterable:
-    """The loader `Learner.get_preds` runs over: this rank's shard under DDP (then gathered), else ``dl``."""
+    """The loader `Learner.get_preds`/`validate` run over: every item once, in dataset order (an unshuffled
+    copy without ``drop_last`` for the training loader); under DDP this rank's shard of it (then gathered)."""
     cb = getattr(learn, "distributed_trainer", None)
-    return cb.shard(dl, training=False) if cb is not None else dl
+    return cb.shard(dl, training=False) if cb is not None else unshuffled(dl)
 
 
 def gather_preds(dl: Iterable, obj: Any) -> Any:

@@ -53,6 +53,7 @@ from safetensors.torch import load_file, save_file
 from .checkpoint import atomic_write
 from .data import DataLoaders
 from .device import default_device
+from .precision import restored_precision
 from .registry import DLS_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -362,10 +363,8 @@ def load_learner(path: str | Path, device: str | torch.device | None = None) -> 
     loss = loss_cls(**loss_kwargs)
     learn = Learner(dls, model, loss_func=loss, path=path.parent, device=dev)
     learn.model_spec = {"builder": cfg["model"]["builder"], "kwargs": kwargs}
-    precision = cfg.get("precision", "fp32")
-    if precision == "bf16":
-        learn.to_bf16()
-    elif precision == "fp16" and dev.type == "cuda":
-        learn.to_fp16()
+    precision = restored_precision(cfg.get("precision", "fp32"), learn.device)  # mixed precision on CUDA only
+    if precision != "fp32":
+        getattr(learn, f"to_{precision}")()
     learn.model.eval()
     return learn

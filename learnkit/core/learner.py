@@ -31,18 +31,15 @@ from torch import nn
 from .callback import (Callback, describe_training_loop, CancelBackwardException, CancelBatchException, CancelEpochException,
                        CancelFitException, CancelStepException, CancelTrainException, CancelValidException)
 from .data import DataLoaders
-from .distributed import (distrib_barrier, distrib_ctx, gather_preds, maybe_distribute, shard_for_preds,
-                          to_distributed)
-from .device import default_device, to_cpu, to_device
+from .distributed import (compile_learner, distrib_barrier, distrib_ctx, gather_preds, maybe_distribute,
+                          shard_for_preds, to_distributed)
+from .device import cat_nested as _cat_nested, default_device, to_cpu, to_device
+from .precision import cuda_speedups, memory_format_for
+from .sharding import unshuffled
 from .metrics import Metric, as_metric
-from .optim import LR, check_lr, default_splitter, make_optimizer, spread_lr
+from .optim import LR, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, spread_lr
 
 __all__ = ["Learner"]
-
-
-def _check_wd(wd: Any) -> None:
-    if wd is not None and (isinstance(wd, bool) or not isinstance(wd, (int, float)) or not wd >= 0):
-        raise ValueError(f"wd (weight decay) must be a number >= 0 or None, got {wd!r}")
 
 
 def _listify(o: Any) -> list:
@@ -94,6 +91,7 @@ class Learner:
         self.device = default_device(device) if device is not None else dls.device
         self.dls.to(self.device)
         self.model = model.to(self.device)
+        cuda_speedups(self.device)  # TF32 and cudnn.benchmark on CUDA (LEARNKIT_CUDA_SPEEDUPS=0 opts out)
         if loss_func is None:
             loss_func = getattr(dls, "loss_func", None)
             if loss_func is None:
@@ -254,19 +252,23 @@ class Learner:
         return self
 
     def to_channels_last(self) -> "Learner":
-        """Store conv weights (and so activations) channels-last, the layout tensor cores prefer on CUDA."""
-        self.model.to(memory_format=torch.channels_last)
+        """Store conv weights (and so activations) channels-last, the layout tensor cores prefer on CUDA
+        (``channels_last_3d`` for 3-D convolutions; a no-op when conv ranks are mixed)."""
+        fmt = memory_format_for(self.model)
+        if fmt is not None:
+            self.model.to(memory_format=fmt)
         return self
 
     def _channels_last_on_cuda(self) -> None:
-        if self.device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in self.model.modules()):
+        if self.device.type == "cuda" and memory_format_for(self.model) is not None:
             self.to_channels_last()
 
     def compile(self, mode: str | None = None, fullgraph: bool = False, dynamic: bool | None = None,
                 backend: str = "inductor") -> "Learner":
         """Opt-in ``torch.compile`` of the model, in place (``nn.Module.compile``: the weights' names do not
-        change, so ``save``/``export`` work as before). The first batches are slow while it compiles."""
-        self.model.compile(mode=mode, fullgraph=fullgraph, dynamic=dynamic, backend=backend)
+        change, so ``save``/``export`` work as before); under DDP the DDP wrapper is compiled instead. The
+        first batches are slow while it compiles."""
+        compile_learner(self, mode=mode, fullgraph=fullgraph, dynamic=dynamic, backend=backend)
         return self
 
     # --- distributed (torchrun); the machinery is in distributed.py ----------------------------------
@@ -448,7 +450,10 @@ class Learner:
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
         n_epoch = max(1, -(-num_it // max(1, len(self.dls.train))))
         with self.no_bar():
-            self.fit(n_epoch, cbs=[finder])
+            try:
+                self.fit(n_epoch, cbs=[finder])
+            finally:  # also on Ctrl-C: weights, optimizer and loss scale as they were
+                finder.restore()
         if show_plot:
             self.recorder.plot_lr_find(suggestions=finder.suggest(suggest_funcs))
         return finder.suggest(suggest_funcs)
@@ -501,7 +506,7 @@ class Learner:
 
     def validate(self, ds_idx: int = 1, dl: Iterable | None = None) -> list[float]:
         """``[valid_loss, *metrics]`` over a loader (the validation set by default)."""
-        dl = self.dls[ds_idx] if dl is None else dl
+        dl = unshuffled(self.dls[ds_idx]) if dl is None else dl  # every item once, in order (on this rank)
         from .callbacks.recorder import Recorder
         rec = self.recorder
         with self.removed_cbs([cb for cb in self.cbs if not isinstance(cb, Recorder)]):
@@ -576,13 +581,3 @@ class Learner:
                        f"{html.escape(str(v))}</td></tr>" for k, v in self.summary().items())
         return f"<table>{rows}</table>{self.dls._repr_html_()}"
 
-
-def _cat_nested(xs: list) -> Any:
-    if not xs:
-        return None
-    if isinstance(xs[0], torch.Tensor):
-        try:
-            return torch.cat(xs)
-        except RuntimeError:
-            return xs
-    return tuple(_cat_nested([x[i] for x in xs]) for i in range(len(xs[0])))

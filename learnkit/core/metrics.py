@@ -66,12 +66,14 @@ class AvgMetric(Metric):
 
     def accumulate(self, pred, targ) -> None:
         n = targ.shape[0] if targ.ndim else 1
-        self.total += float(self.func(pred, targ)) * n
+        v = self.func(pred, targ)
+        v = v.detach().float() if isinstance(v, torch.Tensor) else float(v)
+        self.total = self.total + v * n  # a tensor stays on the device: no sync per batch
         self.count += n
 
     @property
     def value(self) -> float:
-        return self.total / self.count if self.count else float("nan")
+        return float(self.total) / self.count if self.count else float("nan")
 
 
 def as_metric(m: Metric | Callable) -> Metric:
@@ -173,12 +175,12 @@ class _RMSE(Metric):
 
     def accumulate(self, pred, targ):
         _check_one_per_target(pred, targ, "rmse")
-        self.sq += float(((pred.reshape(targ.shape).float() - targ.float()) ** 2).sum())
+        self.sq = self.sq + ((pred.reshape(targ.shape).float() - targ.float()) ** 2).sum().detach()
         self.count += targ.numel()
 
     @property
     def value(self):
-        return math.sqrt(self.sq / self.count) if self.count else float("nan")
+        return math.sqrt(float(self.sq) / self.count) if self.count else float("nan")
 
 
 def rmse(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
@@ -386,8 +388,8 @@ class _Overlap(Metric):
         if self.ignore_index is not None:
             keep = t != self.ignore_index
             p, t = p[keep], t[keep]
-        inter = torch.bincount(t[p == t], minlength=c)[:c].double().cpu()
-        sizes = (torch.bincount(p, minlength=c)[:c] + torch.bincount(t.clamp(0, c - 1), minlength=c)[:c]).double().cpu()
+        inter = torch.bincount(t[p == t], minlength=c)[:c]  # int64 counts on the device: read once, in `value`
+        sizes = torch.bincount(p, minlength=c)[:c] + torch.bincount(t.clamp(0, c - 1), minlength=c)[:c]
         if self.inter is None:
             self.inter, self.total = inter, sizes
         else:

@@ -10,6 +10,7 @@ spreads learning rates geometrically from ``lo`` (first group) to ``hi`` (last g
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,6 +36,12 @@ def check_lr(lr: LR) -> None:
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v:
             raise ValueError(f"learning rate must be a positive number (or a slice of two), got {lr!r}")
+
+
+def check_wd(wd: Any) -> None:
+    """Weight decay must be a number >= 0 (or ``None``: the optimizer's default)."""
+    if wd is not None and (isinstance(wd, bool) or not isinstance(wd, (int, float)) or not wd >= 0):
+        raise ValueError(f"wd (weight decay) must be a number >= 0 or None, got {wd!r}")
 
 
 def spread_lr(lr: LR, n_groups: int) -> list[float]:

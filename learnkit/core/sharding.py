@@ -5,6 +5,7 @@ the items it repeated, so that metrics see every item exactly once. Used by `lea
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ from torch.utils.data import (BatchSampler, DataLoader, DistributedSampler, Iter
 
 from .process_group import _comm_device, num_distrib
 
-__all__ = ["DistributedDL"]
+__all__ = ["DistributedDL", "ShardedBatchSampler", "loader_batch_size", "rebatch", "unshuffled"]
 
 
 # --- gathering -----------------------------------------------------------------------------------------
@@ -106,47 +107,157 @@ def _is_shuffled(dl: Any, default: bool) -> bool:
     return bool(getattr(dl, "shuffle", default))
 
 
+def loader_batch_size(dl: Any) -> int | None:
+    """The batch size of any loader: ``batch_size`` (or ``bs``) of the loader or of its batch sampler.
+
+    One lookup for every kind of loader: torch ``DataLoader`` (``batch_size``, or ``batch_sampler.batch_size``),
+    custom batch samplers such as the text ``BucketBatchSampler`` (``bs``), learnkit's tensor loaders.
+
+    >>> class Buckets:  # a custom batch sampler that calls its batch size `bs`
+    ...     bs = 3
+    ...     def __iter__(self): return iter([[0, 1, 2], [3]])
+    ...     def __len__(self): return 2
+    >>> loader_batch_size(DataLoader(range(4), batch_sampler=Buckets()))
+    3
+    """
+    for owner in (dl, getattr(dl, "batch_sampler", None)):
+        for attr in ("batch_size", "bs"):
+            v = getattr(owner, attr, None)
+            if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                return v
+    return None
+
+
+def _drop_last(dl: Any) -> bool:
+    if isinstance(dl, DataLoader) and dl.batch_size is None:
+        return bool(getattr(dl.batch_sampler, "drop_last", False))
+    return bool(getattr(dl, "drop_last", False))
+
+
+def _batched_rows(dl: Any, ds: Any) -> bool:
+    """Whether ``dl`` reads whole batches of rows (``dataset[index_tensor]``) rather than item by item:
+    learnkit's tensor loaders (`TensorLoader`, `TabularLoader`) — not torch DataLoaders, and no collate_fn."""
+    return (not isinstance(dl, DataLoader) and getattr(dl, "collate_fn", None) is None
+            and (isinstance(ds, TensorDataset) or callable(getattr(ds, "tensors", None))))
+
+
+class _Rows:
+    """A map-style view of a tensor dataset that fetches a whole batch with one index tensor."""
+
+    def __init__(self, ds: Any):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, idx: list[int]) -> Any:
+        return self.ds[torch.as_tensor(idx, dtype=torch.long)]
+
+
+def rebatch(dl: Any, sampler: Any, drop_last: bool | None = None) -> DataLoader:
+    """A loader over ``dl``'s dataset with its batch size and collation, drawing items from ``sampler``.
+
+    The one mechanism behind sharding (``sampler`` a ``DistributedSampler``) and in-order inference
+    (a ``SequentialSampler``, see `unshuffled`): it works for torch DataLoaders with or without a custom
+    batch sampler and for learnkit's tensor loaders, whose batches are fetched as index tensors (one
+    ``dataset[idx]`` per batch, no per-row Python). ``drop_last=None`` keeps ``dl``'s.
+    """
+    ds, bs = getattr(dl, "dataset", None), loader_batch_size(dl)
+    if ds is None or isinstance(ds, IterableDataset) or not hasattr(ds, "__len__") or bs is None:
+        raise TypeError(f"cannot rebatch the loader {type(dl).__name__}: sharding it over processes (DDP) or reading "
+                        "it in order needs a map-style `dataset` (with __len__) and a batch size (`batch_size` or "
+                        "`bs` on the loader or its batch sampler), e.g. a torch DataLoader built by learnkit.make_loader")
+    drop_last = _drop_last(dl) if drop_last is None else drop_last
+    if _batched_rows(dl, ds):
+        return DataLoader(_Rows(ds), batch_size=None, sampler=BatchSampler(sampler, bs, drop_last))
+    if not isinstance(dl, DataLoader):
+        return DataLoader(ds, batch_size=bs, sampler=sampler, drop_last=drop_last,
+                          collate_fn=getattr(dl, "collate_fn", None))
+    kw: dict[str, Any] = dict(collate_fn=dl.collate_fn, num_workers=dl.num_workers, pin_memory=dl.pin_memory,
+                              timeout=dl.timeout, worker_init_fn=dl.worker_init_fn,
+                              persistent_workers=dl.persistent_workers,
+                              multiprocessing_context=dl.multiprocessing_context)
+    if dl.num_workers > 0:
+        kw["prefetch_factor"] = dl.prefetch_factor
+    return DataLoader(ds, batch_size=bs, sampler=sampler, drop_last=drop_last, **kw)
+
+
+def unshuffled(dl: Any) -> Any:
+    """``dl`` itself when it yields every item once in dataset order, else such a copy of it (no
+    shuffling, ``drop_last=False``): what `Learner.get_preds(ds_idx=0)` iterates."""
+    if not _is_shuffled(dl, default=True) and not _drop_last(dl):
+        return dl
+    return rebatch(dl, SequentialSampler(range(len(dl.dataset))), drop_last=False)
+
+
+class ShardedBatchSampler:
+    """This rank's share of a seeded batch sampler's batches (text's length-bucketing `BucketBatchSampler`...).
+
+    Each epoch a private copy of ``batch_sampler`` is reseeded with ``seed + epoch`` (the same on every
+    rank), so every rank draws the same batches; rank ``r`` keeps batches ``r, r + W, r + 2W...``, the list
+    padded with its first batches so that every rank has as many (DDP needs as many steps on each rank).
+    Batches keep what the batch sampler made of them (similar lengths), unlike a per-item shard.
+    """
+
+    def __init__(self, batch_sampler: Any, rank: int, world_size: int, seed: int = 0):
+        self.batch_sampler = copy.deepcopy(batch_sampler)
+        self.rank, self.world_size, self.seed, self.epoch, self.shuffle = rank, world_size, seed, 0, True
+        self.num_samples = None  # items per epoch vary with the batches drawn
+
+    @staticmethod
+    def fits(batch_sampler: Any) -> bool:
+        """Whether ``batch_sampler`` draws its order from its own ``torch.Generator`` (so it can be reseeded)."""
+        return isinstance(getattr(batch_sampler, "generator", None), torch.Generator)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.batch_sampler) // self.world_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        self.batch_sampler.generator.manual_seed(self.seed + self.epoch)
+        batches = list(self.batch_sampler)
+        n = len(self) * self.world_size
+        batches += batches[: n - len(batches)]
+        return iter(batches[self.rank: n: self.world_size])
+
+
 class DistributedDL:
     """This rank's shard of a loader: the same dataset, batch size and collation, with a
     ``DistributedSampler`` (``drop_last=False``: the sampler repeats a few items so that every rank has as
     many; `gather` drops them again).
 
-    ``dl`` is a ``torch.utils.data.DataLoader`` over a map-style dataset, or any loader with ``dataset``
-    (map-style) and ``batch_size`` attributes (and optionally ``collate_fn``; a loader over a
-    ``TensorDataset`` without one, such as learnkit's ``TensorLoader``, is read a whole batch of rows at a
-    time). ``seed`` must be the same on every rank (`DistributedTrainer` broadcasts rank 0's).
+    ``dl`` is any loader `rebatch` accepts (a torch ``DataLoader`` over a map-style dataset, with its own
+    batch sampler or not, or a learnkit tensor loader). A shuffled loader whose own batch sampler is seeded
+    (text's length buckets) is sharded batch by batch instead (`ShardedBatchSampler`); its batches are
+    never gathered (training only). ``seed`` must be the same on every rank
+    (`DistributedTrainer` broadcasts rank 0's). ``drop_last=None`` keeps ``dl``'s (inference passes ``False``).
     """
 
-    def __init__(self, dl: Any, rank: int, world_size: int, shuffle: bool, seed: int = 0):
+    def __init__(self, dl: Any, rank: int, world_size: int, shuffle: bool, seed: int = 0,
+                 drop_last: bool | None = None):
         ds = getattr(dl, "dataset", None)
-        bs = getattr(dl, "batch_size", None)
-        if isinstance(dl, DataLoader) and bs is None:
-            bs = getattr(dl.batch_sampler, "batch_size", None)
-        if ds is None or isinstance(ds, IterableDataset) or not hasattr(ds, "__len__") or bs is None:
+        if ds is None or isinstance(ds, IterableDataset) or not hasattr(ds, "__len__"):
             raise TypeError(f"cannot shard the loader {type(dl).__name__} over {world_size} processes: DDP needs a "
-                            "loader with a map-style `dataset` (with __len__) and a `batch_size`, e.g. a "
-                            "torch DataLoader built by learnkit.make_loader")
-        self.loader, self.dataset, self.batch_size = dl, ds, bs
+                            "loader with a map-style `dataset` (with __len__) and a batch size, e.g. a torch "
+                            "DataLoader built by learnkit.make_loader")
+        self.loader, self.dataset, self.batch_size = dl, ds, loader_batch_size(dl)
         self.rank, self.world_size, self.n_total = rank, world_size, len(ds)
+        custom = getattr(dl, "batch_sampler", None)
+        if shuffle and isinstance(dl, DataLoader) and type(custom) is not BatchSampler and ShardedBatchSampler.fits(custom):
+            # training with a seeded batch sampler of its own: shard its batches, keeping how it groups items
+            self.sampler = ShardedBatchSampler(custom, rank, world_size, seed)
+            self.dl = DataLoader(ds, batch_sampler=self.sampler, collate_fn=dl.collate_fn, num_workers=dl.num_workers,
+                                 pin_memory=dl.pin_memory)
+            self._start = 0
+            return
         self.sampler = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
                                           drop_last=False)
-        if isinstance(dl, DataLoader):
-            drop_last = dl.drop_last if dl.batch_size is not None else bool(getattr(dl.batch_sampler, "drop_last", False))
-            kw: dict[str, Any] = dict(collate_fn=dl.collate_fn, num_workers=dl.num_workers, pin_memory=dl.pin_memory,
-                                      timeout=dl.timeout, worker_init_fn=dl.worker_init_fn,
-                                      persistent_workers=dl.persistent_workers,
-                                      multiprocessing_context=dl.multiprocessing_context)
-            if dl.num_workers > 0:
-                kw["prefetch_factor"] = dl.prefetch_factor
-            self.dl = DataLoader(ds, batch_size=bs, sampler=self.sampler, drop_last=drop_last, **kw)
-        else:
-            drop_last = bool(getattr(dl, "drop_last", False))
-            collate = getattr(dl, "collate_fn", None)
-            if collate is None and isinstance(ds, TensorDataset):
-                # rows fetched a batch at a time (``dataset[list_of_indices]``), as the loader itself slices
-                self.dl = DataLoader(ds, batch_size=None, sampler=BatchSampler(self.sampler, bs, drop_last))
-            else:
-                self.dl = DataLoader(ds, batch_size=bs, sampler=self.sampler, drop_last=drop_last, collate_fn=collate)
+        try:
+            self.dl = rebatch(dl, self.sampler, drop_last)
+        except TypeError as e:
+            raise TypeError(f"cannot shard the loader over {world_size} processes: {e}") from None
         self._start = 0  # this rank's position (in items of its shard) of the batch being processed
 
     def set_epoch(self, epoch: int) -> None:

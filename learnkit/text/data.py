@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..core.data import DataLoaders
+from ..core.device import default_device
 from ..core.display import display_df
 from ..core.losses import CrossEntropyLossFlat
 from ..core.registry import register_dls
@@ -112,7 +113,7 @@ class TextDataLoaders(DataLoaders):
                       vocab: Sequence[str], bs: int = 32, seed: int | None = 42,
                       device: str | torch.device | None = None) -> "TextDataLoaders":
         """Loaders over tokenised datasets: training bucketed by length; validation sorted longest first."""
-        pin = torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available()
+        pin = default_device(device).type == "cuda"  # the device batches go to, not whether a GPU exists
         collate = PadCollate(tokenizer.pad_id)
         train = DataLoader(train_ds, batch_sampler=BucketBatchSampler(train_ds.lengths, bs, shuffle=True, seed=seed),
                            collate_fn=collate, pin_memory=pin)

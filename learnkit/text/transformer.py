@@ -49,9 +49,9 @@ class TransformerClassifier(nn.Module):
         body = [self.encoder.embeddings, *self.encoder.encoder.layer] if self._staged else [self.encoder]
         return [*body, None, self.head]
 
-    def _attn_mask(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
-        if bool(mask.all()):
-            return None
+    def _attn_mask(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The attention mask in the layer's format, always built (never ``None`` for an all-true mask): asking
+        whether it is all true would wait for the device in every layer and break ``torch.compile`` graphs."""
         if getattr(self.encoder.config, "_attn_implementation", "sdpa") == "sdpa":
             return mask[:, None, None, :]
         return (~mask[:, None, None, :]).to(dtype) * torch.finfo(dtype).min

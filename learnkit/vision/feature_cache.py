@@ -8,9 +8,12 @@ batch by batch in the very order the image loader would have produced (it draws 
 generator). The result is the same training as without the cache, up to floating-point rounding, for the
 cost of one forward pass instead of one per epoch. `vision_learner` adds it by default
 (``cache_frozen_features=True``); when any condition fails it stays idle and says why in ``.reason``.
+Under DDP each rank computes the features of its share of the set, the ranks gather them, and each trains
+on its own (reshuffled) shard of them.
 """
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
@@ -21,6 +24,7 @@ from ..core.callback import Callback
 from ..core.callbacks.progress import progress_bar as tqdm
 from ..core.data import make_loader
 from ..core.device import to_device
+from ..core.sharding import DistributedDL
 from .classifier import VisionClassifier
 
 __all__ = ["FrozenFeatureCache"]
@@ -103,10 +107,15 @@ class FrozenFeatureCache(Callback):
         why = self._why_not()
         self.active, self.reason = why is None, why or "active"
 
-    def _features(self, dl: DataLoader) -> _CachedLoader:
+    def _features(self, dl: DataLoader, shard: DistributedDL | None = None) -> _CachedLoader:
+        """Body features of every item of ``dl``'s dataset, in dataset order. Under DDP (``shard``: this rank's
+        `DistributedDL`) each rank computes those of an unshuffled shard and the ranks gather them."""
         learn, model = self.learn, self.learn.model
-        plain = make_loader(dl.dataset, dl.batch_size or 64, shuffle=False, collate_fn=dl.collate_fn,
-                            device=learn.device)
+        if shard is None:
+            plain = make_loader(dl.dataset, dl.batch_size or 64, shuffle=False, collate_fn=dl.collate_fn,
+                                device=learn.device)
+        else:
+            plain = DistributedDL(shard.loader, shard.rank, shard.world_size, shuffle=False, drop_last=False)
         was_training = model.body.training
         model.body.eval()
         feats, targs = [], []
@@ -122,15 +131,25 @@ class FrozenFeatureCache(Callback):
         # cat outside inference mode: ordinary tensors that autograd may use as inputs
         f = torch.cat(feats).clone()
         t = tuple(torch.cat([b[i] for b in targs]).clone() for i in range(len(targs[0])))
+        if shard is not None:
+            f, t = plain.gather_all(f), plain.gather_all(t)
         return _CachedLoader(dl, f, t)
 
     def _swap(self) -> None:
         dl = self.learn.dl
-        if not self.active or not isinstance(dl, DataLoader):
+        # under DDP the phase's loader is this rank's `DistributedDL` shard: its inner loader draws the shard's
+        # indices, so the cached loader serves exactly the shard's items, and the shard keeps gathering
+        inner = dl.dl if isinstance(dl, DistributedDL) else dl
+        if not self.active or not isinstance(inner, DataLoader):
             return
         key = id(dl)
         if key not in self._cache:
-            self._cache[key] = self._features(dl)
+            cached = self._features(inner, dl if isinstance(dl, DistributedDL) else None)
+            if isinstance(dl, DistributedDL):
+                shard = copy.copy(dl)  # the same sampler (set_epoch reaches it) and gathering, cached batches
+                shard.dl = cached
+                cached = shard
+            self._cache[key] = cached
         self.learn.dl = self._cache[key]
         self.learn.n_iter = len(self._cache[key])
 

@@ -3,6 +3,7 @@ import hashlib
 import io
 import tarfile
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,7 +26,7 @@ class Server:
     """Serves ``self.files`` with Range support; ``truncate_once`` cuts the next response in half."""
 
     def __init__(self):
-        self.files, self.hits, self.ranges, self.truncate_once = {}, 0, [], False
+        self.files, self.hits, self.ranges, self.truncate_once, self.delay = {}, 0, [], False, 0.0
         srv = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -34,6 +35,7 @@ class Server:
 
             def do_GET(self):
                 srv.hits += 1
+                time.sleep(srv.delay)
                 data = srv.files.get(self.path)
                 if data is None:
                     self.send_error(404)
@@ -136,3 +138,38 @@ def test_learnkit_data_is_used_without_network(server, monkeypatch, tmp_path):
 def test_local_names():
     assert URLs.local_name(URLs.ML_100k) == "ml-100k"
     assert URLs.local_name("http://x/y/thing.tar.gz") == "thing"
+
+
+RACE = """
+import sys, time
+from pathlib import Path
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.01)
+from learnkit.datasets import untar_data
+print(untar_data(sys.argv[1]))
+"""
+
+
+def test_ranks_extracting_at_once_do_not_race(server, tmp_path):
+    """Two processes (torchrun ranks) ask for the same archive at the same moment: one downloads and
+    extracts, the other waits for it; both get the complete folder."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    server.files["/race.tgz"] = _tgz({f"f{i}.txt": bytes([i % 256]) * 4000 for i in range(200)})
+    server.delay = 0.5  # both are surely waiting on the download at once
+    go = tmp_path / "go"
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, server.url + "/race.tgz", str(go)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    time.sleep(1.0)  # both have imported and wait for the signal
+    go.write_text("go")
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    paths = {o[0].strip() for o in outs}
+    assert paths == {str(tmp_path / "home" / "data" / "race" / "ds")}
+    assert server.hits == 1  # one download
+    assert len(list(Path(paths.pop()).iterdir())) == 200

@@ -4,7 +4,7 @@ After every ``every`` epochs it writes one safetensors file (``path/model_dir/ch
 atomically: temp file + rename, so a kill during the write leaves the previous checkpoint) holding the
 weights, the optimizer and gradient-scaler state, the epoch, the state of callbacks that have
 ``state_dict()`` (the Recorder's history, early stopping's patience...), and the RNG states: torch (CPU
-and CUDA), numpy, Python's ``random`` and each loader's ``torch.Generator`` (loaders that have
+and CUDA), numpy, Python's ``random`` (each rank's own, under DDP) and each loader's ``torch.Generator`` (loaders that have
 ``state_dict()``/``load_state_dict()`` are saved through those). No pickle: tensors plus a JSON header.
 
 ``learn.fit(n, resume="auto")`` / ``learn.fit_one_cycle(n, resume="auto")`` adds this callback, and, when
@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from ..callback import Callback
 from ..export import ExportError, load_tree, save_tree
+from ..process_group import _initialized
 from .schedule import LRFinder, OneCycleScheduler, ParamScheduler
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,17 +55,39 @@ def _generators(dl: Any) -> list[torch.Generator]:
     return found
 
 
+def _process_rng() -> dict[str, Any]:
+    """This process' own random states: torch (CPU), its current CUDA device, numpy and Python's ``random``."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda_device"] = torch.cuda.get_rng_state()
+    return state
+
+
 def _rng_state(loaders: Iterable[Any]) -> dict[str, Any]:
+    """The random states of the run. Under DDP every rank's own states are gathered (``"ranks"``, in rank
+    order; a collective: every rank calls this), so that each rank resumes its own dropout and augmentation
+    streams (rank 0 writes the file). One process keeps the states of all its CUDA devices."""
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
              "loaders": []}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if _initialized() and dist.get_world_size() > 1:
+        ranks: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(ranks, _process_rng())
+        state["ranks"] = ranks
     for dl in loaders:
         if hasattr(dl, "state_dict") and hasattr(dl, "load_state_dict"):
             state["loaders"].append({"state": dl.state_dict()})
         else:
             state["loaders"].append({"generators": [g.get_state() for g in _generators(dl)]})
     return state
+
+
+def _set_cuda_rng(states: Sequence[torch.Tensor]) -> None:
+    """Restore per-device CUDA states, as many as there are visible devices now (a resume on fewer GPUs
+    restores the first ones instead of failing)."""
+    for i, s in enumerate(list(states)[: torch.cuda.device_count()]):
+        torch.cuda.set_rng_state(s, i)
 
 
 def _set_rng_state(state: dict[str, Any], loaders: Sequence[Any], path: Path) -> None:
@@ -80,15 +104,24 @@ def _set_rng_state(state: dict[str, Any], loaders: Sequence[Any], path: Path) ->
                              "resume with the same DataLoaders")
         for g, gs in zip(gens, s["generators"]):
             g.set_state(gs)
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    ranks = state.get("ranks")
+    own = state
+    if ranks and _initialized() and dist.get_world_size() == len(ranks):
+        own = ranks[dist.get_rank()]  # this rank's own streams (same world size as when saved)
+    torch.set_rng_state(own["torch"])
+    if torch.cuda.is_available():
+        if "cuda_device" in own:
+            torch.cuda.set_rng_state(own["cuda_device"])  # this rank's current device
+        elif "cuda" in own:
+            _set_cuda_rng(own["cuda"])
+    np.random.set_state(own["numpy"])
+    random.setstate(own["python"])
 
 
 def _fingerprint(learn: "Learner") -> dict[str, Any]:
-    """What must be equal for a checkpoint to continue this fit: epochs, batches per epoch, schedule, optimizer."""
+    """What must be equal for a checkpoint to continue this fit: epochs, batches per epoch, schedule, optimizer,
+    precision (an fp32 checkpoint has no loss-scaler state for ``to_fp16()``, and changing precision mid-run
+    changes the numbers)."""
     scheds = []
     for cb in learn.cbs:
         if isinstance(cb, OneCycleScheduler):
@@ -98,7 +131,11 @@ def _fingerprint(learn: "Learner") -> dict[str, Any]:
         elif isinstance(cb, ParamScheduler):
             scheds.append({"type": type(cb).__name__})
     return {"n_epoch": learn.n_epoch, "n_iter": len(learn.dls.train), "schedules": scheds,
-            "optimizer": type(learn.opt).__name__, "param_groups": len(learn.opt.param_groups)}
+            "optimizer": type(learn.opt).__name__, "param_groups": len(learn.opt.param_groups),
+            "precision": learn.precision}
+
+
+_FINGERPRINT_DEFAULTS = {"precision": "fp32"}  # for checkpoints written before the key existed
 
 
 class CheckpointCallback(Callback):
@@ -176,8 +213,10 @@ class CheckpointCallback(Callback):
             raise ExportError(f"{path} is a checkpoint of format version {header.get('format_version')!r}; this "
                               f"learnkit ({_CKPT_VERSION}) cannot resume it")
         want = json.loads(json.dumps(_fingerprint(learn)))
-        diffs = [f"{k}: checkpoint {header['fit'].get(k)!r}, now {v!r}" for k, v in want.items()
-                 if header["fit"].get(k) != v]
+        saved = {**_FINGERPRINT_DEFAULTS, **header["fit"]}
+        diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {v!r}" for k, v in want.items() if saved.get(k) != v]
+        if "precision" in {k for k, v in want.items() if saved.get(k) != v}:
+            diffs.append(f"call learn.to_{saved['precision']}() before resuming it")
         if diffs:
             raise ValueError(f"{path} was written by a different run ({'; '.join(diffs)}); call fit with the same "
                              "arguments and data to resume it, or delete the file (or pass resume=None) to start again")

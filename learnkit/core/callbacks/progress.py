@@ -73,6 +73,7 @@ class ProgressCallback(Callback):
     """
 
     order = 60
+    every = 50  # batches between updates of the loss shown on the bar
 
     def _active(self) -> bool:
         return bool(self.learn.show_progress) and os.environ.get("LEARNKIT_PROGRESS", "1") != "0"
@@ -100,8 +101,10 @@ class ProgressCallback(Callback):
     def after_batch(self):
         if self.bar is not None:
             self.bar.update(1)
-            if self.learn.training:
-                self.bar.set_postfix(loss=f"{self.learn.recorder.smooth_loss:.4f}", refresh=False)
+            learn = self.learn
+            # reading the smoothed loss waits for the device: only every `every` batches (and the last one)
+            if learn.training and (learn.iter % self.every == self.every - 1 or learn.iter == learn.n_iter - 1):
+                self.bar.set_postfix(loss=f"{learn.recorder.smooth_loss:.4f}", refresh=False)
 
     def _close(self):
         if self.bar is not None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 import math
 import time
 
+import torch
 
 from ..callback import Callback
 from ..device import batch_size
+from ..process_group import all_reduce_sum, num_distrib
 
 __all__ = ["Recorder"]
 
@@ -17,25 +19,56 @@ class Recorder(Callback):
     Per training batch: ``losses`` (raw), ``smooth_losses`` (debiased moving average), ``lrs`` and
     ``moms`` (of the last parameter group). Per epoch: ``values`` — rows of
     ``[train_loss, valid_loss, *metrics]`` named by ``metric_names`` (``epoch`` and ``time`` around them).
+
+    Nothing here waits for the device in the training loop: batch losses and the epoch's sums stay on the
+    device and are read back in one transfer when ``losses``/``smooth_losses``/``smooth_loss`` are read
+    (the progress bar does every `ProgressCallback.every` batches), every ``flush_every`` batches (to bound
+    their memory) and at the end of each phase. Under DDP the epoch's training loss is summed over ranks
+    once per epoch (the per-batch ``losses`` are this rank's own).
     """
 
     order = 50
+    flush_every = 256
 
     def __init__(self, beta: float = 0.98):
         self.beta = beta
-        self.losses: list[float] = []
-        self.smooth_losses: list[float] = []
+        self._losses: list[float] = []
+        self._smooth: list[float] = []
+        self._pending: list = []  # batch losses still on the device
         self.lrs: list[float] = []
         self.moms: list[float] = []
         self.values: list[list[float]] = []
         self.log: list = []
+        self._avg, self._n_avg = 0.0, 0
 
     @property
     def metric_names(self) -> list[str]:
         return ["epoch", "train_loss", "valid_loss"] + [m.name for m in self.learn.metrics] + ["time"]
 
+    def _flush(self) -> None:
+        """Read the pending batch losses back from the device (one transfer) and extend the smoothed curve."""
+        if not self._pending:
+            return
+        new = torch.stack([t.float() for t in self._pending]).cpu().tolist()
+        self._pending = []
+        for loss in new:
+            self._n_avg += 1
+            self._avg = self.beta * self._avg + (1 - self.beta) * loss
+            self._smooth.append(self._avg / (1 - self.beta ** self._n_avg))
+        self._losses += new
+
+    @property
+    def losses(self) -> list[float]:
+        self._flush()
+        return self._losses
+
+    @property
+    def smooth_losses(self) -> list[float]:
+        self._flush()
+        return self._smooth
+
     def before_fit(self):
-        self.losses, self.smooth_losses, self.lrs, self.moms = [], [], [], []
+        self._losses, self._smooth, self._pending, self.lrs, self.moms = [], [], [], [], []
         self.values = []
         self._avg, self._n_avg = 0.0, 0
 
@@ -45,7 +78,7 @@ class Recorder(Callback):
                 "values": self.values, "avg": self._avg, "n_avg": self._n_avg}
 
     def load_state_dict(self, state: dict) -> None:
-        self.losses, self.smooth_losses = list(state["losses"]), list(state["smooth_losses"])
+        self._losses, self._smooth, self._pending = list(state["losses"]), list(state["smooth_losses"]), []
         self.lrs, self.moms, self.values = list(state["lrs"]), list(state["moms"]), [list(v) for v in state["values"]]
         self._avg, self._n_avg = state["avg"], state["n_avg"]
 
@@ -56,6 +89,11 @@ class Recorder(Callback):
 
     def before_train(self):
         self._train_sum, self._train_n = 0.0, 0
+
+    def after_train(self):
+        self._flush()
+        if getattr(self.learn, "distributed_trainer", None) is not None:  # once per epoch, not per batch
+            self._train_sum, self._train_n = all_reduce_sum(self._train_sum, self._train_n)
 
     def reset_valid(self):
         self._valid_sum, self._valid_n = 0.0, 0
@@ -70,34 +108,47 @@ class Recorder(Callback):
         if learn.loss is None:
             return
         n = batch_size(learn.yb) if learn.yb else batch_size(learn.xb)
-        loss = float(learn.loss)
+        loss = learn.loss.detach() if isinstance(learn.loss, torch.Tensor) else torch.tensor(float(learn.loss))
         if learn.training:
-            self._train_sum += loss * n
+            self._train_sum = self._train_sum + loss.float() * n  # stays on the device: no sync
             self._train_n += n
-            self.losses.append(loss)
-            self._n_avg += 1
-            self._avg = self.beta * self._avg + (1 - self.beta) * loss
-            self.smooth_losses.append(self._avg / (1 - self.beta ** self._n_avg))
+            self._pending.append(loss)
+            if len(self._pending) >= self.flush_every:
+                self._flush()
             pg = learn.opt.param_groups[-1]
             self.lrs.append(pg["lr"])
             mom = pg.get("betas", (pg.get("momentum", 0.0),))[0]
             self.moms.append(mom)
         else:
-            self._valid_sum += loss * n
+            self._valid_sum = self._valid_sum + loss.float() * n
             self._valid_n += n
             for m in learn.metrics:
                 m.accumulate(learn.pred.detach(), learn.yb[0])
 
+    def mean_losses_over_ranks(self) -> None:
+        """Replace this fit's batch losses by their mean over ranks and recompute the smoothed curve (one
+        collective; every rank must have recorded as many batches): `LRFinder` does it under DDP so that
+        every rank suggests the same learning rates."""
+        if not self.losses:
+            return
+        world = num_distrib()
+        mean = [v / world for v in all_reduce_sum(*self.losses)]
+        self._losses, self._smooth, self._avg, self._n_avg = [], [], 0.0, 0
+        self._pending = [torch.tensor(v) for v in mean]
+        self._flush()  # recomputes the smoothed curve from the mean losses
+
     @property
     def smooth_loss(self) -> float:
-        return self.smooth_losses[-1] if self.smooth_losses else float("nan")
+        """The latest smoothed training loss (reads the pending losses back from the device)."""
+        smooth = self.smooth_losses
+        return smooth[-1] if smooth else float("nan")
 
     def valid_summary(self) -> list[float]:
-        loss = self._valid_sum / self._valid_n if self._valid_n else float("nan")
+        loss = float(self._valid_sum) / self._valid_n if self._valid_n else float("nan")
         return [loss] + [m.value for m in self.learn.metrics]
 
     def after_epoch(self):
-        train_loss = self._train_sum / self._train_n if self._train_n else float("nan")
+        train_loss = float(self._train_sum) / self._train_n if self._train_n else float("nan")
         if self.learn.dls.valid is not None and getattr(self, "_valid_n", 0):
             valid = self.valid_summary()
         else:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..callback import Callback, CancelFitException, CancelValidException
 from ..optim import LR, spread_lr
+from ..process_group import any_rank
 
 __all__ = ["sched_cos", "sched_lin", "sched_exp", "sched_const", "combine_scheds", "ParamScheduler",
            "OneCycleScheduler", "flat_cos_scheduler", "sgdr_scheduler", "LRFinder", "SuggestedLRs",
@@ -192,8 +193,10 @@ class LRFinder(Callback):
     def before_fit(self):
         self.model_state = copy.deepcopy(self.learn.model.state_dict())
         self.opt_state = copy.deepcopy(self.learn.opt.state_dict())
+        self.scaler_state = copy.deepcopy(self.learn.scaler.state_dict())  # fp16: the loss scale it grows/cuts
         self.was_training = self.learn.model.training
         self.best, self.count = float("inf"), 0
+        self.restored = False
 
     def before_batch(self):
         lr = self.start_lr * (self.end_lr / self.start_lr) ** (self.count / max(1, self.num_it - 1))
@@ -205,16 +208,32 @@ class LRFinder(Callback):
         loss = self.learn.recorder.smooth_loss
         if math.isfinite(loss) and loss < self.best:
             self.best = loss
-        if self.count >= self.num_it or (self.stop_div and (not math.isfinite(loss) or loss > 4 * self.best)):
+        stop = self.count >= self.num_it or (self.stop_div and (not math.isfinite(loss) or loss > 4 * self.best))
+        if getattr(self.learn, "distributed_trainer", None) is not None:
+            stop = any_rank(stop)  # every rank stops at the same batch (each sees its own loss)
+        if stop:
             raise CancelFitException()
 
     def before_validate(self):
         raise CancelValidException()
 
     def after_fit(self):
+        if getattr(self.learn, "distributed_trainer", None) is not None:
+            self.learn.recorder.mean_losses_over_ranks()  # the same curve, so the same suggestions, on every rank
+        self.restore()
+
+    def restore(self) -> None:
+        """Put back the weights, the optimizer (learning rates included), the gradient scaler and the
+        train/eval mode as they were before ``lr_find``. Idempotent; `Learner.lr_find` also calls it in a
+        ``finally`` so that an interrupted search (Ctrl-C) restores them too."""
+        if getattr(self, "restored", True):
+            return
+        self.restored = True
         self.learn.opt.zero_grad(set_to_none=True)
         self.learn.model.load_state_dict(self.model_state)
         self.learn.opt.load_state_dict(self.opt_state)
+        if self.scaler_state:  # a disabled scaler has no state
+            self.learn.scaler.load_state_dict(self.scaler_state)
         self.learn.model.train(self.was_training)
 
     def suggest(self, funcs: Sequence[str | Callable] = ("valley",)) -> tuple:

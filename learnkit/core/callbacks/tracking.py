@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from ..callback import Callback, CancelFitException
+from ..process_group import any_rank
 
 __all__ = ["TrackerCallback", "EarlyStoppingCallback", "SaveModelCallback", "TerminateOnNaNCallback",
            "ReduceLROnPlateau"]
@@ -159,6 +160,12 @@ class TerminateOnNaNCallback(Callback):
     run_valid = False
 
     def after_loss(self):
-        if self.learn.loss is not None and not math.isfinite(float(self.learn.loss)):
+        """Reads the loss every batch (a host sync: this callback is opt-in); under DDP all ranks stop together."""
+        if self.learn.loss is None:
+            return
+        bad = not math.isfinite(float(self.learn.loss))
+        if getattr(self.learn, "distributed_trainer", None) is not None:
+            bad = any_rank(bad)
+        if bad:
             self.terminated_at = (self.learn.epoch, self.learn.iter)
             raise CancelFitException()

@@ -1,0 +1,58 @@
+"""Numerics and layout choices that depend on the device: channels-last, mixed precision, TF32.
+
+Kept apart from `Learner` so that the rules can be read (and tested without a GPU) in one place.
+
+>>> from torch import nn
+>>> memory_format_for(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())) == torch.channels_last
+True
+>>> memory_format_for(nn.Conv3d(3, 4, 3)) == torch.channels_last_3d
+True
+>>> memory_format_for(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv3d(4, 4, 3))) is None
+True
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+__all__ = ["memory_format_for", "restored_precision", "cuda_speedups"]
+
+
+def memory_format_for(model: nn.Module) -> torch.memory_format | None:
+    """The channels-last layout that fits every conv weight of ``model``: ``channels_last`` when all are 4-D
+    (2-D convolutions), ``channels_last_3d`` when all are 5-D (3-D convolutions), else ``None`` (no
+    convolutions, 1-D ones, or a mix of ranks, where no single layout fits)."""
+    ranks = {m.weight.dim() for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)}
+    if ranks == {4}:
+        return torch.channels_last
+    if ranks == {5}:
+        return torch.channels_last_3d
+    return None
+
+
+def restored_precision(saved: str, device: torch.device) -> str:
+    """The precision a loaded export runs in: mixed precision only where it pays (CUDA); fp32 elsewhere.
+
+    A bf16-trained model is a full fp32 model with its weights as trained; on a CPU, bf16 autocast would
+    only make inference slower and less exact, so it loads in fp32.
+
+    >>> restored_precision("bf16", torch.device("cpu")), restored_precision("bf16", torch.device("cuda"))
+    ('fp32', 'bf16')
+    """
+    return saved if saved in ("fp16", "bf16") and device.type == "cuda" else "fp32"
+
+
+def cuda_speedups(device: torch.device) -> bool:
+    """On CUDA, let float32 matmuls and convolutions use TF32 tensor cores (``torch.set_float32_matmul_precision
+    ("high")``, ``cudnn.allow_tf32``) and let cuDNN pick the fastest algorithm per input shape
+    (``cudnn.benchmark``). `Learner` calls this when it is placed on CUDA. Opt out with
+    ``LEARNKIT_CUDA_SPEEDUPS=0`` (bit-for-bit fp32 matmuls, deterministic algorithm choice). Returns
+    whether it changed anything."""
+    if device.type != "cuda" or os.environ.get("LEARNKIT_CUDA_SPEEDUPS", "1") == "0":
+        return False
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+    return True
