@@ -300,6 +300,21 @@ def test_get_preds_on_the_training_set_is_in_dataset_order():
     assert len(list(dls.train)) == 4  # the training loader itself is unchanged
     loss = learn.validate(ds_idx=0)[0]
     assert abs(loss - float(nn.functional.cross_entropy(learn.model(x), y).detach())) < 1e-5
+    # a plain list of batches (any iterable with len is a loader) is read as it is
+    dls.valid = [(x[:10], y[:10]), (x[10:], y[10:])]
+    assert learn.get_preds()[1].tolist() == y.tolist()
+
+
+def test_get_preds_on_a_bucketed_text_training_set_is_in_dataset_order():
+    from learnkit.text import TextDataLoaders, text_classifier_learner
+    texts = [" ".join(["good"] * (1 + i % 7)) if i % 2 else " ".join(["bad"] * (1 + i % 5)) for i in range(30)]
+    import pandas as pd
+    df = pd.DataFrame({"text": texts, "label": ["pos" if i % 2 else "neg" for i in range(30)],
+                       "is_valid": [i % 5 == 0 for i in range(30)]})
+    dls = TextDataLoaders.from_df(df, valid_col="is_valid", tok="words", min_freq=1, bs=4, device="cpu")
+    learn = text_classifier_learner(dls, "lstm", progress=False, config={"emb_dim": 4, "hidden": 4, "head_hidden": 4})
+    targs = learn.get_preds(ds_idx=0)[1]
+    assert targs.tolist() == dls.train.dataset.labels
 
 
 class _Boom(Callback):

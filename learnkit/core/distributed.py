@@ -5,8 +5,10 @@ The same script runs unchanged on one device or under ``torchrun --nproc_per_nod
 and adds a `DistributedTrainer`, which during ``fit``
 
 - wraps the model in ``DistributedDataParallel`` (weights broadcast from rank 0, gradients averaged);
-- shards the training set with a ``DistributedSampler`` (the same seed on every rank, ``set_epoch`` each
-  epoch) and the validation set too, then gathers each validation batch's predictions and targets from
+- shards the training set with a ``DistributedSampler`` (the same seed on every rank, ``set_epoch`` at each
+  epoch, continuing from the resumed epoch after ``resume=``) — or, for a loader with its own seeded batch
+  sampler (text's length buckets), deals that sampler's batches to the ranks — and the validation set too
+  (in dataset order, every item once), then gathers each validation batch's predictions and targets from
   every rank and drops the items the sampler repeated to even out the shards: losses and metrics are
   computed over every item exactly once and are identical on every rank;
 - averages the training loss over ranks once per epoch (no per-batch collective), so every rank logs the
@@ -14,7 +16,9 @@ and adds a `DistributedTrainer`, which during ``fit``
   lr_find's divergence test) are agreed with one small collective (`any_rank`).
 
 Progress bars and files (checkpoints, exports, CSV logs) come from rank 0 only; `Learner.load` waits
-for rank 0 to have written. The process group is destroyed at exit (or when `distrib_ctx` ends). The
+for rank 0 to have written. The process group is destroyed at exit (or when `distrib_ctx` ends); a rank
+that raises leaves without waiting for the others, so the job ends with its traceback instead of hanging.
+``learn.compile()`` compiles the DDP wrapper at each fit; ``device="cuda"`` means ``cuda:LOCAL_RANK``. The
 pieces: `learnkit.core.process_group` (rank, world size, the group) and `learnkit.core.sharding` (sharded
 loaders, gathering).
 

@@ -99,10 +99,14 @@ def _broadcast_int(v: int) -> int:
 
 
 def _is_shuffled(dl: Any, default: bool) -> bool:
-    """Whether ``dl`` draws a new order each epoch (custom samplers: ``default``, true for training)."""
-    if isinstance(dl, DataLoader) and type(dl.batch_sampler) is BatchSampler:
-        if isinstance(dl.sampler, (RandomSampler, SequentialSampler)):
+    """Whether ``dl`` draws a new order each epoch: torch's samplers say it by their type, custom (batch)
+    samplers and learnkit's loaders by a ``shuffle`` attribute; else ``default`` (true for training)."""
+    if isinstance(dl, DataLoader):
+        if type(dl.batch_sampler) is BatchSampler and isinstance(dl.sampler, (RandomSampler, SequentialSampler)):
             return isinstance(dl.sampler, RandomSampler)
+        for owner in (dl.batch_sampler, dl.sampler):
+            if isinstance(getattr(owner, "shuffle", None), bool):
+                return owner.shuffle
         return default
     return bool(getattr(dl, "shuffle", default))
 
@@ -184,7 +188,11 @@ def rebatch(dl: Any, sampler: Any, drop_last: bool | None = None) -> DataLoader:
 
 def unshuffled(dl: Any) -> Any:
     """``dl`` itself when it yields every item once in dataset order, else such a copy of it (no
-    shuffling, ``drop_last=False``): what `Learner.get_preds(ds_idx=0)` iterates."""
+    shuffling, ``drop_last=False``): what `Learner.get_preds(ds_idx=0)` iterates. A loader without a
+    map-style dataset and a batch size (a plain list of batches) is read as it is."""
+    ds = getattr(dl, "dataset", None)
+    if ds is None or isinstance(ds, IterableDataset) or loader_batch_size(dl) is None:
+        return dl
     if not _is_shuffled(dl, default=True) and not _drop_last(dl):
         return dl
     return rebatch(dl, SequentialSampler(range(len(dl.dataset))), drop_last=False)
