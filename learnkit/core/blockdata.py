@@ -123,7 +123,7 @@ class BlockDataset(torch.utils.data.Dataset):
             raise ValueError(f"got {len(getters)} getters for {len(blocks)} blocks")
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        self.items, self.getters, self.blocks = items, list(getters), list(blocks)
+        self.all_items, self.getters, self.blocks = items, list(getters), list(blocks)
         self.idxs = list(range(len(items))) if idxs is None else list(idxs)
         self.item_tfms, self.training, self.on_error = list(item_tfms), training, on_error
         self.skip_log = skip_log if skip_log is not None else (SkipLog() if on_error == "skip" else None)
@@ -140,8 +140,13 @@ class BlockDataset(torch.utils.data.Dataset):
         """Whether ``self[i]`` is the same on every access (no random item transforms)."""
         return self.n_fixed == len(self.item_tfms)
 
+    @property
+    def items(self) -> list[Any]:
+        """This split's items (references: paths, rows), in order."""
+        return [self.all_items[i] for i in self.idxs]
+
     def item(self, i: int) -> Any:
-        return self.items[self.idxs[i]]
+        return self.all_items[self.idxs[i]]
 
     def item_name(self, i: int) -> str:
         return item_name(self.item(i))
@@ -152,31 +157,33 @@ class BlockDataset(torch.utils.data.Dataset):
             values[k] = self.blocks[k].apply_item_tfms(tfms, values[k], self.training)
         return values
 
-    def walk(self, i: int, seed: int | None = None, report: Callable[[str, Any], None] | None = None) -> tuple:
+    def walk(self, i: int, seed: int | None = None, report: Callable[[str, Any], None] | None = None,
+             cache_fill: bool = True) -> tuple:
         """Build item ``i`` step by step, calling ``report(step, value)`` after each (for `DataBlock.summary`).
         Raises `DataBlockError` naming the step that failed."""
         step = "reading the item"
         try:
             o = self.item(i)
-            cached = self.cache.get(self.idxs[i]) if self.cache is not None else None
-            if cached is not None:
-                step = "reading the presized cache"
-                values = list(cached)
-            else:
-                values = []
-                for g, b, name in zip(self.getters, self.blocks, self.step_names):
-                    step = name
-                    v = g(o) if g is not None else o
-                    if report:
-                        report(step, v)
-                    step = f"{type(b).__name__}.encode"
-                    values.append(b.encode(v))
-                    if report:
-                        report(step, values[-1])
+            cache = self.cache if cache_fill else None
+            cached = cache.get(i) if cache is not None else None
+            values = []
+            for k, (g, b, name) in enumerate(zip(self.getters, self.blocks, self.step_names)):
+                if cached is not None and k == self.tfm_block:
+                    values.append(cached)
+                    continue
+                step = name
+                v = g(o) if g is not None else o
+                if report:
+                    report(step, v)
+                step = f"{type(b).__name__}.encode"
+                values.append(b.encode(v))
+                if report:
+                    report(step, values[-1])
+            if cached is None:
                 step = "item_tfms"
                 values = self._tfm(values, self.item_tfms[: self.n_fixed])
-                if self.cache is not None:
-                    self.cache.put(self.idxs[i], values)
+                if cache is not None:
+                    cache.put(i, values[self.tfm_block])
             rest = self.item_tfms[self.n_fixed:]
             if rest:
                 step = "item_tfms (random)"

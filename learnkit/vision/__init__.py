@@ -10,8 +10,9 @@ from ..core import *  # noqa: F403 - the core defines __all__
 from ..core import __all__ as _core_all
 from .classifier import (AdaptiveConcatPool2d, ClassifierHead, VisionClassifier, body_from_callable,
                          build_vision_classifier, create_head, vision_splitter)
+from .blocks import ImageBlock, verify_images
 from .data import ImageDataLoaders
-from .dataset import ImageDataset, collate_images
+from .dataset import collate_images
 from .feature_cache import FrozenFeatureCache
 from .interpret import ClassificationInterpretation
 from .io import IMAGE_EXTENSIONS, ImageLoadError, get_image_files, image_to_tensor, load_image
@@ -26,7 +27,7 @@ from .transforms import (BatchTransform, GeometricAug, ItemTransform, LightingAu
 __all__ = [
     *_core_all,
     "AdaptiveConcatPool2d", "ClassifierHead", "VisionClassifier", "body_from_callable", "build_vision_classifier",
-    "create_head", "vision_splitter", "ImageDataLoaders", "RegexLabeller", "parent_label", "ImageDataset",
+    "create_head", "vision_splitter", "ImageDataLoaders", "RegexLabeller", "parent_label", "ImageBlock", "verify_images",
     "collate_images", "FrozenFeatureCache", "ClassificationInterpretation", "IMAGE_EXTENSIONS", "ImageLoadError",
     "get_image_files", "image_to_tensor", "load_image", "VisionLearner", "vision_learner", "ARCH_ALIASES",
     "ModelMeta", "PretrainedWeightsError", "create_body", "create_encoder", "load_lite0_pretrained", "model_meta",

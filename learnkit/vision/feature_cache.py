@@ -106,7 +106,7 @@ class FrozenFeatureCache(Callback):
     def _features(self, dl: DataLoader) -> _CachedLoader:
         learn, model = self.learn, self.learn.model
         plain = make_loader(dl.dataset, dl.batch_size or 64, shuffle=False, collate_fn=dl.collate_fn,
-                            device=learn.device)
+                            num_workers=getattr(dl, "num_workers", 0), device=learn.device)
         was_training = model.body.training
         model.body.eval()
         feats, targs = [], []
@@ -122,6 +122,8 @@ class FrozenFeatureCache(Callback):
         # cat outside inference mode: ordinary tensors that autograd may use as inputs
         f = torch.cat(feats).clone()
         t = tuple(torch.cat([b[i] for b in targs]).clone() for i in range(len(targs[0])))
+        if len(f) != len(dl.dataset):  # items skipped (on_error='skip'): positions no longer match
+            return None
         return _CachedLoader(dl, f, t)
 
     def _swap(self) -> None:
@@ -130,7 +132,11 @@ class FrozenFeatureCache(Callback):
             return
         key = id(dl)
         if key not in self._cache:
-            self._cache[key] = self._features(dl)
+            cached = self._features(dl)
+            if cached is None:
+                self.active, self.reason = False, "some items were skipped (on_error='skip'), so features and items no longer line up"
+                return
+            self._cache[key] = cached
         self.learn.dl = self._cache[key]
         self.learn.n_iter = len(self._cache[key])
 
