@@ -9,7 +9,8 @@ pets photos in ``$LEARNKIT_DATA/pets``: every output is a distinct 500x375 JPEG 
 photo, maybe flipped, with a colour shift), in one folder per breed. The folder is reused between runs.
 
 Each side runs in its own fresh process (``--one``), so its memory is its own. Measured per side:
-- first batch: from the call that builds the loaders to the first batch out of the training loader;
+- first batch: from the call that builds the loaders to the first batch out of the training loader (the
+  imports, timed apart, are not included: learnkit.vision imports timm, pandas and more);
 - warm images/s: over the next ``--batches`` batches of 64 (uint8 224x224, the batch transforms excluded);
 - peak memory: the largest sum of PSS (proportional set size: shared pages counted once) over the process
   and its worker processes, sampled every 50 ms with psutil.
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import threading
@@ -107,39 +109,45 @@ class PeakMemory:
 
 def run_one(side: str, folder: Path, workers: int, batches: int, bs: int) -> dict:
     mem = PeakMemory()
-    t0 = time.perf_counter()
+    t_import = time.perf_counter()
+    import torch
     if side == "torchvision ImageFolder":
-        import torch
         from torchvision import datasets
         from torchvision.transforms import v2
-        tfm = v2.Compose([v2.PILToTensor(), v2.Resize(224, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-                          v2.CenterCrop(224)])
-        ds = datasets.ImageFolder(str(folder), transform=tfm)
-        g = torch.Generator().manual_seed(42)
-        dl = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=True, num_workers=workers, generator=g,
-                                         persistent_workers=workers > 0, drop_last=True)
     else:
         sys.path.insert(0, str(REPO))
         from learnkit.vision import (CategoryBlock, DataBlock, ImageBlock, ImageDataLoaders, RandomSplitter, Resize,
                                      get_image_files, parent_label)
-        if side == "learnkit from_folder":
-            dls = ImageDataLoaders.from_folder(folder, item_tfms=Resize(224), bs=bs, num_workers=workers, device="cpu")
-        else:
-            dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, get_y=parent_label,
-                               splitter=RandomSplitter(0.2, seed=42), item_tfms=Resize(224))
-            dls = dblock.dataloaders(folder, bs=bs, num_workers=workers, device="cpu")
-        dl = dls.train
+    t0 = time.perf_counter()
+    if side == "torchvision ImageFolder":
+        # torchvision's usual pipeline (bilinear, its default; learnkit's Resize is bicubic, slightly slower)
+        tfm = v2.Compose([v2.ToImage(), v2.Resize(224, antialias=True), v2.CenterCrop(224)])
+        ds = datasets.ImageFolder(str(folder), transform=tfm)
+        g = torch.Generator().manual_seed(42)
+        dl = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=True, num_workers=workers, generator=g,
+                                         persistent_workers=workers > 0, drop_last=True)
+    elif side == "learnkit from_folder":
+        dl = ImageDataLoaders.from_folder(folder, item_tfms=Resize(224), bs=bs, num_workers=workers, device="cpu").train
+    else:
+        dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, get_y=parent_label,
+                           splitter=RandomSplitter(0.2, seed=42), item_tfms=Resize(224))
+        dl = dblock.dataloaders(folder, bs=bs, num_workers=workers, device="cpu").train
     it = iter(dl)
     x = next(it)[0]
     first = time.perf_counter() - t0
     t1, n = time.perf_counter(), 0
     for _ in range(batches):
-        x = next(it)[0]
+        try:
+            x = next(it)[0]
+        except StopIteration:  # a small folder: the next epoch (the workers stay up)
+            it = iter(dl)
+            x = next(it)[0]
         n += len(x)
     warm = n / (time.perf_counter() - t1)
     peak = mem.stop()
     assert tuple(x.shape[1:]) == (3, 224, 224) and str(x.dtype) == "torch.uint8", (x.shape, x.dtype)
-    return {"side": side, "first_batch_s": first, "images_per_s": warm, "peak_mib": peak / 2**20}
+    return {"side": side, "import_s": t0 - t_import, "first_batch_s": first, "images_per_s": warm,
+            "peak_mib": peak / 2**20}
 
 
 # --- the driver ---------------------------------------------------------------------------------------
@@ -150,6 +158,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="20000,2000", help="numbers of photos, comma-separated")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for every side")
     ap.add_argument("--batches", type=int, default=30, help="warm batches timed after the first")
+    ap.add_argument("--rounds", type=int, default=2, help="runs per side and size (order alternates); median kept")
     ap.add_argument("--bs", type=int, default=64)
     ap.add_argument("--gen-workers", type=int, default=os.cpu_count() or 2, help="processes generating photos")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
@@ -166,23 +175,29 @@ def main() -> None:
     env.pop("LEARNKIT_NUM_WORKERS", None)
     rows = []
     for n in sizes:
+        runs: dict[str, list[dict]] = {side: [] for side in SIDES}
+        for rnd in range(args.rounds):
+            for side in (SIDES if rnd % 2 == 0 else SIDES[::-1]):  # A B C, C B A: load drifts hit all alike
+                cmd = [sys.executable, __file__, "--one", side, "--folder", str(folders[n]), "--workers",
+                       str(args.workers), "--batches", str(args.batches), "--bs", str(args.bs)]
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+                line = [ln for ln in out.stdout.splitlines() if ln.startswith("@@")]
+                if out.returncode or not line:
+                    sys.exit(f"{side} at {n} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+                r = json.loads(line[-1][2:])
+                runs[side].append(r)
+                print(f"{n:>6} {side:<24} import {r['import_s']:5.2f} s  first batch {r['first_batch_s']:6.2f} s  "
+                      f"warm {r['images_per_s']:7.0f} img/s  peak {r['peak_mib']:7.0f} MiB", flush=True)
         for side in SIDES:
-            cmd = [sys.executable, __file__, "--one", side, "--folder", str(folders[n]), "--workers",
-                   str(args.workers), "--batches", str(args.batches), "--bs", str(args.bs)]
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
-            line = [ln for ln in out.stdout.splitlines() if ln.startswith("@@")]
-            if out.returncode or not line:
-                sys.exit(f"{side} at {n} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
-            r = json.loads(line[-1][2:])
-            r["n"] = n
-            rows.append(r)
-            print(f"{n:>6} {side:<24} first batch {r['first_batch_s']:6.2f} s  warm {r['images_per_s']:7.0f} img/s  "
-                  f"peak {r['peak_mib']:7.0f} MiB", flush=True)
-    print(f"\n| photos | loader | first batch | warm images/s | peak memory (PSS, workers incl.) |")
-    print("| ---: | --- | ---: | ---: | ---: |")
+            rs = runs[side]
+            rows.append({"n": n, "side": side, **{k: statistics.median(r[k] for r in rs)
+                                                  for k in ("import_s", "first_batch_s", "images_per_s", "peak_mib")}})
+    print(f"\nmedians of {args.rounds} runs, {args.workers} workers, bs {args.bs}, {args.batches} warm batches\n")
+    print("| photos | loader | import | first batch | warm images/s | peak memory (PSS, workers incl.) |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['n']:,} | {r['side']} | {r['first_batch_s']:.2f} s | {r['images_per_s']:,.0f} | "
-              f"{r['peak_mib']:,.0f} MiB |")
+        print(f"| {r['n']:,} | {r['side']} | {r['import_s']:.1f} s | {r['first_batch_s']:.2f} s | "
+              f"{r['images_per_s']:,.0f} | {r['peak_mib']:,.0f} MiB |")
     if len(sizes) >= 2:
         big, small = max(sizes), min(sizes)
         print()
