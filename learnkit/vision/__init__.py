@@ -19,8 +19,8 @@ from .interpret import ClassificationInterpretation
 from .io import IMAGE_EXTENSIONS, ImageLoadError, get_image_files, image_to_tensor, load_image
 from .labels import RegexLabeller, parent_label
 from .learner import VisionLearner, vision_learner
-from .models import (ARCH_ALIASES, resnet18, resnet34, resnet50, ModelMeta, PretrainedWeightsError, create_body, create_encoder,
-                     load_lite0_pretrained, model_meta, timm_name)
+from .models import (ARCH_ALIASES, ModelMeta, PretrainedWeightsError, create_body, create_encoder,
+                     load_lite0_pretrained, model_meta, resnet18, resnet34, resnet50, timm_name)
 from .segmentation import SegmentationDataLoaders, unet_learner
 from .show import show_image, show_images, show_results
 from .transforms import (BatchTransform, GeometricAug, ItemTransform, LightingAug, Normalize, RandomResizedCrop,

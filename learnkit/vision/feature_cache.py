@@ -134,7 +134,8 @@ class FrozenFeatureCache(Callback):
         if key not in self._cache:
             cached = self._features(dl)
             if cached is None:
-                self.active, self.reason = False, "some items were skipped (on_error='skip'), so features and items no longer line up"
+                self.active = False
+                self.reason = "some items were skipped (on_error='skip'): features and items no longer line up"
                 return
             self._cache[key] = cached
         self.learn.dl = self._cache[key]

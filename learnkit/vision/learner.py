@@ -90,7 +90,8 @@ def vision_learner(dls: ImageDataLoaders, arch: str | Callable[..., nn.Module], 
                    cbs: Callback | Sequence[Callback] | None = None, path: str | Path | None = None,
                    model_dir: str = "models", opt_func: Callable = torch.optim.AdamW, wd: float | None = None,
                    lin_ftrs: Sequence[int] | None = None, ps: float = 0.5, concat_pool: bool = True,
-                   bn_final: bool = False, y_range: Sequence[float] | None = None, normalize: bool = True, cache_frozen_features: bool = True,
+                   bn_final: bool = False, y_range: Sequence[float] | None = None, normalize: bool = True,
+                   cache_frozen_features: bool = True,
                    train_bn: bool = False, keep_body_bn_stats: bool | None = None, device: str | torch.device | None = None,
                    progress: bool = True) -> VisionLearner:
     """A learner for ``dls`` on a pretrained ``arch`` with a new head for ``n_out`` outputs (``dls.c``).

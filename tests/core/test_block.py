@@ -165,3 +165,21 @@ def test_collate_skipping_and_workers_default(monkeypatch, tmp_path):
         assert default_num_workers(None, dataset=lambda: 0) == 0
     with pytest.raises(ValueError, match="num_workers"):
         default_num_workers(-1)
+
+
+def test_from_dsets_takes_the_vocab_from_classes():
+    from torch.utils.data import TensorDataset
+
+    from learnkit import DataLoaders
+
+    class WithClasses(TensorDataset):  # like torchvision's CIFAR10 / FashionMNIST
+        classes = ["zero", "one"]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 2, generator=g)
+    ds = WithClasses(x, (x[:, 0] > 0).long())
+    dls = DataLoaders.from_dsets(ds, ds, bs=16, device="cpu")
+    assert dls.vocab == ["zero", "one"] and dls.c == 2 and dls.decode(1) == "one"
+    learn = Learner(dls, torch.nn.Linear(2, 2), lr=0.1, metrics=accuracy, progress=False)  # loss from the vocab
+    learn.fit(5)
+    assert type(learn.loss_func).__name__ == "CrossEntropyLossFlat" and learn.validate()[1] > 0.9
+    assert DataLoaders.from_dsets(TensorDataset(x, x), device="cpu").vocab is None
