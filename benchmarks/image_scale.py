@@ -12,6 +12,9 @@ Each side runs in its own fresh process (``--one``), so its memory is its own. M
 - first batch: from the call that builds the loaders to the first batch out of the training loader (the
   imports, timed apart, are not included: learnkit.vision imports timm, pandas and more);
 - warm images/s: over the next ``--batches`` batches of 64 (uint8 224x224, the batch transforms excluded);
+- CPU ms per image: the CPU time (user + system) of the process and its workers over those warm batches,
+  per image: what loading costs, whatever else the machine is doing (the wall-clock rate is not, on a
+  shared machine);
 - peak memory: the largest sum of PSS (proportional set size: shared pages counted once) over the process
   and its worker processes, sampled every 50 ms with psutil.
 """
@@ -101,6 +104,17 @@ class PeakMemory:
             self.peak = max(self.peak, self._sample())
             time.sleep(self.interval)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by this process and its live children (the workers)."""
+        total = 0.0
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except Exception:  # noqa: BLE001
+                pass
+        return total
+
     def stop(self) -> int:
         self._stop = True
         self.thread.join()
@@ -135,7 +149,7 @@ def run_one(side: str, folder: Path, workers: int, batches: int, bs: int) -> dic
     it = iter(dl)
     x = next(it)[0]
     first = time.perf_counter() - t0
-    t1, n = time.perf_counter(), 0
+    t1, n, cpu0 = time.perf_counter(), 0, mem.cpu_seconds()
     for _ in range(batches):
         try:
             x = next(it)[0]
@@ -144,10 +158,11 @@ def run_one(side: str, folder: Path, workers: int, batches: int, bs: int) -> dic
             x = next(it)[0]
         n += len(x)
     warm = n / (time.perf_counter() - t1)
+    cpu_ms = (mem.cpu_seconds() - cpu0) / n * 1000
     peak = mem.stop()
     assert tuple(x.shape[1:]) == (3, 224, 224) and str(x.dtype) == "torch.uint8", (x.shape, x.dtype)
     return {"side": side, "import_s": t0 - t_import, "first_batch_s": first, "images_per_s": warm,
-            "peak_mib": peak / 2**20}
+            "cpu_ms_per_image": cpu_ms, "peak_mib": peak / 2**20}
 
 
 # --- the driver ---------------------------------------------------------------------------------------
@@ -187,17 +202,18 @@ def main() -> None:
                 r = json.loads(line[-1][2:])
                 runs[side].append(r)
                 print(f"{n:>6} {side:<24} import {r['import_s']:5.2f} s  first batch {r['first_batch_s']:6.2f} s  "
-                      f"warm {r['images_per_s']:7.0f} img/s  peak {r['peak_mib']:7.0f} MiB", flush=True)
+                      f"warm {r['images_per_s']:7.0f} img/s  {r['cpu_ms_per_image']:5.2f} CPU ms/img  peak {r['peak_mib']:7.0f} MiB", flush=True)
         for side in SIDES:
             rs = runs[side]
             rows.append({"n": n, "side": side, **{k: statistics.median(r[k] for r in rs)
-                                                  for k in ("import_s", "first_batch_s", "images_per_s", "peak_mib")}})
+                                                  for k in ("import_s", "first_batch_s", "images_per_s", "cpu_ms_per_image",
+                                                           "peak_mib")}})
     print(f"\nmedians of {args.rounds} runs, {args.workers} workers, bs {args.bs}, {args.batches} warm batches\n")
-    print("| photos | loader | import | first batch | warm images/s | peak memory (PSS, workers incl.) |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    print("| photos | loader | import | first batch | warm images/s | CPU ms per image | peak memory (PSS, workers incl.) |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['n']:,} | {r['side']} | {r['import_s']:.1f} s | {r['first_batch_s']:.2f} s | "
-              f"{r['images_per_s']:,.0f} | {r['peak_mib']:,.0f} MiB |")
+              f"{r['images_per_s']:,.0f} | {r['cpu_ms_per_image']:.2f} | {r['peak_mib']:,.0f} MiB |")
     if len(sizes) >= 2:
         big, small = max(sizes), min(sizes)
         print()
@@ -208,7 +224,9 @@ def main() -> None:
     tv = {r["n"]: r["images_per_s"] for r in rows if r["side"] == "torchvision ImageFolder"}
     for r in rows:
         if r["side"] != "torchvision ImageFolder":
-            print(f"{r['side']} at {r['n']:,}: warm throughput {r['images_per_s'] / tv[r['n']]:.2f}x torchvision's")
+            cpu = next(t["cpu_ms_per_image"] for t in rows if t["n"] == r["n"] and t["side"] == SIDES[2])
+            print(f"{r['side']} at {r['n']:,}: warm throughput {r['images_per_s'] / tv[r['n']]:.2f}x torchvision's "
+                  f"(wall clock), {cpu / r['cpu_ms_per_image']:.2f}x (images per CPU second)")
 
 
 if __name__ == "__main__":

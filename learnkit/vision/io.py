@@ -58,8 +58,9 @@ def _to_rgb_uint8(x: torch.Tensor) -> torch.Tensor:
     elif x.dtype != torch.uint8:
         raise TypeError(f"unexpected decoded dtype {x.dtype}")
     if x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    return x[:3].contiguous()
+        return x.expand(3, -1, -1).contiguous()
+    # the decoders' channels-last layout (HWC in memory) is kept: no copy, and resizing is faster in it
+    return x[:3] if x.stride(0) == 1 else x[:3].contiguous()
 
 
 def _pil_to_tensor(im: Any) -> torch.Tensor:
