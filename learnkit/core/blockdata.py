@@ -108,7 +108,8 @@ class BlockDataset(torch.utils.data.Dataset):
         items: the item references (paths, data-frame rows, values), indexable.
         getters: one function per block, item → raw value (``None``: the item itself).
         blocks: one block per value: ``encode(raw) -> tensor``; the first with ``apply_item_tfms`` gets the
-            item transforms.
+            item transforms, together with the value of a block with ``is_mask`` (a segmentation mask moves
+            with its image).
         item_tfms: item transforms, applied with ``training``.
         idxs: which items this split holds (default all).
         on_error: ``'raise'`` or ``'skip'`` (then failed items are ``None``, and recorded in ``skip_log``).
@@ -130,6 +131,9 @@ class BlockDataset(torch.utils.data.Dataset):
         self.step_names = list(step_names) if step_names else [f"getter {k}" for k in range(len(blocks))]
         self.n_fixed = fixed_prefix(self.item_tfms, training)
         self.tfm_block = next((k for k, b in enumerate(self.blocks) if hasattr(b, "apply_item_tfms")), None)
+        self.mask_block = next((k for k, b in enumerate(self.blocks) if getattr(b, "is_mask", False)), None)
+        #: the values the presized cache holds: the transformed one, and the mask that moves with it
+        self.cached_blocks = [k for k in (self.tfm_block, self.mask_block) if k is not None]
         self.cache = cache
 
     def __len__(self) -> int:
@@ -152,38 +156,53 @@ class BlockDataset(torch.utils.data.Dataset):
         return item_name(self.item(i))
 
     def _tfm(self, values: list, tfms: Sequence[Any]) -> list:
-        if tfms and self.tfm_block is not None:
-            k = self.tfm_block
-            values[k] = self.blocks[k].apply_item_tfms(tfms, values[k], self.training)
+        if self.tfm_block is not None and (tfms or self.mask_block is not None):  # a mask is checked against its image
+            k, m = self.tfm_block, self.mask_block
+            if m is None:
+                values[k] = self.blocks[k].apply_item_tfms(tfms, values[k], self.training)
+            else:
+                values[k], values[m] = self.blocks[k].apply_item_tfms(tfms, values[k], self.training, mask=values[m])
         return values
+
+    def pack(self, values: Sequence[Any]) -> torch.Tensor:
+        """The cached values of an item as one ``uint8 [C, H, W]`` tensor (an image, and its mask as a channel)."""
+        parts = [values[k] if values[k].ndim == 3 else values[k][None] for k in self.cached_blocks]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _unpack(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        if len(self.cached_blocks) == 1:
+            return {self.cached_blocks[0]: x}
+        return {self.tfm_block: x[:-1], self.mask_block: x[-1]}
 
     def walk(self, i: int, seed: int | None = None, report: Callable[[str, Any], None] | None = None,
              cache_fill: bool = True) -> tuple:
         """Build item ``i`` step by step, calling ``report(step, value)`` after each (for `DataBlock.summary`).
         Raises `DataBlockError` naming the step that failed."""
-        step = "reading the item"
+        step, raws = "reading the item", []
         try:
             o = self.item(i)
             cache = self.cache if cache_fill else None
             cached = cache.get(i) if cache is not None else None
+            cached = self._unpack(cached) if cached is not None else {}
             values = []
             for k, (g, b, name) in enumerate(zip(self.getters, self.blocks, self.step_names)):
-                if cached is not None and k == self.tfm_block:
-                    values.append(cached)
+                if k in cached:
+                    values.append(cached[k])
                     continue
                 step = name
                 v = g(o) if g is not None else o
+                raws.append(v)
                 if report:
                     report(step, v)
                 step = f"{type(b).__name__}.encode"
                 values.append(b.encode(v))
                 if report:
                     report(step, values[-1])
-            if cached is None:
+            if not cached:
                 step = "item_tfms"
                 values = self._tfm(values, self.item_tfms[: self.n_fixed])
                 if cache is not None:
-                    cache.put(i, values[self.tfm_block])
+                    cache.put(i, self.pack(values))
             rest = self.item_tfms[self.n_fixed:]
             if rest:
                 step = "item_tfms (random)"
@@ -197,7 +216,7 @@ class BlockDataset(torch.utils.data.Dataset):
                 report("item_tfms", values[self.tfm_block] if self.tfm_block is not None else values)
             return tuple(values)
         except OSError as e:  # a file that cannot be read: keep its type (ImageLoadError...), name the step
-            msg = f"{step} failed on item {self.item_name(i)}: {e}"
+            msg = f"{step} failed on item {self._name_with(i, raws)}: {e}"
             try:
                 err = type(e)(msg)
             except Exception:  # noqa: BLE001 - an OSError subclass with another constructor
@@ -206,7 +225,13 @@ class BlockDataset(torch.utils.data.Dataset):
         except DataBlockError:
             raise
         except Exception as e:  # noqa: BLE001 - user functions can raise anything; we name the item and step
-            raise DataBlockError(f"{step} failed on item {self.item_name(i)}: {type(e).__name__}: {e}") from e
+            raise DataBlockError(f"{step} failed on item {self._name_with(i, raws)}: {type(e).__name__}: {e}") from e
+
+    def _name_with(self, i: int, raws: Sequence[Any]) -> str:
+        """The item's name, and the other files its getters gave (a mask file): both are named in errors."""
+        name = self.item_name(i)
+        files = [str(v) for v in raws if isinstance(v, (str, Path)) and str(v) != name]
+        return f"{name} (with {', '.join(files)})" if files else name
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple | None:
         i, seed = key if isinstance(key, tuple) else (key, None)

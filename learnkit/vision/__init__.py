@@ -13,7 +13,6 @@ from .classifier import (AdaptiveConcatPool2d, ClassifierHead, VisionClassifier,
                          build_vision_classifier, create_head, vision_splitter)
 from .blocks import ImageBlock, verify_images
 from .data import ImageDataLoaders
-from .dataset import collate_images
 from .feature_cache import FrozenFeatureCache
 from .interpret import ClassificationInterpretation
 from .io import IMAGE_EXTENSIONS, ImageLoadError, get_image_files, image_to_tensor, load_image
@@ -21,7 +20,7 @@ from .labels import RegexLabeller, parent_label
 from .learner import VisionLearner, vision_learner
 from .models import (ARCH_ALIASES, ModelMeta, PretrainedWeightsError, create_body, create_encoder,
                      load_lite0_pretrained, model_meta, resnet18, resnet34, resnet50, timm_name)
-from .segmentation import SegmentationDataLoaders, unet_learner
+from .segmentation import MaskBlock, SegmentationDataLoaders, unet_learner
 from .show import show_image, show_images, show_results
 from .transforms import (BatchTransform, GeometricAug, ItemTransform, LightingAug, Normalize, RandomResizedCrop,
                          Resize, aug_transforms, imagenet_stats)
@@ -30,10 +29,10 @@ __all__ = [
     *_core_all,
     "AdaptiveConcatPool2d", "ClassifierHead", "VisionClassifier", "body_from_callable", "build_vision_classifier",
     "create_head", "vision_splitter", "ImageDataLoaders", "RegexLabeller", "parent_label", "ImageBlock", "verify_images",
-    "collate_images", "FrozenFeatureCache", "ClassificationInterpretation", "IMAGE_EXTENSIONS", "ImageLoadError",
+    "FrozenFeatureCache", "ClassificationInterpretation", "IMAGE_EXTENSIONS", "ImageLoadError",
     "get_image_files", "image_to_tensor", "load_image", "VisionLearner", "vision_learner", "ARCH_ALIASES",
     "ModelMeta", "PretrainedWeightsError", "create_body", "create_encoder", "load_lite0_pretrained", "model_meta",
     "timm_name", "show_image", "show_images", "show_results", "BatchTransform", "GeometricAug", "ItemTransform",
     "LightingAug", "Normalize", "RandomResizedCrop", "Resize", "aug_transforms", "imagenet_stats",
-    "URLs", "untar_data", "SegmentationDataLoaders", "unet_learner", "resnet18", "resnet34", "resnet50",
+    "URLs", "untar_data", "SegmentationDataLoaders", "MaskBlock", "unet_learner", "resnet18", "resnet34", "resnet50",
 ]

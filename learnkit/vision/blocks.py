@@ -42,8 +42,15 @@ class ImageBlock(TransformBlock):
     def encode(self, value: Any) -> torch.Tensor:
         return image_to_tensor(value)
 
-    def apply_item_tfms(self, tfms: Sequence[Any], x: torch.Tensor, training: bool) -> torch.Tensor:
-        return apply_item_tfms(tfms, x, training=training)
+    def apply_item_tfms(self, tfms: Sequence[Any], x: torch.Tensor, training: bool,
+                        mask: torch.Tensor | None = None) -> Any:
+        """The item transforms on an image (and its mask, resampled with nearest neighbour: ``(image, mask)``)."""
+        if mask is None:
+            return apply_item_tfms(tfms, x, training=training)
+        if tuple(mask.shape[-2:]) != tuple(x.shape[-2:]):
+            raise ValueError(f"the mask is {mask.shape[-1]}x{mask.shape[-2]} (width x height) but its image is "
+                             f"{x.shape[-1]}x{x.shape[-2]}; a mask must have its image's size")
+        return apply_item_tfms(tfms, x, mask, training=training)
 
     def export_config(self) -> dict:
         return {"type": "ImageBlock"}

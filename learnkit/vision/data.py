@@ -72,6 +72,9 @@ class ImageDataLoaders(DataLoaders):
     def from_datasets(cls, dsets: Datasets, train: Any, valid: Any, batch_tfms: Sequence[Any], bs: int,
                       device: torch.device) -> "ImageDataLoaders":
         """The loaders a `DataBlock` with an `ImageBlock` input builds (one image input, at most one target)."""
+        target_type = getattr(dsets.targets[0], "dls_type", None) if len(dsets.targets) == 1 else None
+        if target_type is not None and target_type is not cls:  # e.g. MaskBlock: SegmentationDataLoaders
+            return target_type.from_datasets(dsets, train, valid, batch_tfms, bs, device)
         if dsets.n_inp != 1 or len(dsets.targets) > 1:
             raise ValueError(f"ImageDataLoaders takes one image input and at most one target block; this DataBlock "
                              f"has {dsets.n_inp} inputs and {len(dsets.targets)} targets")
