@@ -1,11 +1,14 @@
 """`ImageDataLoaders`: image classification data from folders, file names, data frames or lists.
 
-Every factory takes the same options: ``valid_pct``/``seed`` (the automatic split: 20 %, seed 42),
-``item_tfms`` (e.g. ``Resize(224)``), ``batch_tfms`` (e.g. ``aug_transforms()``), ``bs``, ``on_error``
-(``'raise'``: a file that cannot be read or labelled raises an error naming it; ``'skip'``: it is left out
-with a warning, and listed in ``dls.skipped``), ``cache`` (keep the decoded, presized images in memory;
-``None``: when they fit in 2 GiB) and ``device``. Labels may be any hashable values (strings, ints,
-bools); a list of labels per image (or ``label_delim``) makes a multi-label task. Data folders are only read.
+Every factory is a thin wrapper over `DataBlock` (``(ImageBlock, CategoryBlock | MultiCategoryBlock)``) and
+takes the same options: ``valid_pct``/``seed`` (the automatic split: 20 %, seed 42), ``item_tfms`` (e.g.
+``Resize(224)``), ``batch_tfms`` (e.g. ``aug_transforms()``), ``bs``, ``on_error`` (``'raise'``: a file that
+cannot be labelled raises an error naming it when the loaders are built, one that cannot be read when a loader
+meets it; ``'skip'``: it is left out with a warning, and listed in ``dls.skipped``), ``num_workers`` (``None``:
+the CPUs, at most 8; see `default_num_workers`), ``cache`` (``True``: the decoded, presized images in a
+memory-mapped file the workers share; default off) and ``device``. Images are decoded lazily, in the loader
+workers. Labels may be any hashable values (strings, ints, bools); a list of labels per image (or
+``label_delim``) makes a multi-label task. Data folders are only read.
 
 >>> import tempfile, torchvision
 >>> d = Path(tempfile.mkdtemp())
