@@ -91,6 +91,22 @@ def test_workers_and_main_process_give_the_same_batches(tmp_path, img_tools):
     assert not all(torch.equal(x, y) for x, y in zip(a[0], a[1]))  # epochs differ
 
 
+def test_presized_cache_is_shared_by_the_workers(tmp_path, img_tools):
+    root = tmp_path / "imgs"
+    _folder(root, img_tools)
+    plain = ImageDataLoaders.from_folder(root, item_tfms=Resize(12), bs=4, shuffle=False, num_workers=0,
+                                         valid_pct=0.25, device="cpu")
+    cached = ImageDataLoaders.from_folder(root, item_tfms=Resize(12), bs=4, shuffle=False, num_workers=2,
+                                          valid_pct=0.25, cache=True, device="cpu")
+    cache = cached.train.dataset.cache
+    assert cache.n_filled == 0 and "memory-mapped" in cached.summary()["cache"]
+    expected = [x for x, _ in plain.train]
+    for _ in range(2):  # filled by the workers in the first epoch, read back in the second
+        got = [x for x, _ in cached.train]
+        assert all(torch.equal(a, b) for a, b in zip(expected, got)) and len(got) == len(expected)
+        assert cache.n_filled == len(cached.train.dataset)
+
+
 def test_corrupt_file_trains_with_skip_and_is_reported(tmp_path, img_tools):
     root = tmp_path / "imgs"
     _folder(root, img_tools)
