@@ -329,6 +329,28 @@ class ImageDataLoaders(DataLoaders):
         return cls.from_df(df, path, valid_pct, seed, fn_col, folder, suff, label_col, label_delim, valid_col, vocab,
                            item_tfms, batch_tfms, bs, val_bs, shuffle, device, on_error, cache, num_workers)
 
+    @classmethod
+    def from_dsets(cls, train_ds: Any, valid_ds: Any = None, item_tfms: Sequence[Any] | Any = None,
+                   batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
+                   shuffle: bool = True, num_workers: int | None = None, seed: int | None = 42,
+                   device: str | torch.device | None = None) -> "ImageDataLoaders":
+        """Image classification loaders over torch datasets of ``(image, class index)`` pairs with a ``classes``
+        list, such as torchvision's ``ImageFolder``, ``CIFAR10`` or ``FashionMNIST`` (images: PIL, arrays or
+        tensors). The vocab is ``classes``; the labels come from the dataset's ``targets`` when it has them
+        (no image is read to label), else from its items. A learner on these loaders predicts on and exports
+        like any other `vision_learner`."""
+        classes = getattr(train_ds, "classes", None)
+        if not isinstance(classes, (list, tuple)) or not classes:
+            raise ValueError(f"{type(train_ds).__name__} has no `classes` list; give the dataset one (the class "
+                             "names, index i = label i) or build the loaders with a DataBlock")
+        dsets = [train_ds] + ([valid_ds] if valid_ds is not None else [])
+        refs = [(k, i) for k, ds in enumerate(dsets) for i in range(len(ds))]
+        dblock = DataBlock(blocks=(ImageBlock(), CategoryBlock(list(classes))), get_x=_DsImage(dsets),
+                           get_y=_DsLabel(dsets, list(classes)), splitter=IndexSplitter(range(len(train_ds), len(refs))),
+                           item_tfms=item_tfms, batch_tfms=batch_tfms)
+        return dblock.dataloaders(refs, bs=bs, val_bs=val_bs, shuffle=shuffle, num_workers=num_workers, seed=seed,
+                                  device=device)
+
     # --- the one place that builds the loaders: a DataBlock ------------------------------------------
     @classmethod
     def _build(cls, files: list[Path], labeller: Callable[[Any], Any], split: tuple[list[int], list[int]], path: Path,
@@ -382,3 +404,26 @@ class _Lookup:
 
     def __call__(self, p: str | Path) -> Any:
         return self.table[str(p)]
+
+
+class _DsImage:
+    """The image of item ``(dataset k, index i)`` of a torch dataset of ``(image, label)`` pairs."""
+
+    def __init__(self, dsets: Sequence[Any]):
+        self.dsets = list(dsets)
+
+    def __call__(self, ref: tuple[int, int]) -> Any:
+        return self.dsets[ref[0]][ref[1]][0]
+
+
+class _DsLabel:
+    """The class name of item ``(dataset k, index i)``: from the dataset's ``targets`` when it has them."""
+
+    def __init__(self, dsets: Sequence[Any], classes: list[Any]):
+        self.dsets, self.classes = list(dsets), classes
+
+    def __call__(self, ref: tuple[int, int]) -> Any:
+        ds = self.dsets[ref[0]]
+        targets = getattr(ds, "targets", None)
+        y = targets[ref[1]] if targets is not None else ds[ref[1]][1]
+        return self.classes[int(y)]

@@ -128,6 +128,36 @@ def test_corrupt_file_trains_with_skip_and_is_reported(tmp_path, img_tools):
             list(dl)
 
 
+class _TorchvisionLike(torch.utils.data.Dataset):
+    """Like torchvision's CIFAR10: ``classes``, ``targets`` and ``(PIL image, index)`` items."""
+
+    classes = ["dark", "light"]
+
+    def __init__(self, n: int):
+        self.targets = [i % 2 for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+        return Image.new("RGB", (10, 8), (40 + 170 * self.targets[i],) * 3), self.targets[i]
+
+
+def test_from_dsets_with_classes_trains_predicts_and_exports(tmp_path):
+    dls = ImageDataLoaders.from_dsets(_TorchvisionLike(16), _TorchvisionLike(6), bs=4, num_workers=0, device="cpu")
+    assert dls.vocab == ["dark", "light"] and len(dls.valid.dataset) == 6
+    x, y = dls.one_batch()
+    assert x.shape == (4, 3, 8, 10)
+    learn = vision_learner(dls, "resnet18", pretrained=False, metrics=error_rate, progress=False)
+    learn.fit(2, 1e-2)
+    image = _TorchvisionLike(2)[1][0]
+    again = load_learner(learn.export(tmp_path / "e.safetensors"), device="cpu")
+    assert again.predict(image)[0] == learn.predict(image)[0] in ("dark", "light")
+    with pytest.raises(ValueError, match="no `classes`"):
+        ImageDataLoaders.from_dsets(torch.utils.data.TensorDataset(torch.zeros(2, 3, 4, 4)))
+
+
 def _ddp_worker(out: Path, data: Path) -> None:
     """One rank: a learner on a DataBlock over ``data``; every decoded file is logged to ``decoded<rank>.txt``."""
     rank = int(os.environ["RANK"])
