@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["get_files", "ColReader", "using_attr", "RegexLabeller", "parent_label", "py_value", "make_labels",
-           "make_vocab"]
+           "make_vocab", "Lookup", "DatasetField", "DatasetLabel"]
 
 
 def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, recurse: bool = True,
@@ -139,6 +139,49 @@ class ColReader:
 
     def __repr__(self) -> str:
         return f"ColReader({self.cols if len(self.cols) > 1 else self.cols[0]!r})"
+
+
+class Lookup:
+    """The value of an item from a table built once in the main process, keyed by ``str(item)``; a picklable
+    ``get_y`` for loader workers (the labels of ``ImageDataLoaders.from_lists``, the masks of segmentation).
+
+    >>> Lookup({"a.jpg": "cat"})(Path("a.jpg"))
+    'cat'
+    """
+
+    def __init__(self, table: dict[str, Any]):
+        self.table = table
+
+    def __call__(self, item: Any) -> Any:
+        try:
+            return self.table[str(item)]
+        except KeyError:
+            raise KeyError(f"{item} is not in the table of {len(self.table)} items") from None
+
+
+class DatasetField:
+    """Field ``field`` of item ``(k, i)`` = ``dsets[k][i][field]`` of torch datasets (e.g. the image of a
+    torchvision dataset's ``(image, label)`` pairs), for a `DataBlock` over several datasets."""
+
+    def __init__(self, dsets: Sequence[Any], field: int = 0):
+        self.dsets, self.field = list(dsets), field
+
+    def __call__(self, ref: tuple[int, int]) -> Any:
+        return self.dsets[ref[0]][ref[1]][self.field]
+
+
+class DatasetLabel:
+    """The class name ``classes[y]`` of item ``(k, i)`` of torch datasets of ``(x, y)`` pairs; ``y`` comes from
+    the dataset's ``targets`` when it has them (torchvision's do: no image is read to label)."""
+
+    def __init__(self, dsets: Sequence[Any], classes: Sequence[Any]):
+        self.dsets, self.classes = list(dsets), list(classes)
+
+    def __call__(self, ref: tuple[int, int]) -> Any:
+        ds = self.dsets[ref[0]]
+        targets = getattr(ds, "targets", None)
+        y = targets[ref[1]] if targets is not None else ds[ref[1]][1]
+        return self.classes[int(y)]
 
 
 def py_value(v: Any) -> Any:

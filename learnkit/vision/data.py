@@ -32,7 +32,8 @@ from ..core.block import CategoryBlock, MultiCategoryBlock, TransformBlock, bloc
 from ..core.blockdata import BlockDataset, SkipLog, collate_skipping
 from ..core.data import DataLoaders, make_loader
 from ..core.datablock import DataBlock, Datasets
-from ..core.items import RegexLabeller, make_labels, make_vocab, parent_label, py_value
+from ..core.items import (DatasetField, DatasetLabel, Lookup, RegexLabeller, make_labels, make_vocab, parent_label,
+                          py_value)
 from ..core.registry import register_dls
 from ..core.split import ColSplitter, GrandparentSplitter, IndexSplitter, RandomSplitter, check_split
 from .blocks import ImageBlock
@@ -345,8 +346,8 @@ class ImageDataLoaders(DataLoaders):
                              "names, index i = label i) or build the loaders with a DataBlock")
         dsets = [train_ds] + ([valid_ds] if valid_ds is not None else [])
         refs = [(k, i) for k, ds in enumerate(dsets) for i in range(len(ds))]
-        dblock = DataBlock(blocks=(ImageBlock(), CategoryBlock(list(classes))), get_x=_DsImage(dsets),
-                           get_y=_DsLabel(dsets, list(classes)), splitter=IndexSplitter(range(len(train_ds), len(refs))),
+        dblock = DataBlock(blocks=(ImageBlock(), CategoryBlock(list(classes))), get_x=DatasetField(dsets, 0),
+                           get_y=DatasetLabel(dsets, list(classes)), splitter=IndexSplitter(range(len(train_ds), len(refs))),
                            item_tfms=item_tfms, batch_tfms=batch_tfms)
         return dblock.dataloaders(refs, bs=bs, val_bs=val_bs, shuffle=shuffle, num_workers=num_workers, seed=seed,
                                   device=device)
@@ -387,43 +388,10 @@ class ImageDataLoaders(DataLoaders):
                     allow_empty_valid=allow_empty_valid, what="images")
         items = [files[i] for i in order]
         dblock = DataBlock(blocks=(ImageBlock(), MultiCategoryBlock(vocab) if multi else CategoryBlock(vocab)),
-                           get_y=_Lookup({str(files[i]): table[i] for i in order}),
+                           get_y=Lookup({str(files[i]): table[i] for i in order}),
                            splitter=IndexSplitter(range(len(train_idx), len(order))),
                            item_tfms=item_tfms, batch_tfms=batch_tfms)
         dls = dblock.dataloaders(items, bs=bs, val_bs=val_bs, shuffle=shuffle, num_workers=num_workers, seed=seed,
                                  device=device, on_error=on_error, cache=presized_cache(cache))
         dls.labeller, dls._skipped = labeller, skipped
         return dls
-
-
-class _Lookup:
-    """The label of a file from a table built once in the main process (picklable, for the workers)."""
-
-    def __init__(self, table: dict[str, Any]):
-        self.table = table
-
-    def __call__(self, p: str | Path) -> Any:
-        return self.table[str(p)]
-
-
-class _DsImage:
-    """The image of item ``(dataset k, index i)`` of a torch dataset of ``(image, label)`` pairs."""
-
-    def __init__(self, dsets: Sequence[Any]):
-        self.dsets = list(dsets)
-
-    def __call__(self, ref: tuple[int, int]) -> Any:
-        return self.dsets[ref[0]][ref[1]][0]
-
-
-class _DsLabel:
-    """The class name of item ``(dataset k, index i)``: from the dataset's ``targets`` when it has them."""
-
-    def __init__(self, dsets: Sequence[Any], classes: list[Any]):
-        self.dsets, self.classes = list(dsets), classes
-
-    def __call__(self, ref: tuple[int, int]) -> Any:
-        ds = self.dsets[ref[0]]
-        targets = getattr(ds, "targets", None)
-        y = targets[ref[1]] if targets is not None else ds[ref[1]][1]
-        return self.classes[int(y)]

@@ -33,6 +33,7 @@ from ...core.blockdata import BlockDataset, collate_skipping
 from ...core.cache import presized_cache
 from ...core.data import DataLoaders, make_loader
 from ...core.datablock import DataBlock, Datasets
+from ...core.items import Lookup
 from ...core.losses import CrossEntropyLossFlat
 from ...core.registry import register_dls
 from ...core.split import IndexSplitter, RandomSplitter, check_split
@@ -180,7 +181,7 @@ class SegmentationDataLoaders(DataLoaders):
                                  "exported DataLoaders does not keep; build SegmentationDataLoaders for labelled data")
             masks = [_mask_of(self.label_func, Path(o)) for o in items]
             check_masks_exist(items, masks)
-            getters.append(_MaskLookup({str(o): m for o, m in zip(items, masks)}))
+            getters.append(Lookup({str(o): m for o, m in zip(items, masks)}))
             blocks.append(MaskBlock(self.codes, self.void_code))
         ds = BlockDataset(items, getters, blocks, self.item_tfms, training=False,
                           step_names=["get_x", "get_y"][: len(blocks)])
@@ -296,20 +297,10 @@ class SegmentationDataLoaders(DataLoaders):
         order = list(train_idx) + list(valid_idx)
         items = [images[i] for i in order]
         dblock = DataBlock(blocks=(ImageBlock(), MaskBlock(codes, void_code)),
-                           get_y=_MaskLookup({str(images[i]): masks[i] for i in order}),
+                           get_y=Lookup({str(images[i]): masks[i] for i in order}),
                            splitter=IndexSplitter(range(len(train_idx), len(order))),
                            item_tfms=item_tfms, batch_tfms=batch_tfms)
         dls = dblock.dataloaders(items, bs=bs, val_bs=val_bs, shuffle=shuffle, drop_last=False,
                                  num_workers=num_workers, seed=seed, device=device, cache=presized_cache(cache))
         dls.label_func = label_func
         return dls
-
-
-class _MaskLookup:
-    """The mask file of an image, from a table built once in the main process (picklable, for the workers)."""
-
-    def __init__(self, table: dict[str, Path]):
-        self.table = table
-
-    def __call__(self, image: str | Path) -> Path:
-        return self.table[str(image)]
