@@ -9,8 +9,9 @@ and normalised. Each side runs in its own worker process (fastai with bench-venv
 - fastai: ``ImageDataLoaders.from_name_func(item_tfms=Resize(128), batch_tfms=[*aug_transforms(), Normalize])``
   with fastai's default workers;
 - learnkit: ``ImageDataLoaders.from_name_func(item_tfms=Resize(128), batch_tfms=aug_transforms())``, the batch
-  transforms run by ``on_device`` (here on the CPU), with its default in-memory cache of decoded, resized
-  images (so only the first epoch decodes) and with ``cache=False`` (decodes every epoch).
+  transforms run by ``on_device`` (here on the CPU), with ``cache=True`` (decoded, resized images in a
+  memory-mapped file the workers share, so only the first epoch decodes) and with ``cache=False`` (the default:
+  decodes every epoch, lazily, in the loader workers).
 
 "cold" counts building the loaders plus the first epoch; "warm" is a later epoch.
 
@@ -133,7 +134,7 @@ def _ready(name: str) -> dict[str, Any]:
     return {"version": version, "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
-JOBS = {"learnkit": {"learnkit": lambda **a: lk_run(cache=None, **a), "learnkit_nocache": lambda **a: lk_run(cache=False, **a),
+JOBS = {"learnkit": {"learnkit": lambda **a: lk_run(cache=True, **a), "learnkit_nocache": lambda **a: lk_run(cache=False, **a),
                      "torchvision_w0": lambda **a: tv_run(num_workers=0, **a),
                      "torchvision_w2": lambda **a: tv_run(num_workers=2, **a)},
         "fastai": {"fastai": fa_run}}

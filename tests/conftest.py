@@ -10,6 +10,8 @@ import torch
 
 matplotlib.use("Agg")
 os.environ.setdefault("LEARNKIT_PROGRESS", "0")
+# loaders in the main process unless a test asks for workers (tiny data: starting workers costs more than it saves)
+os.environ.setdefault("LEARNKIT_NUM_WORKERS", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,6 +25,7 @@ RUN_TIMEOUT = 600  # seconds: a guard against hangs; a --fast run should take we
 METRIC = r"[-+]?\d*\.\d+|[-+]?\d+"
 SCRIPTS: dict[str, str] = {
     "pets.py": rf"error_rate ({METRIC})",
+    "pet_breeds.py": rf"error_rate ({METRIC})",
     "mnist_tiny.py": rf"error_rate ({METRIC})",
     "camvid.py": rf"pixel accuracy \(void excluded\) ({METRIC})",
     "camvid_tiny.py": rf"pixel accuracy \(void excluded\) ({METRIC})",

@@ -6,12 +6,16 @@ from .callback import (EVENTS, Callback, describe_training_loop, CancelBackwardE
                        CancelFitException, CancelStepException, CancelTrainException, CancelValidException)
 from .callbacks import *  # noqa: F403 - the callbacks package defines __all__
 from .callbacks import __all__ as _cb_all
+from .block import CategoryBlock, MultiCategoryBlock, RegressionBlock, TransformBlock
+from .blockdata import DataBlockError, default_num_workers
 from .checkpoint import atomic_torch_save, atomic_write
+from .datablock import BlockDataLoaders, DataBlock, Datasets
 from .data import DataLoaders, make_loader
 from .distributed import DistributedDL, DistributedTrainer, distrib_barrier, is_rank0, num_distrib, rank_distrib
 from .device import batch_size, default_device, to_cpu, to_device
 from .export import ExportError, load_learner
 from .learner import Learner
+from .items import ColReader, RegexLabeller, get_files, parent_label, using_attr
 from .losses import (BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, LabelSmoothingCrossEntropy,
                      LabelSmoothingCrossEntropyFlat, MSELossFlat)
 from .metrics import *  # noqa: F403
@@ -20,8 +24,8 @@ from .optim import default_splitter, spread_lr, trainable_params
 from .seed import set_seed
 from .registry import (get_dls_class, get_loss_class, get_model_builder, register_dls, register_loss,
                        register_model)
-from .split import (ColSplitter, FolderSplitter, FuncSplitter, GrandparentSplitter, IndexSplitter, RandomSplitter,
-                    check_split)
+from .split import (ColSplitter, EndSplitter, FolderSplitter, FuncSplitter, GrandparentSplitter, IndexSplitter,
+                    RandomSplitter, TrainTestSplitter, check_split)
 
 __all__ = [
     "EVENTS", "Callback", "describe_training_loop", "LabelSmoothingCrossEntropy", "LabelSmoothingCrossEntropyFlat",
@@ -33,5 +37,8 @@ __all__ = [
     "default_splitter", "spread_lr", "trainable_params", "ColSplitter", "FolderSplitter", "FuncSplitter",
     "GrandparentSplitter", "IndexSplitter", "RandomSplitter", "check_split", "register_dls", "register_model",
     "register_loss", "set_seed", "get_dls_class", "get_model_builder", "get_loss_class", "load_learner", "ExportError",
+    "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "DataBlock", "Datasets",
+    "BlockDataLoaders", "DataBlockError", "default_num_workers", "ColReader", "RegexLabeller", "get_files",
+    "parent_label", "using_attr", "EndSplitter", "TrainTestSplitter",
     *_cb_all, *_metrics_all,
 ]

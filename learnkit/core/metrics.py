@@ -25,7 +25,7 @@ import torch
 __all__ = [
     "Metric", "AvgMetric", "accuracy", "error_rate", "accuracy_multi", "mse", "mae", "rmse", "msle",
     "top_k_accuracy", "exp_rmspe", "R2Score", "Perplexity", "BalancedAccuracy",
-    "F1Score", "Precision", "Recall", "RocAuc", "RocAucBinary", "Dice", "DiceMulti", "JaccardCoeff",
+    "F1Score", "F1ScoreMulti", "Precision", "Recall", "RocAuc", "RocAucBinary", "Dice", "DiceMulti", "JaccardCoeff",
     "JaccardMulti", "foreground_acc", "as_metric",
 ]
 
@@ -317,6 +317,41 @@ class F1Score(_SkMetric):
     def _score(self, y, p):
         from sklearn.metrics import f1_score
         return f1_score(y, p, average=self.average, pos_label=self.pos_label, zero_division=0)
+
+
+class F1ScoreMulti(Metric):
+    """Multi-label F1 (fastai's ``F1ScoreMulti``): logits through a sigmoid (``sigmoid``), thresholded at
+    ``thresh``, scored over all items and labels with scikit-learn's ``f1_score`` (``average='macro'``: the
+    mean of the per-label F1; or ``'micro'``, ``'weighted'``, ``'samples'``).
+
+    >>> m = F1ScoreMulti(); m.reset()
+    >>> m.accumulate(torch.tensor([[5., -5.], [5., 5.]]), torch.tensor([[1., 0.], [1., 0.]]))
+    >>> round(m.value, 4)
+    0.5
+    """
+
+    def __init__(self, thresh: float = 0.5, sigmoid: bool = True, average: str = "macro"):
+        self.name, self.thresh, self.sigmoid, self.average = "f1_score_multi", thresh, sigmoid, average
+        self.reset()
+
+    def reset(self):
+        self.preds, self.targs = [], []
+
+    def accumulate(self, pred, targ):
+        if pred.shape != targ.shape:
+            raise ValueError(f"F1ScoreMulti needs one score per label: predictions {list(pred.shape)}, targets "
+                             f"{list(targ.shape)}; for one class per item use F1Score")
+        pred = pred.detach().float()
+        self.preds.append(((pred.sigmoid() if self.sigmoid else pred) > self.thresh).cpu())
+        self.targs.append(targ.detach().cpu().bool())
+
+    @property
+    def value(self):
+        if not self.preds:
+            return float("nan")
+        from sklearn.metrics import f1_score
+        return float(f1_score(torch.cat(self.targs).numpy(), torch.cat(self.preds).numpy(), average=self.average,
+                              zero_division=0))
 
 
 class Precision(_SkMetric):

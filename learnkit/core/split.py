@@ -16,7 +16,7 @@ import torch
 
 __all__ = [
     "RandomSplitter", "GrandparentSplitter", "FolderSplitter", "ColSplitter", "IndexSplitter",
-    "FuncSplitter", "check_split",
+    "FuncSplitter", "TrainTestSplitter", "EndSplitter", "check_split",
 ]
 
 Split = tuple[list[int], list[int]]
@@ -78,15 +78,20 @@ def _split_by_folder(items, train_name, valid_name, level):
 
 
 class ColSplitter:
-    """Split a DataFrame by a boolean column (``True`` = validation)."""
+    """Split a DataFrame by a boolean column, by name or position (``True`` = validation)."""
 
-    def __init__(self, col: str = "is_valid"):
+    def __init__(self, col: str | int = "is_valid"):
         self.col = col
 
     def __call__(self, df) -> Split:
-        if self.col not in df.columns:
+        if isinstance(self.col, int) and not isinstance(self.col, bool):
+            if not -df.shape[1] <= self.col < df.shape[1]:
+                raise IndexError(f"valid column index {self.col} is out of range; the columns are {list(df.columns)}")
+            col = df.iloc[:, self.col]
+        elif self.col not in df.columns:
             raise KeyError(f"valid column {self.col!r} not found; the columns are {list(df.columns)}")
-        col = df[self.col]
+        else:
+            col = df[self.col]
         if col.dtype == object:
             col = col.astype(str).str.strip().str.lower().map({"true": True, "1": True, "false": False, "0": False})
             if col.isna().any():
@@ -121,6 +126,49 @@ class FuncSplitter:
     def __call__(self, items: Sequence[Any]) -> Split:
         flags = [bool(self.func(o)) for o in items]
         return [i for i, f in enumerate(flags) if not f], [i for i, f in enumerate(flags) if f]
+
+
+class TrainTestSplitter:
+    """scikit-learn's ``train_test_split`` on the item indices: ``test_size`` of them (a fraction or a count) go
+    to validation; ``stratify`` (one label per item) keeps the class proportions in both sets.
+
+    >>> TrainTestSplitter(test_size=0.5, random_state=0, stratify=[0, 0, 1, 1])(range(4))[1]
+    [0, 3]
+    """
+
+    def __init__(self, test_size: float | int = 0.2, random_state: int | None = 42,
+                 stratify: Sequence[Any] | None = None, shuffle: bool = True):
+        self.test_size, self.random_state, self.stratify, self.shuffle = test_size, random_state, stratify, shuffle
+
+    def __call__(self, items: Sequence[Any]) -> Split:
+        from sklearn.model_selection import train_test_split
+        idx = list(range(len(items)))
+        if self.stratify is not None and len(self.stratify) != len(idx):
+            raise ValueError(f"stratify has {len(self.stratify)} labels but there are {len(idx)} items")
+        train, valid = train_test_split(idx, test_size=self.test_size, random_state=self.random_state,
+                                        shuffle=self.shuffle, stratify=self.stratify)
+        return sorted(train), sorted(valid)
+
+
+class EndSplitter:
+    """The last ``valid_pct`` of the items (the first, with ``valid_last=False``) are the validation set.
+
+    >>> EndSplitter(0.25)(range(8))
+    ([0, 1, 2, 3, 4, 5], [6, 7])
+    """
+
+    def __init__(self, valid_pct: float = 0.2, valid_last: bool = True):
+        if not 0 <= valid_pct < 1:
+            raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct!r}")
+        self.valid_pct, self.valid_last = valid_pct, valid_last
+
+    def __call__(self, items: Sequence[Any]) -> Split:
+        n = len(items)
+        n_valid = int(self.valid_pct * n)
+        idx = list(range(n))
+        if self.valid_last:
+            return idx[: n - n_valid], idx[n - n_valid:]
+        return idx[n_valid:], idx[:n_valid]
 
 
 def check_split(train_idx: Sequence[int], valid_idx: Sequence[int], labels: Sequence[Any] | None = None,

@@ -18,7 +18,7 @@ from torch import nn
 from ..core.registry import register_model
 from .models import create_body
 
-__all__ = ["AdaptiveConcatPool2d", "ClassifierHead", "VisionClassifier", "create_head", "build_vision_classifier",
+__all__ = ["AdaptiveConcatPool2d", "SigmoidRange", "ClassifierHead", "VisionClassifier", "create_head", "build_vision_classifier",
            "body_from_callable", "vision_splitter"]
 
 
@@ -33,6 +33,22 @@ class AdaptiveConcatPool2d(nn.Module):
         return torch.cat([self.max(x), self.avg(x)], dim=1)
 
 
+class SigmoidRange(nn.Module):
+    """``sigmoid(x) * (high - low) + low``: squeezes outputs into ``(low, high)`` (``vision_learner(y_range=)``)."""
+
+    def __init__(self, low: float, high: float):
+        super().__init__()
+        if not low < high:
+            raise ValueError(f"y_range must be (low, high) with low < high, got {(low, high)!r}")
+        self.low, self.high = float(low), float(high)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x) * (self.high - self.low) + self.low
+
+    def extra_repr(self) -> str:
+        return f"low={self.low}, high={self.high}"
+
+
 class ClassifierHead(nn.Module):
     """``pool`` (parameter-free, deterministic) then ``fc``: ``[BN, dropout, linear(, ReLU)]`` per layer.
 
@@ -42,10 +58,11 @@ class ClassifierHead(nn.Module):
         ps: dropout before the last linear layer (earlier layers get ``ps / 2``).
         concat_pool: average + max pooling (``2 * nf`` features) instead of average only.
         bn_final: a batch-norm after the last linear layer.
+        y_range: ``(low, high)``: squeeze the outputs into that range with a sigmoid (regression).
     """
 
     def __init__(self, nf: int, n_out: int, lin_ftrs: Sequence[int] | None = None, ps: float = 0.5,
-                 concat_pool: bool = True, bn_final: bool = False):
+                 concat_pool: bool = True, bn_final: bool = False, y_range: Sequence[float] | None = None):
         super().__init__()
         if n_out < 1:
             raise ValueError(f"n_out must be at least 1, got {n_out}")
@@ -60,6 +77,8 @@ class ClassifierHead(nn.Module):
                 layers.append(nn.ReLU(inplace=True))
         if bn_final:
             layers.append(nn.BatchNorm1d(n_out, momentum=0.01))
+        if y_range is not None:
+            layers.append(SigmoidRange(*y_range))
         self.fc = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,9 +86,10 @@ class ClassifierHead(nn.Module):
 
 
 def create_head(nf: int, n_out: int, lin_ftrs: Sequence[int] | None = None, ps: float = 0.5,
-                concat_pool: bool = True, bn_final: bool = False) -> ClassifierHead:
+                concat_pool: bool = True, bn_final: bool = False,
+                y_range: Sequence[float] | None = None) -> ClassifierHead:
     """A new classifier head for a body with ``nf`` output channels (see `ClassifierHead`)."""
-    return ClassifierHead(nf, n_out, lin_ftrs, ps, concat_pool, bn_final)
+    return ClassifierHead(nf, n_out, lin_ftrs, ps, concat_pool, bn_final, y_range)
 
 
 class VisionClassifier(nn.Module):
@@ -127,7 +147,8 @@ def body_from_callable(arch: Callable[..., nn.Module], pretrained: bool) -> nn.M
 
 @register_model("vision.classifier")
 def build_vision_classifier(arch: str, n_out: int, lin_ftrs: Sequence[int] | None = None, ps: float = 0.5,
-                            concat_pool: bool = True, bn_final: bool = False, pretrained: bool = False) -> VisionClassifier:
+                            concat_pool: bool = True, bn_final: bool = False, pretrained: bool = False,
+                            y_range: Sequence[float] | None = None) -> VisionClassifier:
     """A `VisionClassifier` on the timm arch ``arch`` (the builder `load_learner` calls, with ``pretrained=False``)."""
     body = create_body(arch, pretrained)
-    return VisionClassifier(body, create_head(_n_channels(body), n_out, lin_ftrs, ps, concat_pool, bn_final))
+    return VisionClassifier(body, create_head(_n_channels(body), n_out, lin_ftrs, ps, concat_pool, bn_final, y_range))

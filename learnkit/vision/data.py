@@ -1,11 +1,14 @@
 """`ImageDataLoaders`: image classification data from folders, file names, data frames or lists.
 
-Every factory takes the same options: ``valid_pct``/``seed`` (the automatic split: 20 %, seed 42),
-``item_tfms`` (e.g. ``Resize(224)``), ``batch_tfms`` (e.g. ``aug_transforms()``), ``bs``, ``on_error``
-(``'raise'``: a file that cannot be read or labelled raises an error naming it; ``'skip'``: it is left out
-with a warning, and listed in ``dls.skipped``), ``cache`` (keep the decoded, presized images in memory;
-``None``: when they fit in 2 GiB) and ``device``. Labels may be any hashable values (strings, ints,
-bools); a list of labels per image (or ``label_delim``) makes a multi-label task. Data folders are only read.
+Every factory is a thin wrapper over `DataBlock` (``(ImageBlock, CategoryBlock | MultiCategoryBlock)``) and
+takes the same options: ``valid_pct``/``seed`` (the automatic split: 20 %, seed 42), ``item_tfms`` (e.g.
+``Resize(224)``), ``batch_tfms`` (e.g. ``aug_transforms()``), ``bs``, ``on_error`` (``'raise'``: a file that
+cannot be labelled raises an error naming it when the loaders are built, one that cannot be read when a loader
+meets it; ``'skip'``: it is left out with a warning, and listed in ``dls.skipped``), ``num_workers`` (``None``:
+the CPUs, at most 8; see `default_num_workers`), ``cache`` (``True``: the decoded, presized images in a
+memory-mapped file the workers share; default off) and ``device``. Images are decoded lazily, in the loader
+workers. Labels may be any hashable values (strings, ints, bools); a list of labels per image (or
+``label_delim``) makes a multi-label task. Data folders are only read.
 
 >>> import tempfile, torchvision
 >>> d = Path(tempfile.mkdtemp())
@@ -25,13 +28,17 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ..core.block import CategoryBlock, MultiCategoryBlock, TransformBlock, block_from_config
+from ..core.blockdata import BlockDataset, SkipLog, collate_skipping
 from ..core.data import DataLoaders, make_loader
-from ..core.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat
+from ..core.datablock import DataBlock, Datasets
+from ..core.items import (DatasetField, DatasetLabel, Lookup, RegexLabeller, make_labels, make_vocab, parent_label,
+                          py_value)
 from ..core.registry import register_dls
-from ..core.split import ColSplitter, GrandparentSplitter, RandomSplitter, check_split
-from .dataset import DEFAULT_CACHE_BYTES, ImageDataset, collate_images, decode_all, split_tfms
+from ..core.split import ColSplitter, GrandparentSplitter, IndexSplitter, RandomSplitter, check_split
+from .blocks import ImageBlock
+from ..core.cache import presized_cache
 from .io import get_image_files
-from .labels import RegexLabeller, make_labels, make_vocab, parent_label, py_value
 from .transforms import Normalize, apply_batch_tfms, is_random, transform_from_config, validation_tfms
 
 __all__ = ["ImageDataLoaders"]
@@ -44,20 +51,59 @@ class ImageDataLoaders(DataLoaders):
     """Loaders of ``(uint8 image [B, 3, H, W], target)`` batches; ``on_device`` turns images into normalised
     floats and, in training, applies the random batch transforms.
 
-    Build one with a factory (``from_folder``, ``from_name_func``, ...). Attributes: ``vocab``,
-    ``multi_label``, ``item_tfms``, ``batch_tfms``, ``normalize`` (set by `vision_learner` from the model's
-    stats unless ``batch_tfms`` has a `Normalize`), ``skipped`` (``(file, reason)`` left out by
-    ``on_error='skip'``) and ``loss_func`` (cross-entropy, or BCE for multi-label).
+    Build one with a factory (``from_folder``, ``from_name_func``, ...) or a `DataBlock` whose input is an
+    `ImageBlock`. Attributes: ``y_block`` (the target block: `CategoryBlock`, `MultiCategoryBlock`,
+    `RegressionBlock`), ``vocab``, ``multi_label``, ``item_tfms``, ``batch_tfms``, ``normalize`` (set by
+    `vision_learner` from the model's stats unless ``batch_tfms`` has a `Normalize`), ``skipped`` (``(file,
+    reason)`` left out by ``on_error='skip'`` so far) and ``loss_func`` (the target block's default).
     """
 
     def __init__(self, train: Any, valid: Any = None, device: str | torch.device | None = None,
                  vocab: Sequence[Any] | None = None, multi_label: bool = False, item_tfms: Sequence[Any] = (),
                  batch_tfms: Sequence[Any] = (), normalize: Normalize | None = None, bs: int = 64,
-                 labeller: Callable[[Any], Any] | None = None, skipped: Sequence[tuple[str, str]] = ()):
-        super().__init__(train, valid, device=device, n_inp=1, vocab=vocab)
-        self.multi_label, self.item_tfms, self.batch_tfms = multi_label, list(item_tfms), list(batch_tfms)
-        self.normalize, self.bs, self.labeller, self.skipped = normalize, bs, labeller, list(skipped)
-        self.loss_func = BCEWithLogitsLossFlat() if multi_label else CrossEntropyLossFlat()
+                 labeller: Callable[[Any], Any] | None = None, skipped: Sequence[tuple[str, str]] = (),
+                 y_block: TransformBlock | None = None, skip_log: SkipLog | None = None):
+        if y_block is None and vocab is not None:
+            y_block = MultiCategoryBlock(vocab) if multi_label else CategoryBlock(vocab)
+        super().__init__(train, valid, device=device, n_inp=1, vocab=getattr(y_block, "vocab", None))
+        self.y_block, self.item_tfms, self.batch_tfms = y_block, list(item_tfms), list(batch_tfms)
+        self.normalize, self.bs, self.labeller = normalize, bs, labeller
+        self._skipped, self.skip_log = list(skipped), skip_log
+        self.loss_func = y_block.loss_func() if y_block is not None else None
+        self.cache: dict[str, Any] = {}
+
+    @classmethod
+    def from_datasets(cls, dsets: Datasets, train: Any, valid: Any, batch_tfms: Sequence[Any], bs: int,
+                      device: torch.device) -> "ImageDataLoaders":
+        """The loaders a `DataBlock` with an `ImageBlock` input builds (one image input, at most one target)."""
+        target_type = getattr(dsets.targets[0], "dls_type", None) if len(dsets.targets) == 1 else None
+        if target_type is not None and target_type is not cls:  # e.g. MaskBlock: SegmentationDataLoaders
+            return target_type.from_datasets(dsets, train, valid, batch_tfms, bs, device)
+        if dsets.n_inp != 1 or len(dsets.targets) > 1:
+            raise ValueError(f"ImageDataLoaders takes one image input and at most one target block; this DataBlock "
+                             f"has {dsets.n_inp} inputs and {len(dsets.targets)} targets")
+        y_block = dsets.targets[0] if dsets.targets else None
+        dls = cls(train, valid, device=device, item_tfms=dsets.train.item_tfms, batch_tfms=batch_tfms, bs=bs,
+                  labeller=dsets.train.getters[1] if y_block is not None else None, y_block=y_block,
+                  skip_log=dsets.skip_log)
+        dls.cache = {name: ds.cache for name, ds in (("train", dsets.train), ("valid", dsets.valid))
+                     if ds is not None and ds.cache is not None}
+        return dls
+
+    @property
+    def multi_label(self) -> bool:
+        return isinstance(self.y_block, MultiCategoryBlock)
+
+    @property
+    def c(self) -> int | None:
+        """The number of model outputs the target needs (classes, labels or regression values)."""
+        return self.y_block.n_out if self.y_block is not None else None
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """``(file, reason)`` for every image left out by ``on_error='skip'`` so far: unlabelled ones at build
+        time, unreadable ones as the loaders meet them."""
+        return self._skipped + (self.skip_log.read() if self.skip_log is not None else [])
 
     # --- the device side ---------------------------------------------------------------------------
     @property
@@ -68,8 +114,7 @@ class ImageDataLoaders(DataLoaders):
     def train_deterministic(self) -> bool:
         """Whether a training item is the same every epoch (no random item or batch transforms)."""
         ds = getattr(self.train, "dataset", None)
-        item_ok = ds.deterministic if isinstance(ds, ImageDataset) else False
-        return item_ok and not any(is_random(t) for t in self.batch_tfms)
+        return bool(getattr(ds, "deterministic", False)) and not any(is_random(t) for t in self.batch_tfms)
 
     def on_device(self, batch: tuple, training: bool) -> tuple:
         """``uint8`` image batches → float in ``[0, 1]`` → batch transforms (random ones only when
@@ -97,41 +142,27 @@ class ImageDataLoaders(DataLoaders):
         return x.clamp(0, 1)
 
     def decode_target(self, y: torch.Tensor) -> Any:
-        if self.multi_label:
-            return [v for v, f in zip(self.vocab, (y > 0.5).tolist()) if f]
-        return self.vocab[int(y)]
+        return self.y_block.decode(y) if self.y_block is not None else y
 
     # --- new items ---------------------------------------------------------------------------------
     def test_dl(self, items: Sequence[Any], with_labels: bool = False, bs: int | None = None) -> Any:
         """A loader over new images (paths, PIL images, arrays or tensors), preprocessed like the validation
-        set. ``with_labels=True`` labels path items the way the training data was labelled."""
+        set (decoded lazily, in this process). ``with_labels=True`` labels path items the way the training data
+        was labelled."""
         items = list(items)
         if not items:
             raise ValueError("test_dl got no items")
-        targets = None
+        getters: list[Any] = [None]
+        blocks: list[TransformBlock] = [ImageBlock()]
         if with_labels:
-            if self.labeller is None:
+            if self.labeller is None or self.y_block is None:
                 raise ValueError("with_labels=True needs the labelling rule of the training data, which an exported "
                                  "DataLoaders does not keep; label the items yourself")
-            labels, _ = make_labels(items, self.labeller, "raise")
-            targets = self._encode(labels)
-        ds = ImageDataset(items, targets, self.item_tfms, training=False)
-        return make_loader(ds, bs or 2 * self.bs, shuffle=False, collate_fn=collate_images, device=self.device)
-
-    def _encode(self, labels: Sequence[Any]) -> torch.Tensor:
-        index = {v: i for i, v in enumerate(self.vocab)}
-        if self.multi_label:
-            out = torch.zeros(len(labels), len(self.vocab))
-            for r, labs in enumerate(labels):
-                for lab in labs:
-                    if lab not in index:
-                        raise ValueError(f"label {lab!r} is not in the vocab {self.vocab[:10]}")
-                    out[r, index[lab]] = 1.0
-            return out
-        bad = [lab for lab in labels if lab not in index]
-        if bad:
-            raise ValueError(f"label {bad[0]!r} is not in the vocab {self.vocab[:10]}")
-        return torch.tensor([index[lab] for lab in labels], dtype=torch.long)
+            getters.append(self.labeller)
+            blocks.append(self.y_block)
+        ds = BlockDataset(items, getters, blocks, self.item_tfms, training=False,
+                          step_names=["get_x", "get_y"][: len(blocks)])
+        return make_loader(ds, bs or 2 * self.bs, shuffle=False, collate_fn=collate_skipping, device=self.device)
 
     # --- display -----------------------------------------------------------------------------------
     def show_batch(self, max_n: int = 9, split: int = 0, nrows: int | None = None, ncols: int | None = None,
@@ -147,8 +178,13 @@ class ImageDataLoaders(DataLoaders):
         out = super().summary()
         out["item_tfms"] = ", ".join(map(repr, self.item_tfms)) or "-"
         out["batch_tfms"] = ", ".join(map(repr, self.batch_tfms + ([self.normalize] if self.normalize else []))) or "-"
-        if self.skipped:
-            out["skipped files"] = len(self.skipped)
+        skipped = self.skipped
+        if skipped:
+            out["skipped files"] = len(skipped)
+        nw = getattr(self.train, "num_workers", None)
+        if nw is not None:
+            out["num_workers"] = nw
+        out["cache"] = "; ".join(f"{k}: {c!r}" for k, c in self.cache.items()) or "off (decoded in the workers every epoch)"
         return out
 
     # --- export ------------------------------------------------------------------------------------
@@ -158,15 +194,18 @@ class ImageDataLoaders(DataLoaders):
             if not hasattr(t, "export_config"):
                 raise TypeError(f"transform {t!r} cannot be exported (it has no export_config); use learnkit's "
                                 "Resize/RandomResizedCrop/Normalize or register your own")
-        return {"vocab": [py_value(v) for v in self.vocab], "multi_label": self.multi_label,
+        return {"vocab": [py_value(v) for v in self.vocab] if self.vocab is not None else None,
+                "multi_label": self.multi_label,
+                "target": self.y_block.export_config() if self.y_block is not None else None,
                 "item_tfms": [t.export_config() for t in self.item_tfms],
                 "batch_tfms": [t.export_config() for t in det],
                 "normalize": self.normalize.export_config() if self.normalize else None, "bs": self.bs}
 
     @classmethod
     def from_config(cls, config: dict, device: str | torch.device | None = None) -> "ImageDataLoaders":
-        norm = config.get("normalize")
+        norm, target = config.get("normalize"), config.get("target")
         return cls(None, None, device=device, vocab=config["vocab"], multi_label=config["multi_label"],
+                   y_block=block_from_config(target) if target else None,
                    item_tfms=[transform_from_config(c) for c in config["item_tfms"]],
                    batch_tfms=[transform_from_config(c) for c in config["batch_tfms"]],
                    normalize=transform_from_config(norm) if norm else None, bs=int(config.get("bs", 64)))
@@ -177,7 +216,7 @@ class ImageDataLoaders(DataLoaders):
                     seed: int | None = 42, vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
                     batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
                     shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
-                    cache: bool | None = None, num_workers: int = 0) -> "ImageDataLoaders":
+                    cache: bool | None = None, num_workers: int | None = None) -> "ImageDataLoaders":
         """Label = the parent folder. With ``path/train`` and ``path/valid`` folders (and no ``valid_pct``)
         they are the split; otherwise a random ``valid_pct`` (default 20 %) of all images is."""
         path = Path(path)
@@ -192,7 +231,7 @@ class ImageDataLoaders(DataLoaders):
                        seed: int | None = 42, vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
                        batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
                        shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
-                       cache: bool | None = None, num_workers: int = 0) -> "ImageDataLoaders":
+                       cache: bool | None = None, num_workers: int | None = None) -> "ImageDataLoaders":
         """Label = ``label_func(path_of_the_file)``; a random ``valid_pct`` split."""
         files = [Path(f) for f in fnames]
         return cls._build(files, lambda p: label_func(Path(p)), RandomSplitter(valid_pct, seed)(files), Path(path),
@@ -204,7 +243,7 @@ class ImageDataLoaders(DataLoaders):
                        seed: int | None = 42, vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
                        batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
                        shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
-                       cache: bool | None = None, num_workers: int = 0) -> "ImageDataLoaders":
+                       cache: bool | None = None, num_workers: int | None = None) -> "ImageDataLoaders":
         """Label = ``label_func(file_name)`` (the name as a string, e.g. ``'Bengal_12.jpg'``)."""
         return cls.from_path_func(path, fnames, lambda p: label_func(Path(p).name), valid_pct, seed, vocab, item_tfms,
                                   batch_tfms, bs, val_bs, shuffle, device, on_error, cache, num_workers)
@@ -214,7 +253,7 @@ class ImageDataLoaders(DataLoaders):
                      vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
                      batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
                      shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
-                     cache: bool | None = None, num_workers: int = 0) -> "ImageDataLoaders":
+                     cache: bool | None = None, num_workers: int | None = None) -> "ImageDataLoaders":
         """Label = the first group of the regular expression ``pat`` searched in the file name."""
         return cls.from_path_func(path, fnames, RegexLabeller(pat, match_name=True), valid_pct, seed, vocab, item_tfms,
                                   batch_tfms, bs, val_bs, shuffle, device, on_error, cache, num_workers)
@@ -224,7 +263,7 @@ class ImageDataLoaders(DataLoaders):
                      vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
                      batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
                      shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
-                     cache: bool | None = None, num_workers: int = 0) -> "ImageDataLoaders":
+                     cache: bool | None = None, num_workers: int | None = None) -> "ImageDataLoaders":
         """Label = the first group of ``pat`` searched in the full path (``/`` separators)."""
         return cls.from_path_func(path, fnames, RegexLabeller(pat, match_name=False), valid_pct, seed, vocab,
                                   item_tfms, batch_tfms, bs, val_bs, shuffle, device, on_error, cache, num_workers)
@@ -234,7 +273,7 @@ class ImageDataLoaders(DataLoaders):
                    seed: int | None = 42, vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
                    batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
                    shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
-                   cache: bool | None = None, num_workers: int = 0) -> "ImageDataLoaders":
+                   cache: bool | None = None, num_workers: int | None = None) -> "ImageDataLoaders":
         """One label per file (a list of labels per file for multi-label). Relative names are under ``path``."""
         files = [Path(f) if Path(f).is_absolute() else Path(path) / f for f in fnames]
         if len(files) != len(labels):
@@ -250,7 +289,7 @@ class ImageDataLoaders(DataLoaders):
                 label_delim: str | None = None, valid_col: str | None = None, vocab: Sequence[Any] | None = None,
                 item_tfms: Sequence[Any] | Any = None, batch_tfms: Sequence[Any] | Any = None, bs: int = 64,
                 val_bs: int | None = None, shuffle: bool = True, device: str | torch.device | None = None,
-                on_error: str = "raise", cache: bool | None = None, num_workers: int = 0) -> "ImageDataLoaders":
+                on_error: str = "raise", cache: bool | None = None, num_workers: int | None = None) -> "ImageDataLoaders":
         """Files in column ``fn_col`` (relative to ``path/folder``, plus ``suff``), labels in ``label_col``
         (split on ``label_delim`` for multi-label), split by the boolean ``valid_col`` or at random."""
         def col(c: int | str) -> pd.Series:
@@ -282,7 +321,7 @@ class ImageDataLoaders(DataLoaders):
                  valid_col: str | None = None, vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
                  batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None, shuffle: bool = True,
                  device: str | torch.device | None = None, on_error: str = "raise", cache: bool | None = None,
-                 num_workers: int = 0) -> "ImageDataLoaders":
+                 num_workers: int | None = None) -> "ImageDataLoaders":
         """`from_df` on the CSV file ``path/csv_fname``."""
         csv = Path(path) / csv_fname
         if not csv.is_file():
@@ -291,80 +330,68 @@ class ImageDataLoaders(DataLoaders):
         return cls.from_df(df, path, valid_pct, seed, fn_col, folder, suff, label_col, label_delim, valid_col, vocab,
                            item_tfms, batch_tfms, bs, val_bs, shuffle, device, on_error, cache, num_workers)
 
-    # --- the one place that builds the loaders -------------------------------------------------------
+    @classmethod
+    def from_dsets(cls, train_ds: Any, valid_ds: Any = None, item_tfms: Sequence[Any] | Any = None,
+                   batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
+                   shuffle: bool = True, num_workers: int | None = None, seed: int | None = 42,
+                   device: str | torch.device | None = None) -> "ImageDataLoaders":
+        """Image classification loaders over torch datasets of ``(image, class index)`` pairs with a ``classes``
+        list, such as torchvision's ``ImageFolder``, ``CIFAR10`` or ``FashionMNIST`` (images: PIL, arrays or
+        tensors). The vocab is ``classes``; the labels come from the dataset's ``targets`` when it has them
+        (no image is read to label), else from its items. A learner on these loaders predicts on and exports
+        like any other `vision_learner`."""
+        classes = getattr(train_ds, "classes", None)
+        if not isinstance(classes, (list, tuple)) or not classes:
+            raise ValueError(f"{type(train_ds).__name__} has no `classes` list; give the dataset one (the class "
+                             "names, index i = label i) or build the loaders with a DataBlock")
+        dsets = [train_ds] + ([valid_ds] if valid_ds is not None else [])
+        refs = [(k, i) for k, ds in enumerate(dsets) for i in range(len(ds))]
+        dblock = DataBlock(blocks=(ImageBlock(), CategoryBlock(list(classes))), get_x=DatasetField(dsets, 0),
+                           get_y=DatasetLabel(dsets, list(classes)), splitter=IndexSplitter(range(len(train_ds), len(refs))),
+                           item_tfms=item_tfms, batch_tfms=batch_tfms)
+        return dblock.dataloaders(refs, bs=bs, val_bs=val_bs, shuffle=shuffle, num_workers=num_workers, seed=seed,
+                                  device=device)
+
+    # --- the one place that builds the loaders: a DataBlock ------------------------------------------
     @classmethod
     def _build(cls, files: list[Path], labeller: Callable[[Any], Any], split: tuple[list[int], list[int]], path: Path,
                vocab: Sequence[Any] | None, item_tfms: Any, batch_tfms: Any, bs: int, val_bs: int | None,
-               shuffle: bool, device: Any, on_error: str, cache: bool | None, num_workers: int,
+               shuffle: bool, device: Any, on_error: str, cache: bool | None, num_workers: int | None,
                seed: int | None, allow_empty_valid: bool = False) -> "ImageDataLoaders":
+        """Label the files (names only: cheap), pick the target block (a list of labels per file: multi-label)
+        and build the loaders with a `DataBlock` over the labelled files; images are decoded lazily."""
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if not files:
             raise ValueError(f"no image files found in {path}; check the path and that the images have an image "
                              "suffix (.jpg, .png, ...)")
-        item_tfms, batch_tfms = _listify(item_tfms), _listify(batch_tfms)
         train_idx, valid_idx = split
         if not train_idx and not valid_idx:
             raise ValueError(f"none of the {len(files)} images under {path} is in the training or validation set; "
                              "check the train/valid folder names")
-        skipped: list[tuple[str, str]] = []
         keep = sorted(set(train_idx) | set(valid_idx))
         labels, fails = make_labels([files[i] for i in keep], labeller, on_error)
-        labels = dict(zip(keep, labels))
         bad = {keep[j] for j, _ in fails}
-        skipped += [(str(files[keep[j]]), msg) for j, msg in fails]
-        images: dict[int, torch.Tensor | None] = {}
-        for idx, training in ((train_idx, True), (valid_idx, False)):
-            idx = [i for i in idx if i not in bad]
-            fixed, _ = split_tfms(item_tfms, training)
-            keep_imgs = _want_cache(cache, files, idx, fixed)
-            imgs, fails = decode_all([files[i] for i in idx], fixed, on_error, keep=keep_imgs)
-            bad |= {idx[j] for j, _ in fails}
-            skipped += [(str(files[idx[j]]), msg) for j, msg in fails]
-            images.update(zip(idx, imgs))
+        skipped = [(str(files[keep[j]]), msg) for j, msg in fails]
         if skipped:
-            warnings.warn(f"skipped {len(skipped)} of {len(keep)} images that could not be read or labelled "
+            warnings.warn(f"skipped {len(skipped)} of {len(keep)} images that could not be labelled "
                           f"(on_error='skip'), e.g. {skipped[0][1]}. The full list is in dls.skipped.", stacklevel=3)
+        table = {i: lab for i, lab in zip(keep, labels) if i not in bad}
         train_idx = [i for i in train_idx if i not in bad]
         valid_idx = [i for i in valid_idx if i not in bad]
         if not train_idx and not valid_idx:
             raise ValueError(f"every image under {path} was skipped; the first problem: {skipped[0][1]}")
-        multi = any(isinstance(labels[i], (list, tuple, set)) for i in train_idx + valid_idx)
-        example = files[(train_idx + valid_idx)[0]]
-        vocab = make_vocab([labels[i] for i in train_idx + valid_idx], vocab, multi, example)
-        check_split(train_idx, valid_idx, None if multi else [labels.get(i) for i in range(len(files))],
+        multi = any(isinstance(v, (list, tuple, set)) for v in table.values())
+        order = train_idx + valid_idx
+        vocab = make_vocab([table[i] for i in order], vocab, multi, files[order[0]])
+        check_split(train_idx, valid_idx, None if multi else [table.get(i) for i in range(len(files))],
                     allow_empty_valid=allow_empty_valid, what="images")
-        dls = cls(None, None, device=device, vocab=vocab, multi_label=multi, item_tfms=item_tfms,
-                  batch_tfms=batch_tfms, bs=bs, labeller=labeller, skipped=skipped)
-
-        def dataset(idx: list[int], training: bool) -> ImageDataset:
-            targets = dls._encode([labels[i] for i in idx])
-            cached = [images[i] for i in idx]
-            return ImageDataset([files[i] for i in idx], targets, item_tfms, training,
-                                images=cached if all(c is not None for c in cached) else None)
-        # like fastai, the shuffled training loader drops its last partial batch (a batch of one breaks batch-norm)
-        dls.train = make_loader(dataset(train_idx, True), bs, shuffle=shuffle, seed=seed, collate_fn=collate_images,
-                                drop_last=shuffle and len(train_idx) > bs, num_workers=num_workers, device=dls.device)
-        if valid_idx:
-            dls.valid = make_loader(dataset(valid_idx, False), val_bs or 2 * bs, shuffle=False,
-                                    collate_fn=collate_images, num_workers=num_workers, device=dls.device)
+        items = [files[i] for i in order]
+        dblock = DataBlock(blocks=(ImageBlock(), MultiCategoryBlock(vocab) if multi else CategoryBlock(vocab)),
+                           get_y=Lookup({str(files[i]): table[i] for i in order}),
+                           splitter=IndexSplitter(range(len(train_idx), len(order))),
+                           item_tfms=item_tfms, batch_tfms=batch_tfms)
+        dls = dblock.dataloaders(items, bs=bs, val_bs=val_bs, shuffle=shuffle, num_workers=num_workers, seed=seed,
+                                 device=device, on_error=on_error, cache=presized_cache(cache))
+        dls.labeller, dls._skipped = labeller, skipped
         return dls
-
-
-def _listify(o: Any) -> list:
-    if o is None:
-        return []
-    return list(o) if isinstance(o, (list, tuple)) else [o]
-
-
-def _want_cache(cache: bool | None, files: list[Path], idx: list[int], fixed: list[Any]) -> bool:
-    """Keep decoded images in memory? ``None``: when the first image's size times their count is ≤ 2 GiB."""
-    if cache is not None or not idx:
-        return bool(cache) if cache is not None else True
-    from .io import load_image
-    from .transforms import apply_item_tfms
-    try:
-        first = apply_item_tfms(fixed, load_image(files[idx[0]]), training=False)
-    except OSError:
-        return True  # the real pass reports (or skips) the bad file
-    return first.numel() * len(idx) <= DEFAULT_CACHE_BYTES

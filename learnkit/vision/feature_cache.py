@@ -107,13 +107,13 @@ class FrozenFeatureCache(Callback):
         why = self._why_not()
         self.active, self.reason = why is None, why or "active"
 
-    def _features(self, dl: DataLoader, shard: DistributedDL | None = None) -> _CachedLoader:
+    def _features(self, dl: DataLoader, shard: DistributedDL | None = None) -> _CachedLoader | None:
         """Body features of every item of ``dl``'s dataset, in dataset order. Under DDP (``shard``: this rank's
         `DistributedDL`) each rank computes those of an unshuffled shard and the ranks gather them."""
         learn, model = self.learn, self.learn.model
         if shard is None:
             plain = make_loader(dl.dataset, dl.batch_size or 64, shuffle=False, collate_fn=dl.collate_fn,
-                                device=learn.device)
+                                num_workers=getattr(dl, "num_workers", 0), device=learn.device)
         else:
             plain = DistributedDL(shard.loader, shard.rank, shard.world_size, shuffle=False, drop_last=False)
         was_training = model.body.training
@@ -133,6 +133,8 @@ class FrozenFeatureCache(Callback):
         t = tuple(torch.cat([b[i] for b in targs]).clone() for i in range(len(targs[0])))
         if shard is not None:
             f, t = plain.gather_all(f), plain.gather_all(t)
+        if len(f) != len(dl.dataset):  # items skipped (on_error='skip'): positions no longer match
+            return None
         return _CachedLoader(dl, f, t)
 
     def _swap(self) -> None:
@@ -145,6 +147,10 @@ class FrozenFeatureCache(Callback):
         key = id(dl)
         if key not in self._cache:
             cached = self._features(inner, dl if isinstance(dl, DistributedDL) else None)
+            if cached is None:
+                self.active = False
+                self.reason = "some items were skipped (on_error='skip'): features and items no longer line up"
+                return
             if isinstance(dl, DistributedDL):
                 shard = copy.copy(dl)  # the same sampler (set_epoch reaches it) and gathering, cached batches
                 shard.dl = cached

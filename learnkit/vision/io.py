@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_image
 
+from ..core.items import get_files
+
 __all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "get_image_files", "load_image", "image_to_tensor"]
 
 #: File suffixes `get_image_files` picks up (lower case; matching ignores case).
@@ -45,23 +47,7 @@ def get_image_files(path: str | os.PathLike, recurse: bool = True, folders: Sequ
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"image folder {path} does not exist (or is not a folder)")
-    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in (extensions or IMAGE_EXTENSIONS)}
-    roots = [path] if not folders else [path / f for f in folders]
-    for r in roots:
-        if not r.is_dir():
-            raise FileNotFoundError(f"folder {r} does not exist; the sub-folders of {path} are "
-                                    f"{sorted(p.name for p in path.iterdir() if p.is_dir())}")
-    out: list[Path] = []
-    for root in roots:
-        if recurse:
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                out.extend(Path(dirpath) / f for f in filenames
-                           if not f.startswith(".") and Path(f).suffix.lower() in exts)
-        else:
-            out.extend(p for p in root.iterdir()
-                       if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts)
-    return sorted(out)
+    return get_files(path, extensions or IMAGE_EXTENSIONS, recurse=recurse, folders=folders)
 
 
 def _to_rgb_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -72,8 +58,9 @@ def _to_rgb_uint8(x: torch.Tensor) -> torch.Tensor:
     elif x.dtype != torch.uint8:
         raise TypeError(f"unexpected decoded dtype {x.dtype}")
     if x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    return x[:3].contiguous()
+        return x.expand(3, -1, -1).contiguous()
+    # the decoders' channels-last layout (HWC in memory) is kept: no copy, and resizing is faster in it
+    return x[:3] if x.stride(0) == 1 else x[:3].contiguous()
 
 
 def _pil_to_tensor(im: Any) -> torch.Tensor:

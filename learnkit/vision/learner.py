@@ -90,7 +90,8 @@ def vision_learner(dls: ImageDataLoaders, arch: str | Callable[..., nn.Module], 
                    cbs: Callback | Sequence[Callback] | None = None, path: str | Path | None = None,
                    model_dir: str = "models", opt_func: Callable = torch.optim.AdamW, wd: float | None = None,
                    lin_ftrs: Sequence[int] | None = None, ps: float = 0.5, concat_pool: bool = True,
-                   bn_final: bool = False, normalize: bool = True, cache_frozen_features: bool = True,
+                   bn_final: bool = False, y_range: Sequence[float] | None = None, normalize: bool = True,
+                   cache_frozen_features: bool = True,
                    train_bn: bool = False, keep_body_bn_stats: bool | None = None, device: str | torch.device | None = None,
                    progress: bool = True) -> VisionLearner:
     """A learner for ``dls`` on a pretrained ``arch`` with a new head for ``n_out`` outputs (``dls.c``).
@@ -100,7 +101,10 @@ def vision_learner(dls: ImageDataLoaders, arch: str | Callable[..., nn.Module], 
             ``"convnext_tiny"``... download through timm) or a callable ``arch(pretrained=bool) -> nn.Module``
             (cut before its last global pooling layer).
         pretrained: load ImageNet weights into the body (``False``: random init, works offline for every arch).
+        n_out: model outputs; default from the target block (classes, labels, or regression values).
+        loss_func: default from the target block (cross-entropy, BCE for multi-label, MSE for regression).
         lin_ftrs, ps, concat_pool, bn_final: the head (see `ClassifierHead`).
+        y_range: ``(low, high)``: a sigmoid squeezes the outputs into that range (image regression).
         normalize: add the pretrained model's normalisation (mean/std from its config) to ``dls`` unless its
             ``batch_tfms`` already have a `Normalize`.
         cache_frozen_features: add `FrozenFeatureCache`, which trains the head on body features computed once
@@ -114,21 +118,25 @@ def vision_learner(dls: ImageDataLoaders, arch: str | Callable[..., nn.Module], 
         raise TypeError(f"vision_learner needs ImageDataLoaders, got {type(dls).__name__}")
     n_out = dls.c if n_out is None else n_out
     if not n_out:
-        raise ValueError("n_out is unknown (the DataLoaders has no vocab); pass n_out=")
+        raise ValueError("n_out is unknown (the DataLoaders has no target block); pass n_out=")
+    y_range = None if y_range is None else [float(v) for v in y_range]
+    if y_range is not None and (len(y_range) != 2 or not y_range[0] < y_range[1]):
+        raise ValueError(f"y_range must be (low, high) with low < high, got {y_range!r}")
     spec = None
     if isinstance(arch, str):
         meta = model_meta(arch)
         body = create_body(arch, pretrained)
         spec = {"builder": "vision.classifier",
                 "kwargs": {"arch": arch, "n_out": int(n_out), "lin_ftrs": list(lin_ftrs) if lin_ftrs else None,
-                           "ps": float(ps), "concat_pool": bool(concat_pool), "bn_final": bool(bn_final)}}
+                           "ps": float(ps), "concat_pool": bool(concat_pool), "bn_final": bool(bn_final),
+                           "y_range": y_range}}
         mean, std = meta.mean, meta.std
     elif callable(arch):
         body = body_from_callable(arch, pretrained)
         mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     else:
         raise TypeError(f"arch must be a timm model name or a callable, got {type(arch).__name__}")
-    model = VisionClassifier(body, create_head(_n_channels(body), n_out, lin_ftrs, ps, concat_pool, bn_final))
+    model = VisionClassifier(body, create_head(_n_channels(body), n_out, lin_ftrs, ps, concat_pool, bn_final, y_range))
     if (default_device(device) if device is not None else dls.device).type in ("cpu", "cuda"):
         model = model.to(memory_format=torch.channels_last)  # matches the layout of the dls' image batches
     if normalize and not dls.has_normalize:

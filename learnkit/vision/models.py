@@ -28,8 +28,13 @@ import timm
 import torch
 from torch import nn
 
-__all__ = ["ARCH_ALIASES", "ModelMeta", "timm_name", "model_meta", "create_body", "create_encoder",
+__all__ = ["resnet18", "resnet34", "resnet50",
+           "ARCH_ALIASES", "ModelMeta", "timm_name", "model_meta", "create_body", "create_encoder",
            "lite0_weights_path", "lite0_to_timm_state_dict", "load_lite0_pretrained", "PretrainedWeightsError"]
+
+#: fastai's arch names, as the timm names that `vision_learner`/`unet_learner` take (``vision_learner(dls, resnet34)``
+#: ports a lesson unchanged; the name, not a torchvision function, keeps the learner exportable).
+resnet18, resnet34, resnet50 = "resnet18", "resnet34", "resnet50"
 
 #: learnkit arch names that map to a different timm model.
 ARCH_ALIASES: dict[str, str] = {"efficientnet_lite0": "tf_efficientnet_lite0"}

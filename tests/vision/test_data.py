@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -12,7 +11,6 @@ from PIL import Image
 
 from learnkit.vision import (ImageDataLoaders, ImageLoadError, Normalize, RandomResizedCrop, Resize, aug_transforms,
                              get_image_files)
-from learnkit.vision.dataset import ImageDataset
 
 
 def is_cat(name: str) -> bool:
@@ -111,11 +109,16 @@ def _corrupt(root, kind):
 
 @pytest.mark.parametrize("kind", ["truncated", "empty", "text"])
 def test_bad_file_raises_naming_it(two_class_folder, img_tools, kind):
+    """Files are decoded lazily: a bad one raises when a loader meets it, naming the file and the step."""
     root, _ = two_class_folder("name", n=5)
     bad = _corrupt(root, kind)
     before = img_tools.snapshot(root)
-    with pytest.raises(ImageLoadError, match=bad.name):
-        ImageDataLoaders.from_name_func(root, get_image_files(root), is_cat, item_tfms=Resize(16), device="cpu")
+    dls = ImageDataLoaders.from_name_func(root, get_image_files(root), is_cat, item_tfms=Resize(16), device="cpu")
+    with pytest.raises(ImageLoadError, match=bad.name) as err:
+        for dl in dls.loaders:
+            for _ in dl:
+                pass
+    assert "ImageBlock.encode" in str(err.value)
     assert img_tools.snapshot(root) == before
 
 
@@ -123,16 +126,18 @@ def test_bad_files_skipped_with_warning_and_count(two_class_folder, img_tools):
     root, _ = two_class_folder("name", n=5)
     bad = [_corrupt(root, k) for k in ("truncated", "empty", "text")]
     before = img_tools.snapshot(root)
-    with pytest.warns(UserWarning, match="skipped 3 of 13 images"):
-        dls = ImageDataLoaders.from_name_func(root, get_image_files(root), is_cat, item_tfms=Resize(16),
-                                              on_error="skip", device="cpu")
+    dls = ImageDataLoaders.from_name_func(root, get_image_files(root), is_cat, item_tfms=Resize(16),
+                                          on_error="skip", device="cpu", bs=4, shuffle=False)  # no drop_last
+    assert dls.skipped == []  # nothing is read before the first batch
+    n = 0
+    with pytest.warns(UserWarning, match="skipped .*Cat_"):
+        for dl in dls.loaders:
+            for x, y in dl:
+                n += len(x)
     assert sorted(p for p, _ in dls.skipped) == sorted(str(b) for b in bad)
-    assert len(dls.train.dataset) + len(dls.valid.dataset) == 10
-    for _ in dls.train:  # every remaining image loads
-        pass
+    assert n == 10  # every good image, none of the bad ones
     assert dls.summary()["skipped files"] == 3
     assert img_tools.snapshot(root) == before
-
 
 def test_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
@@ -185,17 +190,20 @@ def test_different_sizes_without_resize_explain_the_fix(two_class_folder, img_to
 
 # --- caching, test_dl, export -----------------------------------------------------------------------------
 
-def test_images_are_decoded_once_and_cached(two_class_folder):
+def test_images_are_decoded_lazily_and_cached_on_request(two_class_folder):
     root, files = two_class_folder("name", n=4)
     dls = ImageDataLoaders.from_name_func(root, files, is_cat, item_tfms=Resize(12), device="cpu")
     ds = dls.train.dataset
-    assert ds.images is not None and ds.images[0].shape == (3, 12, 12) and ds.deterministic
-    nocache = ImageDataLoaders.from_name_func(root, files, is_cat, item_tfms=Resize(12), cache=False, device="cpu")
-    assert nocache.train.dataset.images is None
-    assert torch.equal(nocache.train.dataset[0][0], ds[0][0])
+    assert ds.cache is None and ds.deterministic and "off" in dls.summary()["cache"]
+    cached = ImageDataLoaders.from_name_func(root, files, is_cat, item_tfms=Resize(12), cache=True, device="cpu")
+    cds = cached.train.dataset
+    assert cds.cache.n_filled == 0 and "memory-mapped" in cached.summary()["cache"]
+    assert torch.equal(cds[0][0], ds[0][0]) and cds.cache.n_filled == 1
+    assert torch.equal(cds[0][0], ds[0][0])  # read back from the cache
+    with pytest.raises(ValueError, match="Resize"):  # never dropped silently
+        ImageDataLoaders.from_name_func(root, files, is_cat, cache=True, device="cpu")
     rrc = ImageDataLoaders.from_name_func(root, files, is_cat, item_tfms=RandomResizedCrop(12), device="cpu")
     assert not rrc.train.dataset.deterministic and rrc.valid.dataset.deterministic
-    assert rrc.train.dataset.images[0].shape == (3, 20, 24)  # the decoded image; the crop happens per access
     assert rrc.train_deterministic is False and dls.train_deterministic is True
     aug = ImageDataLoaders.from_name_func(root, files, is_cat, item_tfms=Resize(12), batch_tfms=aug_transforms(),
                                           device="cpu")
@@ -246,12 +254,3 @@ def test_show_batch_renders(two_class_folder, tmp_path):
     assert {ax.get_title() for ax in fig.axes if ax.images} <= {"True", "False"}
     fig.savefig(tmp_path / "batch.png")
     assert (tmp_path / "batch.png").stat().st_size > 1000
-
-
-def test_dataset_validates_lengths():
-    with pytest.raises(ValueError, match="targets"):
-        ImageDataset([torch.zeros(3, 2, 2, dtype=torch.uint8)], torch.tensor([0, 1]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        ds = ImageDataset([torch.zeros(3, 2, 2, dtype=torch.uint8)])
-    assert len(ds) == 1 and len(ds[0]) == 1

@@ -8,7 +8,7 @@ import pytest
 
 import learnkit.vision as vision
 
-MODULES = ["io", "models", "transforms", "augment", "dataset", "labels", "data", "classifier", "learner", "interpret", "show"]
+MODULES = ["io", "models", "transforms", "augment", "labels", "data", "blocks", "classifier", "learner", "interpret", "show"]
 
 
 @pytest.mark.parametrize("name", MODULES)

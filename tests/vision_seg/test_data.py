@@ -64,9 +64,11 @@ def test_item_transforms_resize_masks_with_nearest(seg, seg_folder):
 def test_cache_and_no_cache_give_the_same_batches(seg, seg_folder):
     a = _dls(seg, seg_folder, cache=True, item_tfms=Resize(24))
     b = _dls(seg, seg_folder, cache=False, item_tfms=Resize(24))
-    assert a.valid.dataset.pairs is not None and b.valid.dataset.pairs is None
-    for (xa, ya), (xb, yb) in zip(a.valid, b.valid):
-        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert a.valid.dataset.cache is not None and b.valid.dataset.cache is None
+    for _ in range(2):  # the first pass fills the cache, the second reads it
+        for (xa, ya), (xb, yb) in zip(a.valid, b.valid):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert a.valid.dataset.cache.n_filled == len(a.valid.dataset)
 
 
 def test_from_folders_segnet_layout(seg, tmp_path):
@@ -74,7 +76,7 @@ def test_from_folders_segnet_layout(seg, tmp_path):
     seg.write_pairs(tmp_path, n=3, seed=1, img_dir="val", mask_dir="valannot", mask_name=lambda s: f"{s}.png")
     dls = SegmentationDataLoaders.from_folders(tmp_path, codes=seg.CODES, void_code=4, bs=2, device="cpu")
     assert len(dls.train.dataset) == 6 and len(dls.valid.dataset) == 3
-    assert all(p.parent.name == "val" for p in dls.valid.dataset.images)
+    assert all(p.parent.name == "val" for p in dls.valid.dataset.items)
     assert dls.label_func(tmp_path / "val" / "f001.png") == tmp_path / "valannot" / "f001.png"
     # without validation folders: a random split of the training pairs
     dls = SegmentationDataLoaders.from_folders(tmp_path, valid_images=None, codes=seg.CODES, valid_pct=0.5,
@@ -89,7 +91,7 @@ def test_splitter_argument(seg, seg_folder):
     dls = SegmentationDataLoaders.from_label_func(seg_folder, files, seg.label_func_for(seg_folder), codes=seg.CODES,
                                                   splitter=FuncSplitter(lambda o: o.stem in ("f000", "f001", "f002")),
                                                   device="cpu")
-    assert sorted(p.stem for p in dls.valid.dataset.images) == ["f000", "f001", "f002"]
+    assert sorted(p.stem for p in dls.valid.dataset.items) == ["f000", "f001", "f002"]
 
 
 # --- bad input: each names the files -----------------------------------------------------------------
@@ -99,10 +101,17 @@ def test_missing_mask_file_names_it(seg, seg_folder):
         _dls(seg, seg_folder)
 
 
+def _read_all(dls):
+    """Pairs are decoded lazily: go through every batch (where a bad pair raises)."""
+    for dl in dls.loaders:
+        for _ in dl:
+            pass
+
+
 def test_mask_of_another_size_names_both_files(seg, seg_folder):
     Image.fromarray(np.zeros((16, 48), np.uint8), mode="L").save(seg_folder / "labels" / "f005_P.png")
-    with pytest.raises(ValueError, match=r"f005_P\.png is 48x16 .*image .*f005\.png is 48x32"):
-        _dls(seg, seg_folder)
+    with pytest.raises(ValueError, match=r"f005\.png \(with .*f005_P\.png\).*mask is 48x16 .*image is 48x32"):
+        _read_all(_dls(seg, seg_folder))
 
 
 def test_mask_value_outside_codes_names_file(seg, seg_folder):
@@ -110,7 +119,7 @@ def test_mask_value_outside_codes_names_file(seg, seg_folder):
     m[0, 0] = 9
     Image.fromarray(m, mode="L").save(seg_folder / "labels" / "f002_P.png")
     with pytest.raises(ValueError, match=r"f002_P\.png holds value\(s\) \[9\] outside the codes \(5 codes"):
-        _dls(seg, seg_folder)
+        _read_all(_dls(seg, seg_folder))
     dls = _dls(seg, seg_folder, void_code=9)  # declared as void: fine, and ignored
     assert dls.ignore_index == 9
 
@@ -118,7 +127,7 @@ def test_mask_value_outside_codes_names_file(seg, seg_folder):
 def test_checks_also_run_without_cache(seg, seg_folder):
     Image.fromarray(np.zeros((16, 48), np.uint8), mode="L").save(seg_folder / "labels" / "f005_P.png")
     with pytest.raises(ValueError, match="f005_P.png"):
-        _dls(seg, seg_folder, cache=False)
+        _read_all(_dls(seg, seg_folder, cache=False))
 
 
 def test_images_of_different_sizes_need_a_resize(seg, seg_folder):

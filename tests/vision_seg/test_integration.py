@@ -34,9 +34,9 @@ def test_camvid_segnet_folders_load_and_check(data_path):
     x, y = next(iter(dls.valid))
     assert x.shape == (16, 3, 96, 128) and y.shape == (16, 96, 128) and int(y.max()) <= 11
     # the given split: validation frames come from val/, masks from valannot/ with the same names
-    assert {p.parent.name for p in dls.valid.dataset.images} == {"val"}
+    assert {p.parent.name for p in dls.valid.dataset.items} == {"val"}
     assert all(m.parent.name == "valannot" and m.name == p.name
-               for p, m in zip(dls.valid.dataset.images, dls.valid.dataset.masks))
+               for p, m in ((p, dls.label_func(p)) for p in dls.valid.dataset.items))
 
 
 def test_camvid_tiny_learns_and_exports(data_path, tmp_path):
@@ -54,5 +54,5 @@ def test_camvid_tiny_learns_and_exports(data_path, tmp_path):
     assert acc > 0.6 and miou > 0.05, (acc, miou)
     probs = learn.get_preds()[0]
     new = load_learner(learn.export(tmp_path / "camvid_tiny.safetensors"), device="cpu")
-    mask, _, p = new.predict(dls.valid.dataset.images[0])
+    mask, _, p = new.predict(dls.valid.dataset.items[0])
     assert mask.shape == (96, 128) and torch.allclose(p, probs[0], atol=1e-4)

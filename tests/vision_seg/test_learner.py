@@ -57,7 +57,7 @@ def test_it_learns_and_predicts(dls, tmp_path):
     loss, acc, miou = learn.validate()
     assert acc > 0.9 and acc > before[1] + 0.2 and miou > 0.6, (before, loss, acc, miou)
     # predict one image: the class map at the model's input size, and probabilities
-    img = dls.valid.dataset.images[0]
+    img = dls.valid.dataset.items[0]
     mask, same, probs = learn.predict(img)
     assert mask is same and mask.shape == (32, 32) and mask.dtype == torch.long
     assert probs.shape == (5, 32, 32) and torch.allclose(probs.sum(0), torch.ones(32, 32), atol=1e-5)
@@ -79,7 +79,7 @@ def test_export_keeps_item_size_and_custom_loss(seg, tmp_path):
                                                   item_tfms=Resize((32, 64)), bs=2, device="cpu")
     learn = _learner(dls, loss_func=FocalLossFlat(gamma=1.0))
     new = load_learner(learn.export(tmp_path / "e.safetensors"), device="cpu")
-    mask, _, probs = new.predict(dls.valid.dataset.images[0])
+    mask, _, probs = new.predict(dls.valid.dataset.items[0])
     assert mask.shape == (32, 64) and isinstance(new.loss_func, FocalLossFlat) and new.loss_func.gamma == 1.0
 
 

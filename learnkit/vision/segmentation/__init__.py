@@ -8,11 +8,13 @@
 """
 from ...core import *  # noqa: F403 - Learner, metrics, callbacks for notebooks
 from ...core import __all__ as _core_all
+from ..blocks import ImageBlock
 from ..io import get_image_files, load_image
 from ..models import create_encoder, model_meta
 from ..transforms import Normalize, RandomResizedCrop, Resize, aug_transforms, imagenet_stats
 from .data import SegmentationDataLoaders
-from .dataset import SegmentationDataset, decode_pairs, load_pair
+from .blocks import MaskBlock
+from .dataset import check_masks_exist, load_pair
 from .learner import SegmentationLearner, unet_learner
 from .losses import CrossEntropyDiceLoss, DiceLoss, FocalLossFlat
 from .masks import check_mask_values, load_mask, read_codes, resolve_void_code
@@ -21,13 +23,13 @@ from .transforms import apply_paired, apply_seg_batch_tfms
 from .unet import UNet, UNetBlock, build_unet, unet_splitter
 
 __all__ = [
-    "SegmentationDataLoaders", "SegmentationDataset", "decode_pairs", "load_pair",
+    "SegmentationDataLoaders", "MaskBlock", "check_masks_exist", "load_pair",
     "SegmentationLearner", "unet_learner", "UNet", "UNetBlock", "build_unet", "unet_splitter",
     "DiceLoss", "FocalLossFlat", "CrossEntropyDiceLoss",
     "read_codes", "resolve_void_code", "load_mask", "check_mask_values",
     "code_colors", "overlay_mask", "show_segmentation", "show_seg_results",
     "apply_paired", "apply_seg_batch_tfms",
-    "get_image_files", "load_image", "create_encoder", "model_meta",
+    "ImageBlock", "get_image_files", "load_image", "create_encoder", "model_meta",
     "Resize", "RandomResizedCrop", "aug_transforms", "Normalize", "imagenet_stats",
     *_core_all,
 ]

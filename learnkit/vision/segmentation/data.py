@@ -2,9 +2,10 @@
 
 Two factories: `SegmentationDataLoaders.from_label_func` (a function maps each image file to its mask
 file; random split) and `SegmentationDataLoaders.from_folders` (image and mask folders with the same
-file names, e.g. SegNet's CamVid ``train``/``trainannot``/``val``/``valannot``). Every pair is decoded
-once and checked (mask present, same size as its image, values in ``codes``), presized by the item
-transforms and cached in memory. Item transforms (``Resize``) and batch transforms (``aug_transforms()``,
+file names, e.g. SegNet's CamVid ``train``/``trainannot``/``val``/``valannot``). Both are thin wrappers over
+a `DataBlock` with ``(ImageBlock, MaskBlock(codes))``: the mask files must exist when the loaders are built;
+each pair is decoded and checked (same size, values in ``codes``) lazily, in the loader workers, and an error
+names the files. ``cache=True`` keeps the presized pairs in a memory-mapped file the workers share. Item transforms (``Resize``) and batch transforms (``aug_transforms()``,
 torchvision v2 transforms) move image and mask together; the mask is resampled with nearest neighbour.
 Data folders are only read.
 
@@ -28,14 +29,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...core.blockdata import BlockDataset, collate_skipping
+from ...core.cache import presized_cache
 from ...core.data import DataLoaders, make_loader
+from ...core.datablock import DataBlock, Datasets
+from ...core.items import Lookup
 from ...core.losses import CrossEntropyLossFlat
 from ...core.registry import register_dls
-from ...core.split import RandomSplitter, check_split
-from ..dataset import collate_images, split_tfms
+from ...core.split import IndexSplitter, RandomSplitter, check_split
+from ..blocks import ImageBlock
 from ..io import get_image_files
 from ..transforms import Normalize, transform_from_config, validation_tfms
-from .dataset import SegmentationDataset, check_masks_exist, decode_pairs, want_cache
+from .blocks import MaskBlock
+from .dataset import check_masks_exist
 from .masks import read_codes, resolve_void_code
 from .transforms import apply_seg_batch_tfms
 
@@ -150,6 +156,16 @@ class SegmentationDataLoaders(DataLoaders):
         probabilities. Class names are ``dls.codes[mask]``."""
         return decoded, decoded, probs
 
+    @classmethod
+    def from_datasets(cls, dsets: Datasets, train: Any, valid: Any, batch_tfms: Sequence[Any], bs: int,
+                      device: torch.device) -> "SegmentationDataLoaders":
+        """The loaders a `DataBlock` with ``(ImageBlock, MaskBlock(codes))`` builds."""
+        if dsets.n_inp != 1 or len(dsets.targets) != 1 or not isinstance(dsets.targets[0], MaskBlock):
+            raise ValueError("SegmentationDataLoaders takes one image input and one MaskBlock target")
+        mask = dsets.targets[0]
+        return cls(train, valid, device=device, codes=mask.codes, void_code=mask.void_code,
+                   item_tfms=dsets.train.item_tfms, batch_tfms=batch_tfms, bs=bs, label_func=dsets.train.getters[1])
+
     # --- new items ---------------------------------------------------------------------------------
     def test_dl(self, items: Sequence[Any], with_labels: bool = False, bs: int | None = None) -> Any:
         """A loader over new images (paths, PIL images, arrays or tensors), preprocessed like the validation
@@ -157,15 +173,19 @@ class SegmentationDataLoaders(DataLoaders):
         items = list(items)
         if not items:
             raise ValueError("test_dl got no items")
-        masks = None
+        getters: list[Any] = [None]
+        blocks: list[Any] = [ImageBlock()]
         if with_labels:
             if self.label_func is None:
                 raise ValueError("with_labels=True needs the image -> mask rule of the training data, which an "
                                  "exported DataLoaders does not keep; build SegmentationDataLoaders for labelled data")
             masks = [_mask_of(self.label_func, Path(o)) for o in items]
             check_masks_exist(items, masks)
-        ds = SegmentationDataset(items, masks, len(self.codes), self.void_code, self.item_tfms, training=False)
-        return make_loader(ds, bs or 2 * self.bs, shuffle=False, collate_fn=collate_images, device=self.device)
+            getters.append(Lookup({str(o): m for o, m in zip(items, masks)}))
+            blocks.append(MaskBlock(self.codes, self.void_code))
+        ds = BlockDataset(items, getters, blocks, self.item_tfms, training=False,
+                          step_names=["get_x", "get_y"][: len(blocks)])
+        return make_loader(ds, bs or 2 * self.bs, shuffle=False, collate_fn=collate_skipping, device=self.device)
 
     # --- display -----------------------------------------------------------------------------------
     def show_batch(self, max_n: int = 6, split: int = 0, alpha: float = 0.5, ncols: int = 3,
@@ -214,13 +234,13 @@ class SegmentationDataLoaders(DataLoaders):
                         splitter: Callable[[list[Path]], tuple[list[int], list[int]]] | None = None,
                         item_tfms: Any = None, batch_tfms: Any = None, bs: int = 8, val_bs: int | None = None,
                         shuffle: bool = True, device: str | torch.device | None = None, cache: bool | None = None,
-                        num_workers: int = 0) -> "SegmentationDataLoaders":
+                        num_workers: int | None = None) -> "SegmentationDataLoaders":
         """Mask of image ``o`` = ``label_func(o)`` (a ``Path``); a random ``valid_pct`` split (``seed``), or
         ``splitter(files) -> (train_idx, valid_idx)`` (e.g. ``FuncSplitter(lambda o: o.parent.name == 'val')``).
 
         ``codes``: class names (mask value ``i`` is ``codes[i]``), a ``codes.txt`` path, or ``None`` to read
         ``path/codes.txt``. ``void_code``: a class name or mask value ignored by the loss and metrics.
-        ``cache``: keep the decoded, presized pairs in memory (``None``: when they fit in 2 GiB).
+        ``cache=True``: keep the decoded, presized pairs in a memory-mapped file the loader workers share.
         """
         path = Path(path)
         images = [Path(f) for f in fnames]
@@ -239,7 +259,7 @@ class SegmentationDataLoaders(DataLoaders):
                      valid_pct: float = 0.2, seed: int | None = 42, item_tfms: Any = None, batch_tfms: Any = None,
                      bs: int = 8, val_bs: int | None = None, shuffle: bool = True,
                      device: str | torch.device | None = None, cache: bool | None = None,
-                     num_workers: int = 0) -> "SegmentationDataLoaders":
+                     num_workers: int | None = None) -> "SegmentationDataLoaders":
         """Images in ``path/images``, their masks under the same file names in ``path/masks``; validation
         pairs in ``path/valid_images`` and ``path/valid_masks`` (SegNet's CamVid layout). With
         ``valid_images=None`` a random ``valid_pct`` of the training pairs is the validation set."""
@@ -264,32 +284,23 @@ class SegmentationDataLoaders(DataLoaders):
                           bs, val_bs, shuffle, device, cache, num_workers, seed, labeller,
                           allow_empty_valid=valid_images is None and valid_pct == 0)
 
-    # --- the one place that builds the loaders -------------------------------------------------------
+    # --- the one place that builds the loaders: a DataBlock ------------------------------------------
     @classmethod
     def _build(cls, images: list[Path], masks: list[Path], split: tuple[list[int], list[int]], path: Path,
                codes: Any, void_code: Any, item_tfms: Any, batch_tfms: Any, bs: int, val_bs: int | None,
-               shuffle: bool, device: Any, cache: bool | None, num_workers: int, seed: int | None,
+               shuffle: bool, device: Any, cache: bool | None, num_workers: int | None, seed: int | None,
                label_func: Callable[[Path], Any] | None, allow_empty_valid: bool = False) -> "SegmentationDataLoaders":
         codes = _codes_from(codes, path)
-        item_tfms, batch_tfms = _listify(item_tfms), _listify(batch_tfms)
-        dls = cls(None, None, device=device, codes=codes, void_code=void_code, item_tfms=item_tfms,
-                  batch_tfms=batch_tfms, bs=bs, label_func=label_func)
         train_idx, valid_idx = split
         check_split(train_idx, valid_idx, allow_empty_valid=allow_empty_valid, what="images")
         check_masks_exist(images, masks)
-
-        def dataset(idx: list[int], training: bool) -> SegmentationDataset:
-            fixed, _ = split_tfms(item_tfms, training)
-            imgs, msks = [images[i] for i in idx], [masks[i] for i in idx]
-            first = decode_pairs(imgs[:1], msks[:1], len(codes), dls.void_code, fixed)[0]
-            keep = want_cache(cache, len(idx), first)
-            pairs = decode_pairs(imgs, msks, len(codes), dls.void_code, fixed, keep=keep)
-            return SegmentationDataset(imgs, msks, len(codes), dls.void_code, item_tfms, training,
-                                       pairs=pairs if keep else None)
-
-        dls.train = make_loader(dataset(train_idx, True), bs, shuffle=shuffle, seed=seed, collate_fn=collate_images,
-                                num_workers=num_workers, device=dls.device)
-        if valid_idx:
-            dls.valid = make_loader(dataset(valid_idx, False), val_bs or 2 * bs, shuffle=False,
-                                    collate_fn=collate_images, num_workers=num_workers, device=dls.device)
+        order = list(train_idx) + list(valid_idx)
+        items = [images[i] for i in order]
+        dblock = DataBlock(blocks=(ImageBlock(), MaskBlock(codes, void_code)),
+                           get_y=Lookup({str(images[i]): masks[i] for i in order}),
+                           splitter=IndexSplitter(range(len(train_idx), len(order))),
+                           item_tfms=item_tfms, batch_tfms=batch_tfms)
+        dls = dblock.dataloaders(items, bs=bs, val_bs=val_bs, shuffle=shuffle, drop_last=False,
+                                 num_workers=num_workers, seed=seed, device=device, cache=presized_cache(cache))
+        dls.label_func = label_func
         return dls

@@ -1,0 +1,127 @@
+"""Which of 37 breeds? fastbook chapter 5's pet breeds DataBlock with presizing, ported to learnkit.
+
+    python examples/pet_breeds.py                 # EfficientNet-Lite0 (offline ImageNet weights), fine_tune(2)
+    python examples/pet_breeds.py --fast          # a tiny CI run: 3 breeds, every 5th photo, 128 px
+
+The lesson's code, with only the import and the arch name changed (fastbook uses ``resnet34``)::
+
+    pets = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, splitter=RandomSplitter(seed=42),
+                     get_y=using_attr(RegexLabeller(r'(.+)_\\d+.jpg$'), 'name'),
+                     item_tfms=Resize(460), batch_tfms=aug_transforms(size=224, min_scale=0.75))
+    dls = pets.dataloaders(path/"images")
+    learn = vision_learner(dls, 'efficientnet_lite0', metrics=error_rate)
+    learn.fine_tune(2)
+
+The photos come from ``--data`` (a data root holding ``pets/images``, or the images folder itself), else
+``$LEARNKIT_DATA/pets``. The shared subset has 37 breeds: 34 with 10 photos, 3 with 200. Prints the validation
+error rate (the seeded 20 % split) and the wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep (a shared CPU); before torch loads
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from learnkit.vision import (CategoryBlock, DataBlock, ImageBlock, RandomSplitter, RegexLabeller, Resize,  # noqa: E402
+                             aug_transforms, error_rate, get_image_files, using_attr, vision_learner)
+from learnkit.vision.transforms import BatchTransform  # noqa: E402
+
+
+# --- until aug_transforms(size=, min_scale=) is merged (vision/transforms.py, another branch) ---------------
+class _RandomResizedCropBatch(BatchTransform):
+    """Training: each item's random crop (``min_scale``..1 of the area) resized to ``size``."""
+
+    random = True
+
+    def __init__(self, size: int, min_scale: float):
+        self.size, self.min_scale = size, min_scale
+
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        b, _, h, w = images.shape
+        out = []
+        for i in range(b):
+            area = float(torch.empty(()).uniform_(self.min_scale, 1.0)) * h * w
+            ratio = float(torch.empty(()).uniform_(3 / 4, 4 / 3))
+            ch, cw = min(h, round((area / ratio) ** 0.5)), min(w, round((area * ratio) ** 0.5))
+            y, x = int(torch.randint(0, h - ch + 1, ())), int(torch.randint(0, w - cw + 1, ()))
+            out.append(F.interpolate(images[i:i + 1, :, y:y + ch, x:x + cw], size=(self.size, self.size),
+                                     mode="bilinear", antialias=True, align_corners=False))
+        return torch.cat(out)
+
+
+class _ResizeBatch(BatchTransform):
+    """Validation (and training, where the crop already did it): resize the batch to ``size``."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        if images.shape[-2:] == (self.size, self.size):
+            return images
+        return F.interpolate(images, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
+
+
+if "size" not in inspect.signature(aug_transforms).parameters:
+    _aug_transforms = aug_transforms
+
+    def aug_transforms(size: int, min_scale: float = 0.75, **kwargs):  # noqa: F811 - the presizing signature
+        return [_RandomResizedCropBatch(size, min_scale), _ResizeBatch(size), *_aug_transforms(**kwargs)]
+# ---------------------------------------------------------------------------------------------------------
+
+
+def find_images(data: str | None) -> Path:
+    if data is None and os.environ.get("LEARNKIT_DATA"):
+        data = os.path.join(os.environ["LEARNKIT_DATA"], "pets")
+    if data is None:
+        raise SystemExit("pass --data PATH or set LEARNKIT_DATA")
+    root = Path(data)
+    for cand in (root / "pets" / "images", root / "images", root):
+        if cand.is_dir() and any(cand.glob("*.jpg")):
+            return cand
+    raise SystemExit(f"no pet photos (*.jpg) found under {root}; pass --data PATH or set LEARNKIT_DATA")
+
+
+def fast_subset(path: Path) -> list[Path]:
+    """Every 5th photo of the three breeds with 200 photos (so every breed is in both sets)."""
+    big = ("Abyssinian_", "Bengal_", "american_bulldog_")
+    return [p for p in get_image_files(path) if p.name.startswith(big)][::5]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="data root (with pets/images) or the images folder")
+    parser.add_argument("--epochs", type=int, default=2, help="fine_tune epochs after the frozen epoch")
+    parser.add_argument("--arch", default="efficientnet_lite0", help="timm model name")
+    parser.add_argument("--fast", action="store_true", help="a tiny CI run: 3 breeds, every 5th photo, 128 px")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    path = find_images(args.data)
+    presize, size = (160, 128) if args.fast else (460, 224)
+    pets = DataBlock(blocks=(ImageBlock, CategoryBlock),
+                     get_items=fast_subset if args.fast else get_image_files,
+                     splitter=RandomSplitter(seed=42),
+                     get_y=using_attr(RegexLabeller(r'(.+)_\d+.jpg$'), 'name'),
+                     item_tfms=Resize(presize),
+                     batch_tfms=aug_transforms(size=size, min_scale=0.75))
+    dls = pets.dataloaders(path)
+    learn = vision_learner(dls, args.arch, metrics=error_rate)
+    learn.fine_tune(args.epochs)
+
+    err = learn.recorder.final_record()["error_rate"]
+    n_valid = len(dls.valid.dataset)
+    print(f"arch {args.arch}, {len(dls.vocab)} breeds, {len(dls.train.dataset)} training and {n_valid} validation "
+          f"photos, presize {presize} -> {size} px, {dls.train.num_workers} loader workers")
+    print(f"error_rate {err:.4f} ({round(err * n_valid)}/{n_valid} wrong)")
+    print(f"wall time {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

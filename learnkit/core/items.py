@@ -1,0 +1,234 @@
+"""Getting items and labels: `get_files`, `ColReader`, `using_attr`, `RegexLabeller`, `parent_label`.
+
+These are the small functions a `DataBlock` takes as ``get_items``, ``get_x`` and ``get_y``, under fastai's
+names. They only look at names and table cells, never at file contents, so they are cheap to run on every
+item in the main process.
+
+>>> parent_label("train/cat/1.jpg"), RegexLabeller(r"^(.+)_\\d+\\.jpg$")("images/great_pyrenees_12.jpg")
+('cat', 'great_pyrenees')
+>>> import pandas as pd
+>>> ColReader("name", pref="img/", suff=".png")(pd.Series({"name": "a"}))
+'img/a.png'
+>>> using_attr(str.upper, "name")(Path("x/ab.jpg"))
+'AB.JPG'
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["get_files", "ColReader", "using_attr", "RegexLabeller", "parent_label", "py_value", "make_labels",
+           "make_vocab", "Lookup", "DatasetField", "DatasetLabel"]
+
+
+def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, recurse: bool = True,
+              folders: Sequence[str] | None = None) -> list[Path]:
+    """Files under ``path`` (sorted; hidden files and folders skipped), optionally only those whose suffix is in
+    ``extensions`` (case-insensitive) and only inside the sub-folders ``folders``.
+
+    Raises ``FileNotFoundError`` naming ``path`` (or the missing sub-folder) when it does not exist.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"folder {path} does not exist (or is not a folder)")
+    exts = None if extensions is None else {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
+    roots = [path] if not folders else [path / f for f in folders]
+    for r in roots:
+        if not r.is_dir():
+            raise FileNotFoundError(f"folder {r} does not exist; the sub-folders of {path} are "
+                                    f"{sorted(p.name for p in path.iterdir() if p.is_dir())}")
+
+    def keep(name: str) -> bool:
+        return not name.startswith(".") and (exts is None or os.path.splitext(name)[1].lower() in exts)
+    # sort keys are the path parts (Path's own order) built once per folder: a pass over a million files stays
+    # in seconds (building a Path per file and comparing Paths is ten times slower)
+    found: list[tuple[tuple[str, ...], Path, str]] = []
+    for root in roots:
+        if recurse:
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                names = [f for f in filenames if keep(f)]
+                if names:
+                    base = Path(dirpath)
+                    found.extend(((*base.parts, f), base, f) for f in names)
+        else:
+            found.extend(((*p.parts,), p.parent, p.name) for p in root.iterdir() if p.is_file() and keep(p.name))
+    found.sort(key=lambda t: t[0])
+    return [base / f for _, base, f in found]
+
+
+def parent_label(o: str | Path) -> str:
+    """The name of the folder holding the file: ``train/cat/1.jpg`` → ``'cat'``."""
+    return Path(o).parent.name
+
+
+class RegexLabeller:
+    """Label = the first group of ``pat`` searched in the file name (``match_name``) or the full path.
+
+    A name the pattern does not match raises a ``ValueError`` naming the pattern and the name.
+    """
+
+    def __init__(self, pat: str, match_name: bool = True):
+        self.pat, self.match_name = re.compile(pat), match_name
+        if self.pat.groups < 1:
+            raise ValueError(f"the pattern {pat!r} needs a group, e.g. r'^(.+)_\\d+.jpg$'")
+
+    def __call__(self, o: str | Path) -> str:
+        s = Path(o).name if self.match_name else Path(o).as_posix()
+        m = self.pat.search(s)
+        if m is None:
+            raise ValueError(f"the pattern {self.pat.pattern!r} does not match {s!r}")
+        return m.group(1)
+
+    def __repr__(self) -> str:
+        return f"RegexLabeller({self.pat.pattern!r})"
+
+
+class using_attr:  # noqa: N801 - fastai's public name
+    """``f(getattr(o, attr))``: e.g. ``using_attr(RegexLabeller(pat), 'name')`` labels a path by its name."""
+
+    def __init__(self, f: Callable[[Any], Any], attr: str):
+        if not callable(f):
+            raise TypeError(f"using_attr needs a function, got {f!r}")
+        self.f, self.attr = f, attr
+
+    def __call__(self, o: Any) -> Any:
+        try:
+            v = getattr(o, self.attr)
+        except AttributeError:
+            raise AttributeError(f"using_attr: {type(o).__name__} {o!r} has no attribute {self.attr!r}") from None
+        return self.f(v)
+
+    def __repr__(self) -> str:
+        return f"using_attr({self.f!r}, {self.attr!r})"
+
+
+class ColReader:
+    """Read column(s) ``cols`` (names or positions) of a data-frame row, with ``pref``/``suff`` added to text
+    values and, with ``label_delim``, the value split into a list (multi-label).
+
+    A missing column raises a ``KeyError`` listing the row's columns.
+    """
+
+    def __init__(self, cols: int | str | Sequence[int | str], pref: str | os.PathLike = "", suff: str = "",
+                 label_delim: str | None = None):
+        self.cols = list(cols) if isinstance(cols, (list, tuple)) else [cols]
+        self.pref, self.suff, self.label_delim = pref, suff, label_delim
+
+    def _one(self, row: Any, c: int | str) -> Any:
+        if isinstance(c, int) and not isinstance(c, bool):
+            if not -len(row) <= c < len(row):
+                raise IndexError(f"column index {c} is out of range; the row has {len(row)} columns")
+            v = row.iloc[c] if hasattr(row, "iloc") else row[c]
+        else:
+            if hasattr(row, "index") and c not in row.index:
+                raise KeyError(f"column {c!r} not found; the columns are {list(row.index)}")
+            v = row[c]
+        if self.pref or self.suff:
+            v = (str(self.pref) if isinstance(self.pref, str) else os.fspath(self.pref) + os.sep) + f"{v}{self.suff}"
+        if self.label_delim is not None:
+            v = [] if v is None or (isinstance(v, float) and v != v) else [t for t in str(v).split(self.label_delim) if t]
+        return py_value(v)
+
+    def __call__(self, row: Any) -> Any:
+        out = [self._one(row, c) for c in self.cols]
+        return out[0] if len(out) == 1 else out
+
+    def __repr__(self) -> str:
+        return f"ColReader({self.cols if len(self.cols) > 1 else self.cols[0]!r})"
+
+
+class Lookup:
+    """The value of an item from a table built once in the main process, keyed by ``str(item)``; a picklable
+    ``get_y`` for loader workers (the labels of ``ImageDataLoaders.from_lists``, the masks of segmentation).
+
+    >>> Lookup({"a.jpg": "cat"})(Path("a.jpg"))
+    'cat'
+    """
+
+    def __init__(self, table: dict[str, Any]):
+        self.table = table
+
+    def __call__(self, item: Any) -> Any:
+        try:
+            return self.table[str(item)]
+        except KeyError:
+            raise KeyError(f"{item} is not in the table of {len(self.table)} items") from None
+
+
+class DatasetField:
+    """Field ``field`` of item ``(k, i)`` = ``dsets[k][i][field]`` of torch datasets (e.g. the image of a
+    torchvision dataset's ``(image, label)`` pairs), for a `DataBlock` over several datasets."""
+
+    def __init__(self, dsets: Sequence[Any], field: int = 0):
+        self.dsets, self.field = list(dsets), field
+
+    def __call__(self, ref: tuple[int, int]) -> Any:
+        return self.dsets[ref[0]][ref[1]][self.field]
+
+
+class DatasetLabel:
+    """The class name ``classes[y]`` of item ``(k, i)`` of torch datasets of ``(x, y)`` pairs; ``y`` comes from
+    the dataset's ``targets`` when it has them (torchvision's do: no image is read to label)."""
+
+    def __init__(self, dsets: Sequence[Any], classes: Sequence[Any]):
+        self.dsets, self.classes = list(dsets), list(classes)
+
+    def __call__(self, ref: tuple[int, int]) -> Any:
+        ds = self.dsets[ref[0]]
+        targets = getattr(ds, "targets", None)
+        y = targets[ref[1]] if targets is not None else ds[ref[1]][1]
+        return self.classes[int(y)]
+
+
+def py_value(v: Any) -> Any:
+    """A numpy/pandas scalar as the plain Python value (JSON-able); other values unchanged."""
+    return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) and getattr(v, "ndim", 0) == 0 else v
+
+
+def make_labels(items: Sequence[Any], label_func: Callable[[Any], Any], on_error: str
+                ) -> tuple[list[Any], list[tuple[int, str]]]:
+    """``label_func`` over the items; failures raise a ``ValueError`` naming the item, or are collected."""
+    labels: list[Any] = []
+    failures: list[tuple[int, str]] = []
+    for i, o in enumerate(items):
+        try:
+            lab = label_func(o)
+            if lab is None or (isinstance(lab, float) and lab != lab):
+                raise ValueError("the label is missing (None/NaN)")
+        except Exception as e:  # noqa: BLE001 - a user function can raise anything; we name the file
+            msg = f"labelling {o} failed: {type(e).__name__}: {e}"
+            if on_error == "raise":
+                raise ValueError(msg + ". Fix the label function or the file name, or pass on_error='skip'.") from e
+            failures.append((i, msg))
+            lab = None
+        labels.append(lab)
+    return labels, failures
+
+
+def make_vocab(labels: list[Any], vocab: Sequence[Any] | None = None, multi: bool = False,
+               example: Any = None) -> list[Any]:
+    """The sorted distinct labels (or check ``vocab`` covers them). Single-label tasks need two classes;
+    ``example`` (a file) is named in that error."""
+    flat = [v for labs in labels for v in labs] if multi else labels
+    if vocab is not None:
+        vocab = [py_value(v) for v in vocab]
+        unknown = sorted({v for v in flat} - set(vocab), key=str)
+        if unknown:
+            raise ValueError(f"label(s) {unknown[:5]} are not in the given vocab {vocab[:10]}")
+        return vocab
+    found = set(flat)
+    try:
+        vocab = sorted(found)
+    except TypeError as e:
+        raise ValueError(f"labels mix types that cannot be sorted ({sorted({type(v).__name__ for v in found})}); "
+                         "make the label function return one type (e.g. str)") from e
+    if not multi and len(vocab) < 2:
+        raise ValueError(f"all {len(labels)} images have the same label {vocab[0]!r} (e.g. {example}): a classifier "
+                         "needs at least two classes. Check the label function / folders.")
+    if multi and not vocab:
+        raise ValueError("no image has any label; check label_col and label_delim")
+    return vocab
