@@ -3,7 +3,8 @@
 One CUDA GPU, ResNet-50 (random init, timm) at 224 px, channels-last, AdamW. Both sides train the same model
 (same initial weights) on the same batches, which are made once and kept on the GPU, so the numbers measure
 the training loop (forward, loss, backward, step, autocast, loss scaling, callbacks) and not the data
-pipeline. Sides and precisions are interleaved (A, B, B, A, ...) after one warm-up round each, and the script
+pipeline. ``fp32-strict`` is full fp32 (TF32 off); ``fp32`` lets matmuls and convolutions use TF32 tensor
+cores, as a CUDA `Learner` does by default. Sides and precisions are interleaved (A, B, B, A, ...) after one warm-up round each, and the script
 prints images/s, learnkit / hand-written ratios and each precision's speed-up over fp32.
 
     python benchmarks/gpu.py                         # ResNet-50, 224 px, bs 128, 3 rounds
@@ -90,7 +91,12 @@ class LearnkitLoop:
         self.learn.fit(1)
 
 
-def timed(run) -> float:
+def set_tf32(on: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
+
+
+def timed(run, tf32: bool = True) -> float:
+    set_tf32(tf32)  # "fp32-strict" runs with TF32 off; every other run with it on (learnkit's CUDA default)
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     run.epoch()
@@ -99,8 +105,7 @@ def timed(run) -> float:
 
 
 def throughput(args: argparse.Namespace) -> None:
-    torch.backends.cudnn.benchmark = True
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # both sides alike
+    torch.backends.cudnn.benchmark = True  # both sides alike (learnkit turns it on for CUDA learners)
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(args.bs, 3, args.size, args.size, generator=g).cuda()
                 .contiguous(memory_format=torch.channels_last),
@@ -108,7 +113,7 @@ def throughput(args: argparse.Namespace) -> None:
     loader = DeviceBatches(batches, args.steps)
     torch.manual_seed(0)
     init = timm.create_model(args.arch, pretrained=False, num_classes=10).state_dict()
-    precisions = ["fp32", "bf16", "fp16"]
+    precisions = ["fp32-strict", "fp32", "bf16", "fp16"]
     sides = {"learnkit": LearnkitLoop, "hand": HandLoop}
     print(f"machine: {machine()}; GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}")
     print(f"{args.arch} at {args.size} px, bs {args.bs}, {args.steps} steps per timed epoch, channels-last, AdamW; "
@@ -116,19 +121,20 @@ def throughput(args: argparse.Namespace) -> None:
     runs = {}
     for p in precisions:  # one run (model + optimizer) per side and precision, built once
         for s, cls in sides.items():
-            runs[(s, p)] = cls(make_model(args.arch, init), loader, p, args.lr)
-            timed(runs[(s, p)])  # warm-up: cudnn autotuning, allocator
+            runs[(s, p)] = cls(make_model(args.arch, init), loader, p.split("-")[0], args.lr)
+            timed(runs[(s, p)], tf32=p != "fp32-strict")  # warm-up: cudnn autotuning, allocator
     times: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
     for r in range(args.rounds):
         order = list(runs) if r % 2 == 0 else list(reversed(list(runs)))
         for k in order:
-            times[k].append(timed(runs[k]))
+            times[k].append(timed(runs[k], tf32=k[1] != "fp32-strict"))
     ips = {k: args.bs * args.steps / statistics.median(v) for k, v in times.items()}
-    print(f"\n| precision | learnkit images/s | hand-written images/s | learnkit / hand | learnkit vs its fp32 |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("\n| precision | learnkit images/s | hand-written images/s | learnkit / hand | vs strict fp32 | vs fp32 (TF32) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for p in precisions:
         lk, hd = ips[("learnkit", p)], ips[("hand", p)]
-        print(f"| {p} | {lk:.0f} | {hd:.0f} | {lk / hd:.3f} | {lk / ips[('learnkit', 'fp32')]:.2f}x |")
+        print(f"| {p} | {lk:.0f} | {hd:.0f} | {lk / hd:.3f} | {lk / ips[('learnkit', 'fp32-strict')]:.2f}x | "
+              f"{lk / ips[('learnkit', 'fp32')]:.2f}x |")
     print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB", flush=True)
 
 
