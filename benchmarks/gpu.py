@@ -122,12 +122,14 @@ def throughput(args: argparse.Namespace) -> None:
     for p in precisions:  # one run (model + optimizer) per side and precision, built once
         for s, cls in sides.items():
             runs[(s, p)] = cls(make_model(args.arch, init), loader, p.split("-")[0], args.lr)
-            timed(runs[(s, p)], tf32=p != "fp32-strict")  # warm-up: cudnn autotuning, allocator
+            warm = timed(runs[(s, p)], tf32=p != "fp32-strict")  # warm-up: cudnn autotuning, allocator
+            print(f"  warm-up {s:8s} {p:11s} {args.bs * args.steps / warm:7.0f} images/s", flush=True)
     times: dict[tuple[str, str], list[float]] = {k: [] for k in runs}
     for r in range(args.rounds):
         order = list(runs) if r % 2 == 0 else list(reversed(list(runs)))
         for k in order:
             times[k].append(timed(runs[k], tf32=k[1] != "fp32-strict"))
+            print(f"  round {r} {k[0]:8s} {k[1]:11s} {args.bs * args.steps / times[k][-1]:7.0f} images/s", flush=True)
     ips = {k: args.bs * args.steps / statistics.median(v) for k, v in times.items()}
     print("\n| precision | learnkit images/s | hand-written images/s | learnkit / hand | vs strict fp32 | vs fp32 (TF32) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
