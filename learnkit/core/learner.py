@@ -316,7 +316,13 @@ class Learner:
                 for pg in self.opt.param_groups:
                     pg["weight_decay"] = wd
             self.n_epoch, self.start_epoch = n_epoch, start_epoch
-            self._with_events(self._do_fit, "fit", CancelFitException)
+            self.fit_exception: BaseException | None = None
+            try:
+                self._with_events(self._do_fit, "fit", CancelFitException)
+            except BaseException as e:  # an error or Ctrl-C: let trackers close their run as failed, then re-raise
+                self.fit_exception = e
+                self("after_fit_exception")
+                raise
 
     def _do_fit(self) -> None:
         for epoch in range(self.start_epoch, self.n_epoch):

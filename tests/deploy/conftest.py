@@ -1,0 +1,54 @@
+"""Fixtures for the deployment tests (trackers, ONNX, uploads, CLI): tiny generated data and learners."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+
+def write_image(path: Path, color: tuple[int, int, int], size: tuple[int, int] = (32, 32), seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    a = np.clip(np.array(color)[None, None] + rng.integers(-20, 21, (size[1], size[0], 3)), 0, 255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(a.astype(np.uint8)).save(path)
+    return path
+
+
+def make_images(root: Path, n: int = 6, layout: str = "name") -> list[Path]:
+    """Red ``cat`` and blue ``dog`` images, named ``cat_<i>.png`` (``layout='name'``) or under
+    ``root/<label>/`` (``'classes'``)."""
+    files = []
+    for i in range(n):
+        for label, color in (("cat", (220, 40, 40)), ("dog", (40, 40, 220))):
+            p = root / f"{label}_{i}.png" if layout == "name" else root / label / f"{i}.png"
+            files.append(write_image(p, color, seed=i))
+    return sorted(files)
+
+
+@pytest.fixture
+def image_learner(tmp_path):
+    """A tiny resnet18 (random init) on 12 red/blue 32 px images, not trained."""
+    from learnkit.vision import ImageDataLoaders, Resize, error_rate, get_image_files, vision_learner
+    d = tmp_path / "imgs"
+    make_images(d)
+    dls = ImageDataLoaders.from_name_re(d, get_image_files(d), r"^(\w+)_\d+", item_tfms=Resize(32), bs=4,
+                                        device="cpu")
+    return vision_learner(dls, "resnet18", pretrained=False, metrics=error_rate, progress=False, path=tmp_path,
+                          lin_ftrs=[8])
+
+
+@pytest.fixture
+def core_learner(tmp_path):
+    """A linear classifier on 40 two-class points (8 training batches of 4)."""
+    from torch.utils.data import TensorDataset
+
+    from learnkit import CrossEntropyLossFlat, DataLoaders, Learner, accuracy
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 2, generator=g)
+    y = (x.sum(1) > 0).long()
+    dls = DataLoaders.from_dsets(TensorDataset(x[8:], y[8:]), TensorDataset(x[:8], y[:8]), bs=4, device="cpu")
+    return Learner(dls, torch.nn.Linear(2, 2), loss_func=CrossEntropyLossFlat(), metrics=accuracy, progress=False,
+                   path=tmp_path)
