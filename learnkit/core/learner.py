@@ -515,6 +515,13 @@ class Learner:
         from .export import export_learner
         return export_learner(self, fname)
 
+    def export_onnx(self, path: str | Path = "export.onnx", opset: int | None = None) -> Path:
+        """Write the model, with its preprocessing and output activation, as an ONNX graph with a dynamic
+        batch, plus a JSON sidecar (``path.with_suffix('.json')``: classes, procs, tokenizer...). Needs
+        ``pip install "learnkit[onnx]"``. See `learnkit.core.onnx`."""
+        from .onnx import export_onnx
+        return export_onnx(self, path, opset=opset)
+
     # --- display -------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def no_bar(self) -> Iterator[None]:

@@ -152,6 +152,11 @@ class ImageDataLoaders(DataLoaders):
         return out
 
     # --- export ------------------------------------------------------------------------------------
+    def onnx_spec(self) -> Any:
+        """The ONNX graph's input (``uint8`` images at the training size); see `learnkit.core.onnx`."""
+        from .onnx_spec import image_onnx_spec
+        return image_onnx_spec(self)
+
     def export_config(self) -> dict:
         det = [t for t in self.batch_tfms if not is_random(t)]
         for t in self.item_tfms + det:
