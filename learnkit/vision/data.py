@@ -30,7 +30,7 @@ from ..core.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat
 from ..core.registry import register_dls
 from ..core.split import ColSplitter, GrandparentSplitter, RandomSplitter, check_split
 from .dataset import DEFAULT_CACHE_BYTES, ImageDataset, collate_images, decode_all, split_tfms
-from .io import get_image_files
+from .io import get_image_files, image_items
 from .labels import RegexLabeller, make_labels, make_vocab, parent_label, py_value
 from .transforms import Normalize, apply_batch_tfms, is_random, transform_from_config
 
@@ -105,9 +105,7 @@ class ImageDataLoaders(DataLoaders):
     def test_dl(self, items: Sequence[Any], with_labels: bool = False, bs: int | None = None) -> Any:
         """A loader over new images (paths, PIL images, arrays or tensors), preprocessed like the validation
         set. ``with_labels=True`` labels path items the way the training data was labelled."""
-        items = list(items)
-        if not items:
-            raise ValueError("test_dl got no items")
+        items = image_items(items)
         targets = None
         if with_labels:
             if self.labeller is None:

@@ -33,7 +33,7 @@ from ...core.losses import CrossEntropyLossFlat
 from ...core.registry import register_dls
 from ...core.split import RandomSplitter, check_split
 from ..dataset import collate_images, split_tfms
-from ..io import get_image_files
+from ..io import get_image_files, image_items
 from ..transforms import Normalize, transform_from_config
 from .dataset import SegmentationDataset, check_masks_exist, decode_pairs, want_cache
 from .masks import read_codes, resolve_void_code
@@ -154,9 +154,7 @@ class SegmentationDataLoaders(DataLoaders):
     def test_dl(self, items: Sequence[Any], with_labels: bool = False, bs: int | None = None) -> Any:
         """A loader over new images (paths, PIL images, arrays or tensors), preprocessed like the validation
         set. ``with_labels=True`` finds each image's mask with the ``label_func`` of the training data."""
-        items = list(items)
-        if not items:
-            raise ValueError("test_dl got no items")
+        items = image_items(items)
         masks = None
         if with_labels:
             if self.label_func is None:
