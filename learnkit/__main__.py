@@ -1,0 +1,6 @@
+"""``python -m learnkit ...``: the same as the ``learnkit`` command (see `learnkit.cli`)."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
