@@ -28,16 +28,26 @@ def make_images(root: Path, n: int = 6, layout: str = "name") -> list[Path]:
     return sorted(files)
 
 
-@pytest.fixture
-def image_learner(tmp_path):
-    """A tiny resnet18 (random init) on 12 red/blue 32 px images, not trained."""
+def _image_learner(root: Path):
     from learnkit.vision import ImageDataLoaders, Resize, error_rate, get_image_files, vision_learner
-    d = tmp_path / "imgs"
+    d = root / "imgs"
     make_images(d)
     dls = ImageDataLoaders.from_name_re(d, get_image_files(d), r"^(\w+)_\d+", item_tfms=Resize(32), bs=4,
                                         device="cpu")
-    return vision_learner(dls, "resnet18", pretrained=False, metrics=error_rate, progress=False, path=tmp_path,
+    return vision_learner(dls, "resnet18", pretrained=False, metrics=error_rate, progress=False, path=root,
                           lin_ftrs=[8])
+
+
+@pytest.fixture
+def image_learner(tmp_path):
+    """A tiny resnet18 (random init) on 12 red/blue 32 px images (``tmp_path/imgs``), not trained."""
+    return _image_learner(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_image_learner(tmp_path_factory):
+    """`image_learner`, shared by the tests of a module (they must not train it)."""
+    return _image_learner(tmp_path_factory.mktemp("images"))
 
 
 @pytest.fixture
