@@ -6,7 +6,9 @@ random init otherwise: latency does not depend on the weights); ``learn.export_o
 Eager runs the same module as learnkit's ``get_preds`` does (``inference_mode``, channels-last on the
 CPU). Runs are interleaved (torch, ort, torch, ort...) and the median per batch is printed.
 
-    python benchmarks/onnx_latency.py [--data DIR] [--threads 2] [--runs 20] [--size 224]
+    python benchmarks/onnx_latency.py [--data DIR] [--threads 2] [--runs 20] [--size 224] [--write]
+
+``--write`` also saves the table to ``benchmarks/ONNX_RESULTS.md`` (shown in the docs' deploy guide).
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--threads", type=int, default=2, help="intra-op threads for both runtimes")
     ap.add_argument("--runs", type=int, default=20, help="timed runs per batch size and runtime")
+    ap.add_argument("--write", action="store_true", help="save the table to benchmarks/ONNX_RESULTS.md")
     args = ap.parse_args()
     import onnxruntime as ort
 
@@ -64,10 +67,8 @@ def main() -> None:
     def onnx(x: torch.Tensor):
         return sess.run(None, {"image": x.numpy()})[0]
 
-    print(f"{machine()}; {args.arch} ({weights} weights) at {args.size} px; {args.threads} threads; "
-          f"onnxruntime {ort.__version__} ({exporter} export), torch {torch.__version__}")
-    print("| batch | PyTorch eager (ms) | onnxruntime (ms) | speed-up | max |prob diff| |")
-    print("| ---: | ---: | ---: | ---: | ---: |")
+    lines = ["| batch | PyTorch eager (ms) | onnxruntime (ms) | speed-up | max abs. probability difference |",
+             "| ---: | ---: | ---: | ---: | ---: |"]
     for bs in (1, 32):
         x = batch[:bs]
         diff = float(abs(torch.from_numpy(onnx(x)) - eager(x)).max())
@@ -81,7 +82,14 @@ def main() -> None:
                 f(x)
                 times[name].append(1000 * (time.perf_counter() - t))
         pt, ot = statistics.median(times["torch"]), statistics.median(times["ort"])
-        print(f"| {bs} | {pt:.1f} | {ot:.1f} | {pt / ot:.2f}x | {diff:.1e} |")
+        lines.append(f"| {bs} | {pt:.1f} | {ot:.1f} | {pt / ot:.2f}x | {diff:.1e} |")
+    lines += ["", f"Median of interleaved runs ({args.runs} at batch 1, {max(3, args.runs // 4)} at batch 32); "
+              f"{machine()}; {args.arch} ({weights} weights) at {args.size} px; {args.threads} threads each; "
+              f"onnxruntime {ort.__version__} ({exporter} export); `python benchmarks/onnx_latency.py --write`, "
+              f"{time.strftime('%Y-%m-%d')}."]
+    print("\n".join(lines))
+    if args.write:
+        (Path(__file__).parent / "ONNX_RESULTS.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
