@@ -54,6 +54,17 @@ def test_log_every_is_checked():
         TensorBoardCallback(log_every=0)
 
 
+def test_only_rank0_writes(core_learner, tmp_path, monkeypatch):
+    import learnkit.core.callbacks.experiment as experiment
+    monkeypatch.setattr(experiment, "is_rank0", lambda: False)  # as on rank 1 of a DDP run
+    cb = TensorBoardCallback(tmp_path / "tb", log_every=1)
+    core_learner.fit(1, cbs=cb)
+    assert cb.writer is None and not (tmp_path / "tb").exists()
+    counting = CountLossReads(log_every=1)
+    core_learner.fit(1, cbs=counting)
+    assert counting.logged == [] and not hasattr(counting, "failed")
+
+
 def test_missing_library_names_the_extra(core_learner, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow now raises ImportError
     with pytest.raises(ImportError, match=r'pip install "learnkit\[mlflow\]"'):
@@ -68,6 +79,16 @@ def _events(log_dir):
     return acc
 
 
+def _hparams(acc) -> tuple[dict, int]:
+    """The HParams plugin's record: ``({name: value}, session status)``."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    content = acc.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    end = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_end_info"])
+    values = {k: (v.string_value or v.number_value) for k, v in start.session_start_info.hparams.items()}
+    return values, end.session_end_info.status
+
+
 def test_tensorboard_scalars_hparams_and_preds(image_learner, tmp_path):
     pytest.importorskip("tensorboard")
     log_dir = tmp_path / "tb"
@@ -80,10 +101,10 @@ def test_tensorboard_scalars_hparams_and_preds(image_learner, tmp_path):
     assert [round(e.value, 5) for e in acc.Scalars("epoch/valid_loss")] == \
         [round(v[1], 5) for v in image_learner.recorder.values]
     assert len(acc.Images("predictions")) == 2  # one figure per epoch
-    assert any("hparams" in t for t in tags["tensors"])  # the params as text
-    # the HParams plugin data sits in the same folder (run_name=".")
-    acc2 = _events(log_dir)
-    assert "_hparams_/experiment" in acc2.Tags()["tensors"] or acc2.Tags()["tensors"]
+    assert "hparams/text_summary" in tags["tensors"]  # the params as a text table
+    hparams, _ = _hparams(acc)  # the HParams tab, in the same folder (run_name=".")
+    assert hparams["model.arch"] == "resnet18" and hparams["n_epoch"] == 2 and hparams["status"] == "finished"
+    assert acc.Scalars("hparams/valid_loss")[0].value == pytest.approx(image_learner.recorder.values[-1][1])
 
 
 def test_tensorboard_survives_a_failed_fit(core_learner, tmp_path):
@@ -93,7 +114,7 @@ def test_tensorboard_survives_a_failed_fit(core_learner, tmp_path):
         core_learner.fit(3, cbs=[cb, Boom()])
     acc = _events(tmp_path / "tb")
     assert len(acc.Scalars("epoch/valid_loss")) == 1  # the epoch before the error was written
-    assert cb.writer.file_writer is None or cb.active is False  # closed
+    assert _hparams(acc)[0]["status"] == "failed"  # and the run was closed as failed
 
 
 # --- MLflow ----------------------------------------------------------------------------------------------
