@@ -25,6 +25,7 @@ TorchScript exporter (``dynamo=False``), with a warning; the sidecar's ``"export
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,8 +123,9 @@ def _export(module: nn.Module, spec: OnnxSpec, path: Path, opset: int | None) ->
             raise ValueError(f"onnxruntime differs from PyTorch by {diff:.3g} on inputs of another size")
         return "dynamo"
     except Exception as e:  # noqa: BLE001 - any failure of the new exporter: fall back to the TorchScript one
-        msg = str(e).strip()
-        first = f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''}"
+        root = e.__cause__ or e  # torch.export's own error, not the exporter's wrapper
+        msg = re.sub(r"\x1b\[[0-9;]*m", "", str(root)).strip()
+        first = f"{type(root).__name__}: {msg.splitlines()[0] if msg else ''}"
     kw.pop("external_data")
     axes = {name: spec.dynamic.get(name, {0: "batch"}) for name in spec.input_names}
     axes["output"] = {0: "batch"}

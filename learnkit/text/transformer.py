@@ -50,8 +50,8 @@ class TransformerClassifier(nn.Module):
         return [*body, None, self.head]
 
     def _attn_mask(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
-        if bool(mask.all()):
-            return None
+        if not torch.compiler.is_exporting() and bool(mask.all()):  # no padding: SDPA's faster unmasked path
+            return None  # (an exported graph keeps the general, masked path: the check depends on the data)
         if getattr(self.encoder.config, "_attn_implementation", "sdpa") == "sdpa":
             return mask[:, None, None, :]
         return (~mask[:, None, None, :]).to(dtype) * torch.finfo(dtype).min

