@@ -1,6 +1,9 @@
 """Fixtures for the deployment tests (trackers, ONNX, uploads, CLI): tiny generated data and learners."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +65,24 @@ def core_learner(tmp_path):
     dls = DataLoaders.from_dsets(TensorDataset(x[8:], y[8:]), TensorDataset(x[:8], y[:8]), bs=4, device="cpu")
     return Learner(dls, torch.nn.Linear(2, 2), loss_func=CrossEntropyLossFlat(), metrics=accuracy, progress=False,
                    path=tmp_path)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def app_server(module_image_learner):
+    """The app serving an export of the tiny red/blue classifier: ``(base_url, learner, image_path)``."""
+    learn = module_image_learner
+    tmp_path = learn.path
+    model = learn.export(tmp_path / "model.safetensors")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LEARNKIT_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(REPO / "examples" / "app.py"), str(model), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()  # "serving ... on http://127.0.0.1:PORT"
+        assert line.startswith("serving") and "http://127.0.0.1:" in line, (line, proc.stderr.read())
+        yield line.split()[-1], learn, tmp_path / "imgs" / "cat_0.png"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -4,35 +4,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def server(module_image_learner):
-    """The app serving an export of the tiny red/blue classifier: ``(base_url, learner, image_path)``."""
-    learn = module_image_learner
-    tmp_path = learn.path
-    model = learn.export(tmp_path / "model.safetensors")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "LEARNKIT_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, str(REPO / "examples" / "app.py"), str(model), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    try:
-        line = proc.stdout.readline()  # "serving ... on http://127.0.0.1:PORT"
-        assert line.startswith("serving") and "http://127.0.0.1:" in line, (line, proc.stderr.read())
-        yield line.split()[-1], learn, tmp_path / "imgs" / "cat_0.png"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+def server(app_server):
+    return app_server
 
 
 def _post(url: str, body: bytes, ctype: str = "image/png") -> tuple[int, dict]:
