@@ -127,7 +127,8 @@ def file_store(monkeypatch):
 def test_mlflow_params_metrics_artifact(image_learner, tmp_path, file_store):
     mlflow = file_store
     uri = (tmp_path / "mlruns").as_uri()
-    cb = MLflowCallback(tracking_uri=uri, experiment_name="tiny", run_name="r1", log_model=True, log_every=2)
+    cb = MLflowCallback(tracking_uri=uri, experiment_name="tiny", run_name="r1", log_model=True, log_every=2,
+                        log_preds=True)
     image_learner.fit(2, cbs=cb)
     client = mlflow.MlflowClient(tracking_uri=uri)
     run = client.get_run(cb.run_id)
@@ -137,6 +138,8 @@ def test_mlflow_params_metrics_artifact(image_learner, tmp_path, file_store):
     assert [m.step for m in hist] == [0, 1]
     assert hist[-1].value == pytest.approx(image_learner.recorder.values[-1][1], rel=1e-6)
     assert client.get_metric_history(cb.run_id, "train_loss")  # per batch, every 2 batches
+    shots = [f.path for f in client.list_artifacts(cb.run_id, "predictions")]
+    assert len(shots) == 2 and all(p.endswith(".png") for p in shots)  # one figure per epoch
     files = [f.path for f in client.list_artifacts(cb.run_id, "model")]
     assert files == ["model/export.safetensors"]
     local = client.download_artifacts(cb.run_id, "model/export.safetensors", str(tmp_path))

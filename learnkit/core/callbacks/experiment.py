@@ -72,6 +72,7 @@ class ExperimentCallback(Callback):
     learnkit extra that installs their library) and implement the hooks."""
 
     order = 75  # after the Recorder (50) and the metrics table (60) have written the epoch
+    run_valid = False  # batch events: training batches only
     extra = ""
 
     def __init__(self, log_every: int = 50, log_preds: bool = False, n_preds: int = 4):
@@ -106,7 +107,7 @@ class ExperimentCallback(Callback):
         self.log_params(run_params(self.learn))
 
     def after_batch(self):
-        if not self.active or not self.learn.training or self.learn.loss is None:
+        if not self.active or self.learn.loss is None:
             return
         self.step += 1
         if self.step % self.log_every == 0 or self.step == 1:
