@@ -37,13 +37,13 @@ def _image_learner(root: Path):
     make_images(d)
     dls = ImageDataLoaders.from_name_re(d, get_image_files(d), r"^(\w+)_\d+", item_tfms=Resize(32), bs=4,
                                         device="cpu")
-    return vision_learner(dls, "resnet18", pretrained=False, metrics=error_rate, progress=False, path=root,
+    return vision_learner(dls, "resnet10t", pretrained=False, metrics=error_rate, progress=False, path=root,
                           lin_ftrs=[8])
 
 
 @pytest.fixture
 def image_learner(tmp_path):
-    """A tiny resnet18 (random init) on 12 red/blue 32 px images (``tmp_path/imgs``), not trained."""
+    """A tiny resnet10t (random init) on 12 red/blue 32 px images (``tmp_path/imgs``), not trained."""
     return _image_learner(tmp_path)
 
 

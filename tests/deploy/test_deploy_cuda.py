@@ -31,7 +31,7 @@ def test_tracker_and_onnx_from_cuda(tmp_path):
             Image.fromarray(a).save(tmp_path / f"{label}_{i}.png")
     dls = ImageDataLoaders.from_name_re(tmp_path, get_image_files(tmp_path), r"^(\w+)_\d+", item_tfms=Resize(32),
                                         bs=4, device="cuda")
-    learn = vision_learner(dls, "resnet18", pretrained=False, metrics=error_rate, progress=False, path=tmp_path)
+    learn = vision_learner(dls, "resnet10t", pretrained=False, metrics=error_rate, progress=False, path=tmp_path)
     learn.to_bf16()
     cb = Logged()
     learn.fit(2, cbs=cb)

@@ -63,7 +63,7 @@ def test_unet(tmp_path):
     files = sorted((tmp_path / "img").iterdir())
     dls = SegmentationDataLoaders.from_label_func(tmp_path, files, lambda o: tmp_path / "lbl" / o.name,
                                                   codes=["bg", "fg"], bs=2, device="cpu")
-    learn = unet_learner(dls, "resnet18", pretrained=False, progress=False, decoder_channels=(16, 8, 8, 8))
+    learn = unet_learner(dls, "resnet10t", pretrained=False, progress=False, decoder_channels=(16, 8, 8, 8))
     dl = dls.test_dl(files[:3], bs=3)
     x = next(iter(dl))[0]
     probs = learn.get_preds(dl=dl)[0]

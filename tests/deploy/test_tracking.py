@@ -103,7 +103,7 @@ def test_tensorboard_scalars_hparams_and_preds(image_learner, tmp_path):
     assert len(acc.Images("predictions")) == 2  # one figure per epoch
     assert "hparams/text_summary" in tags["tensors"]  # the params as a text table
     hparams, _ = _hparams(acc)  # the HParams tab, in the same folder (run_name=".")
-    assert hparams["model.arch"] == "resnet18" and hparams["n_epoch"] == 2 and hparams["status"] == "finished"
+    assert hparams["model.arch"] == "resnet10t" and hparams["n_epoch"] == 2 and hparams["status"] == "finished"
     assert acc.Scalars("hparams/valid_loss")[0].value == pytest.approx(image_learner.recorder.values[-1][1])
 
 
@@ -133,7 +133,7 @@ def test_mlflow_params_metrics_artifact(image_learner, tmp_path, file_store):
     client = mlflow.MlflowClient(tracking_uri=uri)
     run = client.get_run(cb.run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "r1"
-    assert run.data.params["model.arch"] == "resnet18" and run.data.params["n_epoch"] == "2"
+    assert run.data.params["model.arch"] == "resnet10t" and run.data.params["n_epoch"] == "2"
     hist = client.get_metric_history(cb.run_id, "valid_loss")
     assert [m.step for m in hist] == [0, 1]
     assert hist[-1].value == pytest.approx(image_learner.recorder.values[-1][1], rel=1e-6)
@@ -227,7 +227,7 @@ def test_wandb_offline_run_folder_and_summary(image_learner, wandb_offline, tmp_
     assert run_dir.name.startswith("offline-run-") and run_dir.parent == tmp_path / "wandb"
     config, history, summary, exit_code, artifacts = read_offline_run(run_dir)
     assert exit_code == 0
-    assert config["model.arch"] == "resnet18" and config["n_epoch"] == 2
+    assert config["model.arch"] == "resnet10t" and config["n_epoch"] == 2
     valid = [h["epoch/valid_loss"] for h in history if "epoch/valid_loss" in h]
     assert valid == pytest.approx([v[1] for v in image_learner.recorder.values], rel=1e-6)
     assert sum("train/loss" in h for h in history) == 2 * len(image_learner.dls.train)
