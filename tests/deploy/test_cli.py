@@ -145,3 +145,32 @@ def test_predict_on_20_pets_photos(data_path, tmp_path):
     truth = ["cat" if Path(r["input"]).name[0].isupper() else "dog" for r in rows]
     accuracy = np.mean([r["prediction"] == t for r, t in zip(rows, truth)])
     assert accuracy >= 0.75, accuracy
+
+
+def test_predict_and_info_for_a_table_and_texts(tmp_path, capsys):
+    import pandas as pd
+
+    from learnkit.tabular import TabularDataLoaders, tabular_learner
+    from learnkit.text import TextDataLoaders, text_classifier_learner
+    df = pd.DataFrame({"job": ["a", "b"] * 20, "age": list(range(40)), "y": ["no", "yes"] * 20})
+    dls = TabularDataLoaders.from_df(df, cat_names="job", cont_names="age", y_names="y", bs=8, device="cpu")
+    learn = tabular_learner(dls, layers=[8], progress=False)
+    learn.fit(1)
+    model = learn.export(tmp_path / "table.safetensors")
+    df.drop(columns="y").head(3).to_csv(tmp_path / "rows.csv", index=False)
+    assert main(["predict", str(model), str(tmp_path / "rows.csv"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    expected = [learn.predict(r)[0]["y"] for _, r in df.drop(columns="y").head(3).iterrows()]
+    assert [r["prediction"] for r in rows] == expected and rows[0]["input"].endswith("rows.csv:2")
+    assert main(["info", str(model), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["task"] == "TabularDataLoaders" and info["classes"] == ["no", "yes"] and info["input_size"] is None
+
+    texts = pd.DataFrame({"text": ["good great movie", "bad awful plot"] * 6, "label": ["pos", "neg"] * 6})
+    tdls = TextDataLoaders.from_df(texts, tok="words", min_freq=1, bs=4, device="cpu")
+    tlearn = text_classifier_learner(tdls, "lstm", config={"emb_dim": 8, "hidden": 8, "head_hidden": 8}, progress=False)
+    tmodel = tlearn.export(tmp_path / "text.safetensors")
+    (tmp_path / "review.txt").write_text("a good great movie")
+    assert main(["predict", str(tmodel), str(tmp_path / "review.txt"), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["prediction"] == tlearn.predict("a good great movie")[0]

@@ -247,3 +247,14 @@ def test_wandb_failed_run_exits_nonzero(core_learner, wandb_offline, tmp_path):
     assert exit_code == 1
     assert "final/valid_loss" not in summary and summary["epoch"] == 0
     assert sum("epoch/valid_loss" in h for h in history) == 1
+
+
+@pytest.mark.parametrize("ns", ["learnkit", "learnkit.core", "learnkit.vision", "learnkit.vision.segmentation",
+                                "learnkit.tabular", "learnkit.collab", "learnkit.text"])
+def test_every_namespace_exports_the_trackers(ns):
+    import importlib
+    if ns == "learnkit.text":
+        pytest.importorskip("transformers")
+    mod = importlib.import_module(ns)
+    for name in ("TensorBoardCallback", "MLflowCallback", "WandbCallback"):
+        assert name in mod.__all__ and getattr(mod, name) is globals()[name]
