@@ -24,6 +24,7 @@ TorchScript exporter (``dynamo=False``), with a warning; the sidecar's ``"export
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import warnings
@@ -94,8 +95,8 @@ def _grown(spec: OnnxSpec) -> tuple[torch.Tensor, ...]:
 
 
 def check_onnx(path: str | Path, module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str]) -> float:
-    """Run the graph at ``path`` with onnxruntime on ``inputs``; the largest absolute difference from
-    ``module(*inputs)`` (raises when onnxruntime cannot run it or the shapes differ)."""
+    """Run the graph at ``path`` with onnxruntime on ``inputs``; the largest difference from ``module(*inputs)``,
+    relative to ``max(1, largest output)`` (raises when onnxruntime cannot run it or the shapes differ)."""
     import onnxruntime as ort
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0]
@@ -103,7 +104,7 @@ def check_onnx(path: str | Path, module: nn.Module, inputs: tuple[torch.Tensor, 
         want = module(*inputs).numpy()
     if got.shape != want.shape:
         raise ValueError(f"onnxruntime returned shape {got.shape}, PyTorch {want.shape}")
-    return float(abs(got - want).max()) if want.size else 0.0
+    return float(abs(got - want).max() / max(1.0, abs(want).max())) if want.size else 0.0
 
 
 def _export(module: nn.Module, spec: OnnxSpec, path: Path, opset: int | None) -> str:
@@ -143,6 +144,17 @@ def _export(module: nn.Module, spec: OnnxSpec, path: Path, opset: int | None) ->
     return "torchscript"
 
 
+def _io_spec(values: Any) -> list[dict]:
+    """Names, numpy dtypes and shapes (a name for a dynamic axis) of a graph's inputs or outputs."""
+    import onnx
+    out = []
+    for v in values:
+        t = v.type.tensor_type
+        out.append({"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
+                    "shape": [d.dim_param or d.dim_value for d in t.shape.dim]})
+    return out
+
+
 def export_onnx(learn: "Learner", path: str | Path, opset: int | None = None) -> Path:
     """Write ``learn``'s model for inference to ``path`` (ONNX) and ``path.with_suffix('.json')`` (the
     sidecar); see the module docstring. A relative ``path`` is relative to ``learn.path``. Returns ``path``."""
@@ -152,6 +164,9 @@ def export_onnx(learn: "Learner", path: str | Path, opset: int | None = None) ->
         raise TypeError(f"{type(learn.dls).__name__} cannot describe an ONNX input: export_onnx needs a task "
                         "DataLoaders (ImageDataLoaders, SegmentationDataLoaders, TabularDataLoaders, "
                         "CollabDataLoaders, TextDataLoaders) or one with an onnx_spec() method")
+    for mod in ("onnx", "onnxscript"):
+        if importlib.util.find_spec(mod) is None:
+            raise ImportError(f'export_onnx needs the {mod} package: pip install "learnkit[onnx]"')
     path = Path(path)
     if not path.is_absolute():
         path = learn.path / path
@@ -161,6 +176,8 @@ def export_onnx(learn: "Learner", path: str | Path, opset: int | None = None) ->
     spec: OnnxSpec = learn.dls.onnx_spec()
     model = getattr(learn.model, "_orig_mod", learn.model)
     was_training, device = model.training, next(model.parameters()).device
+    convs = [p for p in model.parameters() if p.ndim == 4]
+    channels_last = bool(convs) and convs[0].is_contiguous(memory_format=torch.channels_last)
     act = getattr(learn.loss_func, "activation", None)
     module = OnnxModel(model, spec.prepare, act).cpu().eval()
     module.model.to(memory_format=torch.contiguous_format)
@@ -168,25 +185,17 @@ def export_onnx(learn: "Learner", path: str | Path, opset: int | None = None) ->
         exporter = _export(module, spec, path, opset)
     finally:
         model.to(device).train(was_training)
-    if device.type in ("cpu", "cuda") and any(isinstance(m, nn.Conv2d) for m in model.modules()):
-        model.to(memory_format=torch.channels_last)  # how the task learners keep conv nets
-    import onnx  # the exporter needs it too
+    if channels_last:  # the layout the learner kept its conv weights in (vision_learner on CPU/CUDA)
+        model.to(memory_format=torch.channels_last)
+    import onnx
     graph = onnx.load(str(path), load_external_data=False)
-    def io(values: Any) -> list[dict]:
-        out = []
-        for v in values:
-            t = v.type.tensor_type
-            shape = [d.dim_param or d.dim_value for d in t.shape.dim]
-            out.append({"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
-                        "shape": shape})
-        return out
     dls = learn.dls
     sidecar = {
         "format": ONNX_FORMAT, "format_version": 1, "learnkit_version": learnkit.__version__,
         "torch_version": torch.__version__, "exporter": exporter,
         "opset": max((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), default=None),
         "task": type(dls).__name__, "model": (getattr(learn, "model_spec", None) or {}).get("builder"),
-        "inputs": io(graph.graph.input), "outputs": io(graph.graph.output),
+        "inputs": _io_spec(graph.graph.input), "outputs": _io_spec(graph.graph.output),
         "output_activation": type(learn.loss_func).__name__ + (".activation" if act is not None else " (none)"),
         "classes": list(dls.vocab) if getattr(dls, "vocab", None) is not None else None,
         **spec.sidecar,
