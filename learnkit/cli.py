@@ -23,6 +23,9 @@ from typing import Any
 __all__ = ["main", "build_parser"]
 
 
+_CHUNK = 64  # images decoded and predicted together by `learnkit predict`
+
+
 class CLIError(Exception):
     """An error the command reports in one line."""
 
@@ -132,15 +135,16 @@ def predict(model: str, inputs: list[str], top_k: int = 1, device: str | None = 
     if task in ("ImageDataLoaders", "SegmentationDataLoaders"):
         from learnkit.vision.io import ImageLoadError, load_image
         files, rows, errors = _image_files(inputs), [], []
-        good = []
-        for f in files:  # decode first, so that one broken photo is reported, not fatal
-            try:
-                load_image(f)
-                good.append(f)
-            except ImageLoadError as e:
-                errors.append({"input": str(f), "error": str(e)})
-        if good:
-            rows = _predict_rows(learn, good, [str(f) for f in good], top_k)
+        for start in range(0, len(files), _CHUNK):  # decoded once, a chunk at a time: memory stays bounded
+            images, names = [], []
+            for f in files[start: start + _CHUNK]:
+                try:
+                    images.append(load_image(f))
+                    names.append(str(f))
+                except ImageLoadError as e:  # one broken photo is reported, not fatal
+                    errors.append({"input": str(f), "error": str(e)})
+            if images:
+                rows += _predict_rows(learn, images, names, top_k)
         return rows + errors
     if task == "TextDataLoaders":
         files = [Path(p) for p in inputs]
