@@ -42,6 +42,14 @@ def test_base_logs_loss_only_every_log_every_batches(core_learner):
     assert cb.failed is False and cb.params["n_epoch"] == 2 and cb.params["model"] == "Linear"
 
 
+def test_the_batch_count_carries_on_across_fits(core_learner):
+    cb = CountLossReads(log_every=4)
+    core_learner.fit(1, cbs=cb)
+    core_learner.fit(1, cbs=cb)  # fine_tune's second fit, say
+    assert [s for s, e, m in cb.logged if e is None] == [1, 4, 8, 12, 16]
+    assert [s for s, e, m in cb.logged if e is not None] == [8, 16]
+
+
 def test_base_closes_failed_and_reraises(core_learner):
     cb = CountLossReads(log_every=50)
     with pytest.raises(RuntimeError, match="boom"):

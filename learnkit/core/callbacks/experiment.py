@@ -10,7 +10,9 @@ A tracker subclass implements five small hooks — ``open_run``, ``log_params``,
 - at the end: the run is closed as finished — or as failed when an error escapes ``fit``
   (the ``after_fit_exception`` event), and the error still propagates.
 
-The tracking library is imported only when a run opens (`require`), so learnkit imports without it.
+A run is one ``fit``: ``fine_tune`` (two fits) with ``cbs=[tracker]`` makes two MLflow or W&B runs, and
+continues the same TensorBoard curves (the batch count carries on from one fit to the next). The tracking
+library is imported only when a run opens (`require`), so learnkit imports without it.
 """
 from __future__ import annotations
 
@@ -99,7 +101,7 @@ class ExperimentCallback(Callback):
 
     # --- events ----------------------------------------------------------------------------------------
     def before_fit(self):
-        self.active, self.step = False, 0
+        self.active = False  # ``step`` (training batches seen) carries on across the fits of one callback
         if not is_rank0() or hasattr(self.learn, "lr_finder"):
             return
         self.open_run()
