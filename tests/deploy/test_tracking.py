@@ -115,6 +115,14 @@ def test_tensorboard_scalars_hparams_and_preds(image_learner, tmp_path):
     assert acc.Scalars("hparams/valid_loss")[0].value == pytest.approx(image_learner.recorder.values[-1][1])
 
 
+def test_tensorboard_model_graph(core_learner, tmp_path):
+    pytest.importorskip("tensorboard")
+    core_learner.fit(1, cbs=TensorBoardCallback(tmp_path / "tb", log_graph=True))
+    acc = _events(tmp_path / "tb")
+    assert acc.Tags()["graph"] is True
+    assert any(n.op == "aten::linear" for n in acc.Graph().node)
+
+
 def test_tensorboard_survives_a_failed_fit(core_learner, tmp_path):
     pytest.importorskip("tensorboard")
     cb = TensorBoardCallback(tmp_path / "tb", log_every=1)

@@ -22,6 +22,7 @@ class TensorBoardCallback(ExperimentCallback):
         log_preds: after each epoch, a figure of the first ``n_preds`` validation images titled
             ``target / prediction`` (image classifiers only).
         log_every: log the training loss and learning rates every this many batches.
+        log_graph: the model's graph, traced on one training batch, in the Graphs tab.
 
     Scalars: ``train/loss`` and ``lr/group<i>`` (per batch, at the logging interval, x = batch) and
     ``epoch/<train_loss|valid_loss|metric|time>`` (per epoch, x = batch); the hyper-parameters as text
@@ -32,9 +33,10 @@ class TensorBoardCallback(ExperimentCallback):
     extra = "tensorboard"
 
     def __init__(self, log_dir: str | Path | None = None, log_preds: bool = False, log_every: int = 50,
-                 n_preds: int = 4):
+                 n_preds: int = 4, log_graph: bool = False):
         super().__init__(log_every=log_every, log_preds=log_preds, n_preds=n_preds)
         self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.log_graph = log_graph
         self.writer: Any = None
 
     def open_run(self) -> None:
@@ -46,6 +48,28 @@ class TensorBoardCallback(ExperimentCallback):
             log_dir = self.learn.path / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
         self.writer = SummaryWriter(log_dir=str(log_dir))
         self.run_dir = Path(self.writer.get_logdir())
+        if self.log_graph:
+            self._add_graph()
+
+    def _add_graph(self) -> None:
+        """The model's graph (traced on one training batch) in the Graphs tab; a model that cannot be traced
+        is skipped with a warning."""
+        import warnings
+
+        import torch
+        learn = self.learn
+        xb = learn.dls.one_batch(0)[: learn.dls.n_inp]
+        was_training = learn.model.training
+        try:
+            learn.model.eval()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.writer.add_graph(learn.model, xb if len(xb) > 1 else xb[0])
+        except (RuntimeError, TypeError, ValueError, torch.jit.Error) as e:
+            warnings.warn(f"TensorBoardCallback could not trace the model's graph ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); the rest is logged", stacklevel=2)
+        finally:
+            learn.model.train(was_training)
 
     def log_params(self, params: dict[str, Any]) -> None:
         self.params = params
