@@ -54,9 +54,16 @@ def test_example_takes_the_common_options(name: str):
     assert source.lstrip().startswith(('"""', "'''", "#!")), f"examples/{name} has no module docstring"
 
 
+#: scripts that are not training runs, and the test that runs them.
+APPS: dict[str, str] = {"app.py": "tests/deploy/test_app.py"}
+
+
 def test_every_script_is_known():
     """A new example script must be added to SCRIPTS (with the metric it prints), so that CI runs it."""
-    unknown = sorted(p.name for p in EXAMPLES.glob("*.py") if p.name not in SCRIPTS and not p.name.startswith("_"))
+    for name, test in APPS.items():
+        assert (REPO / test).is_file(), f"examples/{name} is tested by {test}, which does not exist"
+    unknown = sorted(p.name for p in EXAMPLES.glob("*.py")
+                     if p.name not in SCRIPTS and p.name not in APPS and not p.name.startswith("_"))
     assert not unknown, f"add {unknown} to SCRIPTS in tests/test_examples.py"
 
 

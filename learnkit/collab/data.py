@@ -139,6 +139,17 @@ class CollabDataLoaders(DataLoaders):
                            splitter=splitter, device=device)
 
     # --- export protocol -----------------------------------------------------------------------------
+    def onnx_spec(self) -> Any:
+        """The ONNX graph's inputs: ``users`` and ``items``, ``int64 [B]`` indices into the id maps (the
+        sidecar's ``users``/``items`` lists; index 0 is the unknown id); see `learnkit.core.onnx`."""
+        from ..core.onnx import OnnxSpec
+        g = torch.Generator().manual_seed(0)
+        example = (torch.randint(0, self.n_users, (3,), generator=g), torch.randint(0, self.n_items, (3,), generator=g))
+        return OnnxSpec(["users", "items"], example, lambda u, i: (torch.stack([u, i], dim=1),), sidecar={
+            "input": "users, items: int64 [batch] indices; the index of an id is its position in "
+                     "['#na#', *dls_config['users']] (resp. items), 0 for an unknown id",
+            "user_name": self.user_name, "item_name": self.item_name, "rating_name": self.rating_name})
+
     def export_config(self) -> dict[str, Any]:
         """JSON-able state for `from_config`: column names, the id maps, the rating range, the batch size."""
         return {"user_name": self.user_name, "item_name": self.item_name, "rating_name": self.rating_name,

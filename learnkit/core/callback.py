@@ -24,13 +24,15 @@ __all__ = [
 ]
 
 #: Events in the order they fire during ``fit``. ``before_batch`` ... ``after_batch`` run once per batch,
-#: in training (with backward/step) and in validation (without).
+#: in training (with backward/step) and in validation (without). ``after_fit_exception`` fires instead of
+#: ``after_fit`` when an error (not a ``Cancel*Exception``) escapes ``fit``; ``learn.fit_exception`` holds it
+#: and it is raised again afterwards (trackers use it to close their run as failed).
 EVENTS = (
     "before_fit", "before_epoch", "before_train", "before_batch", "after_pred", "after_loss",
     "before_backward", "after_backward", "before_step", "after_step", "after_batch", "after_train",
     "before_validate", "after_validate", "after_epoch", "after_fit",
     "after_cancel_fit", "after_cancel_epoch", "after_cancel_train", "after_cancel_validate",
-    "after_cancel_batch", "after_cancel_backward", "after_cancel_step",
+    "after_cancel_batch", "after_cancel_backward", "after_cancel_step", "after_fit_exception",
 )
 
 

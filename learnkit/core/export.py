@@ -278,6 +278,10 @@ def export_learner(learn: "Learner", fname: str | Path = "export.safetensors") -
         "loss": {"type": loss_cls.__name__, "module": loss_cls.__module__, "config": loss_cfg},
         "precision": learn.precision,
     }
+    rec = getattr(learn, "recorder", None)
+    if rec is not None and rec.values:  # what `learnkit info` shows: the last epoch's losses and metrics
+        final = {k: float(v) for k, v in rec.final_record().items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        header["training"] = {"epochs": len(rec.values), "final": final}
     json.loads(json.dumps(header))  # fails here, not at load time, if anything is off
     return save_tree(path, learn.model.state_dict(), header)
 

@@ -327,7 +327,13 @@ class Learner:
                 for pg in self.opt.param_groups:
                     pg["weight_decay"] = wd
             self.n_epoch, self.start_epoch = n_epoch, start_epoch
-            self._with_events(self._do_fit, "fit", CancelFitException)
+            self.fit_exception: BaseException | None = None
+            try:
+                self._with_events(self._do_fit, "fit", CancelFitException)
+            except BaseException as e:  # an error or Ctrl-C: let trackers close their run as failed, then re-raise
+                self.fit_exception = e
+                self("after_fit_exception")
+                raise
 
     def _do_fit(self) -> None:
         for epoch in range(self.start_epoch, self.n_epoch):
@@ -555,6 +561,13 @@ class Learner:
         ``load_learner(path)`` rebuilds it in a fresh process. See `learnkit.core.export`."""
         from .export import export_learner
         return export_learner(self, fname)
+
+    def export_onnx(self, path: str | Path = "export.onnx", opset: int | None = None) -> Path:
+        """Write the model, with its preprocessing and output activation, as an ONNX graph with a dynamic
+        batch, plus a JSON sidecar (``path.with_suffix('.json')``: classes, procs, tokenizer...). Needs
+        ``pip install "learnkit[onnx]"``. See `learnkit.core.onnx`."""
+        from .onnx import export_onnx
+        return export_onnx(self, path, opset=opset)
 
     # --- display -------------------------------------------------------------------------------------
     @contextlib.contextmanager

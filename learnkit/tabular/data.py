@@ -230,6 +230,21 @@ class TabularDataLoaders(DataLoaders):
         return display_df(self.decode_batch(self.one_batch(split), max_n))
 
     # --- export ------------------------------------------------------------------------------------
+    def onnx_spec(self) -> Any:
+        """The ONNX graph's inputs: ``cats`` ``int64 [B, n_cat]`` and ``conts`` ``float32 [B, n_cont]``, the
+        tensors the procs make (their tables are in the sidecar); see `learnkit.core.onnx`."""
+        from ..core.onnx import OnnxSpec
+        cards = self.procs.cardinalities
+        g = torch.Generator().manual_seed(0)
+        cats = torch.stack([torch.randint(0, c, (3,), generator=g) for c in cards], 1) if cards else \
+            torch.zeros(3, 0, dtype=torch.int64)
+        conts = torch.randn(3, len(self.cont_names), generator=g)
+        return OnnxSpec(["cats", "conts"], (cats, conts), lambda c, x: (c, x), sidecar={
+            "input": "cats: int64 [batch, n_cat] category codes, conts: float32 [batch, n_cont] filled and "
+                     "normalised values, both as TabularProcessor.process makes them (tables in dls_config)",
+            "cat_names": self.cat_names, "cont_names": self.cont_names, "y_names": self.y_names,
+            "y_block": self.procs.y_block})
+
     def export_config(self) -> dict[str, Any]:
         return {"processor": self.procs.state(), "bs": self.bs}
 

@@ -250,6 +250,27 @@ class TextDataLoaders(DataLoaders):
         return out
 
     # --- export --------------------------------------------------------------------------------------
+    def onnx_spec(self) -> Any:
+        """The ONNX graph's inputs: ``input_ids`` and ``attention_mask``, ``int64 [B, L]`` (any ``L``), as the
+        tokenizer in the sidecar makes them (ids where the mask is 0 count as padding); see
+        `learnkit.core.onnx`."""
+        from ..core.onnx import OnnxSpec
+        pad = int(self.tokenizer.pad_id)
+        vocab_size = int(getattr(self.tokenizer, "vocab_size", 0) or pad + 2)
+        g = torch.Generator().manual_seed(0)
+        ids = torch.randint(0, vocab_size, (2, 7), generator=g)
+        mask = torch.ones(2, 7, dtype=torch.int64)
+        mask[1, 4:] = 0  # padded, so the traced graph takes the masked path
+        ids[1, 4:] = pad
+
+        def prepare(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor]:
+            return (torch.where(attention_mask.bool(), input_ids, torch.full_like(input_ids, pad)),)
+        return OnnxSpec(["input_ids", "attention_mask"], (ids, mask), prepare,
+                        dynamic={"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"}},
+                        sidecar={"input": "input_ids, attention_mask: int64 [batch, length] from the tokenizer in "
+                                          "dls_config['tokenizer'] (pad the batch with pad_id, mask 0)",
+                                 "pad_id": pad})
+
     def export_config(self) -> dict:
         return {"tokenizer": self.tokenizer.export_config(), "vocab": list(self.vocab), "bs": self.bs}
 

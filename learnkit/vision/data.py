@@ -38,7 +38,7 @@ from ..core.registry import register_dls
 from ..core.split import ColSplitter, GrandparentSplitter, IndexSplitter, RandomSplitter, check_split
 from .blocks import ImageBlock
 from ..core.cache import presized_cache
-from .io import get_image_files
+from .io import get_image_files, image_items
 from .transforms import Normalize, apply_batch_tfms, is_random, transform_from_config, validation_tfms
 
 __all__ = ["ImageDataLoaders"]
@@ -149,9 +149,7 @@ class ImageDataLoaders(DataLoaders):
         """A loader over new images (paths, PIL images, arrays or tensors), preprocessed like the validation
         set (decoded lazily, in this process). ``with_labels=True`` labels path items the way the training data
         was labelled."""
-        items = list(items)
-        if not items:
-            raise ValueError("test_dl got no items")
+        items = image_items(items)
         getters: list[Any] = [None]
         blocks: list[TransformBlock] = [ImageBlock()]
         if with_labels:
@@ -188,6 +186,11 @@ class ImageDataLoaders(DataLoaders):
         return out
 
     # --- export ------------------------------------------------------------------------------------
+    def onnx_spec(self) -> Any:
+        """The ONNX graph's input (``uint8`` images at the training size); see `learnkit.core.onnx`."""
+        from .onnx_spec import image_onnx_spec
+        return image_onnx_spec(self)
+
     def export_config(self) -> dict:
         det = validation_tfms(self.batch_tfms)  # what runs outside training (presizing → BatchResize)
         for t in self.item_tfms + det:

@@ -12,11 +12,12 @@ Files are only ever read.
 """
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -24,7 +25,8 @@ from torchvision.io import ImageReadMode, decode_image
 
 from ..core.items import get_files
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "get_image_files", "load_image", "image_to_tensor"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "get_image_files", "load_image", "decode_image_bytes",
+           "image_to_tensor"]
 
 #: File suffixes `get_image_files` picks up (lower case; matching ignores case).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({
@@ -90,9 +92,35 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
         raw = path.read_bytes()
     except OSError as e:
         raise ImageLoadError(f"cannot read image file {path}: {e.strerror or e}") from e
+    return _decode(raw, f"image file {path}", "delete or fix it, or pass on_error='skip' to leave such files out")
+
+
+def decode_image_bytes(data: bytes | bytearray | memoryview | IO[bytes], name: str = "the upload") -> torch.Tensor:
+    """Decode an encoded image held in memory — ``bytes`` or a binary file object such as ``io.BytesIO``
+    (a web upload) — to a ``uint8`` RGB tensor ``[3, H, W]``, EXIF orientation applied.
+
+    Raises `ImageLoadError` saying what is wrong (empty, not an image, truncated), with ``name`` in the message.
+
+    >>> import io; from PIL import Image
+    >>> buf = io.BytesIO(); Image.new("RGB", (5, 4)).save(buf, format="PNG")
+    >>> decode_image_bytes(buf.getvalue()).shape
+    torch.Size([3, 4, 5])
+    """
+    if hasattr(data, "read"):
+        try:
+            data.seek(0)
+        except (AttributeError, OSError):  # a stream that cannot seek: read from where it stands
+            pass
+        data = data.read()
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{name} must be bytes or a binary file object, got {type(data).__name__}")
+    return _decode(bytes(data), name, "upload a JPEG, PNG, GIF, WebP, BMP or TIFF image")
+
+
+def _decode(raw: bytes, what: str, fix: str) -> torch.Tensor:
+    """The decoder behind `load_image` and `decode_image_bytes`: torchvision, then Pillow."""
     if not raw:
-        raise ImageLoadError(f"image file {path} is empty (0 bytes); delete it or re-download it, "
-                             "or pass on_error='skip' to leave such files out")
+        raise ImageLoadError(f"{what} is empty (0 bytes); {fix}")
     try:
         data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
         with warnings.catch_warnings():  # torchvision 0.29 announces its decoders' move to TorchCodec on every
@@ -104,20 +132,20 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     # torchvision could not decode it: Pillow reads more formats (BMP, TIFF...) and fails clearly on broken files.
     from PIL import Image, ImageOps, UnidentifiedImageError
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(raw)) as im:
             im.load()
             return _pil_to_tensor(ImageOps.exif_transpose(im))
     except UnidentifiedImageError as e:
-        head = raw[:16]
-        raise ImageLoadError(f"{path} is not an image that torchvision or Pillow can read (it starts with {head!r}); "
-                             "delete or fix it, or pass on_error='skip' to leave such files out") from e
-    except (OSError, ValueError, SyntaxError) as e:
-        raise ImageLoadError(f"cannot decode image {path}: {e} (torchvision: {tv_msg}). The file is probably "
-                             "truncated or corrupt; re-download it, or pass on_error='skip' to leave such files out") from e
+        raise ImageLoadError(f"{what} is not an image that torchvision or Pillow can read ({len(raw)} bytes "
+                             f"starting with {raw[:16]!r}); {fix}") from e
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageLoadError(f"cannot decode {what}: {e} (torchvision: {tv_msg}). It is probably truncated or "
+                             f"corrupt; {fix}") from e
 
 
 def image_to_tensor(item: Any) -> torch.Tensor:
-    """A path, a Pillow image, a numpy array or a tensor as a ``uint8`` RGB tensor ``[3, H, W]``.
+    """A path, encoded image bytes (``bytes``, ``io.BytesIO``: an upload), a Pillow image, a numpy array or a
+    tensor as a ``uint8`` RGB tensor ``[3, H, W]``.
 
     Tensors/arrays may be ``[H, W]``, ``[C, H, W]`` (C = 1, 3 or 4) or ``[H, W, C]`` (numpy), ``uint8``, or
     floating point in ``[0, 1]``.
@@ -127,6 +155,8 @@ def image_to_tensor(item: Any) -> torch.Tensor:
     """
     if isinstance(item, (str, os.PathLike)):
         return load_image(item)
+    if isinstance(item, (bytes, bytearray, memoryview)) or hasattr(item, "read"):
+        return decode_image_bytes(item)
     from PIL import Image, ImageOps
     if isinstance(item, Image.Image):
         return _pil_to_tensor(ImageOps.exif_transpose(item))
@@ -136,8 +166,8 @@ def image_to_tensor(item: Any) -> torch.Tensor:
             arr = arr.transpose(2, 0, 1)
         item = torch.from_numpy(np.ascontiguousarray(arr))
     if not isinstance(item, torch.Tensor):
-        raise TypeError(f"cannot make an image out of {type(item).__name__}: pass a file path, a PIL image, "
-                        "a numpy array or a tensor")
+        raise TypeError(f"cannot make an image out of {type(item).__name__}: pass a file path, encoded image bytes "
+                        "(or io.BytesIO), a PIL image, a numpy array or a tensor")
     x = item.detach().cpu()
     if x.ndim == 2:
         x = x[None]
@@ -152,3 +182,17 @@ def image_to_tensor(item: Any) -> torch.Tensor:
         raise ValueError(f"an image tensor must be uint8 or float in [0, 1], got {x.dtype}")
     return _to_rgb_uint8(x)
 
+
+
+def image_items(items: Any) -> list:
+    """``items`` as a list of images for ``test_dl``; a single image (a path, bytes, a file object, a PIL
+    image) is refused with a clear message rather than iterated (a bytes object would become integers)."""
+    from PIL import Image
+    single = isinstance(items, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)) or hasattr(items, "read")
+    if single:
+        raise TypeError(f"test_dl takes a list of images, got one {type(items).__name__}; wrap it in a list: "
+                        "dls.test_dl([image])")
+    items = list(items)
+    if not items:
+        raise ValueError("test_dl got no items")
+    return items

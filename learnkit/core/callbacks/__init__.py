@@ -1,20 +1,24 @@
 """Built-in callbacks, one concept per module."""
 from .checkpoint import CheckpointCallback
+from .experiment import ExperimentCallback
 from .logging import CSVLogger
+from .mixup import CutMix, MixUp
+from .mlflow import MLflowCallback
 from .progress import ProgressCallback
 from .recorder import Recorder
-from .mixup import CutMix, MixUp
 from .schedule import (LRFinder, OneCycleScheduler, ParamScheduler, SuggestedLRs, combine_scheds, flat_cos_scheduler,
                        minimum, sched_const, sched_cos, sched_exp, sched_lin, sgdr_scheduler, slide, steep, valley)
 from .show_graph import ShowGraphCallback
+from .tensorboard import TensorBoardCallback
 from .tracking import (EarlyStoppingCallback, ReduceLROnPlateau, SaveModelCallback, TerminateOnNaNCallback,
                        TrackerCallback)
 from .training import GradientAccumulation, GradientClip
+from .wandb import WandbCallback
 
 __all__ = [
     "CheckpointCallback", "CSVLogger", "ProgressCallback", "Recorder", "LRFinder", "OneCycleScheduler", "ParamScheduler", "SuggestedLRs",
     "combine_scheds", "sched_cos", "sched_exp", "sched_lin", "EarlyStoppingCallback", "SaveModelCallback",
     "TerminateOnNaNCallback", "TrackerCallback", "GradientAccumulation", "GradientClip", "MixUp", "CutMix",
     "flat_cos_scheduler", "sgdr_scheduler", "sched_const", "minimum", "steep", "valley", "slide", "ShowGraphCallback",
-    "ReduceLROnPlateau",
+    "ReduceLROnPlateau", "ExperimentCallback", "TensorBoardCallback", "MLflowCallback", "WandbCallback",
 ]

@@ -38,7 +38,7 @@ from ...core.losses import CrossEntropyLossFlat
 from ...core.registry import register_dls
 from ...core.split import IndexSplitter, RandomSplitter, check_split
 from ..blocks import ImageBlock
-from ..io import get_image_files
+from ..io import get_image_files, image_items
 from ..transforms import Normalize, transform_from_config, validation_tfms
 from .blocks import MaskBlock
 from .dataset import check_masks_exist
@@ -170,9 +170,7 @@ class SegmentationDataLoaders(DataLoaders):
     def test_dl(self, items: Sequence[Any], with_labels: bool = False, bs: int | None = None) -> Any:
         """A loader over new images (paths, PIL images, arrays or tensors), preprocessed like the validation
         set. ``with_labels=True`` finds each image's mask with the ``label_func`` of the training data."""
-        items = list(items)
-        if not items:
-            raise ValueError("test_dl got no items")
+        items = image_items(items)
         getters: list[Any] = [None]
         blocks: list[Any] = [ImageBlock()]
         if with_labels:
@@ -207,6 +205,11 @@ class SegmentationDataLoaders(DataLoaders):
         return out
 
     # --- export ------------------------------------------------------------------------------------
+    def onnx_spec(self) -> Any:
+        """The ONNX graph's input (``uint8`` images at the training size); see `learnkit.core.onnx`."""
+        from ..onnx_spec import image_onnx_spec
+        return image_onnx_spec(self)
+
     def export_config(self) -> dict:
         det = validation_tfms(self.batch_tfms)  # what runs outside training (presizing → BatchResize)
         for t in self.item_tfms + det:
