@@ -191,3 +191,24 @@ def test_label_func_errors_name_the_image(seg, seg_folder):
     with pytest.raises(ValueError, match=r"label_func failed on image .*f000\.png: KeyError"):
         SegmentationDataLoaders.from_label_func(seg_folder, get_image_files(seg_folder / "images"),
                                                 lambda o: {}[o], codes=seg.CODES)
+
+
+def test_datablock_with_maskblock_moves_masks_with_random_crops(seg, seg_folder):
+    """A hand-written DataBlock: MaskBlock is the target, masks follow every random crop (nearest neighbour) with
+    the same draws in 0 or 2 workers, and the loaders are SegmentationDataLoaders."""
+    from learnkit.vision import DataBlock, ImageBlock, MaskBlock, RandomResizedCrop, RandomSplitter
+
+    dblock = DataBlock(blocks=(ImageBlock, MaskBlock(seg.CODES, void_code="void")),
+                       get_items=lambda p: get_image_files(p / "images"), get_y=seg.label_func_for(seg_folder),
+                       splitter=RandomSplitter(0.2, seed=0), item_tfms=RandomResizedCrop((24, 32), min_scale=0.3))
+    batches = []
+    for nw in (0, 2):
+        dls = dblock.dataloaders(seg_folder, bs=4, num_workers=nw, device="cpu")
+        assert type(dls).__name__ == "SegmentationDataLoaders" and dls.void_code == 4
+        batches.append([(x, y) for x, y in dls.train])
+    for (x0, y0), (x2, y2) in zip(*batches):
+        assert torch.equal(x0, x2) and torch.equal(y0, y2)
+    for x, y in batches[0]:
+        assert x.shape[-2:] == y.shape[-2:] == (24, 32)
+        agree = np.mean([float((seg.classes_from_pixels(i) == m.long()).float().mean()) for i, m in zip(x, y)])
+        assert agree > 0.9  # the crop moved the mask with its image
