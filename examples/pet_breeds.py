@@ -19,61 +19,14 @@ error rate (the seeded 20 % split) and the wall time.
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep (a shared CPU); before torch loads
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
 from learnkit.vision import (CategoryBlock, DataBlock, ImageBlock, RandomSplitter, RegexLabeller, Resize,  # noqa: E402
                              aug_transforms, error_rate, get_image_files, using_attr, vision_learner)
-from learnkit.vision.transforms import BatchTransform  # noqa: E402
-
-
-# --- until aug_transforms(size=, min_scale=) is merged (vision/transforms.py, another branch) ---------------
-class _RandomResizedCropBatch(BatchTransform):
-    """Training: each item's random crop (``min_scale``..1 of the area) resized to ``size``."""
-
-    random = True
-
-    def __init__(self, size: int, min_scale: float):
-        self.size, self.min_scale = size, min_scale
-
-    def __call__(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
-        b, _, h, w = images.shape
-        out = []
-        for i in range(b):
-            area = float(torch.empty(()).uniform_(self.min_scale, 1.0)) * h * w
-            ratio = float(torch.empty(()).uniform_(3 / 4, 4 / 3))
-            ch, cw = min(h, round((area / ratio) ** 0.5)), min(w, round((area * ratio) ** 0.5))
-            y, x = int(torch.randint(0, h - ch + 1, ())), int(torch.randint(0, w - cw + 1, ()))
-            out.append(F.interpolate(images[i:i + 1, :, y:y + ch, x:x + cw], size=(self.size, self.size),
-                                     mode="bilinear", antialias=True, align_corners=False))
-        return torch.cat(out)
-
-
-class _ResizeBatch(BatchTransform):
-    """Validation (and training, where the crop already did it): resize the batch to ``size``."""
-
-    def __init__(self, size: int):
-        self.size = size
-
-    def __call__(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
-        if images.shape[-2:] == (self.size, self.size):
-            return images
-        return F.interpolate(images, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
-
-
-if "size" not in inspect.signature(aug_transforms).parameters:
-    _aug_transforms = aug_transforms
-
-    def aug_transforms(size: int, min_scale: float = 0.75, **kwargs):  # noqa: F811 - the presizing signature
-        return [_RandomResizedCropBatch(size, min_scale), _ResizeBatch(size), *_aug_transforms(**kwargs)]
-# ---------------------------------------------------------------------------------------------------------
 
 
 def find_images(data: str | None) -> Path:
