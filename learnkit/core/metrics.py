@@ -462,7 +462,7 @@ class JaccardMulti(_Overlap):
 
     def per_class(self) -> torch.Tensor:
         """IoU of each class (NaN for classes absent from predictions and targets)."""
-        union = self.total - self.inter
+        union = (self.total - self.inter).float()
         return torch.where(union > 0, self.inter / union.clamp_min(1), torch.full_like(union, float("nan")))
 
 
