@@ -55,8 +55,9 @@ class TrackerCallback(Callback):
             self.best = value
 
 
-class EarlyStoppingCallback(TrackerCallback):
-    """Stop training when ``monitor`` has not improved for ``patience`` epochs."""
+class PatienceCallback(TrackerCallback):
+    """Counts the epochs since ``monitor`` last improved and calls ``on_plateau()`` after ``patience`` of them
+    (the shared part of early stopping and learning-rate reduction)."""
 
     def __init__(self, monitor: str = "valid_loss", comp=None, min_delta: float = 0.0, patience: int = 1,
                  reset_on_fit: bool = True):
@@ -65,7 +66,6 @@ class EarlyStoppingCallback(TrackerCallback):
 
     def before_fit(self):
         self.wait = 0
-        self.stopped_epoch = None
         super().before_fit()
 
     def state_dict(self) -> dict:
@@ -82,11 +82,25 @@ class EarlyStoppingCallback(TrackerCallback):
             return
         self.wait += 1
         if self.wait >= self.patience:
-            self.stopped_epoch = self.learn.epoch
-            raise CancelFitException()
+            self.on_plateau()
+
+    def on_plateau(self) -> None:
+        raise NotImplementedError
 
 
-class ReduceLROnPlateau(TrackerCallback):
+class EarlyStoppingCallback(PatienceCallback):
+    """Stop training when ``monitor`` has not improved for ``patience`` epochs."""
+
+    def before_fit(self):
+        self.stopped_epoch = None
+        super().before_fit()
+
+    def on_plateau(self) -> None:
+        self.stopped_epoch = self.learn.epoch
+        raise CancelFitException()
+
+
+class ReduceLROnPlateau(PatienceCallback):
     """Divide every learning rate by ``factor`` when ``monitor`` has not improved for ``patience`` epochs
     (never below ``min_lr``). Use it with `Learner.fit` (a schedule such as one-cycle would overwrite the rates)."""
 
@@ -94,31 +108,14 @@ class ReduceLROnPlateau(TrackerCallback):
                  factor: float = 10.0, min_lr: float = 0.0, reset_on_fit: bool = True):
         if factor <= 1:
             raise ValueError(f"factor divides the learning rate and must be > 1, got {factor!r}")
-        super().__init__(monitor, comp, min_delta, reset_on_fit)
-        self.patience, self.factor, self.min_lr = patience, factor, min_lr
+        super().__init__(monitor, comp, min_delta, patience, reset_on_fit)
+        self.factor, self.min_lr = factor, min_lr
 
-    def before_fit(self):
+    def on_plateau(self) -> None:
         self.wait = 0
-        super().before_fit()
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "wait": self.wait}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.wait = state["wait"]
-
-    def after_epoch(self):
-        super().after_epoch()
-        if self.new_best:
-            self.wait = 0
-            return
-        self.wait += 1
-        if self.wait >= self.patience:
-            self.wait = 0
-            for pg in self.learn.opt.param_groups:
-                pg["lr"] = max(pg["lr"] / self.factor, self.min_lr)
-            print(f"Epoch {self.learn.epoch}: reducing lr to {self.learn.opt.param_groups[-1]['lr']:.3g}")
+        for pg in self.learn.opt.param_groups:
+            pg["lr"] = max(pg["lr"] / self.factor, self.min_lr)
+        print(f"Epoch {self.learn.epoch}: reducing lr to {self.learn.opt.param_groups[-1]['lr']:.3g}")
 
 
 class SaveModelCallback(TrackerCallback):
