@@ -21,13 +21,14 @@ torch.Size([2, 2])
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..core.registry import register_model
 
-__all__ = ["emb_sz_rule", "get_emb_sz", "TabularModel", "tabular_model"]
+__all__ = ["emb_sz_rule", "emb_sizes", "get_emb_sz", "tabular_config", "TabularModel", "tabular_model"]
 
 
 def emb_sz_rule(n_cat: int) -> int:
@@ -37,8 +38,8 @@ def emb_sz_rule(n_cat: int) -> int:
     return int(min(600, round(1.6 * n_cat ** 0.56)))
 
 
-def get_emb_sz(cardinalities: Sequence[int], names: Sequence[str],
-               sz_dict: Mapping[str, int] | None = None) -> list[tuple[int, int]]:
+def emb_sizes(cardinalities: Sequence[int], names: Sequence[str],
+              sz_dict: Mapping[str, int] | None = None) -> list[tuple[int, int]]:
     """``(n_codes, width)`` per column: `emb_sz_rule` unless ``sz_dict`` names the column."""
     sz_dict = dict(sz_dict or {})
     unknown = sorted(set(sz_dict) - set(names))
@@ -51,6 +52,29 @@ def get_emb_sz(cardinalities: Sequence[int], names: Sequence[str],
             raise ValueError(f"embedding width for column {name!r} must be a positive integer, got {w!r}")
         out.append((int(n), w))
     return out
+
+
+def get_emb_sz(to: Any, sz_dict: Mapping[str, int] | None = None) -> list[tuple[int, int]]:
+    """fastai's ``get_emb_sz(to_or_dls, sz_dict=None)``: ``(n_codes, width)`` per categorical column of a
+    `TabularPandas` or `TabularDataLoaders` (anything with a fitted ``procs`` `TabularProcessor`)."""
+    procs = getattr(to, "procs", None)
+    if procs is None or not hasattr(procs, "cardinalities"):
+        raise TypeError(f"get_emb_sz takes a TabularPandas or TabularDataLoaders, got {type(to).__name__}; "
+                        "for raw cardinalities use emb_sizes(cardinalities, names)")
+    return emb_sizes(procs.cardinalities, procs.cat_names, sz_dict)
+
+
+def tabular_config(ps: float | Sequence[float] | None = None, embed_p: float = 0.0,
+                   y_range: tuple[float, float] | None = None, use_bn: bool = True, bn_final: bool = False,
+                   bn_cont: bool = True) -> dict[str, Any]:
+    """The `TabularModel` options as a dict, for ``tabular_learner(dls, config=tabular_config(...))``
+    (fastai's helper; ``act_cls`` and ``lin_first`` are not supported: the blocks are Linear → ReLU → BN).
+
+    >>> tabular_config(ps=[0.001, 0.01], embed_p=0.04)
+    {'ps': [0.001, 0.01], 'embed_p': 0.04, 'y_range': None, 'use_bn': True, 'bn_final': False, 'bn_cont': True}
+    """
+    return {"ps": ps, "embed_p": embed_p, "y_range": y_range, "use_bn": use_bn, "bn_final": bn_final,
+            "bn_cont": bn_cont}
 
 
 class SigmoidRange(nn.Module):
