@@ -2,7 +2,7 @@
 
 One class for every place that maps values to integer codes: tabular `Categorify` (one per column),
 the collab user/item ids (``dls.classes['title']``). It is a ``list`` subclass, so it prints, compares,
-slices and JSON-serialises as the list of classes it is.
+slices, prints and JSON-serialises as the list of classes it is.
 
 >>> vocab = CategoryMap(["#na#", "blue", "red"])
 >>> vocab.o2i["red"], vocab[1], vocab == ["#na#", "blue", "red"]
@@ -55,10 +55,6 @@ class CategoryMap(list):
 
     append = extend = insert = remove = pop = clear = sort = reverse = _frozen  # type: ignore[assignment]
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _frozen  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        head = ", ".join(repr(v) for v in self[:10])
-        return f"CategoryMap([{head}{', ...' if len(self) > 10 else ''}], n={len(self)})"
 
 
 def as_category_map(items: Sequence[Any] | None) -> CategoryMap | None:
