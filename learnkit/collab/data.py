@@ -158,8 +158,9 @@ class CollabDataLoaders(DataLoaders):
 
     # --- access --------------------------------------------------------------------------------------
     @property
-    def classes(self) -> dict[Any, list[Any]]:
-        """``{user_name: ['#na#', *user ids], item_name: ['#na#', *item ids]}`` (index = embedding row)."""
+    def classes(self) -> dict[Any, Any]:
+        """``{user_name: ['#na#', *user ids], item_name: ['#na#', *item ids]}`` (index = embedding row), each
+        a `CategoryMap`: ``dls.classes['title'].o2i['Star Wars (1977)']`` is that movie's embedding row."""
         return {self.user_name: self.users.classes, self.item_name: self.items.classes}
 
     @property
