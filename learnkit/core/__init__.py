@@ -20,6 +20,7 @@ from .optim import default_splitter, spread_lr, trainable_params
 from .registry import (get_dls_class, get_loss_class, get_model_builder, register_dls, register_loss,
                        register_model)
 from .vocab import CategoryMap
+from .interpret import ClassificationInterpretation
 from .split import (ColSplitter, FolderSplitter, FuncSplitter, GrandparentSplitter, IndexSplitter, RandomSplitter,
                     check_split)
 
@@ -33,6 +34,6 @@ __all__ = [
     "default_splitter", "spread_lr", "trainable_params", "ColSplitter", "FolderSplitter", "FuncSplitter",
     "GrandparentSplitter", "IndexSplitter", "RandomSplitter", "check_split", "register_dls", "register_model",
     "register_loss", "get_dls_class", "get_model_builder", "get_loss_class", "load_learner", "ExportError",
-    "CategoryMap",
+    "CategoryMap", "ClassificationInterpretation",
     *_cb_all, *_metrics_all,
 ]

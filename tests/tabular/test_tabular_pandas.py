@@ -167,3 +167,19 @@ def test_adult_age_regression_with_rmse_beats_std(adult):
     std = float(adult["age"].iloc[splits[1]].std())
     print(f"Adult age regression: rmse {valid_rmse:.2f} vs std {std:.2f}")
     assert valid_rmse < 0.9 * std
+
+
+def test_load_learner_cpu_true_and_regression_export(table, tmp_path):
+    from learnkit.tabular import load_learner
+    to = TabularPandas(table, PROCS, ["color"], ["x", "z"], "target", splits=(range(300), range(300, 400)))
+    learn = tabular_learner(to.dataloaders(bs=32, device="cpu"), layers=[8], progress=False, path=tmp_path)
+    learn.fit(1, 1e-2)
+    path = learn.export()
+    new = load_learner(path, cpu=True)
+    assert new.device.type == "cpu" and new.dls.procs.y_block == "regression"
+    row = table.iloc[0].to_dict()
+    assert new.predict(row)[1] == pytest.approx(learn.predict(row)[1], abs=1e-5)
+    with pytest.raises(TypeError, match="cpu must be True or False"):
+        load_learner(path, "cpu")
+    with pytest.raises(ValueError, match="pass one of them"):
+        load_learner(path, cpu=True, device="cuda")
