@@ -164,6 +164,11 @@ class CollabDataLoaders(DataLoaders):
         return {self.user_name: self.users.classes, self.item_name: self.items.classes}
 
     @property
+    def cat_names(self) -> list[Any]:
+        """``[user_name, item_name]``: the two categorical variables (for `get_emb_sz`)."""
+        return [self.user_name, self.item_name]
+
+    @property
     def n_users(self) -> int:
         return len(self.users)
 

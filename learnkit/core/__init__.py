@@ -19,7 +19,7 @@ from .metrics import __all__ as _metrics_all
 from .optim import default_splitter, spread_lr, trainable_params
 from .registry import (get_dls_class, get_loss_class, get_model_builder, register_dls, register_loss,
                        register_model)
-from .vocab import CategoryMap
+from .vocab import CategoryMap, emb_sizes, emb_sz_rule, get_emb_sz
 from .interpret import ClassificationInterpretation
 from .split import (ColSplitter, FolderSplitter, FuncSplitter, GrandparentSplitter, IndexSplitter, RandomSplitter,
                     check_split)
@@ -34,6 +34,6 @@ __all__ = [
     "default_splitter", "spread_lr", "trainable_params", "ColSplitter", "FolderSplitter", "FuncSplitter",
     "GrandparentSplitter", "IndexSplitter", "RandomSplitter", "check_split", "register_dls", "register_model",
     "register_loss", "get_dls_class", "get_model_builder", "get_loss_class", "load_learner", "ExportError",
-    "CategoryMap", "ClassificationInterpretation",
+    "CategoryMap", "ClassificationInterpretation", "emb_sz_rule", "emb_sizes", "get_emb_sz",
     *_cb_all, *_metrics_all,
 ]

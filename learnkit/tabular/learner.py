@@ -23,7 +23,8 @@ from ..core.learner import Learner
 from ..core.metrics import accuracy, rmse
 from ..core.optim import LR
 from .data import TabularDataLoaders
-from .model import TabularModel, emb_sizes, tabular_config, tabular_model
+from ..core.vocab import emb_sizes
+from .model import TabularModel, tabular_config, tabular_model
 from .show import display_df
 from .table import TabularLoader
 
@@ -75,7 +76,7 @@ def tabular_learner(dls: TabularDataLoaders, layers: Sequence[int] | None = None
     Args:
         dls: a `TabularDataLoaders`.
         layers: hidden layer widths (default ``[200, 100]``).
-        emb_szs: embedding widths by column name, overriding `learnkit.tabular.model.emb_sz_rule`
+        emb_szs: embedding widths by column name, overriding `learnkit.core.vocab.emb_sz_rule`
             (``min(600, round(1.6 * n_codes ** 0.56))``) for those columns.
         config: model options from `tabular_config` (fastai's way); they replace ``ps``, ``embed_p``,
             ``use_bn``, ``bn_final``, ``bn_cont``, and ``y_range`` unless ``y_range`` is given here.

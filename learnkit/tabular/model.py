@@ -27,41 +27,9 @@ import torch
 from torch import nn
 
 from ..core.registry import register_model
+from ..core.vocab import emb_sz_rule  # noqa: F401 - used by the module doctest
 
-__all__ = ["emb_sz_rule", "emb_sizes", "get_emb_sz", "tabular_config", "TabularModel", "tabular_model"]
-
-
-def emb_sz_rule(n_cat: int) -> int:
-    """Embedding width for a column with ``n_cat`` codes: ``min(600, round(1.6 * n_cat ** 0.56))``."""
-    if n_cat < 1:
-        raise ValueError(f"a categorical column needs at least one code, got {n_cat}")
-    return int(min(600, round(1.6 * n_cat ** 0.56)))
-
-
-def emb_sizes(cardinalities: Sequence[int], names: Sequence[str],
-              sz_dict: Mapping[str, int] | None = None) -> list[tuple[int, int]]:
-    """``(n_codes, width)`` per column: `emb_sz_rule` unless ``sz_dict`` names the column."""
-    sz_dict = dict(sz_dict or {})
-    unknown = sorted(set(sz_dict) - set(names))
-    if unknown:
-        raise KeyError(f"emb_szs names column(s) {unknown} that are not categorical columns; those are {list(names)}")
-    out = []
-    for n, name in zip(cardinalities, names):
-        w = sz_dict.get(name, emb_sz_rule(n))
-        if not isinstance(w, int) or isinstance(w, bool) or w < 1:
-            raise ValueError(f"embedding width for column {name!r} must be a positive integer, got {w!r}")
-        out.append((int(n), w))
-    return out
-
-
-def get_emb_sz(to: Any, sz_dict: Mapping[str, int] | None = None) -> list[tuple[int, int]]:
-    """fastai's ``get_emb_sz(to_or_dls, sz_dict=None)``: ``(n_codes, width)`` per categorical column of a
-    `TabularPandas` or `TabularDataLoaders` (anything with a fitted ``procs`` `TabularProcessor`)."""
-    procs = getattr(to, "procs", None)
-    if procs is None or not hasattr(procs, "cardinalities"):
-        raise TypeError(f"get_emb_sz takes a TabularPandas or TabularDataLoaders, got {type(to).__name__}; "
-                        "for raw cardinalities use emb_sizes(cardinalities, names)")
-    return emb_sizes(procs.cardinalities, procs.cat_names, sz_dict)
+__all__ = ["tabular_config", "TabularModel", "tabular_model"]
 
 
 def tabular_config(ps: float | Sequence[float] | None = None, embed_p: float = 0.0,

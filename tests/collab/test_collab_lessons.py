@@ -49,3 +49,11 @@ def test_movielens_titles_round_trip_o2i(ml100k):
     assert all(isinstance(t, str) and t != "#na#" for t in best)
     assert learn.model.i_weight.weight[idx].shape == (50,)
     assert learn.validate()[0] < 1.0
+
+
+def test_get_emb_sz_of_collab_dls_feeds_a_ch8_style_model(ratings):
+    from learnkit.collab import get_emb_sz
+    dls = CollabDataLoaders.from_df(ratings, bs=32, device="cpu")
+    embs = get_emb_sz(dls)
+    assert embs == [(41, 13), (31, 11)] and dls.cat_names == ["user", "item"]   # 40 users / 30 items + #na#
+    assert get_emb_sz(dls, {"item": 4})[1] == (31, 4)
