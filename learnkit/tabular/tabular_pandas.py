@@ -155,8 +155,9 @@ class TabularPandas:
                 raise IndexError(f"splits hold positions {bad[:5]} outside the table's {len(df)} rows; "
                                  "splits are 0-based positions (use range_of(df)), not index labels")
         allow_empty = len(valid_idx) == 0
-        if self.procs.y_names:
-            missing = self.procs.clean_target(df).isna().any(axis=1).to_numpy()
+        targets = self.procs.clean_target(df) if self.procs.y_names else None
+        if targets is not None:
+            missing = targets.isna().any(axis=1).to_numpy()
             if missing.any():
                 bad = np.flatnonzero(missing)
                 warnings.warn(f"dropped {len(bad)} of {len(df)} rows whose target {self.procs.y_names} is missing "
@@ -165,9 +166,9 @@ class TabularPandas:
                 valid_idx = [i for i in valid_idx if not missing[i]]
         check_split(train_idx, valid_idx, allow_empty_valid=allow_empty, what="rows")
         train = self.procs.fit(df.iloc[train_idx])
-        if self.procs.y_block == "classification":
-            labels = self.procs.clean_target(df).iloc[:, 0].tolist()
-            check_split(train_idx, valid_idx, labels=labels, allow_empty_valid=allow_empty, what="rows")
+        if targets is not None and self.procs.y_block == "classification":
+            check_split(train_idx, valid_idx, labels=targets.iloc[:, 0].tolist(), allow_empty_valid=allow_empty,
+                        what="rows")
         with warnings.catch_warnings():  # rare categories that fall only in the validation rows are expected
             warnings.simplefilter("ignore", UnseenCategoryWarning)  # there; predict and test_dl still warn
             labelled = bool(self.procs.y_names)
@@ -227,7 +228,7 @@ class TabularPandas:
         """`TabularDataLoaders` over the two splits (``val_bs`` defaults to ``2 * bs``; the training loader
         shuffles with its own generator seeded by ``seed``)."""
         from .data import TabularDataLoaders
-        if self.procs.y_names == []:
+        if not self.procs.y_names:
             raise ValueError("this table has no target (y_names): a learner needs one; use "
                              "dls.test_dl(df) for unlabelled rows")
         train_dl = TabularLoader(self.train.tensors, bs, shuffle=shuffle, drop_last=drop_last, seed=seed)
