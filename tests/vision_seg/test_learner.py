@@ -35,7 +35,7 @@ def test_unet_learner_setup(dls):
     assert isinstance(learn, SegmentationLearner)
     assert learn.model_spec == {"builder": "vision.unet", "kwargs": {
         "arch": "efficientnet_lite0", "n_out": 5, "decoder_channels": [32, 16, 16, 16], "block": "dynamic",
-        "blur": False, "blur_final": True, "self_attention": False, "last_cross": True}}
+        "blur": True, "blur_final": True, "self_attention": True, "last_cross": False}}
     assert dls.normalize.mean == (0.5, 0.5, 0.5)  # the encoder's own statistics
     assert learn.loss_func.ignore_index == 4
     learn.freeze()

@@ -40,17 +40,21 @@ def test_self_attention_and_res_block_start_as_identity_and_train():
 
 def test_dynamic_unet_structure_and_sizes():
     enc = timm.create_model("resnet18", pretrained=False, features_only=True)
-    m = UNet(enc, 5, decoder_channels=(32, 16, 16, 8), self_attention=True, blur=True).eval()
+    m = UNet(enc, 5, decoder_channels=(32, 16, 16, 8)).eval()                  # blur + self-attention by default
     assert all(isinstance(b, UNetBlock) for b in m.decoder) and isinstance(m.final["res"], ResBlock)
     assert [b.attn is not None for b in m.decoder] == [False, True, False, False]
-    assert m.final["res"].convs[0][0].in_channels == 8 + 3              # last_cross: the image joins
+    assert all(b.up.blur is not None for b in m.decoder) and "up" not in m.final
+    assert m.final["res"].convs[0][0].in_channels == 8 and m.head.in_channels == 8   # on the last level
     with torch.no_grad():
         assert m(torch.randn(1, 3, 45, 70)).shape == (1, 5, 45, 70)
     groups = unet_splitter(m)
     assert sum(map(len, groups)) == len(list(m.parameters()))
     assert {id(p) for p in m.middle.parameters()} <= {id(p) for p in groups[1]}
-    no_cross = UNet(enc, 5, decoder_channels=(16, 8), last_cross=False)
-    assert no_cross.final["res"].convs[0][0].in_channels == 8
+    cross = UNet(enc, 5, decoder_channels=(16, 8), last_cross=True, self_attention=False, blur=False).eval()
+    assert cross.final["res"].convs[0][0].in_channels == 8 + 3                # fastai's: the image joins
+    assert all(b.attn is None and b.up.blur is None for b in cross.decoder)
+    with torch.no_grad():
+        assert cross(torch.randn(1, 3, 45, 70)).shape == (1, 5, 45, 70)
     with pytest.raises(ValueError, match="block must be one of"):
         UNet(enc, 5, block="fancy")
 

@@ -48,8 +48,8 @@ def unet_learner(dls: SegmentationDataLoaders, arch: str | Callable[..., nn.Modu
                  loss_func: Callable | None = None, decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
                  lr: LR = 1e-3, cbs: Callback | Sequence[Callback] | None = None, path: str | Path | None = None,
                  model_dir: str = "models", opt_func: Callable = torch.optim.AdamW, wd: float | None = None,
-                 normalize: bool = True, train_bn: bool = False, block: str = "dynamic", blur: bool = False,
-                 blur_final: bool = True, self_attention: bool = False, last_cross: bool = True,
+                 normalize: bool = True, train_bn: bool = False, block: str = "dynamic", blur: bool = True,
+                 blur_final: bool = True, self_attention: bool = True, last_cross: bool = False,
                  device: str | torch.device | None = None, progress: bool = True) -> SegmentationLearner:
     """A U-Net learner for ``dls`` on the encoder ``arch``, with ``n_out`` classes (``len(dls.codes)``).
 
@@ -62,8 +62,10 @@ def unet_learner(dls: SegmentationDataLoaders, arch: str | Callable[..., nn.Modu
         loss_func: default ``dls.loss_func``: cross-entropy ignoring the void code.
         decoder_channels: width of each decoder level, deepest first (see `UNet`).
         block / blur / blur_final / self_attention / last_cross: the decoder (see `UNet`): by default
-            fastai's ``DynamicUnet`` design (PixelShuffle-ICNR upsampling, final residual block) with its
-            defaults; ``block="plain"`` is the earlier bilinear decoder.
+            fastai's ``DynamicUnet`` design (PixelShuffle-ICNR upsampling, self-attention, final residual
+            block) with blur on and the full-resolution ``last_cross`` ending off (measured better on small
+            data; fastai's defaults are ``blur=False, self_attention=False, last_cross=True``);
+            ``block="plain"`` is the earlier bilinear decoder.
         normalize: add the pretrained encoder's normalisation (mean/std) to ``dls`` unless its
             ``batch_tfms`` already have a `Normalize`.
         Other arguments go to `Learner` unchanged. The parameter groups are encoder then decoder, so
