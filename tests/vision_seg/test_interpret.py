@@ -25,7 +25,7 @@ def test_segmentation_interpretation_from_learner(seg, tmp_path):
     assert interp.targs[int(idx[0])].shape == y.shape
     cm = interp.confusion_matrix()
     non_void = int((interp.targs != dls.void_code).sum())
-    assert cm.shape == (len(seg.CODES) - 1,) * 2 and int(cm.sum()) == non_void
+    assert cm.shape == (len(seg.CODES),) * 2 and int(cm.sum()) == non_void and int(cm[dls.void_code].sum()) == 0
     assert all(0 <= v <= 1 for v in interp.per_class_iou().values())
     fig = interp.plot_top_losses(k=2)
     titles = [a.get_title() for a in fig.axes if a.get_title()]

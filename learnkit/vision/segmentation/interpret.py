@@ -7,8 +7,8 @@ The loss of an image is the learner's loss on that image alone (its mean over th
 ...                                     torch.tensor([0.7, 0.1]), codes=["a", "b", "void"], void_code=2)
 >>> interp.top_losses(1)[1].tolist()            # the index of the worst image
 [0]
->>> interp.confusion_matrix().tolist()          # pixels [actual, predicted], void pixels left out
-[[1, 1], [0, 1]]
+>>> interp.confusion_matrix().tolist()          # pixels [actual, predicted]; void targets left out
+[[1, 1, 0], [0, 1, 0], [0, 0, 0]]
 """
 from __future__ import annotations
 
@@ -63,23 +63,21 @@ class SegmentationInterpretation:
         return self.losses.topk(k, largest=largest)
 
     def confusion_matrix(self) -> np.ndarray:
-        """Pixel counts ``cm[actual, predicted]`` over the non-void pixels, ``[C, C]`` (``C`` = len(codes))."""
+        """Pixel counts ``cm[actual, predicted]``, ``[C, C]`` (``C`` = len(codes)), over the pixels whose target is
+        not void: the void row is zero, the void column counts pixels predicted as void."""
         c = len(self.codes)
         t, d = self.targs.reshape(-1), self.decoded.reshape(-1)
         keep = (t >= 0) & (t < c)
         if self.void_code is not None:
             keep &= t != self.void_code
-        cm = torch.bincount(t[keep] * c + d[keep].clamp(0, c - 1), minlength=c * c).reshape(c, c).numpy()
-        if self.void_code is not None and self.void_code < c:
-            cm = np.delete(np.delete(cm, self.void_code, 0), self.void_code, 1)
-        return cm
+        return torch.bincount(t[keep] * c + d[keep].clamp(0, c - 1), minlength=c * c).reshape(c, c).numpy()
 
     def per_class_iou(self) -> dict[Any, float]:
         """Intersection over union of every (non-void) class present in the targets or predictions."""
         cm = self.confusion_matrix()
-        names = [n for i, n in enumerate(self.codes) if i != self.void_code]
         inter, union = np.diag(cm), cm.sum(0) + cm.sum(1) - np.diag(cm)
-        return {n: float(inter[i] / union[i]) for i, n in enumerate(names) if union[i] > 0}
+        return {n: float(inter[i] / union[i]) for i, n in enumerate(self.codes)
+                if i != self.void_code and union[i] > 0}
 
     def _images(self, idxs: Sequence[int]) -> torch.Tensor:
         """The decoded images at dataset positions ``idxs`` (one pass over the loader, in its order)."""
