@@ -10,11 +10,11 @@ from .data import CollabDataLoaders
 from .ids import UNKNOWN, IdMap, UnknownIdError
 from .learner import BiasWeightDecay, CollabLearner, collab_learner, collab_splitter, recommend, similar_items
 from .loader import TensorLoader
-from .model import EmbeddingDotBias, EmbeddingNN, emb_sz_rule, sigmoid_range
+from .model import EmbeddingDotBias, EmbeddingNN, sigmoid_range
 
 __all__ = [
     "CollabDataLoaders", "IdMap", "UNKNOWN", "UnknownIdError", "BiasWeightDecay", "CollabLearner", "collab_learner",
     "collab_splitter", "recommend", "similar_items", "TensorLoader", "EmbeddingDotBias", "EmbeddingNN",
-    "emb_sz_rule", "sigmoid_range",
+    "sigmoid_range",
     *_core_all,
 ]

@@ -169,9 +169,15 @@ class CollabDataLoaders(DataLoaders):
 
     # --- access --------------------------------------------------------------------------------------
     @property
-    def classes(self) -> dict[Any, list[Any]]:
-        """``{user_name: ['#na#', *user ids], item_name: ['#na#', *item ids]}`` (index = embedding row)."""
+    def classes(self) -> dict[Any, Any]:
+        """``{user_name: ['#na#', *user ids], item_name: ['#na#', *item ids]}`` (index = embedding row), each
+        a `CategoryMap`: ``dls.classes['title'].o2i['Star Wars (1977)']`` is that movie's embedding row."""
         return {self.user_name: self.users.classes, self.item_name: self.items.classes}
+
+    @property
+    def cat_names(self) -> list[Any]:
+        """``[user_name, item_name]``: the two categorical variables (for `get_emb_sz`)."""
+        return [self.user_name, self.item_name]
 
     @property
     def n_users(self) -> int:

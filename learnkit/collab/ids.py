@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..core.vocab import CategoryMap
+
 __all__ = ["IdMap", "UNKNOWN", "UnknownIdError"]
 
 #: The name shown for index 0, the slot of ids never seen in training (fastai's ``'#na#'``).
@@ -58,6 +60,7 @@ class IdMap:
                             "or .astype(str)")
         self.ids: list[Any] = sorted(values, key=lambda v: (isinstance(v, str), v))
         self._index = pd.Index(self.ids, dtype=object)
+        self._classes: CategoryMap | None = None
         if not self._index.is_unique:  # e.g. 1 and True, or 1 and 1.0 collapsed by pandas
             raise ValueError(f"column {name!r} holds ids that compare equal but differ in type; make them one type")
 
@@ -66,9 +69,12 @@ class IdMap:
         return len(self.ids) + 1
 
     @property
-    def classes(self) -> list[Any]:
-        """``['#na#', *ids]``: the id of every embedding index (as fastai's ``dls.classes[name]``)."""
-        return [UNKNOWN, *self.ids]
+    def classes(self) -> CategoryMap:
+        """``['#na#', *ids]`` as a `CategoryMap`: the id of every embedding index, and ``.o2i`` (id → index),
+        as fastai's ``dls.classes[name]``."""
+        if getattr(self, "_classes", None) is None:
+            self._classes = CategoryMap([UNKNOWN, *self.ids])
+        return self._classes
 
     def __contains__(self, v: Any) -> bool:
         return self._index.get_indexer([_plain(v)])[0] >= 0

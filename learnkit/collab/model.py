@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from ..core.registry import register_model
+from ..core.vocab import emb_sz_rule
 from .ids import IdMap
 
-__all__ = ["EmbeddingDotBias", "EmbeddingNN", "sigmoid_range", "emb_sz_rule"]
+__all__ = ["EmbeddingDotBias", "EmbeddingNN", "sigmoid_range"]
 
 
 def sigmoid_range(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -31,15 +32,6 @@ def sigmoid_range(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
     2.5
     """
     return torch.sigmoid(x) * (high - low) + low
-
-
-def emb_sz_rule(n_cat: int) -> int:
-    """fastai's embedding width for ``n_cat`` categories: ``min(600, round(1.6 * n_cat ** 0.56))``.
-
-    >>> emb_sz_rule(944), emb_sz_rule(1650)
-    (74, 101)
-    """
-    return int(min(600, round(1.6 * n_cat ** 0.56)))
 
 
 def _check_y_range(y_range: Sequence[float] | None) -> tuple[float, float] | None:

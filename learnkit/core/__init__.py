@@ -24,8 +24,10 @@ from .optim import default_splitter, spread_lr, trainable_params
 from .seed import set_seed
 from .registry import (get_dls_class, get_loss_class, get_model_builder, register_dls, register_loss,
                        register_model)
+from .interpret import ClassificationInterpretation
 from .split import (ColSplitter, EndSplitter, FolderSplitter, FuncSplitter, GrandparentSplitter, IndexSplitter,
                     RandomSplitter, TrainTestSplitter, check_split)
+from .vocab import CategoryMap, emb_sizes, emb_sz_rule, get_emb_sz
 
 __all__ = [
     "EVENTS", "Callback", "describe_training_loop", "LabelSmoothingCrossEntropy", "LabelSmoothingCrossEntropyFlat",
@@ -40,5 +42,6 @@ __all__ = [
     "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "DataBlock", "Datasets",
     "BlockDataLoaders", "DataBlockError", "default_num_workers", "ColReader", "RegexLabeller", "get_files",
     "parent_label", "using_attr", "EndSplitter", "TrainTestSplitter",
+    "CategoryMap", "ClassificationInterpretation", "emb_sz_rule", "emb_sizes", "get_emb_sz",
     *_cb_all, *_metrics_all,
 ]

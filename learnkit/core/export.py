@@ -331,14 +331,22 @@ def read_export_config(path: str | Path) -> dict[str, Any]:
     return header
 
 
-def load_learner(path: str | Path, device: str | torch.device | None = None) -> "Learner":
+def load_learner(path: str | Path, cpu: bool | None = None, device: str | torch.device | None = None) -> "Learner":
     """Rebuild a learner written by ``learn.export()`` for inference (``predict``, ``get_preds``).
 
-    Needs neither the training data nor any code from the file. ``device=None`` picks CUDA, then MPS,
-    then CPU (or ``$LEARNKIT_DEVICE``).
+    Needs neither the training data nor any code from the file. ``cpu=True`` (fastai's argument) loads it
+    on the CPU, ``cpu=False`` on the default accelerator. ``device`` names one explicitly; with neither,
+    ``device=None`` picks CUDA, then MPS, then CPU (or ``$LEARNKIT_DEVICE``) — unlike fastai, whose
+    default is ``cpu=True``.
     """
     from .learner import Learner
 
+    if cpu is not None and not isinstance(cpu, bool):
+        raise TypeError(f"cpu must be True or False, got {cpu!r}; to pick a device pass device='cuda:1'")
+    if cpu and device is not None and torch.device(device).type != "cpu":
+        raise ValueError(f"load_learner got cpu=True and device={device!r}; pass one of them")
+    if cpu:
+        device = "cpu"
     path = Path(path)
     cfg = read_export_config(path)
     dev = default_device(device)

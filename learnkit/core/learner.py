@@ -23,7 +23,7 @@ import html
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -38,6 +38,9 @@ from .precision import cuda_speedups, memory_format_for
 from .sharding import unshuffled
 from .metrics import Metric, as_metric
 from .optim import LR, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, spread_lr
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .summary import LearnerSummary
 
 __all__ = ["Learner"]
 
@@ -578,7 +581,34 @@ class Learner:
         finally:
             self.show_progress = old
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, show: bool = True) -> "LearnerSummary":
+        """fastai's per-layer table from one validation-mode batch: layer type, output shape, parameters and
+        whether they train, then the input shape, parameter totals, optimizer, loss and callbacks. Printed
+        (``show``; HTML in a notebook) and returned (a `learnkit.core.summary.LearnerSummary`)."""
+        from .callbacks.progress import in_notebook
+        from .summary import model_summary
+        dl = self.dls.valid if self.dls.valid is not None else self.dls.train
+        if dl is None:
+            raise ValueError("summary runs the model on one batch, but this learner has no data (load_learner): "
+                             "use learnkit.core.summary.model_summary(learn.model, xb) with a batch of yours")
+        batch = self.dls.on_device(to_device(tuple(next(iter(dl))), self.device), False)
+        groups = self.param_groups()
+        n_frozen = next((i for i, g in enumerate(groups) if any(p.requires_grad for p in g)), len(groups))
+        note = f"Model frozen up to parameter group #{n_frozen}" if n_frozen else ""
+        with self.autocast():
+            res = model_summary(self.model, tuple(batch[: self.dls.n_inp]),
+                                optimizer=getattr(self.opt_func, "__name__", repr(self.opt_func)),
+                                loss=repr(self.loss_func), callbacks=[type(c).__name__ for c in self.cbs],
+                                frozen_note=note)
+        if show:
+            if in_notebook():
+                from IPython.display import HTML, display
+                display(HTML(res._repr_html_()))
+            else:
+                print(res)
+        return res
+
+    def _overview(self) -> dict[str, Any]:
         n = sum(p.numel() for p in self.model.parameters())
         n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         return {"model": type(self.model).__name__, "parameters": f"{n:,} ({n_train:,} trainable)",
@@ -587,10 +617,10 @@ class Learner:
                 "precision": self.precision, "callbacks": ", ".join(type(c).__name__ for c in self.cbs)}
 
     def __repr__(self) -> str:
-        return "Learner(" + ", ".join(f"{k}={v}" for k, v in self.summary().items()) + ")"
+        return "Learner(" + ", ".join(f"{k}={v}" for k, v in self._overview().items()) + ")"
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
-                       f"{html.escape(str(v))}</td></tr>" for k, v in self.summary().items())
+                       f"{html.escape(str(v))}</td></tr>" for k, v in self._overview().items())
         return f"<table>{rows}</table>{self.dls._repr_html_()}"
 

@@ -100,12 +100,27 @@ class BCEWithLogitsLossFlat(nn.Module):
         return out > self.thresh
 
 
+def _same_count(pred: torch.Tensor, targ: torch.Tensor, name: str) -> torch.Tensor:
+    """``pred`` reshaped to ``targ``'s shape; a different element count raises instead of broadcasting."""
+    if pred.numel() != targ.numel():
+        raise ValueError(f"{name}: predictions of shape {list(pred.shape)} do not match targets of shape "
+                         f"{list(targ.shape)} ({pred.numel()} vs {targ.numel()} values); the model needs one "
+                         "output per target (check n_out / the number of y_names)")
+    return pred.float().reshape(targ.shape)
+
+
 @register_loss
 class MSELossFlat(nn.Module):
-    """Mean squared error with the prediction reshaped to the target's shape."""
+    """Mean squared error with the prediction reshaped to the target's shape (a different number of values
+    raises a `ValueError` instead of broadcasting).
+
+    >>> import torch
+    >>> float(MSELossFlat()(torch.tensor([[1.], [3.]]), torch.tensor([1., 1.])))
+    2.0
+    """
 
     def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(pred.float().reshape(targ.shape), targ.float())
+        return F.mse_loss(_same_count(pred, targ, type(self).__name__), targ.float())
 
     def activation(self, out: torch.Tensor) -> torch.Tensor:
         return out
@@ -119,4 +134,4 @@ class L1LossFlat(MSELossFlat):
     """Mean absolute error with the prediction reshaped to the target's shape."""
 
     def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
-        return F.l1_loss(pred.float().reshape(targ.shape), targ.float())
+        return F.l1_loss(_same_count(pred, targ, type(self).__name__), targ.float())

@@ -22,11 +22,12 @@ import torch
 from ..core.data import DataLoaders
 from ..core.losses import CrossEntropyLossFlat, MSELossFlat
 from ..core.registry import register_dls
-from ..core.split import IndexSplitter, RandomSplitter, check_split
+from ..core.split import IndexSplitter, RandomSplitter
 from .processor import ProcSpec, TabularProcessor
-from .procs import UnseenCategoryWarning
+from .procs import Categorify
 from .show import display_df
 from .table import TabularLoader
+from .tabular_pandas import TabularPandas
 
 __all__ = ["TabularDataLoaders", "rows_to_df"]
 
@@ -105,32 +106,11 @@ class TabularDataLoaders(DataLoaders):
             raise ValueError(f"y_names is required: the target column, one of {list(df.columns)}")
         if cat_names is None and cont_names is None:
             cat_names, cont_names = _infer_names(df, y_list)
-        processor = TabularProcessor(cat_names, cont_names, y_names, procs=procs, y_block=y_block,
-                                     na_values=na_values, strip=strip)
-        processor.check_columns(df, with_labels=True)
-        allow_empty = (valid_idx is not None and len(valid_idx) == 0) or (valid_idx is None and valid_pct == 0)
         splitter = IndexSplitter(valid_idx) if valid_idx is not None else RandomSplitter(valid_pct, seed)
-        train_idx, valid_idx = splitter(range(len(df)))
-        ys = processor.clean_target(df)
-        missing = ys.isna().any(axis=1).to_numpy()
-        if missing.any():
-            bad = np.flatnonzero(missing)
-            warnings.warn(f"dropped {len(bad)} of {len(df)} rows whose target {y_list} is missing "
-                          f"(e.g. rows {bad[:5].tolist()})", stacklevel=2)
-            train_idx = [i for i in train_idx if not missing[i]]
-            valid_idx = [i for i in valid_idx if not missing[i]]
-        check_split(train_idx, valid_idx, allow_empty_valid=allow_empty, what="rows")
-        train = processor.fit(df.iloc[train_idx])
-        if processor.y_block == "classification":
-            check_split(train_idx, valid_idx, labels=ys.iloc[:, 0].tolist(), allow_empty_valid=allow_empty,
-                        what="rows")
-        with warnings.catch_warnings():  # rare categories that fall only in the validation rows are expected
-            warnings.simplefilter("ignore", UnseenCategoryWarning)  # there; predict and test_dl still warn
-            valid = processor.process(df.iloc[valid_idx], with_labels=True) if len(valid_idx) else None
-        val_bs = val_bs or 2 * bs
-        train_dl = TabularLoader(train, bs, shuffle=shuffle, drop_last=drop_last, seed=seed)
-        valid_dl = TabularLoader(valid, val_bs) if valid is not None else None
-        return cls(train_dl, valid_dl, processor, path=path, device=device, bs=bs)
+        to = TabularPandas(df, procs, cat_names, cont_names, y_names, y_block=y_block,
+                           splits=splitter(range(len(df))), na_values=na_values, strip=strip)
+        return to.dataloaders(bs=bs, val_bs=val_bs, shuffle=shuffle, drop_last=drop_last, seed=seed, path=path,
+                              device=device)
 
     @classmethod
     def from_csv(cls, csv: str | Path, path: str | Path = ".", procs: Sequence[ProcSpec] | None = None,
@@ -166,6 +146,12 @@ class TabularDataLoaders(DataLoaders):
     @property
     def y_names(self) -> list[str]:
         return self.procs.y_names
+
+    @property
+    def classes(self) -> dict[str, Any]:
+        """``{column: CategoryMap}`` of the categorical columns (fastai's ``dls.classes``); ``.o2i`` maps back."""
+        cat = next((p for p in self.procs.procs if isinstance(p, Categorify)), None)
+        return dict(cat.classes) if cat is not None else {}
 
     @property
     def c(self) -> int:

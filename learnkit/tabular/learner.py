@@ -23,7 +23,8 @@ from ..core.learner import Learner
 from ..core.metrics import accuracy, rmse
 from ..core.optim import LR
 from .data import TabularDataLoaders
-from .model import TabularModel, get_emb_sz, tabular_model
+from ..core.vocab import emb_sizes
+from .model import TabularModel, tabular_config, tabular_model
 from .show import display_df
 from .table import TabularLoader
 
@@ -62,7 +63,8 @@ class TabularLearner(Learner):
 
 
 def tabular_learner(dls: TabularDataLoaders, layers: Sequence[int] | None = None,
-                    emb_szs: Mapping[str, int] | None = None, n_out: int | None = None,
+                    emb_szs: Mapping[str, int] | None = None, config: Mapping[str, Any] | None = None,
+                    n_out: int | None = None,
                     y_range: tuple[float, float] | None = None, ps: float | Sequence[float] = 0.0,
                     embed_p: float = 0.0, use_bn: bool = True, bn_final: bool = False, bn_cont: bool = True,
                     loss_func: Callable | None = None, metrics: Any = None, opt_func: Callable = fused_adamw,
@@ -74,8 +76,10 @@ def tabular_learner(dls: TabularDataLoaders, layers: Sequence[int] | None = None
     Args:
         dls: a `TabularDataLoaders`.
         layers: hidden layer widths (default ``[200, 100]``).
-        emb_szs: embedding widths by column name, overriding `learnkit.tabular.model.emb_sz_rule`
+        emb_szs: embedding widths by column name, overriding `learnkit.core.vocab.emb_sz_rule`
             (``min(600, round(1.6 * n_codes ** 0.56))``) for those columns.
+        config: model options from `tabular_config` (fastai's way); they replace ``ps``, ``embed_p``,
+            ``use_bn``, ``bn_final``, ``bn_cont``, and ``y_range`` unless ``y_range`` is given here.
         n_out: outputs (default: the number of classes, or of regression targets).
         y_range: ``(low, high)`` for regression outputs (a scaled sigmoid).
         ps / embed_p: dropout after each hidden layer / on the embeddings.
@@ -87,10 +91,19 @@ def tabular_learner(dls: TabularDataLoaders, layers: Sequence[int] | None = None
     """
     if not isinstance(dls, TabularDataLoaders):
         raise TypeError(f"tabular_learner needs a TabularDataLoaders, got {type(dls).__name__}")
+    if config is not None:
+        unknown = sorted(set(config) - set(tabular_config()))
+        if unknown:
+            raise KeyError(f"config has unknown key(s) {unknown}; build it with tabular_config(...), whose keys "
+                           f"are {sorted(tabular_config())}")
+        ps = 0.0 if config.get("ps") is None else config["ps"]
+        embed_p, use_bn = config.get("embed_p", embed_p), config.get("use_bn", use_bn)
+        bn_final, bn_cont = config.get("bn_final", bn_final), config.get("bn_cont", bn_cont)
+        y_range = config.get("y_range") if y_range is None else y_range
     if y_range is not None and dls.procs.y_block == "classification":
         raise ValueError("y_range is for regression targets; this table's target is classification")
     layers = [200, 100] if layers is None else [int(n) for n in layers]
-    sizes = get_emb_sz(dls.procs.cardinalities, dls.cat_names, emb_szs)
+    sizes = emb_sizes(dls.procs.cardinalities, dls.cat_names, emb_szs)
     kwargs = {"emb_szs": [list(s) for s in sizes], "n_cont": len(dls.cont_names), "out_sz": n_out or dls.c,
               "layers": layers, "ps": ps if isinstance(ps, (int, float)) else list(ps), "embed_p": embed_p,
               "y_range": list(y_range) if y_range is not None else None, "use_bn": use_bn, "bn_final": bn_final,

@@ -21,36 +21,28 @@ torch.Size([2, 2])
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..core.registry import register_model
+from ..core.vocab import emb_sz_rule  # noqa: F401 - used by the module doctest
 
-__all__ = ["emb_sz_rule", "get_emb_sz", "TabularModel", "tabular_model"]
-
-
-def emb_sz_rule(n_cat: int) -> int:
-    """Embedding width for a column with ``n_cat`` codes: ``min(600, round(1.6 * n_cat ** 0.56))``."""
-    if n_cat < 1:
-        raise ValueError(f"a categorical column needs at least one code, got {n_cat}")
-    return int(min(600, round(1.6 * n_cat ** 0.56)))
+__all__ = ["tabular_config", "TabularModel", "tabular_model"]
 
 
-def get_emb_sz(cardinalities: Sequence[int], names: Sequence[str],
-               sz_dict: Mapping[str, int] | None = None) -> list[tuple[int, int]]:
-    """``(n_codes, width)`` per column: `emb_sz_rule` unless ``sz_dict`` names the column."""
-    sz_dict = dict(sz_dict or {})
-    unknown = sorted(set(sz_dict) - set(names))
-    if unknown:
-        raise KeyError(f"emb_szs names column(s) {unknown} that are not categorical columns; those are {list(names)}")
-    out = []
-    for n, name in zip(cardinalities, names):
-        w = sz_dict.get(name, emb_sz_rule(n))
-        if not isinstance(w, int) or isinstance(w, bool) or w < 1:
-            raise ValueError(f"embedding width for column {name!r} must be a positive integer, got {w!r}")
-        out.append((int(n), w))
-    return out
+def tabular_config(ps: float | Sequence[float] | None = None, embed_p: float = 0.0,
+                   y_range: tuple[float, float] | None = None, use_bn: bool = True, bn_final: bool = False,
+                   bn_cont: bool = True) -> dict[str, Any]:
+    """The `TabularModel` options as a dict, for ``tabular_learner(dls, config=tabular_config(...))``
+    (fastai's helper; ``act_cls`` and ``lin_first`` are not supported: the blocks are Linear → ReLU → BN).
+
+    >>> tabular_config(ps=[0.001, 0.01], embed_p=0.04)
+    {'ps': [0.001, 0.01], 'embed_p': 0.04, 'y_range': None, 'use_bn': True, 'bn_final': False, 'bn_cont': True}
+    """
+    return {"ps": ps, "embed_p": embed_p, "y_range": y_range, "use_bn": use_bn, "bn_final": bn_final,
+            "bn_cont": bn_cont}
 
 
 class SigmoidRange(nn.Module):

@@ -256,8 +256,7 @@ class TabularProcessor:
                                  f"{list(unknown)}; the known classes are {self.vocab}")
             return torch.from_numpy(codes)
         vals = np.stack([self._to_number(clean[n], n).to_numpy(dtype=np.float32) for n in self.y_names], axis=1)
-        t = torch.from_numpy(np.ascontiguousarray(vals))
-        return t[:, 0] if len(self.y_names) == 1 else t
+        return torch.from_numpy(np.ascontiguousarray(vals))  # [N, n_targets]: [B, 1] batches, as fastai
 
     # --- decoding ----------------------------------------------------------------------------------
     def decode(self, cats: torch.Tensor, conts: torch.Tensor) -> pd.DataFrame:

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core.vocab import CategoryMap
+
 __all__ = ["TabularProc", "Categorify", "FillMissing", "Normalize", "Discretize", "PROC_REGISTRY", "register_proc",
            "proc_from_state", "NA_CLASS", "UnseenCategoryWarning"]
 
@@ -110,6 +112,7 @@ class Categorify(TabularProc):
     """Map each categorical column to integer codes: ``0`` is `NA_CLASS` (missing, or a category never
     seen in the training rows), ``1..n`` the training categories in sorted order.
 
+    ``classes[col]`` is a `CategoryMap` (a list of the classes, with ``.o2i``: class → code).
     Unseen categories at inference map to 0 with a warning that names the column and the values; they
     never raise. ``max_card`` is not capped: every training category gets its own code.
     """
@@ -117,7 +120,7 @@ class Categorify(TabularProc):
     order = 20
 
     def __init__(self) -> None:
-        self.classes: dict[str, list[Any]] = {}
+        self.classes: dict[str, CategoryMap] = {}
         self.fitted = False
 
     def setup(self, df: pd.DataFrame, cat_names: Sequence[str], cont_names: Sequence[str]) -> None:
@@ -129,7 +132,7 @@ class Categorify(TabularProc):
                 vals = sorted(set(vals))
             except TypeError:  # mixed types: a stable order all the same
                 vals = sorted(set(vals), key=lambda v: (type(v).__name__, str(v)))
-            self.classes[name] = [NA_CLASS] + vals
+            self.classes[name] = CategoryMap([NA_CLASS] + vals)
         self.fitted = True
 
     def encode(self, df: pd.DataFrame) -> pd.DataFrame:
@@ -165,7 +168,7 @@ class Categorify(TabularProc):
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "Categorify":
         proc = cls()
-        proc.classes = {k: list(v) for k, v in state["classes"].items()}
+        proc.classes = {k: CategoryMap(v) for k, v in state["classes"].items()}
         proc.fitted = True
         return proc
 

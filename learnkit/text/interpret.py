@@ -8,18 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 from ..core.display import display_df
+from ..core.interpret import ClassificationInterpretation
 from ..core.learner import Learner
 
 __all__ = ["TextClassificationInterpretation"]
 
 
-class TextClassificationInterpretation:
+class TextClassificationInterpretation(ClassificationInterpretation):
     """Predictions, targets and per-text losses over a labelled loader, with the texts they belong to.
+
+    The core `ClassificationInterpretation` views (``most_confused``, ``plot_confusion_matrix``,
+    ``print_classification_report``) work too; ``confusion_matrix()`` here is a labelled DataFrame.
 
     Build it with `from_learner` (validation set by default, or any ``dl`` from ``dls.test_dl(pairs,
     with_labels=True)``). The texts are the cleaned originals (not the truncated token view).
@@ -27,9 +30,9 @@ class TextClassificationInterpretation:
 
     def __init__(self, texts: list[str], sources: list[Any], vocab: list[Any], probs: torch.Tensor,
                  targs: torch.Tensor, losses: torch.Tensor):
-        self.texts, self.sources, self.vocab = texts, sources, list(vocab)
-        self.probs, self.targs, self.losses = probs, targs, losses
-        self.preds = probs.argmax(dim=1)
+        super().__init__(vocab, probs, targs, losses)
+        self.texts, self.sources = texts, sources
+        self.preds = self.decoded
 
     @classmethod
     def from_learner(cls, learn: Learner, ds_idx: int = 1, dl: Any = None) -> "TextClassificationInterpretation":
@@ -44,11 +47,6 @@ class TextClassificationInterpretation:
         if targs is None:
             raise ValueError("the loader has no labels: build it with dls.test_dl(pairs, with_labels=True)")
         return cls(ds.texts, ds.sources, learn.dls.vocab, probs, targs, losses)
-
-    def top_losses(self, k: int | None = None, largest: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ``k`` largest (or smallest) losses and their indices into the texts."""
-        k = len(self.losses) if k is None else min(int(k), len(self.losses))
-        return self.losses.topk(k, largest=largest)
 
     def top_losses_table(self, k: int = 5, max_chars: int = 300) -> pd.DataFrame:
         """The ``k`` texts with the largest loss: text, actual and predicted class, its probability, the loss."""
@@ -69,8 +67,5 @@ class TextClassificationInterpretation:
 
     def confusion_matrix(self) -> pd.DataFrame:
         """Counts of (actual row, predicted column)."""
-        n = len(self.vocab)
-        cm = np.zeros((n, n), dtype=np.int64)
-        np.add.at(cm, (self.targs.numpy().astype(int), self.preds.numpy().astype(int)), 1)
-        return pd.DataFrame(cm, index=pd.Index(self.vocab, name="actual"),
+        return pd.DataFrame(self._cm(), index=pd.Index(self.vocab, name="actual"),
                             columns=pd.Index(self.vocab, name="predicted"))

@@ -13,9 +13,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
+from torch.utils.data import DataLoader
 
 from ..core.callback import Callback
+from ..core.display import display_df
 from ..core.learner import Learner
 from ..core.optim import LR, check_lr
 from .cache import ActivationCache, cache_start
@@ -60,6 +63,22 @@ class TextLearner(Learner):
             super().fit(n_epoch, **args)
         finally:
             self.dls = text_dls
+
+    def show_results(self, ds_idx: int = 1, max_n: int = 10, max_chars: int = 300, show: bool = True) -> pd.DataFrame:
+        """The first ``max_n`` texts of a split (validation by default, in loader order) with their label and
+        the model's prediction. Shown as a table (HTML in a notebook) and returned."""
+        dl = self.dls[ds_idx]
+        ds = getattr(dl, "dataset", None)
+        if ds is None or not hasattr(ds, "texts") or getattr(ds, "labels", None) is None:
+            raise ValueError(f"split {ds_idx} has no labelled texts to show")
+        sub = ds.subset(range(min(max_n, len(ds))))
+        _, targs, dec = self.get_preds(dl=DataLoader(sub, batch_size=len(sub), collate_fn=dl.collate_fn),
+                                       with_decoded=True)
+        vocab = self.dls.vocab
+        cut = [t if len(t) <= max_chars else t[: max_chars - 1] + "…" for t in sub.texts]
+        df = pd.DataFrame({"text": cut, "label": [vocab[int(i)] for i in targs],
+                           "prediction": [vocab[int(i)] for i in dec]})
+        return display_df(df, show=show, max_colwidth=max_chars)
 
     def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
                   pct_start: float = 0.3, div: float = 5.0, wd: float | None = None,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from learnkit.core.registry import get_model_builder
-from learnkit.tabular import (NA_CLASS, TabularDataLoaders, TabularLearner, TabularModel, emb_sz_rule, get_emb_sz,
+from learnkit.tabular import (NA_CLASS, TabularDataLoaders, TabularLearner, TabularModel, emb_sizes, emb_sz_rule, get_emb_sz,
                               tabular_learner)
 
 
@@ -101,11 +101,11 @@ def test_regression_with_y_range(table):
 
 def test_embedding_size_rule_and_overrides():
     assert [emb_sz_rule(n) for n in (2, 3, 10, 100, 10**6)] == [2, 3, 6, 21, 600]
-    assert get_emb_sz([10, 3], ["a", "b"], {"b": 7}) == [(10, 6), (3, 7)]
+    assert emb_sizes([10, 3], ["a", "b"], {"b": 7}) == [(10, 6), (3, 7)]
     with pytest.raises(KeyError, match=r"\['c'\] that are not categorical"):
-        get_emb_sz([10], ["a"], {"c": 4})
+        emb_sizes([10], ["a"], {"c": 4})
     with pytest.raises(ValueError, match="positive integer"):
-        get_emb_sz([10], ["a"], {"a": 0})
+        emb_sizes([10], ["a"], {"a": 0})
 
 
 def test_model_shapes_without_categorical_or_continuous_columns():

@@ -140,7 +140,7 @@ def test_target_type_detection_and_forcing():
     tp = TabularProcessor([], ["n"], "yf")
     assert tp.fit(df).ys.dtype == torch.float32 and tp.y_block == "regression"
     tp = TabularProcessor([], ["n"], "yi", y_block="regression")
-    assert tp.fit(df).ys.tolist() == [1.0, 2.0, 1.0, 2.0]
+    assert tp.fit(df).ys.tolist() == [[1.0], [2.0], [1.0], [2.0]]            # [N, 1], as fastai
     with pytest.raises(ValueError, match="y_block must be one of"):
         TabularProcessor([], ["n"], "yi", y_block="category")
     with pytest.raises(ValueError, match="single class"):

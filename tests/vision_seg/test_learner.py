@@ -33,8 +33,9 @@ def _learner(dls, **kw):
 def test_unet_learner_setup(dls):
     learn = _learner(dls)
     assert isinstance(learn, SegmentationLearner)
-    assert learn.model_spec == {"builder": "vision.unet", "kwargs": {"arch": "efficientnet_lite0", "n_out": 5,
-                                                                     "decoder_channels": [32, 16, 16, 16]}}
+    assert learn.model_spec == {"builder": "vision.unet", "kwargs": {
+        "arch": "efficientnet_lite0", "n_out": 5, "decoder_channels": [32, 16, 16, 16], "block": "dynamic",
+        "blur": True, "blur_final": True, "self_attention": True, "last_cross": False}}
     assert dls.normalize.mean == (0.5, 0.5, 0.5)  # the encoder's own statistics
     assert learn.loss_func.ignore_index == 4
     learn.freeze()
@@ -49,13 +50,17 @@ def test_unet_learner_rejects_other_loaders_and_archs(dls):
         unet_learner(dls, "efficientnet_lite9", pretrained=False)
 
 
-def test_it_learns_and_predicts(dls, tmp_path):
+# From a random encoder the plain decoder learns this toy faster: after 8 epochs 0.92 pixel accuracy, the
+# dynamic one (middle block, self-attention: more to train) 0.87; on real images with a pretrained encoder
+# the dynamic one is the better (camvid_tiny, see unet.py).
+@pytest.mark.parametrize("block, min_acc", [("dynamic", 0.8), ("plain", 0.9)])
+def test_it_learns_and_predicts(dls, tmp_path, block, min_acc):
     torch.manual_seed(0)
-    learn = _learner(dls, lr=1e-2)
+    learn = _learner(dls, lr=1e-2, block=block)
     before = learn.validate()
     learn.fit_one_cycle(8, 1e-2)
     loss, acc, miou = learn.validate()
-    assert acc > 0.9 and acc > before[1] + 0.2 and miou > 0.6, (before, loss, acc, miou)
+    assert acc > min_acc and acc > before[1] + 0.2 and miou > 0.5, (before, loss, acc, miou)
     # predict one image: the class map at the model's input size, and probabilities
     img = dls.valid.dataset.items[0]
     mask, same, probs = learn.predict(img)

@@ -15,6 +15,7 @@ from ..transforms import Normalize, RandomResizedCrop, Resize, aug_transforms, i
 from .data import SegmentationDataLoaders
 from .blocks import MaskBlock
 from .dataset import check_masks_exist, load_pair
+from .interpret import SegmentationInterpretation
 from .learner import SegmentationLearner, unet_learner
 from .losses import CrossEntropyDiceLoss, DiceLoss, FocalLossFlat
 from .masks import check_mask_values, load_mask, read_codes, resolve_void_code
@@ -24,7 +25,7 @@ from .unet import UNet, UNetBlock, build_unet, unet_splitter
 
 __all__ = [
     "SegmentationDataLoaders", "MaskBlock", "check_masks_exist", "load_pair",
-    "SegmentationLearner", "unet_learner", "UNet", "UNetBlock", "build_unet", "unet_splitter",
+    "SegmentationLearner", "unet_learner", "SegmentationInterpretation", "UNet", "UNetBlock", "build_unet", "unet_splitter",
     "DiceLoss", "FocalLossFlat", "CrossEntropyDiceLoss",
     "read_codes", "resolve_void_code", "load_mask", "check_mask_values",
     "code_colors", "overlay_mask", "show_segmentation", "show_seg_results",

@@ -48,8 +48,9 @@ def unet_learner(dls: SegmentationDataLoaders, arch: str | Callable[..., nn.Modu
                  loss_func: Callable | None = None, decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
                  lr: LR = 1e-3, cbs: Callback | Sequence[Callback] | None = None, path: str | Path | None = None,
                  model_dir: str = "models", opt_func: Callable = torch.optim.AdamW, wd: float | None = None,
-                 normalize: bool = True, train_bn: bool = False, device: str | torch.device | None = None,
-                 progress: bool = True) -> SegmentationLearner:
+                 normalize: bool = True, train_bn: bool = False, block: str = "dynamic", blur: bool = True,
+                 blur_final: bool = True, self_attention: bool = True, last_cross: bool = False,
+                 device: str | torch.device | None = None, progress: bool = True) -> SegmentationLearner:
     """A U-Net learner for ``dls`` on the encoder ``arch``, with ``n_out`` classes (``len(dls.codes)``).
 
     Args:
@@ -60,6 +61,11 @@ def unet_learner(dls: SegmentationDataLoaders, arch: str | Callable[..., nn.Modu
         metrics: e.g. ``[foreground_acc(ignore_index=dls.void_code), JaccardMulti(ignore_index=dls.void_code)]``.
         loss_func: default ``dls.loss_func``: cross-entropy ignoring the void code.
         decoder_channels: width of each decoder level, deepest first (see `UNet`).
+        block / blur / blur_final / self_attention / last_cross: the decoder (see `UNet`): by default
+            fastai's ``DynamicUnet`` design (PixelShuffle-ICNR upsampling, self-attention, final residual
+            block) with blur on and the full-resolution ``last_cross`` ending off (measured better on small
+            data; fastai's defaults are ``blur=False, self_attention=False, last_cross=True``);
+            ``block="plain"`` is the earlier bilinear decoder.
         normalize: add the pretrained encoder's normalisation (mean/std) to ``dls`` unless its
             ``batch_tfms`` already have a `Normalize`.
         Other arguments go to `Learner` unchanged. The parameter groups are encoder then decoder, so
@@ -74,13 +80,16 @@ def unet_learner(dls: SegmentationDataLoaders, arch: str | Callable[..., nn.Modu
         encoder = create_encoder(arch, pretrained=pretrained)
         mean, std = meta.mean, meta.std
         spec = {"builder": "vision.unet",
-                "kwargs": {"arch": arch, "n_out": n_out, "decoder_channels": [int(c) for c in decoder_channels]}}
+                "kwargs": {"arch": arch, "n_out": n_out, "decoder_channels": [int(c) for c in decoder_channels],
+                           "block": block, "blur": bool(blur), "blur_final": bool(blur_final),
+                           "self_attention": bool(self_attention), "last_cross": bool(last_cross)}}
     elif callable(arch):
         encoder = arch(pretrained=pretrained)
         mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     else:
         raise TypeError(f"arch must be a timm model name or a callable, got {type(arch).__name__}")
-    model = UNet(encoder, n_out, decoder_channels)
+    model = UNet(encoder, n_out, decoder_channels, block=block, blur=blur, blur_final=blur_final,
+                 self_attention=self_attention, last_cross=last_cross)
     if normalize and not dls.has_normalize:
         dls.normalize = Normalize(mean, std)
     learn = SegmentationLearner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=unet_splitter,
