@@ -327,9 +327,10 @@ def test_weights_that_do_not_fit_the_architecture_are_clear(tmp_path):
 
 def test_export_refuses_what_it_could_not_load(tmp_path):
     learn = toy_learner(tmp_path, epochs=0)
-    del learn.model_spec
-    with pytest.raises(ValueError, match="no model_spec.*register_model"):
-        learn.export()
+    del learn.model_spec  # an unregistered model: exported as weights + class name (tests/test_export_custom.py)
+    custom = learn.export(tmp_path / "custom.safetensors")
+    with pytest.raises(ExportError, match="custom model.*load_learner\\(path, model=.*@register_model"):
+        load_learner(custom)
     learn.model_spec = {"builder": "test_export.mlp", "kwargs": {"hidden": torch.tensor(16)}}
     with pytest.raises(TypeError, match=r"model_spec\['kwargs'\]\['hidden'\] is a Tensor"):
         learn.export()

@@ -29,6 +29,7 @@ from torch import nn
 from ..core.callback import Callback
 from ..core.display import display_df
 from ..core.learner import Learner
+from ..core.registry import register_learner
 from ..core.optim import LR
 from .data import CollabDataLoaders
 from .loader import TensorLoader
@@ -117,6 +118,7 @@ def similar_items(learn: Learner, item: Any, n: int = 10) -> pd.DataFrame:
     return pd.DataFrame({dls.item_name: dls.items.decode(top.indices), "similarity": top.values.tolist()})
 
 
+@register_learner
 class CollabLearner(Learner):
     """A `Learner` for ratings, with `recommend` and `similar_items` (also available as functions of
     any learner whose data is a `CollabDataLoaders`, e.g. one from `load_learner`)."""

@@ -7,7 +7,11 @@ learnkit's own, found in the registries of `learnkit.core.registry`:
 
 - ``dls``: the registered task DataLoaders type and its ``export_config()`` (classes, vocab, fitted procs,
   transforms) → ``get_dls_class(type).from_config(config, device)`` (inference only, no training data);
-- ``model``: ``learn.model_spec`` → ``get_model_builder(builder)(**kwargs)``, then the weights, strictly;
+- ``model``: ``learn.model_spec`` → ``get_model_builder(builder)(**kwargs)`` (or a ``@register_model`` class and
+  its ``export_config()``), then the weights, strictly; the user's own unregistered model loads with
+  ``load_learner(path, model=MyNet())``;
+- ``learner``: the registered `Learner` subclass (``@register_learner``), so that a loaded learner keeps its
+  task's methods (``show_results``, ``tta``, ``recommend``...);
 - ``loss``: a registered loss class and its ``export_config()`` (it holds ``activation``/``decodes``).
 
 The only modules `load_learner` imports are the ones named in the config *and* under ``learnkit.``
@@ -54,7 +58,7 @@ from .checkpoint import atomic_write
 from .data import DataLoaders
 from .device import default_device
 from .precision import restored_precision
-from .registry import DLS_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
+from .registry import DLS_REGISTRY, LEARNER_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
 if TYPE_CHECKING:  # pragma: no cover
     from .learner import Learner
@@ -248,16 +252,7 @@ def export_learner(learn: "Learner", fname: str | Path = "export.safetensors") -
     path = Path(fname)
     if not path.is_absolute():
         path = learn.path / path
-    spec = getattr(learn, "model_spec", None)
-    if not isinstance(spec, dict) or not isinstance(spec.get("builder"), str):
-        raise ValueError("this Learner has no model_spec, so its architecture cannot be rebuilt: the task learners "
-                         "(vision_learner, tabular_learner, ...) set it; for your own model register a builder with "
-                         "@register_model('my.net') and set learn.model_spec = {'builder': 'my.net', 'kwargs': {...}}")
-    builder = MODEL_REGISTRY.get(spec["builder"])
-    if builder is None:
-        raise ValueError(f"model builder {spec['builder']!r} is not registered (@register_model)")
-    kwargs = spec.get("kwargs", {})
-    _json_check(kwargs, "learn.model_spec['kwargs']")
+    model_entry = _model_entry(learn)
     dls_cls = type(learn.dls)
     _registered_name(DLS_REGISTRY, dls_cls, "the DataLoaders type", "export needs a task DataLoaders "
                      "(ImageDataLoaders, TabularDataLoaders, ...) or your subclass decorated with @register_dls "
@@ -274,7 +269,8 @@ def export_learner(learn: "Learner", fname: str | Path = "export.safetensors") -
         "learnkit_version": learnkit.__version__, "torch_version": torch.__version__,
         "python_version": ".".join(map(str, sys.version_info[:3])),
         "dls": {"type": dls_cls.__name__, "module": dls_cls.__module__, "config": dls_cfg},
-        "model": {"builder": spec["builder"], "module": builder.__module__, "kwargs": kwargs},
+        "model": model_entry,
+        "learner": {"type": _learner_name(learn), "module": type(learn).__module__},
         "loss": {"type": loss_cls.__name__, "module": loss_cls.__module__, "config": loss_cfg},
         "precision": learn.precision,
     }
@@ -284,6 +280,38 @@ def export_learner(learn: "Learner", fname: str | Path = "export.safetensors") -
         header["training"] = {"epochs": len(rec.values), "final": final}
     json.loads(json.dumps(header))  # fails here, not at load time, if anything is off
     return save_tree(path, learn.model.state_dict(), header)
+
+
+def _model_entry(learn: "Learner") -> dict[str, Any]:
+    """How to rebuild ``learn.model``: its ``model_spec`` (task learners), a registered class with its
+    ``export_config()``, or — for an unregistered model — only its class name (``load_learner(path, model=...)``)."""
+    spec = getattr(learn, "model_spec", None)
+    if spec is not None:
+        if not isinstance(spec, dict) or not isinstance(spec.get("builder"), str):
+            raise ValueError(f"learn.model_spec must be {{'builder': name, 'kwargs': {{...}}}}, got {spec!r}")
+        builder = MODEL_REGISTRY.get(spec["builder"])
+        if builder is None:
+            raise ValueError(f"model builder {spec['builder']!r} is not registered (@register_model); "
+                             f"known: {MODEL_REGISTRY.list()}")
+        kwargs = spec.get("kwargs", {})
+        _json_check(kwargs, "learn.model_spec['kwargs']")
+        return {"builder": spec["builder"], "module": builder.__module__, "kwargs": kwargs}
+    cls = type(learn.model)
+    name = MODEL_REGISTRY.name_of(cls)
+    if name is not None:
+        kwargs = learn.model.export_config() if hasattr(learn.model, "export_config") else {}
+        _json_check(kwargs, f"{cls.__name__}.export_config()")
+        return {"builder": name, "module": cls.__module__, "kwargs": kwargs}
+    return {"builder": None, "class": f"{cls.__module__}.{cls.__qualname__}", "kwargs": {}}
+
+
+def _learner_name(learn: "Learner") -> str:
+    """The registered class nearest to ``type(learn)`` (a user's unregistered subclass loads as its parent)."""
+    for cls in type(learn).__mro__:
+        name = LEARNER_REGISTRY.name_of(cls)
+        if name is not None:
+            return name
+    return "Learner"
 
 
 # --- load ------------------------------------------------------------------------------------------------
@@ -331,13 +359,18 @@ def read_export_config(path: str | Path) -> dict[str, Any]:
     return header
 
 
-def load_learner(path: str | Path, cpu: bool | None = None, device: str | torch.device | None = None) -> "Learner":
+def load_learner(path: str | Path, cpu: bool | None = None, device: str | torch.device | None = None,
+                 model: torch.nn.Module | None = None) -> "Learner":
     """Rebuild a learner written by ``learn.export()`` for inference (``predict``, ``get_preds``).
 
     Needs neither the training data nor any code from the file. ``cpu=True`` (fastai's argument) loads it
     on the CPU, ``cpu=False`` on the default accelerator. ``device`` names one explicitly; with neither,
     ``device=None`` picks CUDA, then MPS, then CPU (or ``$LEARNKIT_DEVICE``) — unlike fastai, whose
     default is ``cpu=True``.
+
+    ``model``: the architecture of an export whose model class was not registered (the user's own
+    ``nn.Module``): ``load_learner(path, model=MyNet())`` loads the file's weights into it. A class decorated
+    with ``@register_model`` (and imported before loading) is rebuilt without it.
     """
     from .learner import Learner
 
@@ -351,7 +384,18 @@ def load_learner(path: str | Path, cpu: bool | None = None, device: str | torch.
     cfg = read_export_config(path)
     dev = default_device(device)
     dls_cls = _resolve(DLS_REGISTRY, cfg["dls"], "type", "DataLoaders type", path)
-    builder = _resolve(MODEL_REGISTRY, cfg["model"], "builder", "model builder", path)
+    if model is not None and not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be an nn.Module instance (the architecture to load the weights into), got {model!r}")
+    builder = None
+    if model is None:
+        if cfg["model"].get("builder") is None:
+            cls = str(cfg["model"].get("class", "a custom model"))
+            short = cls.rsplit(".", 1)[-1]
+            raise ExportError(f"{path} holds the weights of a custom model ({cls}) whose architecture is not in the "
+                              f"file: pass it, load_learner(path, model={short}(...)), or decorate the class with "
+                              "@register_model (with an export_config() returning its constructor arguments) and "
+                              "import it before load_learner")
+        builder = _resolve(MODEL_REGISTRY, cfg["model"], "builder", "model builder", path)
     loss_cls = _resolve(LOSS_REGISTRY, cfg["loss"], "type", "loss function", path)
     kwargs, loss_kwargs = cfg["model"].get("kwargs", {}), cfg["loss"].get("config", {})
     if not isinstance(kwargs, dict) or not isinstance(loss_kwargs, dict):
@@ -363,18 +407,23 @@ def load_learner(path: str | Path, cpu: bool | None = None, device: str | torch.
                           f"file's config ({type(e).__name__}: {e}); the file is damaged or from another version") from e
     if not isinstance(dls, DataLoaders):
         raise ExportError(f"{dls_cls.__name__}.from_config returned a {type(dls).__name__}, not a DataLoaders")
-    model = builder(**kwargs)
+    if builder is not None:
+        model = builder(**kwargs)
     _, state = load_tree(path, "export")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ExportError(f"{path}: the weights section is not a mapping of names to tensors; the file is damaged")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise ExportError(f"{path}: the weights do not fit the architecture {cfg['model']['builder']}(**{kwargs}): "
-                          f"{e}") from None
+        arch = type(model).__name__ if builder is None else f"{cfg['model']['builder']}(**{kwargs})"
+        raise ExportError(f"{path}: the weights do not fit the architecture {arch}: {e}") from None
     loss = loss_cls(**loss_kwargs)
-    learn = Learner(dls, model, loss_func=loss, path=path.parent, device=dev)
-    learn.model_spec = {"builder": cfg["model"]["builder"], "kwargs": kwargs}
+    learner_cls = Learner
+    if isinstance(cfg.get("learner"), dict):  # exports before learner types were recorded load as a Learner
+        learner_cls = _resolve(LEARNER_REGISTRY, cfg["learner"], "type", "Learner type", path)
+    learn = learner_cls(dls, model, loss_func=loss, path=path.parent, device=dev)
+    if builder is not None:
+        learn.model_spec = {"builder": cfg["model"]["builder"], "kwargs": kwargs}
     precision = restored_precision(cfg.get("precision", "fp32"), learn.device)  # mixed precision on CUDA only
     if precision != "fp32":
         getattr(learn, f"to_{precision}")()

@@ -37,6 +37,7 @@ from .device import cat_nested as _cat_nested, default_device, to_cpu, to_device
 from .precision import cuda_speedups, memory_format_for
 from .sharding import unshuffled
 from .metrics import Metric, as_metric
+from .registry import register_learner
 from .optim import LR, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, spread_lr
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,6 +54,7 @@ def _listify(o: Any) -> list:
     return [o]
 
 
+@register_learner
 class Learner:
     """Trains ``model`` on ``dls`` with ``loss_func`` and ``opt_func``.
 

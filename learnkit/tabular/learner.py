@@ -20,6 +20,7 @@ import torch
 
 from ..core.callback import Callback
 from ..core.learner import Learner
+from ..core.registry import register_learner
 from ..core.metrics import accuracy, rmse
 from ..core.optim import LR
 from .data import TabularDataLoaders
@@ -41,6 +42,7 @@ def fused_adamw(params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9
     return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
 
 
+@register_learner
 class TabularLearner(Learner):
     """A `Learner` for tables: adds `show_results` (``predict`` returns the decoded row through
     `TabularDataLoaders.decode_predict`)."""

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..core.registry import Registry
 from ..core.vocab import CategoryMap
 
 __all__ = ["TabularProc", "Categorify", "FillMissing", "Normalize", "Discretize", "PROC_REGISTRY", "register_proc",
@@ -39,15 +40,14 @@ class UnseenCategoryWarning(UserWarning):
 
 
 NA_CLASS = "#na#"  # index 0 of every categorical column: missing values and categories never seen in training
-PROC_REGISTRY: dict[str, type] = {}
+PROC_REGISTRY = Registry("tabular proc")
 
 
 def register_proc(cls: type) -> type:
     """Class decorator: make a `TabularProc` subclass rebuildable from its exported state by class name."""
     if not (isinstance(cls, type) and issubclass(cls, TabularProc)):
         raise TypeError(f"register_proc decorates TabularProc subclasses, got {cls!r}")
-    PROC_REGISTRY[cls.__name__] = cls
-    return cls
+    return PROC_REGISTRY.register(cls)
 
 
 def _json_scalar(v: Any) -> Any:
@@ -374,6 +374,4 @@ class Discretize(TabularProc):
 
 def proc_from_state(name: str, state: dict[str, Any]) -> TabularProc:
     """Rebuild a fitted proc from its class name and `TabularProc.state` (only registered procs)."""
-    if name not in PROC_REGISTRY:
-        raise KeyError(f"unknown tabular proc {name!r}; known: {sorted(PROC_REGISTRY)}")
-    return PROC_REGISTRY[name].from_state(state)
+    return PROC_REGISTRY.lookup(name).from_state(state)

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from ..core.callback import Callback
 from ..core.display import display_df
 from ..core.learner import Learner
+from ..core.registry import register_learner
 from ..core.optim import LR, check_lr
 from .cache import ActivationCache, cache_start
 from .data import TextDataLoaders
@@ -32,6 +33,7 @@ __all__ = ["TextLearner", "text_classifier_learner", "TEXT_ARCHS"]
 TEXT_ARCHS = ("minilm", "lstm")
 
 
+@register_learner
 class TextLearner(Learner):
     """A `Learner` that caches the output of a frozen model prefix between epochs and fits.
 

@@ -22,6 +22,7 @@ from torch import nn
 from ..core.callback import Callback
 from ..core.device import default_device, to_cpu, to_device
 from ..core.learner import Learner
+from ..core.registry import register_learner
 from ..core.optim import LR
 from .classifier import VisionClassifier, _n_channels, body_from_callable, create_head, vision_splitter
 from .data import ImageDataLoaders
@@ -32,6 +33,7 @@ from .transforms import GeometricAug, Normalize, is_random
 __all__ = ["VisionLearner", "vision_learner"]
 
 
+@register_learner
 class VisionLearner(Learner):
     """A `Learner` for image classification: adds ``tta`` and ``show_results``.
 

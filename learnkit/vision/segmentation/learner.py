@@ -24,6 +24,7 @@ from torch import nn
 
 from ...core.callback import Callback
 from ...core.learner import Learner
+from ...core.registry import register_learner
 from ...core.optim import LR
 from ..models import create_encoder, model_meta
 from ..transforms import Normalize
@@ -33,6 +34,7 @@ from .unet import DEFAULT_DECODER_CHANNELS, UNet, unet_splitter
 __all__ = ["SegmentationLearner", "unet_learner"]
 
 
+@register_learner
 class SegmentationLearner(Learner):
     """A `Learner` for segmentation: adds ``show_results`` (target and predicted masks side by side)."""
 
