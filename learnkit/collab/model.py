@@ -18,20 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.layers import sigmoid_range
 from ..core.registry import register_model
 from ..core.vocab import emb_sz_rule
 from .ids import IdMap
 
 __all__ = ["EmbeddingDotBias", "EmbeddingNN", "sigmoid_range"]
-
-
-def sigmoid_range(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """A sigmoid squeezed into ``(low, high)``.
-
-    >>> float(sigmoid_range(torch.tensor(0.), 0, 5))
-    2.5
-    """
-    return torch.sigmoid(x) * (high - low) + low
 
 
 def _check_y_range(y_range: Sequence[float] | None) -> tuple[float, float] | None:

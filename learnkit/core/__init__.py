@@ -14,6 +14,7 @@ from .data import DataLoaders, make_loader
 from .distributed import DistributedDL, DistributedTrainer, distrib_barrier, is_rank0, num_distrib, rank_distrib
 from .device import batch_size, default_device, to_cpu, to_device
 from .export import ExportError, load_learner
+from .layers import SigmoidRange, sigmoid_range
 from .learner import Learner
 from .items import ColReader, RegexLabeller, get_files, parent_label, using_attr
 from .losses import (BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, LabelSmoothingCrossEntropy,
@@ -38,7 +39,7 @@ __all__ = [
     "to_device", "Learner", "BCEWithLogitsLossFlat", "CrossEntropyLossFlat", "L1LossFlat", "MSELossFlat",
     "default_splitter", "spread_lr", "trainable_params", "ColSplitter", "FolderSplitter", "FuncSplitter",
     "GrandparentSplitter", "IndexSplitter", "RandomSplitter", "check_split", "register_dls", "register_model",
-    "register_loss", "register_learner", "Registry", "set_seed", "get_dls_class", "get_model_builder", "get_loss_class", "load_learner", "ExportError",
+    "register_loss", "SigmoidRange", "sigmoid_range", "register_learner", "Registry", "set_seed", "get_dls_class", "get_model_builder", "get_loss_class", "load_learner", "ExportError",
     "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "DataBlock", "Datasets",
     "BlockDataLoaders", "DataBlockError", "default_num_workers", "ColReader", "RegexLabeller", "get_files",
     "parent_label", "using_attr", "EndSplitter", "TrainTestSplitter",

@@ -308,6 +308,13 @@ class _SkMetric(Metric):
         return float(self._score(torch.cat(self.targs).numpy(), torch.cat(self.preds).numpy()))
 
 
+def _sk_class_score(fn: str, y, p, average: str, pos_label: int) -> float:
+    """One of scikit-learn's ``f1_score``/``precision_score``/``recall_score`` (what `F1Score`, `Precision` and
+    `Recall` differ by)."""
+    import sklearn.metrics
+    return getattr(sklearn.metrics, fn)(y, p, average=average, pos_label=pos_label, zero_division=0)
+
+
 class F1Score(_SkMetric):
     """F1 score (``average='binary'`` for 2 classes, or ``'macro'``, ``'micro'``, ``'weighted'``)."""
 
@@ -315,8 +322,7 @@ class F1Score(_SkMetric):
         super().__init__("f1_score", average=average, pos_label=pos_label)
 
     def _score(self, y, p):
-        from sklearn.metrics import f1_score
-        return f1_score(y, p, average=self.average, pos_label=self.pos_label, zero_division=0)
+        return _sk_class_score("f1_score", y, p, self.average, self.pos_label)
 
 
 class F1ScoreMulti(Metric):
@@ -361,8 +367,7 @@ class Precision(_SkMetric):
         super().__init__("precision", average=average, pos_label=pos_label)
 
     def _score(self, y, p):
-        from sklearn.metrics import precision_score
-        return precision_score(y, p, average=self.average, pos_label=self.pos_label, zero_division=0)
+        return _sk_class_score("precision_score", y, p, self.average, self.pos_label)
 
 
 class Recall(_SkMetric):
@@ -372,8 +377,7 @@ class Recall(_SkMetric):
         super().__init__("recall", average=average, pos_label=pos_label)
 
     def _score(self, y, p):
-        from sklearn.metrics import recall_score
-        return recall_score(y, p, average=self.average, pos_label=self.pos_label, zero_division=0)
+        return _sk_class_score("recall_score", y, p, self.average, self.pos_label)
 
 
 class BalancedAccuracy(_SkMetric):

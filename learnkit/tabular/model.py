@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.layers import SigmoidRange
 from ..core.registry import register_model
 from ..core.vocab import emb_sz_rule  # noqa: F401 - used by the module doctest
 
@@ -43,22 +44,6 @@ def tabular_config(ps: float | Sequence[float] | None = None, embed_p: float = 0
     """
     return {"ps": ps, "embed_p": embed_p, "y_range": y_range, "use_bn": use_bn, "bn_final": bn_final,
             "bn_cont": bn_cont}
-
-
-class SigmoidRange(nn.Module):
-    """Squash outputs into ``(low, high)`` with a scaled sigmoid (regression with a known range)."""
-
-    def __init__(self, low: float, high: float):
-        super().__init__()
-        if not high > low:
-            raise ValueError(f"y_range must be (low, high) with low < high, got ({low}, {high})")
-        self.low, self.high = float(low), float(high)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(x) * (self.high - self.low) + self.low
-
-    def extra_repr(self) -> str:
-        return f"low={self.low}, high={self.high}"
 
 
 class TabularModel(nn.Module):

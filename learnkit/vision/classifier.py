@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from ..core.layers import SigmoidRange
 from ..core.registry import register_model
 from .models import create_body
 
@@ -31,22 +32,6 @@ class AdaptiveConcatPool2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.max(x), self.avg(x)], dim=1)
-
-
-class SigmoidRange(nn.Module):
-    """``sigmoid(x) * (high - low) + low``: squeezes outputs into ``(low, high)`` (``vision_learner(y_range=)``)."""
-
-    def __init__(self, low: float, high: float):
-        super().__init__()
-        if not low < high:
-            raise ValueError(f"y_range must be (low, high) with low < high, got {(low, high)!r}")
-        self.low, self.high = float(low), float(high)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(x) * (self.high - self.low) + self.low
-
-    def extra_repr(self) -> str:
-        return f"low={self.low}, high={self.high}"
 
 
 class ClassifierHead(nn.Module):
