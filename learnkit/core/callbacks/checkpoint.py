@@ -13,6 +13,7 @@ their position from ``epoch``/``iter``, so the resumed run ends with the weights
 would have (bit for bit on CPU with ``torch.use_deterministic_algorithms(True)``). With ``"auto"`` and no
 checkpoint yet, training starts from the beginning, so one script serves the first run and every restart.
 A run is resumed at the last completed epoch: the work of a partly trained epoch is done again.
+A finished run (``complete`` in the header) is not resumed by ``"auto"``: a new run starts, with a warning.
 
 >>> cb = CheckpointCallback(every=2)
 >>> cb.every, cb.fname
@@ -20,8 +21,10 @@ A run is resumed at the last completed epoch: the work of a partly trained epoch
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +34,7 @@ import torch
 import torch.distributed as dist
 
 from ..callback import Callback
-from ..export import ExportError, load_tree, save_tree
+from ..export import ExportError, _read_header, load_tree, save_tree
 from ..process_group import _initialized
 from .schedule import LRFinder, OneCycleScheduler, ParamScheduler
 
@@ -130,9 +133,21 @@ def _fingerprint(learn: "Learner") -> dict[str, Any]:
                            "moms": None if cb.moms is None else list(cb.moms)})
         elif isinstance(cb, ParamScheduler):
             scheds.append({"type": type(cb).__name__})
-    return {"n_epoch": learn.n_epoch, "n_iter": len(learn.dls.train), "schedules": scheds,
-            "optimizer": type(learn.opt).__name__, "param_groups": len(learn.opt.param_groups),
-            "precision": learn.precision}
+    fp: dict[str, Any] = {"n_epoch": learn.n_epoch, "n_iter": len(learn.dls.train), "schedules": scheds,
+                          "optimizer": type(learn.opt).__name__, "param_groups": len(learn.opt.param_groups),
+                          "precision": learn.precision, "vocab": _vocab_digest(learn)}
+    if not any(isinstance(cb, ParamScheduler) for cb in learn.cbs):  # a constant lr: fit(n, lr=...)'s argument
+        fp["lr"] = [float(pg["lr"]) for pg in learn.opt.param_groups]
+    return fp
+
+
+def _vocab_digest(learn: "Learner") -> str | None:
+    """A short digest of the labels (``dls.vocab``): a run with other classes is another run."""
+    vocab = getattr(learn.dls, "vocab", None)
+    if vocab is None:
+        return None
+    items = list(vocab.items()) if isinstance(vocab, dict) else list(vocab)
+    return f"{len(items)} labels, sha1 {hashlib.sha1(repr(items).encode()).hexdigest()[:12]}"
 
 
 _FINGERPRINT_DEFAULTS = {"precision": "fp32"}  # for checkpoints written before the key existed
@@ -199,7 +214,17 @@ class CheckpointCallback(Callback):
                 return  # first run: nothing to resume yet
             raise FileNotFoundError(f"no checkpoint at {path} to resume from; pass resume='auto' to start a new run "
                                     "when there is none")
+        if resume == "auto" and self._complete(path):
+            warnings.warn(f"{path} is the checkpoint of a run that finished all its epochs: resume='auto' starts a "
+                          "new run (it will overwrite that checkpoint); load the finished weights with learn.load "
+                          "or pass resume=<path> to restore them explicitly", stacklevel=4)
+            return
         self._restore(path)
+
+    @staticmethod
+    def _complete(path: Path) -> bool:
+        header = _read_header(path, "checkpoint")
+        return bool(header.get("complete", False)) and header.get("format") == CKPT_FORMAT
 
     def after_fit(self):
         self.resume = None
@@ -214,7 +239,9 @@ class CheckpointCallback(Callback):
                               f"learnkit ({_CKPT_VERSION}) cannot resume it")
         want = json.loads(json.dumps(_fingerprint(learn)))
         saved = {**_FINGERPRINT_DEFAULTS, **header["fit"]}
-        diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {v!r}" for k, v in want.items() if saved.get(k) != v]
+        # keys a checkpoint lacks (written before they were fingerprinted) are not compared
+        diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {v!r}" for k, v in want.items()
+                 if k in saved and saved[k] != v]
         if "precision" in {k for k, v in want.items() if saved.get(k) != v}:
             diffs.append(f"call learn.to_{saved['precision']}() before resuming it")
         if diffs:
