@@ -7,7 +7,7 @@ A batch is ``(x, y)``: ``x`` a ``[B, 2]`` int64 tensor of (user index, item inde
 float ratings.
 
 >>> import pandas as pd
->>> df = pd.DataFrame({"user": [1, 1, 2, 2, 3, 3] * 5, "movie": ["a", "b"] * 15, "rating": [4., 3.] * 15})
+>>> df = pd.DataFrame({"user": [i // 2 for i in range(30)], "movie": ["a", "b"] * 15, "rating": [4., 3.] * 15})
 >>> dls = CollabDataLoaders.from_df(df, bs=8, device="cpu")
 >>> x, y = dls.one_batch()
 >>> x.shape, y.shape, dls.classes["movie"]
