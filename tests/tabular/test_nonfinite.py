@@ -35,3 +35,12 @@ def test_test_dl_row_with_inf_names_column(table):
     row["x"] = np.inf
     with pytest.raises(ValueError, match="column 'x'"):
         dls.test_dl(row)
+
+
+def test_predict_on_a_row_with_inf_names_column(table):
+    from learnkit.tabular import tabular_learner
+    learn = tabular_learner(_dls(table), layers=[8], progress=False)
+    row = table.iloc[0].copy()
+    row["z"] = np.inf
+    with pytest.raises(ValueError, match=r"column 'z' has 1 infinite value"):
+        learn.predict(row)
