@@ -278,6 +278,18 @@ def test_changed_lr_or_labels_refuse_to_resume_and_say_why(tmp_path):
     assert same.checkpoint.resumed_from is not None
 
 
+def test_lr_changed_by_reduce_lr_on_plateau_still_resumes(tmp_path):
+    from learnkit import ReduceLROnPlateau
+
+    def cbs():  # min_delta=100: never an improvement, so the lr drops after every epoch
+        return [ReduceLROnPlateau(min_delta=100.0, patience=0), CheckpointCallback()]
+    with pytest.raises(Crash):
+        _learner(tmp_path, cbs()).fit(3, lr=1e-2, resume="auto", cbs=[CrashAt(2, 1)])
+    resumed = _learner(tmp_path, cbs())
+    resumed.fit(3, lr=1e-2, resume="auto")  # the fingerprint keeps the lr the fit started with
+    assert resumed.checkpoint.resumed_from is not None
+
+
 def test_export_file_is_not_a_checkpoint(tmp_path):
     from learnkit.core.export import save_tree
     fake = save_tree(tmp_path / "x.safetensors", {"w": torch.ones(1)}, {"format": "learnkit-export"})

@@ -121,7 +121,7 @@ def _set_rng_state(state: dict[str, Any], loaders: Sequence[Any], path: Path) ->
     random.setstate(own["python"])
 
 
-def _fingerprint(learn: "Learner") -> dict[str, Any]:
+def _fingerprint(learn: "Learner", start_lrs: list[float] | None = None) -> dict[str, Any]:
     """What must be equal for a checkpoint to continue this fit: epochs, batches per epoch, schedule, optimizer,
     precision (an fp32 checkpoint has no loss-scaler state for ``to_fp16()``, and changing precision mid-run
     changes the numbers)."""
@@ -136,8 +136,8 @@ def _fingerprint(learn: "Learner") -> dict[str, Any]:
     fp: dict[str, Any] = {"n_epoch": learn.n_epoch, "n_iter": len(learn.dls.train), "schedules": scheds,
                           "optimizer": type(learn.opt).__name__, "param_groups": len(learn.opt.param_groups),
                           "precision": learn.precision, "vocab": _vocab_digest(learn)}
-    if not any(isinstance(cb, ParamScheduler) for cb in learn.cbs):  # a constant lr: fit(n, lr=...)'s argument
-        fp["lr"] = [float(pg["lr"]) for pg in learn.opt.param_groups]
+    if start_lrs is not None and not any(isinstance(cb, ParamScheduler) for cb in learn.cbs):
+        fp["lr"] = start_lrs  # fit(n, lr=...)'s learning rates, as they were when the fit started
     return fp
 
 
@@ -170,6 +170,7 @@ class CheckpointCallback(Callback):
             raise ValueError(f"every must be a positive integer (epochs between checkpoints), got {every!r}")
         self.fname, self.every, self.resume = str(fname), every, resume
         self.resumed_from: Path | None = None
+        self._start_lrs: list[float] | None = None
 
     @property
     def path(self) -> Path:
@@ -199,13 +200,15 @@ class CheckpointCallback(Callback):
                 "callbacks": self._callback_states(), "rng": _rng_state(self._loaders())}
         import learnkit
         header = {"format": CKPT_FORMAT, "format_version": _CKPT_VERSION, "epoch": learn.epoch, "complete": last,
-                  "fit": _fingerprint(learn), "learnkit_version": learnkit.__version__,
+                  "fit": _fingerprint(learn, self._start_lrs), "learnkit_version": learnkit.__version__,
                   "torch_version": torch.__version__}
         save_tree(self.path, tree, header)
 
     # --- resuming --------------------------------------------------------------------------------------
     def before_fit(self):
         resume, self.resumed_from = self.resume, None
+        # the lrs the fit starts with (ReduceLROnPlateau and the like change them later)
+        self._start_lrs = [float(pg["lr"]) for pg in self.learn.opt.param_groups]
         if resume is None or self._lr_find():
             return
         path = self.path if resume == "auto" else Path(resume)
@@ -237,7 +240,7 @@ class CheckpointCallback(Callback):
         if header.get("format_version") != _CKPT_VERSION:
             raise ExportError(f"{path} is a checkpoint of format version {header.get('format_version')!r}; this "
                               f"learnkit ({_CKPT_VERSION}) cannot resume it")
-        want = json.loads(json.dumps(_fingerprint(learn)))
+        want = json.loads(json.dumps(_fingerprint(learn, self._start_lrs)))
         saved = {**_FINGERPRINT_DEFAULTS, **header["fit"]}
         # keys a checkpoint lacks (written before they were fingerprinted) are not compared
         diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {v!r}" for k, v in want.items()
