@@ -211,10 +211,13 @@ def test_auto_without_a_checkpoint_starts_fresh_and_a_finished_run_is_not_retrai
     ckpt = tmp_path / "models" / "checkpoint.safetensors"
     header, _ = load_tree(ckpt, "checkpoint")
     assert header["epoch"] == 1 and header["complete"]
-    again = _learner(tmp_path, seed=5)
-    again.fit(2, lr=1e-2, resume="auto")
-    assert _states_equal(learn, again) and again.recorder.values == learn.recorder.values
-    assert again.recorder.losses == learn.recorder.losses  # no batch was trained again
+    # issue 19 item 2: a finished run is never resumed by "auto": it starts fresh and says so
+    again = _learner(tmp_path, [CheckpointCallback()], seed=5)
+    with pytest.warns(UserWarning, match="run that finished all its epochs: resume='auto' starts a new run"):
+        again.fit(2, lr=1e-2, resume="auto")
+    assert again.checkpoint.resumed_from is None
+    assert len(again.recorder.losses) == len(learn.recorder.losses)  # every batch trained again
+    assert not _states_equal(learn, again)  # seed 5: another run, not the old weights restored
 
 
 def test_checkpoint_every_n_epochs_and_explicit_paths(tmp_path):
@@ -235,7 +238,8 @@ def test_checkpoint_every_n_epochs_and_explicit_paths(tmp_path):
 
 def test_resume_errors_are_clear(tmp_path):
     learn = _learner(tmp_path)
-    learn.fit(2, lr=1e-2, resume="auto")
+    with pytest.raises(Crash):  # an unfinished run: its checkpoint (epoch 0) is resumable
+        learn.fit(2, lr=1e-2, resume="auto", cbs=[CrashAt(1, 1)])
     ckpt = tmp_path / "models" / "checkpoint.safetensors"
     with pytest.raises(ValueError, match="different run .*n_epoch: checkpoint 2, now 3"):
         _learner(tmp_path).fit(3, lr=1e-2, resume="auto")
@@ -258,6 +262,32 @@ def test_resume_errors_are_clear(tmp_path):
     ckpt.write_bytes(data[: len(data) - 10])
     with pytest.raises(ExportError, match="truncated"):
         _learner(tmp_path).fit(2, lr=1e-2, resume="auto")
+
+
+def test_changed_lr_or_labels_refuse_to_resume_and_say_why(tmp_path):
+    with pytest.raises(Crash):
+        _learner(tmp_path).fit(2, lr=1e-2, resume="auto", cbs=[CrashAt(1, 1)])
+    with pytest.raises(ValueError, match=r"different run .*lr: checkpoint \[0.01\], now \[0.001\]"):
+        _learner(tmp_path).fit(2, lr=1e-3, resume="auto")
+    relabelled = _learner(tmp_path)
+    relabelled.dls.vocab = ["cat", "dog"]
+    with pytest.raises(ValueError, match="different run .*vocab: checkpoint None, now '2 labels"):
+        relabelled.fit(2, lr=1e-2, resume="auto")
+    same = _learner(tmp_path, [CheckpointCallback()])
+    same.fit(2, lr=1e-2, resume="auto")  # the unchanged run still resumes
+    assert same.checkpoint.resumed_from is not None
+
+
+def test_lr_changed_by_reduce_lr_on_plateau_still_resumes(tmp_path):
+    from learnkit import ReduceLROnPlateau
+
+    def cbs():  # min_delta=100: never an improvement, so the lr drops after every epoch
+        return [ReduceLROnPlateau(min_delta=100.0, patience=0), CheckpointCallback()]
+    with pytest.raises(Crash):
+        _learner(tmp_path, cbs()).fit(3, lr=1e-2, resume="auto", cbs=[CrashAt(2, 1)])
+    resumed = _learner(tmp_path, cbs())
+    resumed.fit(3, lr=1e-2, resume="auto")  # the fingerprint keeps the lr the fit started with
+    assert resumed.checkpoint.resumed_from is not None
 
 
 def test_export_file_is_not_a_checkpoint(tmp_path):
@@ -297,7 +327,8 @@ def test_lr_find_is_never_checkpointed(tmp_path):
 
 # --- issue 15: precision, fewer GPUs, the DDP sampler's epoch, lr_find's scaler ---------------------------
 def test_resuming_in_another_precision_says_so(tmp_path):
-    _learner(tmp_path).fit(2, lr=1e-2, resume="auto")
+    with pytest.raises(Crash):
+        _learner(tmp_path).fit(2, lr=1e-2, resume="auto", cbs=[CrashAt(1, 1)])
     learn = _learner(tmp_path)
     learn.to_bf16()
     with pytest.raises(ValueError, match=r"precision: checkpoint 'fp32', now 'bf16'.*learn.to_fp32\(\)"):

@@ -7,13 +7,15 @@ A batch is ``(x, y)``: ``x`` a ``[B, 2]`` int64 tensor of (user index, item inde
 float ratings.
 
 >>> import pandas as pd
->>> df = pd.DataFrame({"user": [1, 1, 2, 2, 3, 3] * 5, "movie": ["a", "b"] * 15, "rating": [4., 3.] * 15})
+>>> df = pd.DataFrame({"user": [i // 2 for i in range(30)], "movie": ["a", "b"] * 15, "rating": [4., 3.] * 15})
 >>> dls = CollabDataLoaders.from_df(df, bs=8, device="cpu")
 >>> x, y = dls.one_batch()
 >>> x.shape, y.shape, dls.classes["movie"]
 (torch.Size([8, 2]), torch.Size([8]), ['#na#', 'a', 'b'])
 """
 from __future__ import annotations
+
+import warnings
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -55,6 +57,36 @@ def _check_ids(col: pd.Series, name: Any) -> None:
         row = col.index[int(np.argmax(missing))]
         raise ValueError(f"column {name!r} has {int(missing.sum())} missing id(s), e.g. at row {row!r}; "
                          "drop those rows (df.dropna(subset=[...])) before building the DataLoaders")
+
+
+def _check_id_types(col: pd.Series, name: Any) -> None:
+    """Ids mixing numbers and strings (``196`` and ``'196'``) would silently become two users: refuse them."""
+    if col.dtype != object:
+        return
+    is_str = col.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+    if not is_str.any() or is_str.all():
+        return
+    strs, others = col[is_str], col[~is_str]
+    clash = strs[strs.isin(set(others.astype(str)))]
+    s_ex = clash.iloc[0] if len(clash) else strs.iloc[0]
+    o_pos = next((i for i, v in enumerate(others) if str(v) == s_ex), 0)
+    s_pos = list(strs).index(s_ex)
+    raise ValueError(f"column {name!r} mixes number and string ids, e.g. {others.iloc[o_pos]!r} (row "
+                     f"{others.index.tolist()[o_pos]!r}) and {s_ex!r} (row {strs.index.tolist()[s_pos]!r}): they would be two different ids. "
+                     f"Make the column one type first, e.g. df[{name!r}] = df[{name!r}].astype(str)")
+
+
+def _drop_duplicate_pairs(ratings: pd.DataFrame, user_name: Any, item_name: Any) -> pd.DataFrame:
+    """Keep the last rating of each (user, item) pair, with a warning: duplicates would otherwise land on both
+    sides of the train/valid split and leak the validation ratings into training."""
+    dup = ratings.duplicated(subset=[user_name, item_name], keep="last").to_numpy()
+    if not dup.any():
+        return ratings
+    first = ratings[dup].iloc[0]
+    warnings.warn(f"the ratings table has {int(dup.sum())} duplicate ({user_name!r}, {item_name!r}) row(s), e.g. "
+                  f"{user_name}={first[user_name]!r}, {item_name}={first[item_name]!r}; keeping the last rating of each pair (so none "
+                  "leaks between train and valid; a splitter now sees the deduplicated table)", stacklevel=3)
+    return ratings[~dup]
 
 
 def _check_ratings(col: pd.Series, name: Any) -> np.ndarray:
@@ -108,6 +140,9 @@ class CollabDataLoaders(DataLoaders):
         user_name, item_name, rating_name = _check_columns(ratings, user_name, item_name, rating_name)
         _check_ids(ratings[user_name], user_name)
         _check_ids(ratings[item_name], item_name)
+        _check_id_types(ratings[user_name], user_name)
+        _check_id_types(ratings[item_name], item_name)
+        ratings = _drop_duplicate_pairs(ratings, user_name, item_name)
         y_all = _check_ratings(ratings[rating_name], rating_name)
         if len(ratings) == 0:
             raise ValueError("the ratings table is empty")

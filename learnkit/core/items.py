@@ -27,7 +27,8 @@ __all__ = ["get_files", "ColReader", "using_attr", "RegexLabeller", "parent_labe
 def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, recurse: bool = True,
               folders: Sequence[str] | None = None) -> list[Path]:
     """Files under ``path`` (sorted; hidden files and folders skipped), optionally only those whose suffix is in
-    ``extensions`` (case-insensitive) and only inside the sub-folders ``folders``.
+    ``extensions`` (case-insensitive) and only inside the sub-folders ``folders``. Symlinked folders are
+    followed (each real folder once, so a link loop ends).
 
     Raises ``FileNotFoundError`` naming ``path`` (or the missing sub-folder) when it does not exist.
     """
@@ -48,8 +49,15 @@ def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, 
     found: list[tuple[tuple[str, ...], Path, str]] = []
     for root in roots:
         if recurse:
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            seen: set[str] = {os.path.realpath(root)}  # symlinked folders are followed once (no loops)
+            for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+                kept = []
+                for d in sorted(d for d in dirnames if not d.startswith(".")):
+                    real = os.path.realpath(os.path.join(dirpath, d))
+                    if real not in seen:
+                        seen.add(real)
+                        kept.append(d)
+                dirnames[:] = kept
                 names = [f for f in filenames if keep(f)]
                 if names:
                     base = Path(dirpath)

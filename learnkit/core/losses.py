@@ -22,6 +22,24 @@ __all__ = ["CrossEntropyLossFlat", "BCEWithLogitsLossFlat", "MSELossFlat", "L1Lo
            "LabelSmoothingCrossEntropyFlat"]
 
 
+def _per_item(t: torch.Tensor) -> int:
+    """Values per item (everything after the batch axis)."""
+    return t[0].numel() if t.dim() > 1 and len(t) else 1
+
+
+def _check_same_size(pred: torch.Tensor, targ: torch.Tensor, loss: str, what: str) -> None:
+    """A free shape check (no device sync): the model's output must have one value per target value."""
+    same_batch = not (pred.dim() and targ.dim()) or pred.shape[0] == targ.shape[0]
+    if pred.numel() == targ.numel() and same_batch:
+        return
+    if not same_batch:
+        raise ValueError(f"{loss}: the model returned {pred.shape[0]} items but the batch has {targ.shape[0]} "
+                         f"targets (output shape {tuple(pred.shape)}, targets {tuple(targ.shape)})")
+    raise ValueError(f"{loss}: the model outputs {_per_item(pred)} values per item but the targets have "
+                     f"{_per_item(targ)} {what} per item (output shape {tuple(pred.shape)}, targets "
+                     f"{tuple(targ.shape)}): set n_out={_per_item(targ)} on the model (its last layer)")
+
+
 @register_loss
 class CrossEntropyLossFlat(nn.Module):
     """Cross-entropy over the class axis (``axis=1``) for any number of trailing dimensions."""
@@ -40,8 +58,24 @@ class CrossEntropyLossFlat(nn.Module):
     def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
         if self.axis != 1:
             pred = pred.movedim(self.axis, 1)
-        return F.cross_entropy(pred.float(), targ.long(), weight=self.weight, ignore_index=self.ignore_index,
-                               label_smoothing=self.label_smoothing)
+        name = type(self).__name__
+        if pred.dim() != targ.dim() + 1 or pred.shape[:1] + pred.shape[2:] != targ.shape:
+            hint = (f"the model outputs {pred.shape[1]} values per item: one per class" if pred.dim() > 1 else
+                    "the model outputs one value per item")
+            raise ValueError(f"{name}: output shape {tuple(pred.shape)} does not fit target shape {tuple(targ.shape)} "
+                             f"({hint}; the targets must be class indices, shape {(pred.shape[0],) + tuple(pred.shape[2:])}"
+                             "); for one-hot or multi-label targets use BCEWithLogitsLossFlat, for numbers MSELossFlat")
+        try:
+            return F.cross_entropy(pred.float(), targ.long(), weight=self.weight, ignore_index=self.ignore_index,
+                                   label_smoothing=self.label_smoothing)
+        except (IndexError, RuntimeError) as e:  # only here (an error already) do we read the targets back
+            valid = targ[targ != self.ignore_index]
+            if not valid.numel() or not (int(valid.max()) >= pred.shape[1] or int(valid.min()) < 0):
+                raise
+            n_cls = int(valid.max()) + 1
+            raise ValueError(f"{name}: the model outputs {pred.shape[1]} values per item but the targets have "
+                             f"{n_cls} classes (max target {n_cls - 1}, min {int(valid.min())}): set n_out={n_cls} "
+                             "on the model (its last layer), or check the labels") from e
 
     def activation(self, out: torch.Tensor) -> torch.Tensor:
         return out.float().softmax(dim=self.axis)
@@ -90,6 +124,7 @@ class BCEWithLogitsLossFlat(nn.Module):
         return {"thresh": self.thresh}
 
     def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+        _check_same_size(pred, targ, type(self).__name__, "labels")
         return F.binary_cross_entropy_with_logits(pred.float(), targ.float().reshape(pred.shape),
                                                   pos_weight=self.pos_weight)
 
@@ -98,15 +133,6 @@ class BCEWithLogitsLossFlat(nn.Module):
 
     def decodes(self, out: torch.Tensor) -> torch.Tensor:
         return out > self.thresh
-
-
-def _same_count(pred: torch.Tensor, targ: torch.Tensor, name: str) -> torch.Tensor:
-    """``pred`` reshaped to ``targ``'s shape; a different element count raises instead of broadcasting."""
-    if pred.numel() != targ.numel():
-        raise ValueError(f"{name}: predictions of shape {list(pred.shape)} do not match targets of shape "
-                         f"{list(targ.shape)} ({pred.numel()} vs {targ.numel()} values); the model needs one "
-                         "output per target (check n_out / the number of y_names)")
-    return pred.float().reshape(targ.shape)
 
 
 @register_loss
@@ -120,7 +146,8 @@ class MSELossFlat(nn.Module):
     """
 
     def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(_same_count(pred, targ, type(self).__name__), targ.float())
+        _check_same_size(pred, targ, type(self).__name__, "targets")
+        return F.mse_loss(pred.float().reshape(targ.shape), targ.float())
 
     def activation(self, out: torch.Tensor) -> torch.Tensor:
         return out
@@ -134,4 +161,5 @@ class L1LossFlat(MSELossFlat):
     """Mean absolute error with the prediction reshaped to the target's shape."""
 
     def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
-        return F.l1_loss(_same_count(pred, targ, type(self).__name__), targ.float())
+        _check_same_size(pred, targ, type(self).__name__, "targets")
+        return F.l1_loss(pred.float().reshape(targ.shape), targ.float())

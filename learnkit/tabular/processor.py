@@ -157,6 +157,22 @@ class TabularProcessor:
         return pd.DataFrame(out, index=df.index)
 
     def _to_number(self, col: pd.Series, name: str) -> pd.Series:
+        return self._check_finite(self._to_number_raw(col, name), name)
+
+    @staticmethod
+    def _check_finite(num: pd.Series, name: str) -> pd.Series:
+        """Refuse ``inf``/``-inf`` where the data enters (they would turn Normalize's statistics and the loss
+        into NaN), naming the column and the rows."""
+        inf = np.isinf(num.to_numpy(dtype=np.float64))
+        if inf.any():
+            rows = list(num.index[inf][:5])
+            raise ValueError(f"column {name!r} has {int(inf.sum())} infinite value(s) (inf/-inf) at row(s) {rows}"
+                             f"{' ...' if inf.sum() > 5 else ''}; replace them (e.g. df[{name!r}] = "
+                             f"df[{name!r}].replace([np.inf, -np.inf], np.nan) so FillMissing fills them) or drop "
+                             "those rows")
+        return num
+
+    def _to_number_raw(self, col: pd.Series, name: str) -> pd.Series:
         if pd.api.types.is_bool_dtype(col.dtype):
             return col.astype(np.float64)
         if pd.api.types.is_numeric_dtype(col.dtype):

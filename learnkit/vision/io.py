@@ -26,7 +26,7 @@ from torchvision.io import ImageReadMode, decode_image
 from ..core.items import get_files
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "get_image_files", "load_image", "decode_image_bytes",
-           "image_to_tensor"]
+           "max_image_pixels", "image_to_tensor"]
 
 #: File suffixes `get_image_files` picks up (lower case; matching ignores case).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({
@@ -117,10 +117,51 @@ def decode_image_bytes(data: bytes | bytearray | memoryview | IO[bytes], name: s
     return _decode(bytes(data), name, "upload a JPEG, PNG, GIF, WebP, BMP or TIFF image")
 
 
+def max_image_pixels() -> int | None:
+    """The decompression-bomb limit: ``LEARNKIT_MAX_IMAGE_PIXELS`` (``0``/``none`` turns it off), else
+    Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 89 million pixels)."""
+    env = os.environ.get("LEARNKIT_MAX_IMAGE_PIXELS")
+    if env is not None and env.strip():
+        if env.strip().lower() in ("0", "none", "off"):
+            return None
+        try:
+            return int(env)
+        except ValueError:
+            raise ValueError(f"LEARNKIT_MAX_IMAGE_PIXELS must be a number of pixels or 'none', got {env!r}") from None
+    from PIL import Image
+    return Image.MAX_IMAGE_PIXELS
+
+
+def _check_pixels(raw: bytes, what: str) -> None:
+    """Refuse an image whose header announces more pixels than `max_image_pixels`, before decoding it (a
+    12000x12000 PNG of a few KB would take 430 MB as RGB)."""
+    limit = max_image_pixels()
+    if limit is None:
+        return
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as im:  # reads the header only
+                w, h = im.size
+    except Image.DecompressionBombError:
+        if limit >= 2 * (Image.MAX_IMAGE_PIXELS or 0):
+            return  # a limit raised past Pillow's own: the size is not known here, let the decoders try
+        w = h = None  # over twice Pillow's limit: refused below without the size
+    except Exception:  # not something Pillow identifies: the decoders below say what is wrong
+        return
+    if w is None or w * h > limit:
+        size = "over twice Pillow's limit" if w is None else f"{w}x{h} = {w * h:,} pixels"
+        raise ImageLoadError(f"{what} is {size}, more than the limit of {limit:,} pixels (a guard against "
+                             "decompression bombs); shrink the image, or raise the limit with the environment "
+                             "variable LEARNKIT_MAX_IMAGE_PIXELS=<pixels> (or 'none' to turn it off) if you trust it")
+
+
 def _decode(raw: bytes, what: str, fix: str) -> torch.Tensor:
     """The decoder behind `load_image` and `decode_image_bytes`: torchvision, then Pillow."""
     if not raw:
         raise ImageLoadError(f"{what} is empty (0 bytes); {fix}")
+    _check_pixels(raw, what)
     try:
         data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
         with warnings.catch_warnings():  # torchvision 0.29 announces its decoders' move to TorchCodec on every

@@ -5,7 +5,7 @@ from .logging import CSVLogger
 from .mixup import CutMix, MixUp
 from .mlflow import MLflowCallback
 from .progress import ProgressCallback
-from .recorder import Recorder
+from .recorder import NonFiniteLossWarning, Recorder
 from .schedule import (LRFinder, OneCycleScheduler, ParamScheduler, SuggestedLRs, combine_scheds, flat_cos_scheduler,
                        minimum, sched_const, sched_cos, sched_exp, sched_lin, sgdr_scheduler, slide, steep, valley)
 from .show_graph import ShowGraphCallback
@@ -16,7 +16,7 @@ from .training import GradientAccumulation, GradientClip
 from .wandb import WandbCallback
 
 __all__ = [
-    "CheckpointCallback", "CSVLogger", "ProgressCallback", "Recorder", "LRFinder", "OneCycleScheduler", "ParamScheduler", "SuggestedLRs",
+    "CheckpointCallback", "CSVLogger", "ProgressCallback", "NonFiniteLossWarning", "Recorder", "LRFinder", "OneCycleScheduler", "ParamScheduler", "SuggestedLRs",
     "combine_scheds", "sched_cos", "sched_exp", "sched_lin", "EarlyStoppingCallback", "SaveModelCallback",
     "TerminateOnNaNCallback", "TrackerCallback", "GradientAccumulation", "GradientClip", "MixUp", "CutMix",
     "flat_cos_scheduler", "sgdr_scheduler", "sched_const", "minimum", "steep", "valley", "slide", "ShowGraphCallback",

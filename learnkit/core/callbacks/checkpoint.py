@@ -13,6 +13,7 @@ their position from ``epoch``/``iter``, so the resumed run ends with the weights
 would have (bit for bit on CPU with ``torch.use_deterministic_algorithms(True)``). With ``"auto"`` and no
 checkpoint yet, training starts from the beginning, so one script serves the first run and every restart.
 A run is resumed at the last completed epoch: the work of a partly trained epoch is done again.
+A finished run (``complete`` in the header) is not resumed by ``"auto"``: a new run starts, with a warning.
 
 >>> cb = CheckpointCallback(every=2)
 >>> cb.every, cb.fname
@@ -20,8 +21,10 @@ A run is resumed at the last completed epoch: the work of a partly trained epoch
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +34,7 @@ import torch
 import torch.distributed as dist
 
 from ..callback import Callback
-from ..export import ExportError, load_tree, save_tree
+from ..export import ExportError, _read_header, load_tree, save_tree
 from ..process_group import _initialized
 from .schedule import LRFinder, OneCycleScheduler, ParamScheduler
 
@@ -118,7 +121,7 @@ def _set_rng_state(state: dict[str, Any], loaders: Sequence[Any], path: Path) ->
     random.setstate(own["python"])
 
 
-def _fingerprint(learn: "Learner") -> dict[str, Any]:
+def _fingerprint(learn: "Learner", start_lrs: list[float] | None = None) -> dict[str, Any]:
     """What must be equal for a checkpoint to continue this fit: epochs, batches per epoch, schedule, optimizer,
     precision (an fp32 checkpoint has no loss-scaler state for ``to_fp16()``, and changing precision mid-run
     changes the numbers)."""
@@ -130,9 +133,21 @@ def _fingerprint(learn: "Learner") -> dict[str, Any]:
                            "moms": None if cb.moms is None else list(cb.moms)})
         elif isinstance(cb, ParamScheduler):
             scheds.append({"type": type(cb).__name__})
-    return {"n_epoch": learn.n_epoch, "n_iter": len(learn.dls.train), "schedules": scheds,
-            "optimizer": type(learn.opt).__name__, "param_groups": len(learn.opt.param_groups),
-            "precision": learn.precision}
+    fp: dict[str, Any] = {"n_epoch": learn.n_epoch, "n_iter": len(learn.dls.train), "schedules": scheds,
+                          "optimizer": type(learn.opt).__name__, "param_groups": len(learn.opt.param_groups),
+                          "precision": learn.precision, "vocab": _vocab_digest(learn)}
+    if start_lrs is not None and not any(isinstance(cb, ParamScheduler) for cb in learn.cbs):
+        fp["lr"] = start_lrs  # fit(n, lr=...)'s learning rates, as they were when the fit started
+    return fp
+
+
+def _vocab_digest(learn: "Learner") -> str | None:
+    """A short digest of the labels (``dls.vocab``): a run with other classes is another run."""
+    vocab = getattr(learn.dls, "vocab", None)
+    if vocab is None:
+        return None
+    items = list(vocab.items()) if isinstance(vocab, dict) else list(vocab)
+    return f"{len(items)} labels, sha1 {hashlib.sha1(repr(items).encode()).hexdigest()[:12]}"
 
 
 _FINGERPRINT_DEFAULTS = {"precision": "fp32"}  # for checkpoints written before the key existed
@@ -155,6 +170,7 @@ class CheckpointCallback(Callback):
             raise ValueError(f"every must be a positive integer (epochs between checkpoints), got {every!r}")
         self.fname, self.every, self.resume = str(fname), every, resume
         self.resumed_from: Path | None = None
+        self._start_lrs: list[float] | None = None
 
     @property
     def path(self) -> Path:
@@ -184,13 +200,15 @@ class CheckpointCallback(Callback):
                 "callbacks": self._callback_states(), "rng": _rng_state(self._loaders())}
         import learnkit
         header = {"format": CKPT_FORMAT, "format_version": _CKPT_VERSION, "epoch": learn.epoch, "complete": last,
-                  "fit": _fingerprint(learn), "learnkit_version": learnkit.__version__,
+                  "fit": _fingerprint(learn, self._start_lrs), "learnkit_version": learnkit.__version__,
                   "torch_version": torch.__version__}
         save_tree(self.path, tree, header)
 
     # --- resuming --------------------------------------------------------------------------------------
     def before_fit(self):
         resume, self.resumed_from = self.resume, None
+        # the lrs the fit starts with (ReduceLROnPlateau and the like change them later)
+        self._start_lrs = [float(pg["lr"]) for pg in self.learn.opt.param_groups]
         if resume is None or self._lr_find():
             return
         path = self.path if resume == "auto" else Path(resume)
@@ -199,7 +217,17 @@ class CheckpointCallback(Callback):
                 return  # first run: nothing to resume yet
             raise FileNotFoundError(f"no checkpoint at {path} to resume from; pass resume='auto' to start a new run "
                                     "when there is none")
+        if resume == "auto" and self._complete(path):
+            warnings.warn(f"{path} is the checkpoint of a run that finished all its epochs: resume='auto' starts a "
+                          "new run (it will overwrite that checkpoint); load the finished weights with learn.load "
+                          "or pass resume=<path> to restore them explicitly", stacklevel=4)
+            return
         self._restore(path)
+
+    @staticmethod
+    def _complete(path: Path) -> bool:
+        header = _read_header(path, "checkpoint")
+        return bool(header.get("complete", False)) and header.get("format") == CKPT_FORMAT
 
     def after_fit(self):
         self.resume = None
@@ -212,9 +240,11 @@ class CheckpointCallback(Callback):
         if header.get("format_version") != _CKPT_VERSION:
             raise ExportError(f"{path} is a checkpoint of format version {header.get('format_version')!r}; this "
                               f"learnkit ({_CKPT_VERSION}) cannot resume it")
-        want = json.loads(json.dumps(_fingerprint(learn)))
+        want = json.loads(json.dumps(_fingerprint(learn, self._start_lrs)))
         saved = {**_FINGERPRINT_DEFAULTS, **header["fit"]}
-        diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {v!r}" for k, v in want.items() if saved.get(k) != v]
+        # keys a checkpoint lacks (written before they were fingerprinted) are not compared
+        diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {v!r}" for k, v in want.items()
+                 if k in saved and saved[k] != v]
         if "precision" in {k for k, v in want.items() if saved.get(k) != v}:
             diffs.append(f"call learn.to_{saved['precision']}() before resuming it")
         if diffs:

@@ -4,13 +4,19 @@ from __future__ import annotations
 import math
 import time
 
+import warnings
+
 import torch
 
 from ..callback import Callback
 from ..device import batch_size
 from ..process_group import all_reduce_sum, num_distrib
 
-__all__ = ["Recorder"]
+__all__ = ["Recorder", "NonFiniteLossWarning"]
+
+
+class NonFiniteLossWarning(UserWarning):
+    """A training loss was NaN or infinite (warned once per fit, at the first such batch)."""
 
 
 class Recorder(Callback):
@@ -35,6 +41,8 @@ class Recorder(Callback):
         self._losses: list[float] = []
         self._smooth: list[float] = []
         self._pending: list = []  # batch losses still on the device
+        self._pending_pos: list[tuple[int, int]] = []  # (epoch, batch) of each pending loss
+        self._warned_nonfinite = False
         self.lrs: list[float] = []
         self.moms: list[float] = []
         self.values: list[list[float]] = []
@@ -50,7 +58,17 @@ class Recorder(Callback):
         if not self._pending:
             return
         new = torch.stack([t.float() for t in self._pending]).cpu().tolist()
-        self._pending = []
+        pos = self._pending_pos
+        self._pending, self._pending_pos = [], []
+        if not self._warned_nonfinite:  # checked on the host copy: no extra device sync
+            bad = next((i for i, v in enumerate(new) if not math.isfinite(v)), None)
+            if bad is not None and bad < len(pos):
+                self._warned_nonfinite = True
+                epoch, it = pos[bad]
+                warnings.warn(f"the training loss is {new[bad]} at epoch {epoch}, batch {it}: the weights may now be "
+                              "NaN. Lower the learning rate, check the inputs and targets for NaN/inf, or add "
+                              "TerminateOnNaNCallback() to stop at the first non-finite loss.",
+                              NonFiniteLossWarning, stacklevel=2)
         for loss in new:
             self._n_avg += 1
             self._avg = self.beta * self._avg + (1 - self.beta) * loss
@@ -69,6 +87,7 @@ class Recorder(Callback):
 
     def before_fit(self):
         self._losses, self._smooth, self._pending, self.lrs, self.moms = [], [], [], [], []
+        self._pending_pos, self._warned_nonfinite = [], False
         self.values = []
         self._avg, self._n_avg = 0.0, 0
 
@@ -79,6 +98,7 @@ class Recorder(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self._losses, self._smooth, self._pending = list(state["losses"]), list(state["smooth_losses"]), []
+        self._pending_pos = []
         self.lrs, self.moms, self.values = list(state["lrs"]), list(state["moms"]), [list(v) for v in state["values"]]
         self._avg, self._n_avg = state["avg"], state["n_avg"]
 
@@ -113,6 +133,7 @@ class Recorder(Callback):
             self._train_sum = self._train_sum + loss.float() * n  # stays on the device: no sync
             self._train_n += n
             self._pending.append(loss)
+            self._pending_pos.append((learn.epoch, learn.iter))
             if len(self._pending) >= self.flush_every:
                 self._flush()
             pg = learn.opt.param_groups[-1]
@@ -135,6 +156,7 @@ class Recorder(Callback):
         mean = [v / world for v in all_reduce_sum(*self.losses)]
         self._losses, self._smooth, self._avg, self._n_avg = [], [], 0.0, 0
         self._pending = [torch.tensor(v) for v in mean]
+        self._pending_pos = []
         self._flush()  # recomputes the smoothed curve from the mean losses
 
     @property

@@ -33,7 +33,7 @@ def read_codes(codes: str | Path | Sequence[str]) -> list[str]:
         if not p.is_file():
             raise FileNotFoundError(f"codes file {p} not found; pass codes as a list of class names or the path of a "
                                     "text file with one class name per line")
-        names = [line.strip() for line in p.read_text(encoding="utf-8").splitlines()]
+        names = [line.strip() for line in p.read_text(encoding="utf-8-sig").splitlines()]
         while names and not names[-1]:
             names.pop()
         if not names:
@@ -111,8 +111,14 @@ def check_mask_values(mask: torch.Tensor, n_codes: int, void_code: int | None, p
         bad = bad[bad != void_code]
     if bad.numel():
         allowed = f"0..{n_codes - 1}" + (f" or the void code {void_code}" if void_code is not None else "")
-        raise ValueError(f"mask {path} holds value(s) {bad.tolist()[:8]} outside the codes ({n_codes} codes: values "
-                         f"{allowed}); check that codes lists every class, or pass void_code= for an ignore value")
+        head = f"mask {path} holds value(s) {bad.tolist()[:8]} outside the codes ({n_codes} codes: values {allowed})"
+        if set(values.tolist()) <= {0, 255}:  # a 0/255 binary mask: 255 is the object, not pixels to ignore
+            raise ValueError(f"{head}; it looks like a 0/255 binary mask, where 255 is the foreground: use "
+                             "codes=['background', 'object'] and save the masks with their values divided by 255 "
+                             "(0 and 1, e.g. Image.fromarray((np.array(m) // 255).astype('uint8'))). Do not pass "
+                             "void_code=255: that would ignore every foreground pixel")
+        raise ValueError(f"{head}; check that codes lists every class (one per mask value), or pass void_code= only "
+                         "if that value marks pixels to ignore")
 
 
 def load_mask(path: str | Path, n_codes: int | None = None, void_code: int | None = None,
