@@ -48,9 +48,12 @@ def cuda_speedups(device: torch.device) -> bool:
     """On CUDA, let float32 matmuls and convolutions use TF32 tensor cores (``torch.set_float32_matmul_precision
     ("high")``, ``cudnn.allow_tf32``) and let cuDNN pick the fastest algorithm per input shape
     (``cudnn.benchmark``). `Learner` calls this when it is placed on CUDA. Opt out with
-    ``LEARNKIT_CUDA_SPEEDUPS=0`` (bit-for-bit fp32 matmuls, deterministic algorithm choice). Returns
+    ``LEARNKIT_CUDA_SPEEDUPS=0`` (bit-for-bit fp32 matmuls, deterministic algorithm choice); after
+    ``set_seed(s, reproducible=True)`` (deterministic algorithms on) nothing is changed either. Returns
     whether it changed anything."""
     if device.type != "cuda" or os.environ.get("LEARNKIT_CUDA_SPEEDUPS", "1") == "0":
+        return False
+    if torch.are_deterministic_algorithms_enabled():
         return False
     torch.set_float32_matmul_precision("high")
     torch.backends.cudnn.allow_tf32 = True

@@ -17,9 +17,15 @@ from .process_group import rank_distrib
 __all__ = ["set_seed"]
 
 
-def set_seed(seed: int, by_rank: bool = False) -> int:
+def set_seed(seed: int, reproducible: bool = False, by_rank: bool = False) -> int:
     """Seed every global random generator with ``seed`` (plus this process' rank with ``by_rank=True``) and
-    return the seed used.
+    return the seed used: weight initialisation, dropout and the on-device augmentation follow it. The loaders'
+    shuffling and their workers' random item transforms have their own generator (``seed=`` of the loaders
+    and factories, 42 by default), so they repeat from run to run whatever the global seed.
+
+    ``reproducible=True`` (fastai's argument) also asks for deterministic kernels: cuDNN deterministic and
+    without autotuning, and ``torch.use_deterministic_algorithms(True, warn_only=True)`` — slower, and the
+    same numbers on the same machine and versions.
 
     Under torchrun, ``by_rank=True`` gives each rank its own stream — different dropout masks and
     augmentations on each shard of the batch — while the model's initial weights still agree (DDP
@@ -31,4 +37,7 @@ def set_seed(seed: int, by_rank: bool = False) -> int:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # CPU and every CUDA device
+    if reproducible:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        torch.use_deterministic_algorithms(True, warn_only=True)
     return seed

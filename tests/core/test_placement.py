@@ -10,7 +10,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from learnkit import Callback, CrossEntropyLossFlat, DataLoaders, Learner
+from learnkit import Callback, CrossEntropyLossFlat, DataLoaders, Learner, set_seed
 from learnkit.core import device as device_mod
 from learnkit.core.distributed import DistributedTrainer, move_learner
 from learnkit.core.precision import cuda_speedups, memory_format_for
@@ -132,9 +132,19 @@ def test_loaders_pin_memory_for_the_learners_device_only():
 def test_set_seed_offsets_by_rank(monkeypatch):
     import random
 
-    from learnkit import set_seed
     monkeypatch.setenv("RANK", "3")
     assert set_seed(10) == 10 and set_seed(10, by_rank=True) == 13
     a = (torch.rand(1), random.random())
     set_seed(13)
     assert (torch.rand(1), random.random()) == a
+
+
+def test_set_seed_reproducible_turns_on_deterministic_kernels():
+    try:
+        set_seed(3, reproducible=True)
+        assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert not torch.backends.cudnn.benchmark
+        assert cuda_speedups(torch.device("cuda")) is False  # reproducible wins over the CUDA speed-ups
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
