@@ -109,7 +109,7 @@ class BlockDataset(torch.utils.data.Dataset):
         getters: one function per block, item → raw value (``None``: the item itself).
         blocks: one block per value: ``encode(raw) -> tensor``; the first with ``apply_item_tfms`` gets the
             item transforms, together with the value of a block with ``is_mask`` (a segmentation mask moves
-            with its image).
+            with its image) and of one with ``is_points`` (key points move with it too).
         item_tfms: item transforms, applied with ``training``.
         idxs: which items this split holds (default all).
         on_error: ``'raise'`` or ``'skip'`` (then failed items are ``None``, and recorded in ``skip_log``).
@@ -132,6 +132,8 @@ class BlockDataset(torch.utils.data.Dataset):
         self.n_fixed = fixed_prefix(self.item_tfms, training)
         self.tfm_block = next((k for k, b in enumerate(self.blocks) if hasattr(b, "apply_item_tfms")), None)
         self.mask_block = next((k for k, b in enumerate(self.blocks) if getattr(b, "is_mask", False)), None)
+        #: key points (``[N, 2]`` pixel coordinates) that move with the transformed value
+        self.points_block = next((k for k, b in enumerate(self.blocks) if getattr(b, "is_points", False)), None)
         #: the values the presized cache holds: the transformed one, and the mask that moves with it
         self.cached_blocks = [k for k in (self.tfm_block, self.mask_block) if k is not None]
         self.cache = cache
@@ -155,13 +157,24 @@ class BlockDataset(torch.utils.data.Dataset):
     def item_name(self, i: int) -> str:
         return item_name(self.item(i))
 
-    def _tfm(self, values: list, tfms: Sequence[Any]) -> list:
-        if self.tfm_block is not None and (tfms or self.mask_block is not None):  # a mask is checked against its image
-            k, m = self.tfm_block, self.mask_block
-            if m is None:
-                values[k] = self.blocks[k].apply_item_tfms(tfms, values[k], self.training)
-            else:
-                values[k], values[m] = self.blocks[k].apply_item_tfms(tfms, values[k], self.training, mask=values[m])
+    def _tfm(self, values: list, tfms: Sequence[Any], original: bool) -> list:
+        """Run ``tfms`` on the transformed value, with a mask and/or points; ``original``: the values are the
+        decoded ones (a mask and points are then checked against their image)."""
+        k, m, p = self.tfm_block, self.mask_block, self.points_block
+        if k is None or not (tfms or (original and (m is not None or p is not None))):
+            return values
+        if p is None:  # blocks that know nothing of points keep their signature
+            out = self.blocks[k].apply_item_tfms(tfms, values[k], self.training, mask=None if m is None else values[m])
+        else:
+            out = self.blocks[k].apply_item_tfms(tfms, values[k], self.training, mask=None if m is None else values[m],
+                                                 points=values[p], original=original)
+        if m is None and p is None:
+            values[k] = out
+            return values
+        out = list(out)
+        for j in (k, m, p):
+            if j is not None:
+                values[j] = out.pop(0)
         return values
 
     def pack(self, values: Sequence[Any]) -> torch.Tensor:
@@ -200,18 +213,18 @@ class BlockDataset(torch.utils.data.Dataset):
                     report(step, values[-1])
             if not cached:
                 step = "item_tfms"
-                values = self._tfm(values, self.item_tfms[: self.n_fixed])
+                values = self._tfm(values, self.item_tfms[: self.n_fixed], original=True)
                 if cache is not None:
                     cache.put(i, self.pack(values))
             rest = self.item_tfms[self.n_fixed:]
             if rest:
                 step = "item_tfms (random)"
                 if seed is None:
-                    values = self._tfm(values, rest)
+                    values = self._tfm(values, rest, original=False)
                 else:
                     with torch.random.fork_rng(devices=[]):
                         torch.manual_seed(seed)
-                        values = self._tfm(values, rest)
+                        values = self._tfm(values, rest, original=False)
             if report and self.item_tfms:
                 report("item_tfms", values[self.tfm_block] if self.tfm_block is not None else values)
             return tuple(values)

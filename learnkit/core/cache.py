@@ -89,6 +89,8 @@ def presized_cache(enabled: bool | None) -> Any:
         if ds.n_fixed == 0 or ds.tfm_block is None:
             raise ValueError("cache=True caches the output of the fixed item transforms, but there are none (or they "
                              "come after a random one): add item_tfms=Resize(...) first, or pass cache=False")
+        if getattr(ds, "points_block", None) is not None:
+            raise ValueError("cache=True keeps presized images but not their key points (PointBlock); pass cache=False")
         first = ds.pack(ds.walk(0, cache_fill=False))
         return PresizedCache(len(ds), tuple(first.shape))
     return make

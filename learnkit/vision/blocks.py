@@ -25,6 +25,7 @@ import torch
 
 from ..core.block import TransformBlock
 from .io import ImageLoadError, image_to_tensor, load_image
+from .points import check_points_inside
 from .transforms import apply_item_tfms
 
 __all__ = ["ImageBlock", "verify_images"]
@@ -43,14 +44,17 @@ class ImageBlock(TransformBlock):
         return image_to_tensor(value)
 
     def apply_item_tfms(self, tfms: Sequence[Any], x: torch.Tensor, training: bool,
-                        mask: torch.Tensor | None = None) -> Any:
-        """The item transforms on an image (and its mask, resampled with nearest neighbour: ``(image, mask)``)."""
-        if mask is None:
-            return apply_item_tfms(tfms, x, training=training)
-        if tuple(mask.shape[-2:]) != tuple(x.shape[-2:]):
+                        mask: torch.Tensor | None = None, points: torch.Tensor | None = None,
+                        original: bool = True) -> Any:
+        """The item transforms on an image, with its mask (resampled with nearest neighbour) and/or its key
+        points (``[N, 2]`` pixel ``(x, y)``; when ``original``, i.e. ``x`` is the decoded image, they must lie
+        on it): ``image`` or the tuple ``(image[, mask][, points])``."""
+        if mask is not None and tuple(mask.shape[-2:]) != tuple(x.shape[-2:]):
             raise ValueError(f"the mask is {mask.shape[-1]}x{mask.shape[-2]} (width x height) but its image is "
                              f"{x.shape[-1]}x{x.shape[-2]}; a mask must have its image's size")
-        return apply_item_tfms(tfms, x, mask, training=training)
+        if points is not None and original:
+            check_points_inside(points, x.shape[-2:])
+        return apply_item_tfms(tfms, x, mask, training=training, points=points)
 
     def export_config(self) -> dict:
         return {"type": "ImageBlock"}

@@ -39,6 +39,7 @@ from ..core.split import ColSplitter, GrandparentSplitter, IndexSplitter, Random
 from .blocks import ImageBlock
 from ..core.cache import presized_cache
 from .io import get_image_files, image_items
+from .points import scale_points
 from .transforms import Normalize, apply_batch_tfms, is_random, transform_from_config, validation_tfms
 
 __all__ = ["ImageDataLoaders"]
@@ -116,23 +117,39 @@ class ImageDataLoaders(DataLoaders):
         ds = getattr(self.train, "dataset", None)
         return bool(getattr(ds, "deterministic", False)) and not any(is_random(t) for t in self.batch_tfms)
 
+    @property
+    def is_points(self) -> bool:
+        """Whether the target is key points (`PointBlock`): they move with the images through the batch
+        transforms and become ``[B, 2N]`` values in ``[-1, 1]``."""
+        return bool(getattr(self.y_block, "is_points", False))
+
     def on_device(self, batch: tuple, training: bool) -> tuple:
         """``uint8`` image batches → float in ``[0, 1]`` → batch transforms (random ones only when
-        ``training``) → normalisation. Inputs that are not ``uint8 [B, C, H, W]`` pass unchanged."""
+        ``training``) → normalisation. Key-point targets move with the images, then are scaled to ``[-1, 1]``
+        over the final size (`PointBlock`). Inputs that are not ``uint8 [B, C, H, W]`` pass unchanged."""
         x = batch[0]
         if not (isinstance(x, torch.Tensor) and x.ndim == 4 and x.dtype == torch.uint8):
             return batch
+        if self.is_points and len(batch) > 1:
+            x, points = self.prepare_images(x, training, points=batch[1])
+            return (x, scale_points(points, x.shape[-2:]), *batch[2:])
         return (self.prepare_images(x, training), *batch[1:])
 
-    def prepare_images(self, x: torch.Tensor, training: bool, tfms: Sequence[Any] | None = None) -> torch.Tensor:
+    def prepare_images(self, x: torch.Tensor, training: bool, tfms: Sequence[Any] | None = None,
+                       points: torch.Tensor | None = None) -> Any:
         """``uint8 [B, C, H, W]`` → float ``[0, 1]`` → ``tfms`` (default ``batch_tfms``; random ones only when
-        ``training``) → ``normalize``, in channels-last layout on CPU/CUDA."""
-        x = apply_batch_tfms(self.batch_tfms if tfms is None else tfms, x.float().div_(255), training=training)
+        ``training``) → ``normalize``, in channels-last layout on CPU/CUDA. With ``points`` (``[B, N, 2]`` pixel
+        coordinates) returns ``(images, moved points)``."""
+        tfms = self.batch_tfms if tfms is None else tfms
+        if points is None:
+            x = apply_batch_tfms(tfms, x.float().div_(255), training=training)
+        else:
+            x, points = apply_batch_tfms(tfms, x.float().div_(255), training=training, points=points)
         if self.normalize is not None:
             x = self.normalize(x)
         if x.device.type in ("cpu", "cuda"):  # convolutions run about twice as fast in this layout on CPUs
             x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return x if points is None else (x, points)
 
     def decode_images(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the normalisation of a batch for display: float images in ``[0, 1]``."""
@@ -141,8 +158,21 @@ class ImageDataLoaders(DataLoaders):
             x = n.decode(x)
         return x.clamp(0, 1)
 
-    def decode_target(self, y: torch.Tensor) -> Any:
+    def decode_target(self, y: torch.Tensor, size: Sequence[int] | None = None) -> Any:
+        """The readable target: a label, a value, or for key points ``[N, 2]`` pixel points on an image of
+        ``size`` (``(H, W)``, the model input; without it in ``[-1, 1]`` units)."""
+        if self.is_points:
+            return self.y_block.decode(y, size)
         return self.y_block.decode(y) if self.y_block is not None else y
+
+    def decode_predict(self, item: Any, decoded: torch.Tensor, probs: torch.Tensor) -> tuple:
+        """`Learner.predict`: for key points ``(points [N, 2] in pixels of the model input, raw [2N] in
+        [-1, 1], raw)``; otherwise as `DataLoaders.decode_predict`."""
+        if not self.is_points:
+            return super().decode_predict(item, decoded, probs)
+        x = self.test_dl([item]).dataset[0][0][None].to(self.device)
+        size = self.prepare_images(x, training=False).shape[-2:]
+        return self.decode_target(decoded, size), decoded, probs
 
     # --- new items ---------------------------------------------------------------------------------
     def test_dl(self, items: Sequence[Any], with_labels: bool = False, bs: int | None = None) -> Any:
@@ -169,6 +199,10 @@ class ImageDataLoaders(DataLoaders):
         from .show import show_images
         x, y = self.one_batch(split)[:2]
         n = min(max_n, len(x))
+        if self.is_points:
+            from .show import show_points
+            return show_points(self.decode_images(x[:n]), [self.decode_target(t, x.shape[-2:]) for t in y[:n]],
+                               nrows=nrows, ncols=ncols, figsize=figsize)
         return show_images(self.decode_images(x[:n]), [str(self.decode_target(t)) for t in y[:n]],
                            nrows=nrows, ncols=ncols, figsize=figsize)
 

@@ -21,7 +21,7 @@ from ..core.device import to_device
 if TYPE_CHECKING:  # pragma: no cover
     from ..core.learner import Learner
 
-__all__ = ["show_image", "show_images", "show_results"]
+__all__ = ["show_image", "show_images", "show_points", "show_results"]
 
 
 def show_image(img: torch.Tensor, ax: Any = None, title: str | None = None, color: str = "black") -> Any:
@@ -70,6 +70,24 @@ def show_images(images: torch.Tensor | Sequence[torch.Tensor], titles: Sequence[
     return fig
 
 
+def show_points(images: torch.Tensor | Sequence[torch.Tensor], points: Sequence[torch.Tensor],
+                preds: Sequence[torch.Tensor] | None = None, nrows: int | None = None, ncols: int | None = None,
+                figsize: tuple[float, float] | None = None):
+    """A grid of images with their key points (``[N, 2]`` pixel ``(x, y)``) as dots, and ``preds`` (if given)
+    as red crosses; returns the figure.
+
+    >>> fig = show_points(torch.rand(1, 3, 8, 8), [torch.tensor([[2.0, 3.0]])], [torch.tensor([[4.0, 4.0]])])
+    """
+    fig = show_images(images, nrows=nrows, ncols=ncols, figsize=figsize)
+    for i, ax in enumerate(fig.axes[: len(images)]):
+        p = torch.as_tensor(points[i]).detach().cpu()
+        ax.scatter(p[:, 0], p[:, 1], s=12, c="lime", marker="o")
+        if preds is not None:
+            q = torch.as_tensor(preds[i]).detach().cpu()
+            ax.scatter(q[:, 0], q[:, 1], s=16, c="red", marker="x")
+    return fig
+
+
 def show_results(learn: "Learner", ds_idx: int = 1, max_n: int = 9, nrows: int | None = None,
                  ncols: int | None = None, figsize: tuple[float, float] | None = None):
     """Images of the first validation batch titled ``target / prediction`` (green when right, red when
@@ -80,6 +98,10 @@ def show_results(learn: "Learner", ds_idx: int = 1, max_n: int = 9, nrows: int |
     batch = tuple(b[:n] for b in batch)
     probs, targs, dec = learn.get_preds(dl=[batch], with_decoded=True)
     x = dls.on_device(to_device(batch, dls.device), training=False)[0]
+    if getattr(dls, "is_points", False):  # key points: targets as dots, predictions as crosses
+        size = x.shape[-2:]
+        return show_points(dls.decode_images(x), [dls.decode_target(t, size) for t in targs],
+                           [dls.decode_target(d, size) for d in dec], nrows=nrows, ncols=ncols, figsize=figsize)
     titles, colors = [], []
     for t, d in zip(targs, dec):
         truth, pred = dls.decode_target(t), dls.decode_target(d.float() if dls.multi_label else d)

@@ -8,7 +8,7 @@ import pytest
 
 import learnkit.vision as vision
 
-MODULES = ["io", "models", "transforms", "augment", "labels", "data", "blocks", "classifier", "learner", "interpret", "show"]
+MODULES = ["io", "models", "transforms", "augment", "labels", "data", "blocks", "classifier", "learner", "interpret", "show", "points"]
 
 
 @pytest.mark.parametrize("name", MODULES)
