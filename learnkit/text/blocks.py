@@ -127,7 +127,7 @@ class TextBlock(TransformBlock):
                                          f"{type(e).__name__}: {e}") from e
                 sources.append(_source(o))
         n_train = len(dsets.train)
-        dls = TextDataLoaders.from_texts(
+        dls = self.dls_type.from_texts(
             texts, labels, range(n_train), range(n_train, len(texts)), sources=sources, vocab=blocks[1].vocab,
             tok=self.tok, max_len=self.max_len, min_freq=self.min_freq, max_vocab=self.max_vocab,
             truncation=self.truncation, bs=bs, seed=seed, device=device, allow_empty_valid=dsets.valid is None)

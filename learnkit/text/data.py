@@ -164,6 +164,7 @@ class TextDataLoaders(DataLoaders):
                     else RandomSplitter(0.2 if valid_pct is None else valid_pct, seed))
         block = TextBlock.from_folder(path, tok=tok, max_len=max_len, min_freq=min_freq, max_vocab=max_vocab,
                                       truncation=truncation, encoding=encoding)
+        block.dls_type = cls
         classes = _sorted_classes({f.parent.name for f in files}) if vocab is None else vocab
         dblock = DataBlock(blocks=(block, CategoryBlock(classes)), get_y=parent_label, splitter=splitter)
         return _checked(dblock.dataloaders(files, bs=bs, seed=seed, device=device), valid_pct == 0)
@@ -192,6 +193,7 @@ class TextDataLoaders(DataLoaders):
         splitter = ColSplitter(valid_col) if valid_col is not None else RandomSplitter(valid_pct, seed)
         block = TextBlock.from_df(text_col, tok=tok, max_len=max_len, min_freq=min_freq, max_vocab=max_vocab,
                                   truncation=truncation)
+        block.dls_type = cls
         # all the labels are the classes (as before): a class seen only in validation gets check_split's error
         classes = _sorted_classes(set(labels.map(py_value))) if vocab is None else vocab
         dblock = DataBlock(blocks=(block, CategoryBlock(classes)), get_y=ColReader(label_col), splitter=splitter)

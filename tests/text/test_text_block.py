@@ -118,3 +118,16 @@ def test_wrong_blocks_and_values_are_refused(review_df):
     plain = DataBlock(blocks=(TextBlock(tok="words", min_freq=1), CategoryBlock), get_x=ColReader("t"),
                       get_y=ColReader("y")).dataloaders(df, bs=2, device="cpu")
     assert plain.tokenizer.vocab.itos[2:] == ["bad", "good"]
+
+
+def test_summary_walks_a_text_item_and_subclasses_are_kept(review_df, tiny_bert, capsys):
+    dblock = DataBlock(blocks=(TextBlock.from_df("text", tok=str(tiny_bert), max_len=32), CategoryBlock),
+                       get_x=ColReader("text"), get_y=ColReader("label"), splitter=ColSplitter("is_valid"))
+    dblock.summary(review_df)
+    out = capsys.readouterr().out
+    assert "TextBlock.encode" in out and "CategoryBlock.encode" in out
+
+    class MyTextDataLoaders(TextDataLoaders):
+        pass
+    dls = MyTextDataLoaders.from_df(review_df, valid_col="is_valid", tok="words", min_freq=1, device="cpu")
+    assert type(dls) is MyTextDataLoaders
