@@ -16,7 +16,7 @@ from .device import batch_size, default_device, to_cpu, to_device
 from .export import ExportError, load_learner
 from .layers import SigmoidRange, sigmoid_range
 from .learner import Learner
-from .items import ColReader, RegexLabeller, get_files, parent_label, using_attr
+from .items import ColReader, RegexLabeller, get_files, get_text_files, parent_label, using_attr
 from .losses import (BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, LabelSmoothingCrossEntropy,
                      LabelSmoothingCrossEntropyFlat, MSELossFlat)
 from .metrics import *  # noqa: F403
@@ -41,7 +41,7 @@ __all__ = [
     "GrandparentSplitter", "IndexSplitter", "RandomSplitter", "check_split", "register_dls", "register_model",
     "register_loss", "SigmoidRange", "sigmoid_range", "register_learner", "Registry", "set_seed", "get_dls_class", "get_model_builder", "get_loss_class", "load_learner", "ExportError",
     "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "DataBlock", "Datasets",
-    "BlockDataLoaders", "DataBlockError", "default_num_workers", "ColReader", "RegexLabeller", "get_files",
+    "BlockDataLoaders", "DataBlockError", "default_num_workers", "ColReader", "RegexLabeller", "get_files", "get_text_files",
     "parent_label", "using_attr", "EndSplitter", "TrainTestSplitter",
     "CategoryMap", "ClassificationInterpretation", "emb_sz_rule", "emb_sizes", "get_emb_sz",
     *_cb_all, *_metrics_all,

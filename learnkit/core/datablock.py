@@ -261,6 +261,10 @@ class DataBlock:
         """
         dsets = self.datasets(source, on_error, cache)
         dev = default_device(device)
+        inputs = dsets.blocks[: self.n_inp]
+        own = next((b for b in inputs if hasattr(b, "dataloaders")), None)
+        if own is not None:  # a block that batches its values itself (TextBlock: tokenised once, length-bucketed)
+            return own.dataloaders(dsets, bs=bs, seed=seed, device=dev)
         train, valid = dsets.train, dsets.valid
         nw = default_num_workers(num_workers, train)
         sampler = ItemSampler(len(train), shuffle=shuffle, seed=seed, with_seeds=not train.deterministic)
@@ -268,7 +272,6 @@ class DataBlock:
                                collate_fn=collate_skipping, num_workers=nw, device=dev, sampler=sampler, seed=seed)
         valid_dl = None if valid is None else make_loader(valid, val_bs or 2 * bs, collate_fn=collate_skipping,
                                                           num_workers=nw, device=dev, seed=seed)
-        inputs = dsets.blocks[: self.n_inp]
         dls_type = next((b.dls_type for b in inputs if b.dls_type is not None), BlockDataLoaders)
         return dls_type.from_datasets(dsets, train_dl, valid_dl, batch_tfms=self.batch_tfms, bs=bs, device=dev)
 

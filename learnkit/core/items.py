@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["get_files", "ColReader", "using_attr", "RegexLabeller", "parent_label", "py_value", "make_labels",
+__all__ = ["get_files", "get_text_files", "ColReader", "using_attr", "RegexLabeller", "parent_label", "py_value", "make_labels",
            "make_vocab", "Lookup", "DatasetField", "DatasetLabel"]
 
 
@@ -66,6 +66,18 @@ def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, 
             found.extend(((*p.parts,), p.parent, p.name) for p in root.iterdir() if p.is_file() and keep(p.name))
     found.sort(key=lambda t: t[0])
     return [base / f for _, base, f in found]
+
+
+def get_text_files(path: str | os.PathLike, recurse: bool = True, folders: Sequence[str] | None = None) -> list[Path]:
+    """The ``.txt`` files under ``path`` (sorted), optionally only inside the sub-folders ``folders``.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp()); (d / "a.txt").write_text("hi"); (d / "b.csv").write_text("")
+    2
+    0
+    >>> [f.name for f in get_text_files(d)]
+    ['a.txt']
+    """
+    return get_files(path, extensions=[".txt"], recurse=recurse, folders=folders)
 
 
 def parent_label(o: str | Path) -> str:

@@ -11,6 +11,7 @@ the from-scratch path (``tok="words"``, ``arch="lstm"``) needs nothing beyond le
 from ..core import *  # noqa: F403
 from ..core import __all__ as _core_all
 from .batching import BucketBatchSampler, PadCollate, TextDataset
+from .blocks import TextBlock
 from .cache import ActivationCache, cache_start
 from .data import TextDataLoaders, make_tokenizer, read_text
 from .interpret import TextClassificationInterpretation
@@ -23,7 +24,7 @@ from .vocab import Vocab
 
 __all__ = [
     *_core_all,
-    "TextDataLoaders", "TextDataset", "PadCollate", "BucketBatchSampler", "read_text", "make_tokenizer",
+    "TextBlock", "TextDataLoaders", "TextDataset", "PadCollate", "BucketBatchSampler", "read_text", "make_tokenizer",
     "text_classifier_learner", "TextLearner", "TEXT_ARCHS", "TextClassificationInterpretation",
     "LSTMClassifier", "lstm_classifier", "lstm_splitter", "TransformerClassifier", "transformer_classifier",
     "staged_splitter", "ActivationCache", "cache_start", "PRETRAINED_SOURCES", "PretrainedTokenizer", "load_encoder",

@@ -32,7 +32,9 @@ from ..core.device import default_device
 from ..core.display import display_df
 from ..core.losses import CrossEntropyLossFlat
 from ..core.registry import register_dls
-from ..core.split import ColSplitter, RandomSplitter, check_split
+from ..core.block import CategoryBlock
+from ..core.items import py_value
+from ..core.split import ColSplitter, GrandparentSplitter, RandomSplitter, check_split
 from .batching import BucketBatchSampler, PadCollate, TextDataset
 from .tokenize import WordTokenizer, clean_text, tokenizer_from_config
 
@@ -69,7 +71,8 @@ def make_tokenizer(tok: Any, train_texts: Sequence[str], max_len: int | None = N
 class TextDataLoaders(DataLoaders):
     """Training and validation loaders of tokenised texts; ``vocab`` holds the class names.
 
-    Build with `from_folder`, `from_df` or `from_csv`. ``dls.tokenizer`` turns texts into ids (and back);
+    Build with `from_folder`, `from_df` or `from_csv` (each a `DataBlock` with a `learnkit.text.TextBlock`
+    input, which calls `from_texts`), or a DataBlock of your own. ``dls.tokenizer`` turns texts into ids (and back);
     ``test_dl(texts)`` prepares new texts exactly as the validation set was prepared.
     """
 
@@ -102,8 +105,17 @@ class TextDataLoaders(DataLoaders):
         if unknown:
             raise ValueError(f"label {unknown[0]!r} is not in vocab {classes}")
         # the vocabulary of a word tokenizer is learnt from the training texts only
-        tokenizer = make_tokenizer(tok, [texts[i] for i in train_idx], max_len, min_freq, max_vocab, truncation)
-        ids = tokenizer.encode_batch(texts)
+        # each text is tokenised once: the word tokenizer splits all texts, learns its vocabulary on the training
+        # ones and numericalises the same token lists; a pretrained tokenizer encodes them in batches
+        if isinstance(tok, str) and tok == "words":
+            tokens = WordTokenizer.split_batch(texts)
+            tokenizer = WordTokenizer.from_tokens([tokens[i] for i in train_idx], min_freq=min_freq,
+                                                  max_vocab=max_vocab, max_len=512 if max_len is None else max_len,
+                                                  truncation=truncation)
+            ids = tokenizer.encode_tokens(tokens)
+        else:
+            tokenizer = make_tokenizer(tok, [], max_len, min_freq, max_vocab, truncation)
+            ids = tokenizer.encode_batch(texts)
         ds = TextDataset(texts, ids, [cidx.get(v, -1) for v in labels], sources)
         return cls.from_datasets(ds.subset(train_idx), ds.subset(valid_idx) if valid_idx else None, tokenizer,
                                  classes, bs=bs, seed=seed, device=device)
@@ -135,28 +147,27 @@ class TextDataLoaders(DataLoaders):
         given: a random split of the files of both folders (fastai's rule). ``vocab`` picks and orders the
         label folders; by default every folder with ``.txt`` files except aclImdb's unlabelled ``unsup``.
         """
+        from ..core.datablock import DataBlock
+        from ..core.items import get_text_files, parent_label
+        from .blocks import TextBlock
         path = Path(path)
         if not (path / train).is_dir():
             raise FileNotFoundError(f"no training folder {path / train}; expected {path}/{train}/<label>/*.txt")
         has_valid = (path / valid).is_dir()
-        files = [f for split in ([train, valid] if has_valid else [train])
-                 for f in sorted((path / split).glob("*/*.txt"))
-                 if (f.parent.name in vocab if vocab is not None else f.parent.name != "unsup")]
+        files = [f for f in get_text_files(path, folders=[train, valid] if has_valid else [train])
+                 if f.parent.parent.parent == path
+                 and (f.parent.name in vocab if vocab is not None else f.parent.name != "unsup")]
         if not files:
             raise FileNotFoundError(f"no .txt files in {path / train}/<label>/ (label folders: "
                                     f"{sorted(p.name for p in (path / train).iterdir() if p.is_dir())})")
-        labels = [f.parent.name for f in files]
-        if valid_pct is None and has_valid:
-            in_valid = [f.parent.parent.name == valid for f in files]
-            train_idx = [i for i, v in enumerate(in_valid) if not v]
-            valid_idx = [i for i, v in enumerate(in_valid) if v]
-        else:
-            train_idx, valid_idx = RandomSplitter(0.2 if valid_pct is None else valid_pct, seed)(files)
-        texts = [read_text(f, encoding) for f in files]
-        return cls.from_texts(texts, labels, train_idx, valid_idx, sources=[str(f) for f in files], vocab=vocab,
-                              tok=tok, max_len=max_len, min_freq=min_freq, max_vocab=max_vocab,
-                              truncation=truncation, bs=bs, seed=seed, device=device,
-                              allow_empty_valid=valid_pct == 0)
+        splitter = (GrandparentSplitter(train, valid) if valid_pct is None and has_valid
+                    else RandomSplitter(0.2 if valid_pct is None else valid_pct, seed))
+        block = TextBlock.from_folder(path, tok=tok, max_len=max_len, min_freq=min_freq, max_vocab=max_vocab,
+                                      truncation=truncation, encoding=encoding)
+        block.dls_type = cls
+        classes = _sorted_classes({f.parent.name for f in files}) if vocab is None else vocab
+        dblock = DataBlock(blocks=(block, CategoryBlock(classes)), get_y=parent_label, splitter=splitter)
+        return _checked(dblock.dataloaders(files, bs=bs, seed=seed, device=device), valid_pct == 0)
 
     @classmethod
     def from_df(cls, df: pd.DataFrame, path: str | os.PathLike = ".", text_col: str = "text",
@@ -176,12 +187,17 @@ class TextDataLoaders(DataLoaders):
         if labels.isna().any():
             raise ValueError(f"column {label_col!r} has a missing label in row {labels[labels.isna()].index[0]!r}; "
                              "drop or fill the unlabelled rows first")
-        train_idx, valid_idx = (ColSplitter(valid_col)(df) if valid_col is not None
-                                else RandomSplitter(valid_pct, seed)(range(len(df))))
-        return cls.from_texts(texts.fillna("").tolist(), labels.tolist(), train_idx, valid_idx,
-                              sources=[f"row {i}" for i in df.index], vocab=vocab, tok=tok, max_len=max_len,
-                              min_freq=min_freq, max_vocab=max_vocab, truncation=truncation, bs=bs, seed=seed,
-                              device=device, allow_empty_valid=valid_col is None and valid_pct == 0)
+        from ..core.datablock import DataBlock
+        from ..core.items import ColReader
+        from .blocks import TextBlock
+        splitter = ColSplitter(valid_col) if valid_col is not None else RandomSplitter(valid_pct, seed)
+        block = TextBlock.from_df(text_col, tok=tok, max_len=max_len, min_freq=min_freq, max_vocab=max_vocab,
+                                  truncation=truncation)
+        block.dls_type = cls
+        # all the labels are the classes (as before): a class seen only in validation gets check_split's error
+        classes = _sorted_classes(set(labels.map(py_value))) if vocab is None else vocab
+        dblock = DataBlock(blocks=(block, CategoryBlock(classes)), get_y=ColReader(label_col), splitter=splitter)
+        return _checked(dblock.dataloaders(df, bs=bs, seed=seed, device=device), valid_col is None and valid_pct == 0)
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike, csv_fname: str = "texts.csv", text_col: str = "text",
@@ -279,6 +295,13 @@ class TextDataLoaders(DataLoaders):
         """An inference-only `TextDataLoaders` (no data) whose `test_dl` and `decode_pred` work."""
         return cls(None, None, tokenizer_from_config(config["tokenizer"]), config["vocab"], device=device,
                    bs=int(config.get("bs", 32)))
+
+
+def _checked(dls: "TextDataLoaders", allow_empty_valid: bool) -> "TextDataLoaders":
+    """``dls``, or the error of an empty validation set where the caller did not ask for one (``valid_pct=0``)."""
+    if dls.valid is None and not allow_empty_valid:
+        check_split(range(len(dls.train.dataset)), [], what="texts")
+    return dls
 
 
 def _sorted_classes(values: set) -> list:

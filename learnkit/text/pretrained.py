@@ -139,6 +139,9 @@ class PretrainedTokenizer:
             raise ValueError(f"the tokenizer of {self.source!r} has no [CLS]/[SEP]/[PAD] token; "
                              "only BERT-style encoders are supported")
 
+    #: texts per call of the Hugging Face tokenizer
+    CHUNK = 2048
+
     @property
     def pad_id(self) -> int:
         return int(self.hf.pad_token_id)
@@ -148,7 +151,11 @@ class PretrainedTokenizer:
         return len(self.hf)
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        ids = self.hf(list(texts), add_special_tokens=False, verbose=False)["input_ids"] if len(texts) else []
+        # batch calls of a fast (Rust) tokenizer encode the texts of a batch on all cores already: no pool here;
+        # chunks bound the memory of the intermediate encodings
+        texts, ids = list(texts), []
+        for i in range(0, len(texts), self.CHUNK):
+            ids += self.hf(texts[i: i + self.CHUNK], add_special_tokens=False, verbose=False)["input_ids"]
         return [[self.cls_id, *truncate(i, self.max_len - 2, self.truncation), self.sep_id] for i in ids]
 
     def decode(self, ids: Iterable[int]) -> str:

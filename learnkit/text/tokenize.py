@@ -15,6 +15,7 @@ truncated to ``max_len``), ``decode(ids) -> str``, ``pad_id``, ``vocab_size``, `
 """
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -89,11 +90,41 @@ class WordTokenizer:
         return cls._TOKEN.findall(text.lower())
 
     @classmethod
+    def split_batch(cls, texts: Sequence[str], n_workers: int | None = None) -> list[list[str]]:
+        """`split` of each text. From ``PARALLEL_MIN`` texts on, chunks go to a process pool (``n_workers``,
+        default the CPUs, at most 4): the regex work holds the GIL, so threads would not help; below that, or
+        where worker processes cannot start, the texts are split here.
+
+        >>> WordTokenizer.split_batch(["A b.", "c"])
+        [['a', 'b', '.'], ['c']]
+        """
+        texts = list(texts)
+        n = _n_workers(n_workers) if len(texts) >= cls.PARALLEL_MIN else 1
+        if n <= 1:
+            findall = cls._TOKEN.findall
+            return [findall(t.lower()) for t in texts]
+        from concurrent.futures import ProcessPoolExecutor
+        size = -(-len(texts) // (4 * n))
+        chunks = [texts[i: i + size] for i in range(0, len(texts), size)]
+        with ProcessPoolExecutor(n) as pool:
+            return [toks for part in pool.map(_split_chunk, chunks) for toks in part]
+
+    #: from how many texts `split_batch` uses a process pool
+    PARALLEL_MIN = 20_000
+
+    @classmethod
     def train(cls, texts: Iterable[str], min_freq: int = 3, max_vocab: int = 30_000, max_len: int = 512,
               truncation: str = "head_tail") -> "WordTokenizer":
         """Build the vocabulary from ``texts`` (the training texts) and return the tokenizer."""
-        return cls(Vocab.build((cls.split(t) for t in texts), min_freq=min_freq, max_vocab=max_vocab),
-                   max_len=max_len, truncation=truncation)
+        return cls.from_tokens(cls.split_batch(list(texts)), min_freq=min_freq, max_vocab=max_vocab,
+                               max_len=max_len, truncation=truncation)
+
+    @classmethod
+    def from_tokens(cls, token_lists: Iterable[Sequence[str]], min_freq: int = 3, max_vocab: int = 30_000,
+                    max_len: int = 512, truncation: str = "head_tail") -> "WordTokenizer":
+        """`train` on texts already split with `split_batch` (so a corpus is split only once)."""
+        return cls(Vocab.build(token_lists, min_freq=min_freq, max_vocab=max_vocab), max_len=max_len,
+                   truncation=truncation)
 
     @property
     def pad_id(self) -> int:
@@ -105,8 +136,16 @@ class WordTokenizer:
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, truncated; a text with no token becomes ``[xxunk]`` (never empty)."""
-        return [truncate(self.vocab.numericalize(self.split(t)), self.max_len, self.truncation) or [self.vocab.unk_id]
-                for t in texts]
+        return self.encode_tokens(self.split_batch(texts))
+
+    def encode_tokens(self, token_lists: Iterable[Sequence[str]]) -> list[list[int]]:
+        """`encode_batch` of texts already split with `split_batch`."""
+        get, unk, max_len, how = self.vocab.stoi.get, self.vocab.unk_id, self.max_len, self.truncation
+        out = []
+        for toks in token_lists:
+            ids = [get(t, unk) for t in toks]
+            out.append((truncate(ids, max_len, how) if len(ids) > max_len else ids) or [unk])
+        return out
 
     def decode(self, ids: Iterable[int]) -> str:
         return " ".join(self.vocab.textify(ids))
@@ -116,6 +155,18 @@ class WordTokenizer:
 
     def __repr__(self) -> str:
         return f"WordTokenizer({len(self.vocab)} tokens, max_len={self.max_len}, truncation={self.truncation!r})"
+
+
+def _split_chunk(texts: list[str]) -> list[list[str]]:
+    return [WordTokenizer._TOKEN.findall(t.lower()) for t in texts]
+
+
+def _n_workers(n: int | None) -> int:
+    if n is not None:
+        return n
+    from ..core.blockdata import workers_can_start
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(4, cpus) if workers_can_start()[0] else 1
 
 
 def tokenizer_from_config(config: dict) -> Any:
