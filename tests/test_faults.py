@@ -26,6 +26,15 @@ from coretools import BodyHead, body_head_splitter, make_dls, two_class_data  # 
 EVENTS = ["before_batch", "after_pred", "after_loss", "after_backward", "after_step"]
 
 
+@pytest.fixture(autouse=True)
+def _ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal: a process started in the background by a
+    non-interactive shell (CI) inherits SIGINT ignored, and Python then leaves it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 class Snapshots(Callback):
     """The weights after every completed optimizer step."""
     order = 90
