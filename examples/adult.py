@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from learnkit import set_seed
 from learnkit.core.split import RandomSplitter
 from learnkit.tabular import (Callback, Categorify, Discretize, FillMissing, Normalize, TabularDataLoaders, accuracy,
                               tabular_learner)
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> float:
     ap.add_argument("--data", default=None, help="folder with adult/adult.csv, or the CSV (default $LEARNKIT_DATA)")
     ap.add_argument("--epochs", type=int, default=None, help="default 5 (3 with --reduced, 1 with --fast)")
     ap.add_argument("--fast", action="store_true", help="one epoch: a quick check that everything runs")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation, dropout and augmentation")
     ap.add_argument("--reduced", action="store_true",
                     help="fastai's tutorial setup: 6 cat + 3 cont columns, standard procs, bs 64, lr 1e-3")
     ap.add_argument("--bs", type=int, default=None, help="batch size (default 256; 64 with --reduced)")
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> float:
                          "shared machine extra threads spin against other processes)")
     ap.add_argument("--no-reference", action="store_true", help="skip the scikit-learn reference")
     args = ap.parse_args(argv)
+    set_seed(args.seed)
 
     t_start = time.perf_counter()
     torch.set_num_threads(args.threads)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from learnkit import set_seed
 from learnkit.core import CrossEntropyLossFlat
 from learnkit.vision.segmentation import (CrossEntropyDiceLoss, DiceLoss, FocalLossFlat, FuncSplitter, JaccardMulti,
                                           Resize, SegmentationDataLoaders, aug_transforms, foreground_acc,
@@ -68,7 +69,9 @@ def main() -> None:
                              "Dice (all skip void)")
     parser.add_argument("--arch", default="efficientnet_lite0", help="timm encoder name")
     parser.add_argument("--fast", action="store_true", help="a tiny CI run: every 10th train / 6th val frame at 96x128, 1 + 1 epochs")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation, dropout and augmentation")
     args = parser.parse_args()
+    set_seed(args.seed)
 
     start = time.perf_counter()
     path = find_camvid(args.data)

@@ -15,6 +15,7 @@ import os
 import time
 from pathlib import Path
 
+from learnkit import set_seed
 from learnkit.vision.segmentation import (JaccardMulti, Resize, SegmentationDataLoaders, foreground_acc,
                                           get_image_files, unet_learner)
 
@@ -40,7 +41,9 @@ def main() -> None:
     parser.add_argument("--bs", type=int, default=8, help="batch size")
     parser.add_argument("--arch", default="efficientnet_lite0", help="timm encoder name")
     parser.add_argument("--fast", action="store_true", help="a tiny CI run: 1 + 1 epochs")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation, dropout and augmentation")
     args = parser.parse_args()
+    set_seed(args.seed)
 
     start = time.perf_counter()
     path = find_camvid_tiny(args.data)

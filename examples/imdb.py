@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from learnkit import set_seed
 from learnkit.text import (TextClassificationInterpretation, TextDataLoaders, accuracy, read_text,
                            text_classifier_learner)
 
@@ -66,7 +67,9 @@ def main(argv: list[str] | None = None) -> float:
     ap.add_argument("--lr", type=float, default=None, help="base learning rate (minilm 1e-3, lstm 3e-3)")
     ap.add_argument("--max-len", type=int, default=None, help="tokens kept per review (minilm 256, lstm 512)")
     ap.add_argument("--fast", action="store_true", help="a tiny subset and one epoch (smoke test)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation, dropout and augmentation")
     args = ap.parse_args(argv)
+    set_seed(args.seed)
     path = find_imdb(args.data)
     t0, c0 = time.perf_counter(), time.process_time()
 

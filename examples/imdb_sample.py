@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from learnkit import set_seed
 from learnkit.text import TextClassificationInterpretation, TextDataLoaders, accuracy, text_classifier_learner
 
 
@@ -48,7 +49,9 @@ def main(argv: list[str] | None = None) -> float:
     ap.add_argument("--unfreeze", type=int, default=2, help="minilm: how many top transformer layers to train")
     ap.add_argument("--lr", type=float, default=None, help="base learning rate (minilm 1e-3, lstm 3e-3)")
     ap.add_argument("--fast", action="store_true", help="100 rows and one epoch (smoke test)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation, dropout and augmentation")
     args = ap.parse_args(argv)
+    set_seed(args.seed)
     csv = find_csv(args.data)
     t0, c0 = time.perf_counter(), time.process_time()
 

@@ -18,6 +18,7 @@ from pathlib import Path
 # Idle OpenMP threads sleep instead of spinning (much faster on a busy, shared CPU); set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from learnkit import set_seed  # noqa: E402
 from learnkit.vision import ImageDataLoaders, Resize, error_rate, vision_learner  # noqa: E402
 
 
@@ -42,8 +43,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="image size (the digits are 28 px)")
     parser.add_argument("--bs", type=int, default=64, help="batch size")
     parser.add_argument("--fast", action="store_true", help="a tiny CI run at 32 px")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation, dropout and augmentation")
     parser.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random init")
     args = parser.parse_args()
+    set_seed(args.seed)
 
     start = time.perf_counter()
     size = min(args.size, 32) if args.fast else args.size

@@ -25,6 +25,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep (a shared CPU); before torch loads
 
+from learnkit import set_seed  # noqa: E402
 from learnkit.vision import (CategoryBlock, DataBlock, ImageBlock, RandomSplitter, RegexLabeller, Resize,  # noqa: E402
                              aug_transforms, error_rate, get_image_files, using_attr, vision_learner)
 
@@ -53,7 +54,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="fine_tune epochs after the frozen epoch")
     parser.add_argument("--arch", default="efficientnet_lite0", help="timm model name")
     parser.add_argument("--fast", action="store_true", help="a tiny CI run: 3 breeds, every 5th photo, 128 px")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation, dropout and augmentation")
     args = parser.parse_args()
+    set_seed(args.seed)
 
     start = time.perf_counter()
     path = find_images(args.data)
