@@ -92,6 +92,9 @@ class FrozenFeatureCache(Callback):
         stoch = _stochastic_modules(model.body)
         if stoch:
             return f"the body has random layers in training mode ({', '.join(stoch[:3])})"
+        mixers = [type(cb).__name__ for cb in learn.cbs if getattr(cb, "changes_inputs", False)]
+        if mixers:
+            return f"{', '.join(mixers)} changes the training images batch by batch"
         if not getattr(dls, "train_deterministic", False):
             return "the training images have random transforms (augmentation), so the body's output changes"
         if not isinstance(dls.train, DataLoader) or dls.train.batch_sampler is None:

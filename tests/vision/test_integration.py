@@ -60,3 +60,15 @@ def test_pets_from_name_func_subset(data_path, img_tools):
     label, idx, probs = learn.predict(files[0])
     assert label == is_cat(files[0].name) and float(probs[idx]) > 0.5
     assert img_tools.snapshot(path) == before  # nothing written into the data folder
+
+
+@pytest.mark.integration
+def test_mnist_tiny_with_mixup_label_smoothing_and_flat_cos(data_path):
+    """fastbook ch. 7's recipe pieces together on real digits: MixUp + LabelSmoothingCrossEntropy + fit_flat_cos."""
+    from learnkit.vision import LabelSmoothingCrossEntropy, MixUp
+    path = data_path / "mnist_tiny"
+    dls = ImageDataLoaders.from_folder(path, train="train", valid="valid", item_tfms=Resize(48), bs=64)
+    learn = vision_learner(dls, "efficientnet_lite0", loss_func=LabelSmoothingCrossEntropy(), metrics=accuracy,
+                           progress=False)
+    learn.fit_flat_cos(3, 2e-3, cbs=MixUp())
+    assert learn.recorder.values[-1][2] >= 0.9, learn.recorder.values

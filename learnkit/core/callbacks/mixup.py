@@ -24,6 +24,7 @@ class MixHandler(Callback):
 
     order = 20  # after the schedulers (10), before the Recorder reads the loss (50)
     run_valid = False
+    changes_inputs = True  # what a cache of the inputs' features must know (vision's FrozenFeatureCache)
 
     def __init__(self, alpha: float):
         if not alpha > 0:
