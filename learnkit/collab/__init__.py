@@ -5,6 +5,7 @@
 (<bound method ...>, <function collab_learner ...>, <class ...Learner'>, <function mse ...>)
 """
 from ..core import *  # noqa: F403 - a task package re-exports the core names
+from ..datasets import URLs, untar_data
 from ..core import __all__ as _core_all
 from .data import CollabDataLoaders
 from .ids import UNKNOWN, IdMap, UnknownIdError
@@ -13,6 +14,7 @@ from .loader import TensorLoader
 from .model import EmbeddingDotBias, EmbeddingNN, sigmoid_range
 
 __all__ = [
+    "URLs", "untar_data",
     "CollabDataLoaders", "IdMap", "UNKNOWN", "UnknownIdError", "BiasWeightDecay", "CollabLearner", "collab_learner",
     "collab_splitter", "recommend", "similar_items", "TensorLoader", "EmbeddingDotBias", "EmbeddingNN",
     "sigmoid_range",

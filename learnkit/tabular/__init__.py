@@ -5,6 +5,7 @@
 (<bound method ...>, <function tabular_learner ...>, <class ...Categorify'>, <function accuracy ...>)
 """
 from ..core import *  # noqa: F403 - a task package re-exports the core names
+from ..datasets import URLs, untar_data
 from ..core import __all__ as _core_all
 from .data import TabularDataLoaders, rows_to_df
 from .learner import TabularLearner, fused_adamw, tabular_learner
@@ -18,6 +19,7 @@ from .tabular_pandas import TabularPandas, TabularSplit
 from .utils import add_datepart, cont_cat_split, range_of
 
 __all__ = [
+    "URLs", "untar_data",
     "TabularDataLoaders", "rows_to_df", "TabularLearner", "tabular_learner", "fused_adamw", "TabularModel",
     "tabular_model", "TabularProcessor", "NA_CLASS", "Categorify", "Discretize",
     "FillMissing", "Normalize", "TabularProc", "UnseenCategoryWarning", "register_proc", "display_df", "TabularLoader",

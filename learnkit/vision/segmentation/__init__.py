@@ -7,6 +7,7 @@
 >>> learn.fine_tune(8)  # doctest: +SKIP
 """
 from ...core import *  # noqa: F403 - Learner, metrics, callbacks for notebooks
+from ...datasets import URLs, untar_data
 from ...core import __all__ as _core_all
 from ..blocks import ImageBlock
 from ..io import get_image_files, load_image
@@ -24,6 +25,7 @@ from .transforms import apply_paired, apply_seg_batch_tfms
 from .unet import UNet, UNetBlock, build_unet, unet_splitter
 
 __all__ = [
+    "URLs", "untar_data",
     "SegmentationDataLoaders", "MaskBlock", "check_masks_exist", "load_pair",
     "SegmentationLearner", "unet_learner", "SegmentationInterpretation", "UNet", "UNetBlock", "build_unet", "unet_splitter",
     "DiceLoss", "FocalLossFlat", "CrossEntropyDiceLoss",
