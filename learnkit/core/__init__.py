@@ -23,6 +23,7 @@ from .metrics import *  # noqa: F403
 from .metrics import __all__ as _metrics_all
 from .optim import default_splitter, spread_lr, trainable_params
 from .seed import set_seed
+from .segmetrics import Dice, DiceMulti, JaccardCoeff, JaccardMulti, foreground_acc
 from .registry import (Registry, get_dls_class, get_loss_class, get_model_builder, register_dls, register_learner,
                        register_loss, register_model)
 from .interpret import ClassificationInterpretation
@@ -39,7 +40,7 @@ __all__ = [
     "to_device", "Learner", "BCEWithLogitsLossFlat", "CrossEntropyLossFlat", "L1LossFlat", "MSELossFlat",
     "default_splitter", "spread_lr", "trainable_params", "ColSplitter", "FolderSplitter", "FuncSplitter",
     "GrandparentSplitter", "IndexSplitter", "RandomSplitter", "check_split", "register_dls", "register_model",
-    "register_loss", "SigmoidRange", "sigmoid_range", "register_learner", "Registry", "set_seed", "get_dls_class", "get_model_builder", "get_loss_class", "load_learner", "ExportError",
+    "register_loss", "Dice", "DiceMulti", "JaccardCoeff", "JaccardMulti", "foreground_acc", "SigmoidRange", "sigmoid_range", "register_learner", "Registry", "set_seed", "get_dls_class", "get_model_builder", "get_loss_class", "load_learner", "ExportError",
     "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "DataBlock", "Datasets",
     "BlockDataLoaders", "DataBlockError", "default_num_workers", "ColReader", "RegexLabeller", "get_files", "get_text_files",
     "parent_label", "using_attr", "EndSplitter", "TrainTestSplitter",

@@ -7,7 +7,7 @@ import timm
 import torch
 
 from learnkit.core.export import load_learner
-from learnkit.core.metrics import JaccardMulti, foreground_acc
+from learnkit.core.segmetrics import JaccardMulti, foreground_acc
 from learnkit.vision.io import get_image_files
 from learnkit.vision.segmentation import SegmentationDataLoaders, SegmentationLearner, unet_learner
 from learnkit.vision.segmentation.losses import FocalLossFlat

@@ -1,0 +1,123 @@
+"""Segmentation metrics over all pixels of a set: per-class intersections and unions (`DiceMulti`,
+`JaccardMulti`, binary `Dice`, `JaccardCoeff`) and `foreground_acc`, each ignoring a void class if asked.
+
+>>> import torch
+>>> m = DiceMulti(); m.reset()
+>>> m.accumulate(torch.tensor([[[[5.]], [[0.]]]]), torch.tensor([[[0]]]))
+>>> m.value
+1.0
+"""
+from __future__ import annotations
+
+import torch
+
+from .metrics import Metric
+
+__all__ = ["Dice", "DiceMulti", "JaccardCoeff", "JaccardMulti", "foreground_acc"]
+
+
+class _Overlap(Metric):
+    """Per-class intersection and union counts over all pixels, ignoring ``ignore_index``."""
+
+    def __init__(self, name: str, ignore_index: int | None = None):
+        self.name, self.ignore_index = name, ignore_index
+        self.reset()
+
+    def reset(self):
+        self.inter, self.union, self.total = None, None, None
+
+    def accumulate(self, pred, targ):
+        c = pred.shape[1]
+        p, t = pred.argmax(dim=1).flatten(), targ.flatten()
+        if self.ignore_index is not None:
+            keep = t != self.ignore_index
+            p, t = p[keep], t[keep]
+        inter = torch.bincount(t[p == t], minlength=c)[:c]  # int64 counts on the device: read once, in `value`
+        sizes = torch.bincount(p, minlength=c)[:c] + torch.bincount(t.clamp(0, c - 1), minlength=c)[:c]
+        if self.inter is None:
+            self.inter, self.total = inter, sizes
+        else:
+            self.inter += inter
+            self.total += sizes
+
+
+class DiceMulti(_Overlap):
+    """Mean over classes of Dice = 2|P∩T| / (|P|+|T|); classes absent from both are left out."""
+
+    def __init__(self, ignore_index: int | None = None):
+        super().__init__("dice_multi", ignore_index)
+
+    @property
+    def value(self):
+        if self.inter is None:
+            return float("nan")
+        present = self.total > 0
+        return float((2 * self.inter[present] / self.total[present]).mean())
+
+
+class JaccardMulti(_Overlap):
+    """Mean IoU over classes: |P∩T| / |P∪T|; classes absent from both are left out."""
+
+    def __init__(self, ignore_index: int | None = None):
+        super().__init__("mean_iou", ignore_index)
+
+    @property
+    def value(self):
+        if self.inter is None:
+            return float("nan")
+        union = self.total - self.inter
+        present = union > 0
+        return float((self.inter[present] / union[present]).mean())
+
+    def per_class(self) -> torch.Tensor:
+        """IoU of each class (NaN for classes absent from predictions and targets)."""
+        union = (self.total - self.inter).float()
+        return torch.where(union > 0, self.inter / union.clamp_min(1), torch.full_like(union, float("nan")))
+
+
+class Dice(_Overlap):
+    """Binary Dice coefficient of class 1 (foreground) vs the rest."""
+
+    def __init__(self, ignore_index: int | None = None):
+        super().__init__("dice", ignore_index)
+
+    @property
+    def value(self):
+        if self.inter is None:
+            return float("nan")
+        return float(2 * self.inter[1] / self.total[1]) if self.total[1] > 0 else float("nan")
+
+
+class JaccardCoeff(_Overlap):
+    """Binary Jaccard (IoU) of class 1 vs the rest."""
+
+    def __init__(self, ignore_index: int | None = None):
+        super().__init__("jaccard", ignore_index)
+
+    @property
+    def value(self):
+        if self.inter is None:
+            return float("nan")
+        union = self.total[1] - self.inter[1]
+        return float(self.inter[1] / union) if union > 0 else float("nan")
+
+
+class foreground_acc(Metric):  # noqa: N801 - fastai's public name
+    """Pixel accuracy over pixels whose target is not ``ignore_index`` (e.g. CamVid's void)."""
+
+    def __init__(self, ignore_index: int | None = None):
+        self.name, self.ignore_index = "foreground_acc", ignore_index
+        self.reset()
+
+    def reset(self):
+        self.correct, self.count = 0, 0
+
+    def accumulate(self, pred, targ):
+        p, t = pred.argmax(dim=1), targ
+        keep = t != self.ignore_index if self.ignore_index is not None else torch.ones_like(t, dtype=torch.bool)
+        self.correct += int((p[keep] == t[keep]).sum())
+        self.count += int(keep.sum())
+
+    @property
+    def value(self):
+        return self.correct / self.count if self.count else float("nan")
