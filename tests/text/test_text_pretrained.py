@@ -6,7 +6,6 @@ import os
 import socket
 
 import pytest
-import torch
 
 from learnkit.text import PretrainedTokenizer, TextDataLoaders, pretrained_folder, text_classifier_learner
 from learnkit.text import pretrained as pretrained_mod
@@ -94,20 +93,9 @@ def test_minilm_loads_offline_with_the_network_blocked(no_network):
 
 @needs_minilm
 @pytest.mark.slow
-def test_minilm_learner_predicts_after_export_in_a_fresh_process(review_df, tmp_path):
-    import json
-    import subprocess
-    import sys
+def test_minilm_learner_predicts_after_export_in_a_fresh_process(review_df, fresh_process):
     dls = TextDataLoaders.from_df(review_df, valid_col="is_valid", tok="minilm", max_len=32, device="cpu")
     learn = text_classifier_learner(dls, "minilm", progress=False)
     learn.fit_one_cycle(3, 1e-2)  # the head, on cached features
-    label, idx, probs = learn.predict("This movie was wonderful")
-    path = learn.export(tmp_path / "minilm.safetensors")
-    code = ("import json, sys\nfrom learnkit import load_learner\nl = load_learner(sys.argv[1], device='cpu')\n"
-            "lab, i, p = l.predict('This movie was wonderful')\nprint(json.dumps([lab, i, p.tolist()]))")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", code, str(path)], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=600, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
-    lab, i, p = json.loads(out.stdout.strip().splitlines()[-1])
-    assert (lab, i) == (label, idx) and torch.allclose(torch.tensor(p), probs, atol=1e-5)
+    res = fresh_process(learn, ["This movie was wonderful", "awful, boring and far too long"])
+    assert res["label"] in dls.vocab
