@@ -92,7 +92,8 @@ class DisplayMixin:
         n = sum(p.numel() for p in self.model.parameters())
         n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         return {"model": type(self.model).__name__, "parameters": f"{n:,} ({n_train:,} trainable)",
-                "loss": type(self.loss_func).__name__, "optimizer": getattr(self.opt_func, "__name__", str(self.opt_func)),
+                "loss": type(self.loss_func).__name__,
+                "optimizer": getattr(self.opt_func, "__name__", str(self.opt_func)),
                 "metrics": ", ".join(m.name for m in self.metrics) or "-", "device": str(self.device),
                 "precision": self.precision, "callbacks": ", ".join(type(c).__name__ for c in self.cbs)}
 

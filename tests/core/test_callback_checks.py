@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from coretools import BodyHead, make_dls, two_class_data
-from learnkit import (EVENTS, Callback, CrossEntropyLossFlat, EarlyStoppingCallback, Learner, ReduceLROnPlateau,
+from learnkit import (Callback, CrossEntropyLossFlat, EarlyStoppingCallback, Learner, ReduceLROnPlateau,
                       SaveModelCallback, accuracy, error_rate)
 from learnkit.core.callback import check_hook_names
 from learnkit.core.callbacks.tracking import monitor_mode
@@ -146,7 +146,8 @@ def test_the_value_is_read_by_name_when_the_metrics_change_during_fit(tmp_path):
                 self.learn.metrics = [error_rate, accuracy]
 
     saver = SaveModelCallback(monitor="accuracy", fname="best")
-    learn = _learner(tmp_path, cbs=[AddMetric(), saver, ForceMetrics(accuracy=[0.5, 0.9, 0.6], error_rate=[0, 0.1, 0.4])])
+    forced = ForceMetrics(accuracy=[0.5, 0.9, 0.6], error_rate=[0, 0.1, 0.4])
+    learn = _learner(tmp_path, cbs=[AddMetric(), saver, forced])
     learn.fit(3)
     assert learn.recorder.metric_names == ["epoch", "train_loss", "valid_loss", "error_rate", "accuracy", "time"]
     assert saver.best == 0.9 and saver.best_epoch == 1  # by position it would have read error_rate from epoch 1 on
