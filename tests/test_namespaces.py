@@ -2,7 +2,13 @@
 and `untar_data`/`URLs` (fastai's ``*.all`` modules do)."""
 from __future__ import annotations
 
+import ast
+import importlib
+from pathlib import Path
+
 import pytest
+
+import learnkit
 
 COMMON = ["DataBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "RandomSplitter", "GrandparentSplitter",
           "ColSplitter", "FuncSplitter", "IndexSplitter", "TrainTestSplitter", "EndSplitter", "get_files", "ColReader",
@@ -28,3 +34,34 @@ def test_star_import_gives_what_a_lesson_uses(namespace):
     exec(f"from {namespace} import *", names)
     missing = [n for n in COMMON + TASK[namespace] if n not in names]
     assert not missing, f"from {namespace} import * lacks {missing}"
+
+
+PACKAGES = ["learnkit", "learnkit.core", "learnkit.core.callbacks", *sorted(TASK)]
+
+
+@pytest.mark.parametrize("namespace", PACKAGES)
+def test_every_name_in_all_is_bound(namespace):
+    """``__all__`` is a list of names the package imports by name: one it lacks would break ``import *``."""
+    mod = importlib.import_module(namespace)
+    missing = [n for n in mod.__all__ if n not in vars(mod)]
+    assert not missing, f"{namespace}.__all__ names {missing}, which {namespace} does not import"
+
+
+@pytest.mark.parametrize("namespace", ["learnkit", *sorted(TASK)])
+def test_task_namespaces_give_every_core_name(namespace):
+    core, mod = importlib.import_module("learnkit.core"), importlib.import_module(namespace)
+    assert not set(core.__all__) - set(mod.__all__)
+
+
+def test_the_core_gives_every_callback_and_metric():
+    from learnkit.core import callbacks, metrics
+    core = importlib.import_module("learnkit.core")
+    assert not (set(callbacks.__all__) | set(metrics.__all__)) - set(core.__all__)
+
+
+def test_package_inits_import_names_not_stars():
+    root = Path(learnkit.__file__).parent
+    stars = [f"{p.relative_to(root.parent)}:{node.lineno}" for p in sorted(root.rglob("__init__.py"))
+             for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+             if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)]
+    assert not stars, f"star imports in {stars}: import the names (the package's __all__ lists them)"

@@ -4,7 +4,13 @@ Nothing in ``learnkit.core`` imports a task folder (vision, text, tabular, colla
 """
 from .callback import (EVENTS, Callback, describe_training_loop, CancelBackwardException, CancelBatchException, CancelEpochException,
                        CancelFitException, CancelStepException, CancelTrainException, CancelValidException)
-from .callbacks import *  # noqa: F403 - the callbacks package defines __all__
+# every callback and every metric is a core name (callbacks.__all__, metrics.__all__)
+from .callbacks import (CSVLogger, CheckpointCallback, CutMix, EarlyStoppingCallback, ExperimentCallback,
+                        GradientAccumulation, GradientClip, LRFinder, MLflowCallback, MixUp, NonFiniteLossWarning,
+                        OneCycleScheduler, ParamScheduler, ProgressCallback, Recorder, ReduceLROnPlateau,
+                        SaveModelCallback, ShowGraphCallback, SuggestedLRs, TensorBoardCallback, TerminateOnNaNCallback,
+                        TrackerCallback, WandbCallback, combine_scheds, flat_cos_scheduler, minimum, sched_const,
+                        sched_cos, sched_exp, sched_lin, sgdr_scheduler, slide, steep, valley)
 from .callbacks import __all__ as _cb_all
 from .block import CategoryBlock, MultiCategoryBlock, RegressionBlock, TransformBlock
 from .blockdata import DataBlockError, default_num_workers
@@ -19,7 +25,9 @@ from .learner import Learner
 from .items import ColReader, RegexLabeller, get_files, get_text_files, parent_label, using_attr
 from .losses import (BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, LabelSmoothingCrossEntropy,
                      LabelSmoothingCrossEntropyFlat, MSELossFlat)
-from .metrics import *  # noqa: F403
+from .metrics import (AvgMetric, BalancedAccuracy, F1Score, F1ScoreMulti, Metric, Perplexity, Precision, R2Score,
+                      Recall, RocAuc, RocAucBinary, accuracy, accuracy_multi, as_metric, error_rate, exp_rmspe, mae,
+                      mse, msle, rmse, top_k_accuracy)
 from .metrics import __all__ as _metrics_all
 from .optim import default_splitter, spread_lr, trainable_params
 from .seed import set_seed

@@ -12,13 +12,17 @@ carries on with the step after it.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+import difflib
+import inspect
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from .learner import Learner
 
 __all__ = [
-    "EVENTS", "Callback", "describe_training_loop",
+    "EVENTS", "Callback", "CallbacksMixin", "check_hook_names", "describe_training_loop",
     "CancelFitException", "CancelEpochException", "CancelTrainException", "CancelValidException",
     "CancelBatchException", "CancelBackwardException", "CancelStepException",
 ]
@@ -138,3 +142,103 @@ def describe_training_loop(cbs: list[Callback]) -> str:
             label = "End " + label[len("After "):]
         lines.append("   " * depth + label + (f": {', '.join(names)}" if names else ""))
     return "\n".join(lines)
+
+
+def check_hook_names(cb: Callback) -> None:
+    """Raise ``ValueError`` if ``cb`` has a public method named like an event (``before_*``, ``after_*``) that is
+    not one of `EVENTS`: a misspelt hook would otherwise never run, silently. Helpers take another name (or a
+    leading ``_``).
+
+    >>> class Typo(Callback):
+    ...     def after_epcoh(self): pass
+    >>> check_hook_names(Typo())
+    Traceback (most recent call last):
+    ...
+    ValueError: Typo.after_epcoh is not an event, so it would never run: did you mean 'after_epoch'? ...
+    """
+    for name in sorted(set(dir(type(cb))) | set(vars(cb))):
+        if not name.startswith(("before_", "after_")) or name in EVENTS:
+            continue
+        if not callable(inspect.getattr_static(cb, name)):  # a plain attribute, or a property, is no hook
+            continue
+        close = difflib.get_close_matches(name, EVENTS, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"{type(cb).__name__}.{name} is not an event, so it would never run: {hint}(the events are "
+                         "learnkit.core.callback.EVENTS; give a helper method a name that does not start with "
+                         "before_/after_, or a leading underscore)")
+
+
+def _listify(o: Any) -> list:
+    if o is None:
+        return []
+    if isinstance(o, (list, tuple)):
+        return list(o)
+    return [o]
+
+
+class CallbacksMixin:
+    """How a `Learner` holds its callbacks: ``add_cb``/``remove_cb``, and ``added_cbs``/``removed_cbs`` for a
+    block. Each callback becomes an attribute of the learner named `Callback.name`.
+
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> ds = TensorDataset(torch.randn(8, 1), torch.randn(8, 1))
+    >>> learn = Learner(DataLoaders.from_dsets(ds, ds, bs=4, device="cpu"), torch.nn.Linear(1, 1),
+    ...                 loss_func=MSELossFlat(), progress=False)
+    >>> with learn.added_cbs(EarlyStoppingCallback(patience=2)):
+    ...     learn.early_stopping.patience
+    2
+    >>> hasattr(learn, "early_stopping")
+    False
+    """
+
+    def add_cb(self: Learner, cb: Callback | type[Callback]) -> Learner:
+        """Add ``cb`` (an instance, or a class to instantiate); it runs in every ``fit`` until removed."""
+        if isinstance(cb, type):
+            cb = cb()
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be Callback instances, got {cb!r}")
+        check_hook_names(cb)
+        existing = getattr(self, cb.name, None)
+        if existing is not None and not isinstance(existing, Callback):
+            raise ValueError(f"a callback named {cb.name!r} would hide the Learner attribute of that name; "
+                             "rename the callback class")
+        cb.learn = self
+        setattr(self, cb.name, cb)
+        self.cbs.append(cb)
+        self.cbs.sort(key=lambda c: (c.order, c.name))
+        return self
+
+    def add_cbs(self: Learner, cbs: Iterable[Callback]) -> Learner:
+        for cb in cbs:
+            self.add_cb(cb)
+        return self
+
+    def remove_cb(self: Learner, cb: Callback) -> Learner:
+        if cb in self.cbs:
+            self.cbs.remove(cb)
+            if getattr(self, cb.name, None) is cb:
+                delattr(self, cb.name)
+        return self
+
+    @contextlib.contextmanager
+    def added_cbs(self: Learner, cbs: Callback | Sequence[Callback] | None) -> Iterator[None]:
+        """Add ``cbs`` for the ``with`` block only (how ``fit(cbs=...)`` adds its callbacks)."""
+        cbs = [cb() if isinstance(cb, type) else cb for cb in _listify(cbs)]
+        try:
+            self.add_cbs(cbs)  # inside the try: a bad callback leaves none of these behind
+            yield
+        finally:
+            for cb in cbs:
+                self.remove_cb(cb)
+
+    @contextlib.contextmanager
+    def removed_cbs(self: Learner, cbs: Sequence[Callback]) -> Iterator[None]:
+        """Take ``cbs`` out for the ``with`` block only."""
+        cbs = [cb for cb in cbs if cb in self.cbs]
+        for cb in cbs:
+            self.remove_cb(cb)
+        try:
+            yield
+        finally:
+            self.add_cbs(cbs)

@@ -1,8 +1,20 @@
-"""Atomic writes: a file is written under a temporary name and renamed, so a crash or a full disk
-during the write leaves the previous file intact and never a half-written one.
+"""Checkpoints: ``learn.save``/``learn.load`` (from `CheckpointMixin`), and the atomic writes under them.
 
-The new file keeps the permission bits of the file it replaces (or gets the umask's, like ``open``), and
-the temporary files that a killed writer left behind are removed by the next successful write.
+A file is written under a temporary name and renamed, so a crash or a full disk during the write leaves the
+previous file intact and never a half-written one. The new file keeps the permission bits of the file it
+replaces (or gets the umask's, like ``open``), and the temporary files that a killed writer left behind are
+removed by the next successful write.
+
+>>> import tempfile, torch
+>>> from torch.utils.data import TensorDataset
+>>> ds = TensorDataset(torch.randn(8, 2), torch.randn(8, 1))
+>>> learn = Learner(DataLoaders.from_dsets(ds, ds, bs=4, device="cpu"), torch.nn.Linear(2, 1),
+...                 loss_func=MSELossFlat(), path=tempfile.mkdtemp(), progress=False)
+>>> path = learn.save("start")
+>>> path.relative_to(learn.path).as_posix()
+'models/start.pth'
+>>> learn.load("start") is learn
+True
 """
 from __future__ import annotations
 
@@ -13,13 +25,16 @@ import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .distributed import is_rank0
+from .process_group import distrib_barrier, is_rank0
 
-__all__ = ["atomic_write", "atomic_torch_save"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .learner import Learner
+
+__all__ = ["atomic_write", "atomic_torch_save", "CheckpointMixin"]
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -101,3 +116,42 @@ def _disk_full(e: Exception, folder: Path) -> bool:
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` through `atomic_write`."""
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+class CheckpointMixin:
+    """``save`` and ``load`` of `Learner`: the weights and optimizer state, as a ``torch.save`` file. (A resumable
+    run is `learnkit.core.callbacks.checkpoint`; a learner for inference elsewhere is `learnkit.core.export`.)"""
+
+    def _ckpt_path(self: Learner, name: str | Path) -> Path:
+        p = Path(name)
+        if p.suffix not in (".pth", ".pt", ".safetensors"):  # an explicit suffix is kept: "x.safetensors" stays
+            p = p.with_name(p.name + ".pth")
+        return p if p.is_absolute() or p.parent != Path(".") else self.path / self.model_dir / p
+
+    def save(self: Learner, name: str | Path, with_opt: bool = True) -> Path:
+        """Save the weights (and optimizer state) to ``path/model_dir/name.pth``; loads back with
+        ``weights_only=True`` (tensors and numbers only, no pickled code)."""
+        path = self._ckpt_path(name)
+        state = {"model": self.model.state_dict()}
+        if with_opt and self.opt is not None:
+            state["opt"] = self.opt.state_dict()
+        atomic_torch_save(state, path)
+        return path
+
+    def load(self: Learner, name: str | Path, with_opt: bool = True, strict: bool = True) -> Learner:
+        """Load weights (and optimizer state, if saved) written by `save`."""
+        path = self._ckpt_path(name)
+        distrib_barrier()  # under DDP only rank 0 writes checkpoints: wait until it has
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint at {path}")
+        if path.suffix == ".safetensors":
+            raise ValueError(f"{path} is a safetensors file (an export or a resume checkpoint), not a file written by "
+                             "learn.save: load an export with load_learner(path), continue a run with "
+                             "learn.fit(..., resume=path)")
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"], strict=strict)
+        if with_opt and "opt" in state:
+            if self.opt is None:
+                self.create_opt()
+            self.opt.load_state_dict(state["opt"])
+        return self

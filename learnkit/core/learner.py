@@ -1,11 +1,14 @@
-"""`Learner`: a model, its data, a loss and an optimizer, and the training loop — nothing else.
+"""`Learner`: a model, its data, a loss and an optimizer, and the training loop.
 
-The loop (``fit`` → epochs → train/validate → batches) fires the events of `learnkit.core.callback`;
-everything optional (recording, progress bars, schedules, early stopping, mixed-precision scaling of
-gradients, checkpoints) is a callback. Read ``_do_one_batch`` to see exactly what one step does.
-(This file is longer than learnkit's other modules on purpose: it is the one class a user reads to know
-what training does, so its methods stay together; the machinery they call lives in ``callbacks/``,
-``distributed.py``, ``checkpoint.py`` and ``export.py``.)
+Read it top to bottom: ``__init__``, how events fire (``__call__``, ``_with_events``), the optimizer and
+frozen parameter groups, then the loop (``fit`` → epochs → train/validate → batches; ``_do_one_batch`` is
+exactly one step), then the recipes built on ``fit`` (``fit_one_cycle``, ``fine_tune``, ``lr_find``...).
+The loop fires the events of `learnkit.core.callback`; everything optional (recording, progress bars,
+schedules, early stopping, checkpoints) is a callback. The rest of the `Learner` API comes from one mixin
+per concern: callbacks (``add_cb``...: `learnkit.core.callback`), mixed precision, channels-last, compile
+and DDP (`learnkit.core.acceleration`), inference (``get_preds``, ``predict``, ``validate``:
+`learnkit.core.inference`), ``save``/``load`` (`learnkit.core.checkpoint`) and display (``summary``,
+``no_bar``...: `learnkit.core.display`).
 
 >>> import torch
 >>> from torch.utils.data import TensorDataset
@@ -18,44 +21,38 @@ True
 """
 from __future__ import annotations
 
-import contextlib
-import html
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from .callback import (Callback, describe_training_loop, CancelBackwardException, CancelBatchException, CancelEpochException,
-                       CancelFitException, CancelStepException, CancelTrainException, CancelValidException)
+from .acceleration import AccelerationMixin
+from .callback import (Callback, CallbacksMixin, CancelBackwardException, CancelBatchException, CancelEpochException,
+                       CancelFitException, CancelStepException, CancelTrainException, CancelValidException, _listify)
+from .callbacks.checkpoint import resume_callbacks
+from .callbacks.progress import ProgressCallback
+from .callbacks.recorder import Recorder
+from .callbacks.schedule import LRFinder, OneCycleScheduler, flat_cos_scheduler, sgdr_scheduler
+from .checkpoint import CheckpointMixin
 from .data import DataLoaders
-from .distributed import (compile_learner, distrib_barrier, distrib_ctx, gather_preds, maybe_distribute,
-                          shard_for_preds, to_distributed)
-from .device import cat_nested as _cat_nested, default_device, to_cpu, to_device
-from .precision import cuda_speedups, memory_format_for
-from .sharding import unshuffled
+from .device import default_device, to_device
+from .display import DisplayMixin
+from .distributed import maybe_distribute
+from .export import export_learner
+from .inference import InferenceMixin
 from .metrics import Metric, as_metric
-from .registry import register_learner
+from .onnx import export_onnx as export_learner_onnx
 from .optim import LR, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, spread_lr
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .summary import LearnerSummary
+from .precision import cuda_speedups
+from .registry import register_learner
 
 __all__ = ["Learner"]
 
 
-def _listify(o: Any) -> list:
-    if o is None:
-        return []
-    if isinstance(o, (list, tuple)):
-        return list(o)
-    return [o]
-
-
 @register_learner
-class Learner:
+class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin, DisplayMixin):
     """Trains ``model`` on ``dls`` with ``loss_func`` and ``opt_func``.
 
     Args:
@@ -79,9 +76,6 @@ class Learner:
                  cbs: Callback | Sequence[Callback] | None = None, metrics: Any = None, wd: float | None = None,
                  path: str | Path | None = None, model_dir: str = "models", train_bn: bool = False,
                  device: str | torch.device | None = None, progress: bool = True):
-        from .callbacks.progress import ProgressCallback
-        from .callbacks.recorder import Recorder
-
         if not isinstance(dls, DataLoaders):
             raise TypeError(f"dls must be a learnkit DataLoaders, got {type(dls).__name__}; "
                             "wrap torch loaders with DataLoaders(train_dl, valid_dl)")
@@ -120,7 +114,7 @@ class Learner:
         self.ddp_model: nn.Module | None = None  # the DDP wrapper of `model` during a distributed fit
         maybe_distribute(self)  # joins DDP when torchrun started this process (distributed.py)
 
-    # --- callbacks -----------------------------------------------------------------------------------
+    # --- metrics and events (adding and removing callbacks: CallbacksMixin, in callback.py) ----------
     @property
     def metrics(self) -> list[Metric]:
         """The metrics computed on the validation set each epoch (settable: ``learn.metrics = [accuracy]``)."""
@@ -129,53 +123,6 @@ class Learner:
     @metrics.setter
     def metrics(self, metrics: Any) -> None:
         self._metrics = [as_metric(m) for m in _listify(metrics)]
-
-    def add_cb(self, cb: Callback) -> "Learner":
-        if isinstance(cb, type):
-            cb = cb()
-        if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks must be Callback instances, got {cb!r}")
-        existing = getattr(self, cb.name, None)
-        if existing is not None and not isinstance(existing, Callback):
-            raise ValueError(f"a callback named {cb.name!r} would hide the Learner attribute of that name; "
-                             "rename the callback class")
-        cb.learn = self
-        setattr(self, cb.name, cb)
-        self.cbs.append(cb)
-        self.cbs.sort(key=lambda c: (c.order, c.name))
-        return self
-
-    def add_cbs(self, cbs: Iterable[Callback]) -> "Learner":
-        for cb in cbs:
-            self.add_cb(cb)
-        return self
-
-    def remove_cb(self, cb: Callback) -> "Learner":
-        if cb in self.cbs:
-            self.cbs.remove(cb)
-            if getattr(self, cb.name, None) is cb:
-                delattr(self, cb.name)
-        return self
-
-    @contextlib.contextmanager
-    def added_cbs(self, cbs: Callback | Sequence[Callback] | None) -> Iterator[None]:
-        cbs = [cb() if isinstance(cb, type) else cb for cb in _listify(cbs)]
-        self.add_cbs(cbs)
-        try:
-            yield
-        finally:
-            for cb in cbs:
-                self.remove_cb(cb)
-
-    @contextlib.contextmanager
-    def removed_cbs(self, cbs: Sequence[Callback]) -> Iterator[None]:
-        cbs = [cb for cb in cbs if cb in self.cbs]
-        for cb in cbs:
-            self.remove_cb(cb)
-        try:
-            yield
-        finally:
-            self.add_cbs(cbs)
 
     def __call__(self, event: str) -> None:
         for cb in list(self.cbs):
@@ -236,69 +183,6 @@ class Learner:
                 if ps and not any(p.requires_grad for p in ps):
                     m.eval()
 
-    # --- precision -------------------------------------------------------------------------------------
-    def to_fp16(self) -> "Learner":
-        """fp16 autocast with a GradScaler on CUDA (conv nets also go channels-last there); on other devices
-        warns and keeps fp32."""
-        if self.device.type != "cuda":
-            warnings.warn(f"fp16 mixed precision needs CUDA (device is {self.device}); training stays in fp32. "
-                          "Use learn.to_bf16() for bfloat16 autocast on this device.", stacklevel=2)
-            return self.to_fp32()
-        self.precision = "fp16"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=True)
-        self._channels_last_on_cuda()
-        return self
-
-    def to_bf16(self) -> "Learner":
-        """bfloat16 autocast (CUDA or CPU; conv nets also go channels-last on CUDA); no gradient scaling is needed."""
-        self.precision = "bf16"
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=False)
-        self._channels_last_on_cuda()
-        return self
-
-    def to_channels_last(self) -> "Learner":
-        """Store conv weights (and so activations) channels-last, the layout tensor cores prefer on CUDA
-        (``channels_last_3d`` for 3-D convolutions; a no-op when conv ranks are mixed)."""
-        fmt = memory_format_for(self.model)
-        if fmt is not None:
-            self.model.to(memory_format=fmt)
-        return self
-
-    def _channels_last_on_cuda(self) -> None:
-        if self.device.type == "cuda" and memory_format_for(self.model) is not None:
-            self.to_channels_last()
-
-    def compile(self, mode: str | None = None, fullgraph: bool = False, dynamic: bool | None = None,
-                backend: str = "inductor") -> "Learner":
-        """Opt-in ``torch.compile`` of the model, in place (``nn.Module.compile``: the weights' names do not
-        change, so ``save``/``export`` work as before); under DDP the DDP wrapper is compiled instead. The
-        first batches are slow while it compiles."""
-        compile_learner(self, mode=mode, fullgraph=fullgraph, dynamic=dynamic, backend=backend)
-        return self
-
-    # --- distributed (torchrun); the machinery is in distributed.py ----------------------------------
-    def to_distributed(self, sync_bn: bool = True, find_unused_parameters: bool = False,
-                       backend: str | None = None) -> "Learner":
-        """Train with DDP over the processes torchrun started; a no-op in a single process. Called
-        automatically for a Learner created under torchrun (set ``LEARNKIT_DISTRIBUTED=0`` to opt out)."""
-        return to_distributed(self, sync_bn=sync_bn, find_unused_parameters=find_unused_parameters, backend=backend)
-
-    def distrib_ctx(self, sync_bn: bool = True, find_unused_parameters: bool = False,
-                    backend: str | None = None) -> contextlib.AbstractContextManager:
-        """``with learn.distrib_ctx(): learn.fine_tune(3)``: DDP inside the block, clean shutdown after it."""
-        return distrib_ctx(self, sync_bn=sync_bn, find_unused_parameters=find_unused_parameters, backend=backend)
-
-    def to_fp32(self) -> "Learner":
-        self.precision = "fp32"
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=False)
-        return self
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        return torch.autocast(self.device.type, dtype=dtype)
-
     # --- the loop ------------------------------------------------------------------------------------
     def fit(self, n_epoch: int, lr: LR | None = None, wd: float | None = None,
             cbs: Callback | Sequence[Callback] | None = None, reset_opt: bool = False, start_epoch: int = 0,
@@ -319,7 +203,6 @@ class Learner:
             raise ValueError("the training loader has no batches: the training set is empty, or smaller than the "
                              "batch size with drop_last=True; lower bs or add data")
         if resume is not None:
-            from .callbacks.checkpoint import resume_callbacks
             cbs = resume_callbacks(self, resume, cbs, start_epoch)
         if wd is not None:
             self.wd = wd
@@ -401,7 +284,6 @@ class Learner:
         """Train with the one-cycle policy: warm up from ``lr_max/div`` to ``lr_max`` over ``pct_start`` of
         the steps, then anneal (cosine) to ``lr_max/div_final``; momentum moves the opposite way.
         ``resume="auto"`` continues a killed run from its last checkpoint (see `fit`)."""
-        from .callbacks.schedule import OneCycleScheduler
         lr_max = self.lr if lr_max is None else lr_max
         check_lr(lr_max)
         if self.opt is None or reset_opt:
@@ -413,7 +295,6 @@ class Learner:
                      wd: float | None = None, cbs: Callback | Sequence[Callback] | None = None,
                      reset_opt: bool = False, start_epoch: int = 0, resume: str | Path | None = None) -> None:
         """Train at a flat ``lr`` for ``pct_start`` of the steps, then anneal (cosine) to ``lr / div_final``."""
-        from .callbacks.schedule import flat_cos_scheduler
         lr = self.lr if lr is None else lr
         check_lr(lr)
         if self.opt is None or reset_opt:
@@ -426,17 +307,12 @@ class Learner:
                  reset_opt: bool = False) -> None:
         """SGDR: ``n_cycles`` cosine cycles from ``lr_max`` to 0, the ``i``-th lasting ``cycle_len * cycle_mult**i``
         epochs (``cycle_len * (2**n_cycles - 1)`` epochs in all with the default ``cycle_mult=2``)."""
-        from .callbacks.schedule import sgdr_scheduler
         lr_max = self.lr if lr_max is None else lr_max
         check_lr(lr_max)
         if self.opt is None or reset_opt:
             self.create_opt(lr_max)
         sched, n_epoch = sgdr_scheduler(lr_max, len(self.opt.param_groups), n_cycles, cycle_len, cycle_mult)
         self.fit(n_epoch, wd=wd, cbs=[sched] + _listify(cbs))
-
-    def show_training_loop(self) -> None:
-        """Print every event of ``fit`` in order, with the callbacks that handle it (fastai's name)."""
-        print(describe_training_loop(self.cbs))
 
     def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
                   pct_start: float = 0.3, div: float = 5.0, wd: float | None = None,
@@ -457,7 +333,6 @@ class Learner:
                 show_plot: bool = True, suggest_funcs: Sequence[str | Callable] = ("valley",)):
         """Train briefly with an exponentially growing learning rate, record the loss, restore the weights
         and the optimizer, and return suggested learning rates (see `learnkit.core.callbacks.schedule.LRFinder`)."""
-        from .callbacks.schedule import LRFinder
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
         n_epoch = max(1, -(-num_it // max(1, len(self.dls.train))))
         with self.no_bar():
@@ -469,160 +344,14 @@ class Learner:
             self.recorder.plot_lr_find(suggestions=finder.suggest(suggest_funcs))
         return finder.suggest(suggest_funcs)
 
-    # --- inference -----------------------------------------------------------------------------------
-    def get_preds(self, ds_idx: int = 1, dl: Iterable | None = None, with_input: bool = False,
-                  with_loss: bool = False, with_decoded: bool = False, act: Callable | None = None) -> tuple:
-        """Predictions over a whole loader: ``(probs, targets[, decoded][, losses][, inputs])``.
-
-        ``probs`` is the loss' activation of the model output (softmax for cross-entropy). The targets
-        are ``None`` for loaders without labels (``dls.test_dl(items)``). Under DDP, predictions over the
-        ``dls``' own loaders are sharded and gathered (call it on every rank); an explicit ``dl`` runs locally.
-        """
-        dl = shard_for_preds(self, self.dls[ds_idx]) if dl is None else dl  # under DDP: this rank's shard
-        act = act or getattr(self.loss_func, "activation", lambda o: o)
-        preds, targs, inputs, losses = [], [], [], []
-        self.model.eval()
-        with torch.no_grad(), self.autocast():
-            for batch in dl:
-                batch = self.dls.on_device(to_device(tuple(batch), self.device), False)
-                xb, yb = tuple(batch[: self.dls.n_inp]), tuple(batch[self.dls.n_inp:])
-                out = self.model(*xb)
-                preds.append(to_cpu(act(out.float())))
-                if yb:
-                    targs.append(to_cpu(yb[0]))
-                    if with_loss:
-                        losses.append(to_cpu(self._item_losses(out, yb)))
-                if with_input:
-                    inputs.append(to_cpu(xb[0] if len(xb) == 1 else xb))
-        probs = gather_preds(dl, torch.cat(preds) if preds else torch.empty(0))
-        res = [probs, gather_preds(dl, torch.cat(targs) if targs else None)]
-        if with_decoded:
-            dec = getattr(self.loss_func, "decodes", lambda o: o)
-            res.append(dec(probs))
-        if with_loss:
-            res.append(gather_preds(dl, torch.cat(losses) if losses else None))
-        if with_input:
-            res.append(gather_preds(dl, _cat_nested(inputs)))
-        return tuple(res)
-
-    def _item_losses(self, out: torch.Tensor, yb: tuple) -> torch.Tensor:
-        return torch.stack([self.loss_func(out[i: i + 1], *(y[i: i + 1] for y in yb)).float()
-                            for i in range(out.shape[0])])
-
-    def predict(self, item: Any) -> tuple:
-        """Predict one item: ``(decoded, decoded_index_or_value, probabilities)``."""
-        dl = self.dls.test_dl([item])
-        probs, _, dec = self.get_preds(dl=dl, with_decoded=True)
-        return self.dls.decode_predict(item, dec[0], probs[0])
-
-    def validate(self, ds_idx: int = 1, dl: Iterable | None = None) -> list[float]:
-        """``[valid_loss, *metrics]`` over a loader (the validation set by default)."""
-        dl = unshuffled(self.dls[ds_idx]) if dl is None else dl  # every item once, in order (on this rank)
-        from .callbacks.recorder import Recorder
-        rec = self.recorder
-        with self.removed_cbs([cb for cb in self.cbs if not isinstance(cb, Recorder)]):
-            self._set_phase(dl, training=False)
-            self._with_events(self._do_validate, "validate", CancelValidException)
-        return rec.valid_summary()
-
-    # --- checkpoints ---------------------------------------------------------------------------------
-    def _ckpt_path(self, name: str | Path) -> Path:
-        p = Path(name)
-        if p.suffix not in (".pth", ".pt", ".safetensors"):  # an explicit suffix is kept: "x.safetensors" stays
-            p = p.with_name(p.name + ".pth")
-        return p if p.is_absolute() or p.parent != Path(".") else self.path / self.model_dir / p
-
-    def save(self, name: str | Path, with_opt: bool = True) -> Path:
-        """Save the weights (and optimizer state) to ``path/model_dir/name.pth``; loads back with
-        ``weights_only=True`` (tensors and numbers only, no pickled code)."""
-        from .checkpoint import atomic_torch_save
-        path = self._ckpt_path(name)
-        state = {"model": self.model.state_dict()}
-        if with_opt and self.opt is not None:
-            state["opt"] = self.opt.state_dict()
-        atomic_torch_save(state, path)
-        return path
-
-    def load(self, name: str | Path, with_opt: bool = True, strict: bool = True) -> "Learner":
-        """Load weights (and optimizer state, if saved) written by `save`."""
-        path = self._ckpt_path(name)
-        distrib_barrier()  # under DDP only rank 0 writes checkpoints: wait until it has
-        if not path.exists():
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        if path.suffix == ".safetensors":
-            raise ValueError(f"{path} is a safetensors file (an export or a resume checkpoint), not a file written by "
-                             "learn.save: load an export with load_learner(path), continue a run with "
-                             "learn.fit(..., resume=path)")
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model"], strict=strict)
-        if with_opt and "opt" in state:
-            if self.opt is None:
-                self.create_opt()
-            self.opt.load_state_dict(state["opt"])
-        return self
-
+    # --- export (the machinery is in export.py and onnx.py) -----------------------------------------
     def export(self, fname: str | Path = "export.safetensors") -> Path:
         """Write the learner for inference to one safetensors file (weights + JSON config, no pickle);
         ``load_learner(path)`` rebuilds it in a fresh process. See `learnkit.core.export`."""
-        from .export import export_learner
         return export_learner(self, fname)
 
     def export_onnx(self, path: str | Path = "export.onnx", opset: int | None = None) -> Path:
         """Write the model, with its preprocessing and output activation, as an ONNX graph with a dynamic
         batch, plus a JSON sidecar (``path.with_suffix('.json')``: classes, procs, tokenizer...). Needs
         ``pip install "learnkit[onnx]"``. See `learnkit.core.onnx`."""
-        from .onnx import export_onnx
-        return export_onnx(self, path, opset=opset)
-
-    # --- display -------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def no_bar(self) -> Iterator[None]:
-        old, self.show_progress = self.show_progress, False
-        try:
-            yield
-        finally:
-            self.show_progress = old
-
-    def summary(self, show: bool = True) -> "LearnerSummary":
-        """fastai's per-layer table from one validation-mode batch: layer type, output shape, parameters and
-        whether they train, then the input shape, parameter totals, optimizer, loss and callbacks. Printed
-        (``show``; HTML in a notebook) and returned (a `learnkit.core.summary.LearnerSummary`)."""
-        from .callbacks.progress import in_notebook
-        from .summary import model_summary
-        dl = self.dls.valid if self.dls.valid is not None else self.dls.train
-        if dl is None:
-            raise ValueError("summary runs the model on one batch, but this learner has no data (load_learner): "
-                             "use learnkit.core.summary.model_summary(learn.model, xb) with a batch of yours")
-        batch = self.dls.on_device(to_device(tuple(next(iter(dl))), self.device), False)
-        groups = self.param_groups()
-        n_frozen = next((i for i, g in enumerate(groups) if any(p.requires_grad for p in g)), len(groups))
-        note = f"Model frozen up to parameter group #{n_frozen}" if n_frozen else ""
-        with self.autocast():
-            res = model_summary(self.model, tuple(batch[: self.dls.n_inp]),
-                                optimizer=getattr(self.opt_func, "__name__", repr(self.opt_func)),
-                                loss=repr(self.loss_func), callbacks=[type(c).__name__ for c in self.cbs],
-                                frozen_note=note)
-        if show:
-            if in_notebook():
-                from IPython.display import HTML, display
-                display(HTML(res._repr_html_()))
-            else:
-                print(res)
-        return res
-
-    def _overview(self) -> dict[str, Any]:
-        n = sum(p.numel() for p in self.model.parameters())
-        n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        return {"model": type(self.model).__name__, "parameters": f"{n:,} ({n_train:,} trainable)",
-                "loss": type(self.loss_func).__name__, "optimizer": getattr(self.opt_func, "__name__", str(self.opt_func)),
-                "metrics": ", ".join(m.name for m in self.metrics) or "-", "device": str(self.device),
-                "precision": self.precision, "callbacks": ", ".join(type(c).__name__ for c in self.cbs)}
-
-    def __repr__(self) -> str:
-        return "Learner(" + ", ".join(f"{k}={v}" for k, v in self._overview().items()) + ")"
-
-    def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
-                       f"{html.escape(str(v))}</td></tr>" for k, v in self._overview().items())
-        return f"<table>{rows}</table>{self.dls._repr_html_()}"
-
+        return export_learner_onnx(self, path, opset=opset)

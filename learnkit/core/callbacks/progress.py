@@ -2,18 +2,35 @@
 metrics table (an HTML table updated in place in a notebook)."""
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
 import os
+import sys
 import warnings
+
+from tqdm import tqdm
 
 from ..callback import Callback
 
-# In a notebook without ipywidgets, importing tqdm.auto (huggingface_hub does, under timm and transformers)
-# warns "IProgress not found" on stderr. learnkit shows no bar there (see `_bar_class`) and says how to get
-# widgets in its docs (the `notebook` extra), so that one message is silenced — nothing else from tqdm.
-warnings.filterwarnings("ignore", message="IProgress not found", module=r"tqdm\.")
-
 __all__ = ["ProgressCallback", "in_notebook", "progress_bar"]
+
+
+def _import_tqdm_auto_quietly() -> None:
+    """In a notebook without ipywidgets, the first import of ``tqdm.auto`` (huggingface_hub's, under timm and
+    transformers) warns "IProgress not found" on stderr. learnkit shows no bar there (see `_bar_class`) and says
+    how to get widgets in its docs (the ``notebook`` extra), so it makes that first import itself, with that one
+    message silenced for the import only: the warning filters are left as they were."""
+    if "tqdm.auto" in sys.modules or "ipykernel.zmqshell" not in sys.modules:  # elsewhere tqdm.auto never warns
+        return
+    if importlib.util.find_spec("ipywidgets") is not None:  # with widgets it does not warn either
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found", module=r"tqdm\.")
+        importlib.import_module("tqdm.auto")  # now in sys.modules: later imports of it are silent
+
+
+_import_tqdm_auto_quietly()
 
 
 def in_notebook() -> bool:
@@ -33,9 +50,8 @@ def _bar_class(notebook: bool):
             import ipywidgets  # noqa: F401 - only to know whether widgets can be drawn
         except ImportError:
             return None
-        from tqdm.notebook import tqdm
-        return tqdm
-    from tqdm import tqdm
+        from tqdm.notebook import tqdm as notebook_tqdm  # imports ipywidgets: only in a notebook that has it
+        return notebook_tqdm
     return tqdm
 
 
@@ -50,7 +66,6 @@ def progress_bar(iterable=None, total: int | None = None, desc: str | None = Non
     """
     bar_class = _bar_class(in_notebook())
     if bar_class is None or os.environ.get("LEARNKIT_PROGRESS", "1") == "0":
-        from tqdm import tqdm
         bar_class, disable = tqdm, True
     return bar_class(iterable, total=total, desc=desc, leave=leave, disable=disable, dynamic_ncols=True)
 
@@ -132,7 +147,6 @@ class ProgressCallback(Callback):
         if self.notebook:
             self._show_html(names)
         else:
-            from tqdm import tqdm
             widths = [max(len(n), 10) for n in names]
             if len(self.rows) == 1:
                 tqdm.write("  ".join(n.ljust(w) for n, w in zip(names, widths)))

@@ -1,7 +1,20 @@
-"""Callbacks that watch a monitored value: early stopping, saving the best model, stopping on NaN."""
+"""Callbacks that watch a monitored value: early stopping, saving the best model, reducing the learning rate on a
+plateau, stopping on NaN.
+
+The monitored value is read by its name (``'valid_loss'``, ``'train_loss'`` or a metric's name) from the
+`Recorder` after each epoch; ``mode`` says whether lower (``'min'``) or higher (``'max'``) is better, and
+``'auto'`` tells from the name and the metric (`monitor_mode`).
+
+>>> monitor_mode("valid_loss"), monitor_mode("accuracy"), monitor_mode("error_rate"), monitor_mode("mean_iou")
+('min', 'max', 'min', 'max')
+"""
 from __future__ import annotations
 
 import math
+import operator
+import re
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -9,20 +22,61 @@ from ..callback import Callback, CancelFitException
 from ..process_group import any_rank
 
 __all__ = ["TrackerCallback", "EarlyStoppingCallback", "SaveModelCallback", "TerminateOnNaNCallback",
-           "ReduceLROnPlateau"]
+           "ReduceLROnPlateau", "monitor_mode"]
+
+#: Words (or the start of words) of a monitored name that say lower, or higher, is better.
+_LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "msle", "rmse", "rmspe", "mape", "perplexity", "nll")
+_HIGHER_IS_BETTER = ("acc", "f1", "fbeta", "r2", "dice", "iou", "jaccard", "precision", "recall", "auc", "roc",
+                     "kappa", "matthews", "mcc", "corr", "pearson", "spearman")
+#: fastai's ``comp=`` argument, as a mode.
+_COMP_MODES: dict[Any, str] = {np.less: "min", np.less_equal: "min", operator.lt: "min", operator.le: "min",
+                               np.greater: "max", np.greater_equal: "max", operator.gt: "max", operator.ge: "max"}
+
+
+def monitor_mode(name: str, metric: Any = None) -> str:
+    """``'min'`` or ``'max'``: whether lower or higher values of the monitored ``name`` are better.
+
+    A ``metric`` that says ``higher_is_better = False`` is ``'min'``. Otherwise a name with a word such as loss,
+    error, mse, rmse or perplexity is ``'min'``, one with accuracy, f1, r2, dice, iou, precision, recall or auc
+    is ``'max'``; any other name follows its metric's ``higher_is_better`` (``'max'`` unless it says otherwise,
+    as in fastai), and is ``'min'`` when it is not a metric's.
+
+    >>> monitor_mode("train_loss"), monitor_mode("top_k_accuracy"), monitor_mode("r2_score"), monitor_mode("my_err")
+    ('min', 'max', 'max', 'min')
+    """
+    if metric is not None and not getattr(metric, "higher_is_better", True):
+        return "min"
+    words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+    if any(w.startswith(_LOWER_IS_BETTER) for w in words):
+        return "min"
+    if any(w.startswith(_HIGHER_IS_BETTER) for w in words):
+        return "max"
+    return "max" if metric is not None else "min"
 
 
 class TrackerCallback(Callback):
-    """Tracks ``monitor`` (``'valid_loss'``, ``'train_loss'`` or a metric name) after each epoch.
+    """Tracks ``monitor`` (``'valid_loss'``, ``'train_loss'`` or a metric's name), read by name from the
+    `Recorder` after each epoch: ``best`` is its best value so far, ``new_best`` whether this epoch set it.
 
-    ``comp`` is ``np.less`` or ``np.greater``; by default ``less`` for losses and for metrics whose
-    ``higher_is_better`` is false, ``greater`` otherwise. An improvement must beat the best by ``min_delta``.
+    ``mode``: ``'min'`` (lower is better), ``'max'`` (higher is better) or ``'auto'`` (from the name and the
+    metric: see `monitor_mode`). ``comp`` is fastai's way to say it (``np.less`` or ``np.greater``); pass one
+    of the two. An improvement must beat the best by ``min_delta``.
     """
 
     order = 70  # after the Recorder has written the epoch's values
 
-    def __init__(self, monitor: str = "valid_loss", comp=None, min_delta: float = 0.0, reset_on_fit: bool = True):
+    def __init__(self, monitor: str = "valid_loss", comp: Callable | None = None, min_delta: float = 0.0,
+                 reset_on_fit: bool = True, *, mode: str = "auto"):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if comp is not None:
+            if comp not in _COMP_MODES:
+                raise TypeError(f"comp must be np.less or np.greater, got {comp!r}; or pass mode='min' or 'max'")
+            if mode != "auto" and _COMP_MODES[comp] != mode:
+                raise ValueError(f"comp={comp!r} and mode={mode!r} disagree; pass one of them")
+            mode = _COMP_MODES[comp]
         self.monitor, self.comp, self.min_delta, self.reset_on_fit = monitor, comp, min_delta, reset_on_fit
+        self.mode = mode
         self.best = None
 
     def before_fit(self):
@@ -30,14 +84,10 @@ class TrackerCallback(Callback):
         if self.monitor not in names:
             raise ValueError(f"{type(self).__name__} monitors {self.monitor!r}, which is not recorded; "
                              f"choose one of {names}")
-        self.idx = names.index(self.monitor)
-        if self.comp is None:
-            higher = False
-            if self.idx >= 2:
-                higher = self.learn.metrics[self.idx - 2].higher_is_better
-            self.comp = np.greater if higher else np.less
+        metric = next((m for m in self.learn.metrics if m.name == self.monitor), None)
+        self.resolved_mode = self.mode if self.mode != "auto" else monitor_mode(self.monitor, metric)
         if self.reset_on_fit or self.best is None:
-            self.best = -math.inf if self.comp is np.greater else math.inf
+            self.best = -math.inf if self.resolved_mode == "max" else math.inf
         self.new_best = False
 
     def state_dict(self) -> dict:
@@ -47,10 +97,21 @@ class TrackerCallback(Callback):
     def load_state_dict(self, state: dict) -> None:
         self.best = state["best"]
 
+    def monitored_value(self) -> float:
+        """This epoch's value of ``monitor``, by name from the `Recorder`."""
+        record = self.learn.recorder.final_record()
+        if self.monitor not in record:  # the metrics were changed during the fit
+            raise ValueError(f"{type(self).__name__} monitors {self.monitor!r}, which this epoch did not record; "
+                             f"it recorded {list(record)}")
+        return record[self.monitor]
+
     def after_epoch(self):
-        value = self.learn.recorder.values[-1][self.idx]
-        delta = self.min_delta if self.comp is np.greater else -self.min_delta
-        self.new_best = bool(math.isfinite(value) and self.comp(value - delta, self.best))
+        value = self.monitored_value()
+        if self.resolved_mode == "max":
+            better = value - self.min_delta > self.best
+        else:
+            better = value + self.min_delta < self.best
+        self.new_best = bool(math.isfinite(value) and better)
         if self.new_best:
             self.best = value
 
@@ -59,9 +120,9 @@ class PatienceCallback(TrackerCallback):
     """Counts the epochs since ``monitor`` last improved and calls ``on_plateau()`` after ``patience`` of them
     (the shared part of early stopping and learning-rate reduction)."""
 
-    def __init__(self, monitor: str = "valid_loss", comp=None, min_delta: float = 0.0, patience: int = 1,
-                 reset_on_fit: bool = True):
-        super().__init__(monitor, comp, min_delta, reset_on_fit)
+    def __init__(self, monitor: str = "valid_loss", comp: Callable | None = None, min_delta: float = 0.0,
+                 patience: int = 1, reset_on_fit: bool = True, *, mode: str = "auto"):
+        super().__init__(monitor, comp, min_delta, reset_on_fit, mode=mode)
         self.patience = patience
 
     def before_fit(self):
@@ -104,11 +165,12 @@ class ReduceLROnPlateau(PatienceCallback):
     """Divide every learning rate by ``factor`` when ``monitor`` has not improved for ``patience`` epochs
     (never below ``min_lr``). Use it with `Learner.fit` (a schedule such as one-cycle would overwrite the rates)."""
 
-    def __init__(self, monitor: str = "valid_loss", comp=None, min_delta: float = 0.0, patience: int = 1,
-                 factor: float = 10.0, min_lr: float = 0.0, reset_on_fit: bool = True):
+    def __init__(self, monitor: str = "valid_loss", comp: Callable | None = None, min_delta: float = 0.0,
+                 patience: int = 1, factor: float = 10.0, min_lr: float = 0.0, reset_on_fit: bool = True, *,
+                 mode: str = "auto"):
         if factor <= 1:
             raise ValueError(f"factor divides the learning rate and must be > 1, got {factor!r}")
-        super().__init__(monitor, comp, min_delta, patience, reset_on_fit)
+        super().__init__(monitor, comp, min_delta, patience, reset_on_fit, mode=mode)
         self.factor, self.min_lr = factor, min_lr
 
     def on_plateau(self) -> None:
@@ -122,9 +184,10 @@ class SaveModelCallback(TrackerCallback):
     """Save the model when ``monitor`` improves (``fname``), or every epoch (``every_epoch=True``:
     ``fname_<epoch>``); at the end of training, load the best weights back (``at_end=False``)."""
 
-    def __init__(self, monitor: str = "valid_loss", comp=None, min_delta: float = 0.0, fname: str = "model",
-                 every_epoch: bool = False, at_end: bool = False, with_opt: bool = False, reset_on_fit: bool = True):
-        super().__init__(monitor, comp, min_delta, reset_on_fit)
+    def __init__(self, monitor: str = "valid_loss", comp: Callable | None = None, min_delta: float = 0.0,
+                 fname: str = "model", every_epoch: bool = False, at_end: bool = False, with_opt: bool = False,
+                 reset_on_fit: bool = True, *, mode: str = "auto"):
+        super().__init__(monitor, comp, min_delta, reset_on_fit, mode=mode)
         self.fname, self.every_epoch, self.at_end, self.with_opt = fname, every_epoch, at_end, with_opt
         self.best_epoch = None
 
