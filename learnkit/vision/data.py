@@ -40,7 +40,7 @@ from .blocks import ImageBlock
 from ..core.cache import presized_cache
 from .io import get_image_files, image_items
 from .points import scale_points
-from .transforms import Normalize, apply_batch_tfms, is_random, transform_from_config, validation_tfms
+from .transforms import Normalize, apply_batch_tfms, is_random, tfms_from_config, tfms_to_config
 
 __all__ = ["ImageDataLoaders"]
 
@@ -226,26 +226,17 @@ class ImageDataLoaders(DataLoaders):
         return image_onnx_spec(self)
 
     def export_config(self) -> dict:
-        det = validation_tfms(self.batch_tfms)  # what runs outside training (presizing → BatchResize)
-        for t in self.item_tfms + det:
-            if not hasattr(t, "export_config"):
-                raise TypeError(f"transform {t!r} cannot be exported (it has no export_config); use learnkit's "
-                                "Resize/RandomResizedCrop/Normalize or register your own")
         return {"vocab": [py_value(v) for v in self.vocab] if self.vocab is not None else None,
                 "multi_label": self.multi_label,
                 "target": self.y_block.export_config() if self.y_block is not None else None,
-                "item_tfms": [t.export_config() for t in self.item_tfms],
-                "batch_tfms": [t.export_config() for t in det],
-                "normalize": self.normalize.export_config() if self.normalize else None, "bs": self.bs}
+                **tfms_to_config(self.item_tfms, self.batch_tfms, self.normalize), "bs": self.bs}
 
     @classmethod
     def from_config(cls, config: dict, device: str | torch.device | None = None) -> "ImageDataLoaders":
-        norm, target = config.get("normalize"), config.get("target")
+        target = config.get("target")
         return cls(None, None, device=device, vocab=config["vocab"], multi_label=config["multi_label"],
-                   y_block=block_from_config(target) if target else None,
-                   item_tfms=[transform_from_config(c) for c in config["item_tfms"]],
-                   batch_tfms=[transform_from_config(c) for c in config["batch_tfms"]],
-                   normalize=transform_from_config(norm) if norm else None, bs=int(config.get("bs", 64)))
+                   y_block=block_from_config(target) if target else None, **tfms_from_config(config),
+                   bs=int(config.get("bs", 64)))
 
     # --- factories ---------------------------------------------------------------------------------
     @classmethod
