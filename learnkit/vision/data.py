@@ -22,7 +22,7 @@ workers. Labels may be any hashable values (strings, ints, bools); a list of lab
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path  # noqa: F401 (the module docstring)
 from typing import Any
 
 import torch
