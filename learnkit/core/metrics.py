@@ -251,16 +251,31 @@ def msle(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     return ((torch.log1p(pred.reshape(targ.shape).float()) - torch.log1p(targ.float())) ** 2).mean()
 
 
-class _RMSE(Metric):
-    """Accumulates squared errors so that `rmse` is computed over the whole set."""
-    name, higher_is_better = "rmse", False
+def _squared_error(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+    return (pred.reshape(targ.shape).float() - targ.float()) ** 2
+
+
+def _squared_pct_error(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+    p, t = torch.exp(pred.reshape(targ.shape).float()), torch.exp(targ.float())
+    return ((t - p) / t) ** 2
+
+
+class _RootMeanSquare(Metric):
+    """``sqrt`` of the mean of ``squares(pred, targ)`` over every item of the set (what `rmse` and `exp_rmspe`
+    accumulate; the sum stays on the device, read once in ``value``)."""
+
+    higher_is_better = False
+
+    def __init__(self, name: str, squares: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+        self.name, self.squares = name, squares
+        self.reset()
 
     def reset(self):
         self.sq, self.count = 0.0, 0
 
     def accumulate(self, pred, targ):
-        _check_one_per_target(pred, targ, "rmse")
-        self.sq = self.sq + ((pred.reshape(targ.shape).float() - targ.float()) ** 2).sum().detach()
+        _check_one_per_target(pred, targ, self.name)
+        self.sq = self.sq + self.squares(pred, targ).sum().detach()
         self.count += targ.numel()
 
     @property
@@ -268,7 +283,7 @@ class _RMSE(Metric):
         return math.sqrt(float(self.sq) / self.count) if self.count else float("nan")
 
 
-@whole_set(_RMSE)
+@whole_set(functools.partial(_RootMeanSquare, "rmse", _squared_error))
 def rmse(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Root mean squared error. As ``metrics=rmse`` it is computed over the whole validation set (not as a mean
     of batch RMSEs).
@@ -277,28 +292,10 @@ def rmse(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     1.4142135381698608
     """
     _check_one_per_target(pred, targ, "rmse")
-    return ((pred.reshape(targ.shape).float() - targ.float()) ** 2).mean().sqrt()
+    return _squared_error(pred, targ).mean().sqrt()
 
 
-
-class _ExpRMSPE(Metric):
-    name, higher_is_better = "exp_rmspe", False
-
-    def reset(self):
-        self.sq, self.count = 0.0, 0
-
-    def accumulate(self, pred, targ):
-        _check_one_per_target(pred, targ, "exp_rmspe")
-        p, t = torch.exp(pred.reshape(targ.shape).float()), torch.exp(targ.float())
-        self.sq += float((((t - p) / t) ** 2).sum())
-        self.count += targ.numel()
-
-    @property
-    def value(self):
-        return math.sqrt(self.sq / self.count) if self.count else float("nan")
-
-
-@whole_set(_ExpRMSPE)
+@whole_set(functools.partial(_RootMeanSquare, "exp_rmspe", _squared_pct_error))
 def exp_rmspe(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Root mean squared percentage error of ``exp(pred)`` against ``exp(targ)`` (targets in log space, as in
     the Rossmann competition); over the whole set as ``metrics=exp_rmspe``.
@@ -307,9 +304,7 @@ def exp_rmspe(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     0.0
     """
     _check_one_per_target(pred, targ, "exp_rmspe")
-    p, t = torch.exp(pred.reshape(targ.shape).float()), torch.exp(targ.float())
-    return (((t - p) / t) ** 2).mean().sqrt()
-
+    return _squared_pct_error(pred, targ).mean().sqrt()
 
 
 class R2Score(Metric):

@@ -8,7 +8,7 @@ import torch
 from sklearn import metrics as skm
 
 from learnkit import (AvgMetric, Dice, DiceMulti, F1Score, JaccardCoeff, JaccardMulti, Precision, Recall, RocAuc,
-                      accuracy, as_metric, error_rate, foreground_acc, mae, mse, rmse)
+                      accuracy, as_metric, error_rate, exp_rmspe, foreground_acc, mae, mse, rmse)
 from learnkit.core.segmetrics import ForegroundAcc
 
 SIZES = [1, 7, 32, 3, 57]  # unequal batches, 100 items
@@ -110,6 +110,8 @@ def test_function_metrics_with_options_stay_exact_over_the_set():
     assert _accumulate(rmse, pred, targ) == pytest.approx(whole, rel=1e-6)
     assert _accumulate(functools.partial(rmse), pred, targ) == pytest.approx(whole, rel=1e-6)  # not a batch mean
     assert as_metric(functools.partial(rmse)).higher_is_better is False
+    p, t = torch.exp(pred.squeeze().double()), torch.exp(targ.double())
+    assert _accumulate(exp_rmspe, pred, targ) == pytest.approx(math.sqrt(float((((t - p) / t) ** 2).mean())), rel=1e-5)
 
 
 def test_foreground_acc_is_a_function_and_every_way_of_passing_it_agrees():
