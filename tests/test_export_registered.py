@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from coretools import write_two_class_images
 
 from learnkit import ExportError, load_learner
 from learnkit.core.registry import TRANSFORM_REGISTRY, register_transform
@@ -81,14 +82,7 @@ def user_module(tmp_path, monkeypatch):
 
 
 def _images(folder: Path, n: int = 12) -> list[Path]:
-    import torchvision
-    folder.mkdir(parents=True, exist_ok=True)
-    g = torch.Generator().manual_seed(0)
-    for i in range(n):
-        base = 60 if i % 2 else 190
-        img = (base + torch.randint(-50, 50, (3, 20, 20), generator=g)).clamp(0, 255).to(torch.uint8)
-        torchvision.io.write_png(img, str(folder / f"{'ab'[i % 2]}_{i}.png"))
-    return get_image_files(folder)
+    return write_two_class_images(folder, n, size=20, spread=50)
 
 
 def _in_fresh_process(script: str, folder: Path, cwd: Path) -> str:
