@@ -139,8 +139,8 @@ def as_metric(m: Metric | Callable | Any) -> Metric:
     if isinstance(m, type):
         raise TypeError(f"metric {m.__name__} is a class: pass an instance, e.g. metrics={m.__name__}()")
     if not callable(m):
-        raise TypeError(f"metrics must be Metric instances, torchmetrics.Metric instances or functions "
-                        f"(pred, targ) -> value, got {m!r}")
+        raise TypeError(f"metrics must be Metric instances or functions (pred, targ) -> value (or torchmetrics.Metric "
+                        f"instances), got {m!r}")
     inner, options = m, {}
     if isinstance(m, functools.partial) and not m.args:
         inner, options = m.func, dict(m.keywords)
