@@ -17,8 +17,6 @@ The three lines that matter:
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import pandas as pd
 import torch
 
 from learnkit import set_seed
+from learnkit.datasets import URLs, find_data
 from learnkit.core.split import RandomSplitter
 from learnkit.tabular import (Callback, Categorify, Discretize, FillMissing, Normalize, TabularDataLoaders, accuracy,
                               tabular_learner)
@@ -51,15 +50,9 @@ class EpochTimer(Callback):
 
 
 def find_csv(data: str | None) -> Path:
-    if data is None:
-        data = os.environ.get("LEARNKIT_DATA")
-        if data is None:
-            sys.exit("no data: pass --data PATH (the folder holding adult/adult.csv) or set LEARNKIT_DATA")
-    p = Path(data)
-    for cand in (p, p / "adult.csv", p / "adult" / "adult.csv"):
-        if cand.is_file():
-            return cand
-    sys.exit(f"adult.csv not found under {p} (looked for {p}, {p / 'adult.csv'}, {p / 'adult' / 'adult.csv'})")
+    """adult.csv: ``--data`` (the CSV, ``adult/`` or the folder holding it), else ``$LEARNKIT_DATA/adult``."""
+    found = find_data(URLs.ADULT_SAMPLE, data, marker="adult.csv", download=False)
+    return found if found.is_file() else found / "adult.csv"
 
 
 def sklearn_reference(csv: Path, cat_names: list[str], cont_names: list[str]) -> tuple[float, float]:

@@ -15,13 +15,13 @@ mean IoU over the 11 classes, the IoU of each class and the wall time, on the gi
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import torch
 
 from learnkit import set_seed
+from learnkit.datasets import URLs, find_data
 from learnkit.core import CrossEntropyLossFlat
 from learnkit.vision.segmentation import (CrossEntropyDiceLoss, DiceLoss, FocalLossFlat, FuncSplitter, JaccardMulti,
                                           Resize, SegmentationDataLoaders, aug_transforms, foreground_acc,
@@ -29,15 +29,8 @@ from learnkit.vision.segmentation import (CrossEntropyDiceLoss, DiceLoss, FocalL
 
 
 def find_camvid(data: str | None) -> Path:
-    if data is None and os.environ.get("LEARNKIT_DATA"):
-        data = os.environ["LEARNKIT_DATA"]
-    if data is None:
-        raise SystemExit("no data: pass --data PATH (holding camvid/) or set LEARNKIT_DATA")
-    root = Path(data)
-    for cand in (root / "camvid", root):
-        if (cand / "trainannot").is_dir() and (cand / "codes.txt").is_file():
-            return cand
-    raise SystemExit(f"no SegNet CamVid (train/, trainannot/, val/, valannot/, codes.txt) under {root}")
+    """``--data`` (``camvid/`` or the folder holding it), else ``$LEARNKIT_DATA/camvid``: never downloaded here."""
+    return find_data(URLs.CAMVID, data, marker="trainannot", download=False)
 
 
 def class_weights(dls, power: float = 0.5, max_weight: float = 10.0) -> torch.Tensor:

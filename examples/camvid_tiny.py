@@ -11,25 +11,18 @@ Prints pixel accuracy without void, mean IoU over the classes present, and the w
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 from learnkit import set_seed
+from learnkit.datasets import URLs, find_data
 from learnkit.vision.segmentation import (JaccardMulti, Resize, SegmentationDataLoaders, foreground_acc,
                                           get_image_files, unet_learner)
 
 
 def find_camvid_tiny(data: str | None) -> Path:
-    if data is None and os.environ.get("LEARNKIT_DATA"):
-        data = os.environ["LEARNKIT_DATA"]
-    if data is None:
-        raise SystemExit("no data: pass --data PATH (holding camvid_tiny/) or set LEARNKIT_DATA")
-    root = Path(data)
-    for cand in (root / "camvid_tiny", root):
-        if (cand / "labels").is_dir() and (cand / "codes.txt").is_file():
-            return cand
-    raise SystemExit(f"no CAMVID_TINY (images/, labels/, codes.txt) under {root}")
+    """``--data`` (``camvid_tiny/`` or the folder holding it), else ``$LEARNKIT_DATA/camvid_tiny``."""
+    return find_data(URLs.CAMVID_TINY, data, marker="labels", download=False)
 
 
 def main() -> None:

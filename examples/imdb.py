@@ -21,26 +21,18 @@ states, each costing about the same as one forward pass of the full encoder.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from pathlib import Path
 
 from learnkit import set_seed
+from learnkit.datasets import URLs, find_data
 from learnkit.text import (TextClassificationInterpretation, TextDataLoaders, accuracy, read_text,
                            text_classifier_learner)
 
 
 def find_imdb(data: str | None) -> Path:
-    if data is None:
-        data = os.environ.get("LEARNKIT_DATA")
-        if data is None:
-            sys.exit("no data: pass --data PATH (the folder holding imdb/) or set LEARNKIT_DATA")
-    p = Path(data)
-    for cand in (p / "imdb", p):
-        if (cand / "train").is_dir():
-            return cand
-    sys.exit(f"no imdb/train folder under {p}")
+    """``--data`` (``imdb/`` or the folder holding it), else ``$LEARNKIT_DATA/imdb``: never downloaded here."""
+    return find_data(URLs.IMDB, data, marker="train", download=False)
 
 
 def fast_dls(path: Path, tok: str, max_len: int, n: int = 24):

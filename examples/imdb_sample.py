@@ -17,27 +17,20 @@ See examples/imdb.py for how the frozen-body cache keeps this cheap on a CPU.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from learnkit import set_seed
+from learnkit.datasets import URLs, find_data
 from learnkit.text import TextClassificationInterpretation, TextDataLoaders, accuracy, text_classifier_learner
 
 
 def find_csv(data: str | None) -> Path:
-    if data is None:
-        data = os.environ.get("LEARNKIT_DATA")
-        if data is None:
-            sys.exit("no data: pass --data PATH (the folder holding imdb/texts.csv) or set LEARNKIT_DATA")
-    p = Path(data)
-    for cand in (p, p / "texts.csv", p / "imdb" / "texts.csv"):
-        if cand.is_file():
-            return cand
-    sys.exit(f"no texts.csv under {p}")
+    """texts.csv: ``--data`` (the CSV, ``imdb/`` or the folder holding it), else ``$LEARNKIT_DATA/imdb``."""
+    found = find_data(URLs.IMDB_SAMPLE, data, marker="texts.csv", download=False)
+    return found if found.is_file() else found / "texts.csv"
 
 
 def main(argv: list[str] | None = None) -> float:

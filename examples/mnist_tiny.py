@@ -11,28 +11,20 @@ folder (``3`` or ``7``). Prints the validation error rate and the wall time.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
-# Idle OpenMP threads sleep instead of spinning (much faster on a busy, shared CPU); set before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from learnkit import set_seed  # noqa: E402
-from learnkit.vision import ImageDataLoaders, Resize, error_rate, vision_learner  # noqa: E402
+from learnkit import set_seed
+from learnkit.datasets import URLs, find_data
+from learnkit.vision import ImageDataLoaders, Resize, error_rate, vision_learner
 
 
-def find_data(data: str | None) -> Path:
-    if data is None and os.environ.get("LEARNKIT_DATA"):
-        data = os.path.join(os.environ["LEARNKIT_DATA"], "mnist_tiny")
-    if data is None:
-        from learnkit.datasets import URLs, untar_data  # downloads only when no local copy is given
-        data = str(untar_data(URLs.MNIST_TINY))
-    root = Path(data)
-    for cand in (root / "mnist_tiny", root):
-        if (cand / "train").is_dir() and (cand / "valid").is_dir():
-            return cand
-    raise SystemExit(f"no train/ and valid/ folders under {root}; pass --data PATH or set LEARNKIT_DATA")
+def find_mnist(data: str | None) -> Path:
+    """``--data`` (``mnist_tiny/`` or the folder holding it), else ``$LEARNKIT_DATA/mnist_tiny``, else a download."""
+    path = find_data(URLs.MNIST_TINY, data, marker="train")
+    if not (path / "valid").is_dir():
+        raise FileNotFoundError(f"no valid/ folder in {path}; pass --data PATH or set LEARNKIT_DATA")
+    return path
 
 
 def main() -> None:
@@ -51,7 +43,7 @@ def main() -> None:
     start = time.perf_counter()
     size = min(args.size, 32) if args.fast else args.size
 
-    dls = ImageDataLoaders.from_folder(find_data(args.data), train="train", valid="valid", item_tfms=Resize(size),
+    dls = ImageDataLoaders.from_folder(find_mnist(args.data), train="train", valid="valid", item_tfms=Resize(size),
                                       bs=args.bs)
     learn = vision_learner(dls, args.arch, pretrained=args.pretrained, metrics=error_rate)
     learn.fine_tune(args.epochs)

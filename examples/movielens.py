@@ -12,27 +12,19 @@ lowest learned bias (among the 1,000 most-rated) and 10 recommendations for user
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from learnkit.datasets import URLs, find_data
 from learnkit.collab import CollabDataLoaders, collab_learner
 
 
 def find_ml100k(data: str | None) -> Path:
-    if data is None and os.environ.get("LEARNKIT_DATA"):
-        data = os.environ["LEARNKIT_DATA"]
-    if data is None:
-        from learnkit.datasets import URLs, untar_data  # downloads only when no local copy is given
-        data = str(untar_data(URLs.ML_100k))
-    root = Path(data)
-    for cand in (root / "ml-100k", root):
-        if (cand / "u.data").is_file():
-            return cand
-    raise SystemExit(f"no ml-100k/u.data found under {root}; pass --data PATH or set LEARNKIT_DATA")
+    """``--data`` (``ml-100k/`` or the folder holding it), else ``$LEARNKIT_DATA/ml-100k``, else a download."""
+    return find_data(URLs.ML_100k, data, marker="u.data")
 
 
 def read_titles(path: Path) -> dict[int, str]:

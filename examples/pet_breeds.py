@@ -19,27 +19,24 @@ error rate (the seeded 20 % split) and the wall time.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep (a shared CPU); before torch loads
-
-from learnkit import set_seed  # noqa: E402
-from learnkit.vision import (CategoryBlock, DataBlock, ImageBlock, RandomSplitter, RegexLabeller, Resize,  # noqa: E402
+from learnkit import set_seed
+from learnkit.datasets import URLs, find_data
+from learnkit.vision import (CategoryBlock, DataBlock, ImageBlock, RandomSplitter, RegexLabeller, Resize,
                              aug_transforms, error_rate, get_image_files, using_attr, vision_learner)
 
 
 def find_images(data: str | None) -> Path:
-    if data is None and os.environ.get("LEARNKIT_DATA"):
-        data = os.path.join(os.environ["LEARNKIT_DATA"], "pets")
-    if data is None:
-        raise SystemExit("pass --data PATH or set LEARNKIT_DATA")
-    root = Path(data)
-    for cand in (root / "pets" / "images", root / "images", root):
-        if cand.is_dir() and any(cand.glob("*.jpg")):
+    """The photos: ``--data`` (``pets/``, its ``images/``, or the folder holding ``pets/``), else
+    ``$LEARNKIT_DATA/pets``, never downloaded here."""
+    root = find_data(URLs.PETS, data, download=False)
+    for cand in (root / "images", root):
+        if any(cand.glob("*.jpg")):
             return cand
-    raise SystemExit(f"no pet photos (*.jpg) found under {root}; pass --data PATH or set LEARNKIT_DATA")
+    raise FileNotFoundError(f"no pet photos (*.jpg) in {root} or {root / 'images'}; pass --data PATH or set "
+                            "LEARNKIT_DATA")
 
 
 def fast_subset(path: Path) -> list[Path]:

@@ -11,16 +11,12 @@ upper-case letter. Prints the validation error rate (automatic 20 % split, seed 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
-# Idle OpenMP threads sleep instead of spinning: on a CPU shared with other work, spinning threads burn the
-# time slices the busy ones need (measured here: 3x less CPU time per batch). Must be set before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from learnkit import set_seed  # noqa: E402
-from learnkit.vision import ImageDataLoaders, Resize, error_rate, get_image_files, vision_learner  # noqa: E402
+from learnkit import set_seed
+from learnkit.datasets import URLs, find_data
+from learnkit.vision import ImageDataLoaders, Resize, error_rate, get_image_files, vision_learner
 
 
 def is_cat(name: str) -> bool:
@@ -28,16 +24,14 @@ def is_cat(name: str) -> bool:
 
 
 def find_images(data: str | None) -> Path:
-    if data is None and os.environ.get("LEARNKIT_DATA"):
-        data = os.path.join(os.environ["LEARNKIT_DATA"], "pets")
-    if data is None:
-        from learnkit.datasets import URLs, untar_data  # downloads only when no local copy is given
-        data = str(untar_data(URLs.PETS))
-    root = Path(data)
-    for cand in (root / "pets" / "images", root / "images", root):
-        if cand.is_dir() and any(cand.glob("*.jpg")):
+    """The photos: ``--data`` (``pets/``, its ``images/``, or the folder holding ``pets/``), else
+    ``$LEARNKIT_DATA/pets``, else a download."""
+    root = find_data(URLs.PETS, data)
+    for cand in (root / "images", root):
+        if any(cand.glob("*.jpg")):
             return cand
-    raise SystemExit(f"no pet photos (*.jpg) found under {root}; pass --data PATH or set LEARNKIT_DATA")
+    raise FileNotFoundError(f"no pet photos (*.jpg) in {root} or {root / 'images'}; pass --data PATH or set "
+                            "LEARNKIT_DATA")
 
 
 def main() -> None:

@@ -10,6 +10,9 @@
    attempt was cut off), its size and (when known) SHA-256 are checked, it is extracted into a temporary
    folder and renamed into place. A partial download or extraction never looks complete.
 
+`find_data` is the same lookup for scripts with a ``--data`` option (the examples): the folder the user
+named, or the dataset's folder inside it, else `untar_data`.
+
 >>> URLs.local_name(URLs.PETS)
 'pets'
 """
@@ -27,7 +30,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["URLs", "untar_data", "download_url", "learnkit_home", "DownloadError"]
+__all__ = ["URLs", "untar_data", "find_data", "download_url", "learnkit_home", "DownloadError"]
 
 
 class DownloadError(RuntimeError):
@@ -174,6 +177,46 @@ def untar_data(url: str, dest: str | Path | None = None, sha256: str | None = No
             return _content_root(folder)
         _download_and_extract(url, name, folder, sha256, force)
     return _content_root(folder)
+
+
+def find_data(dataset: str, data: str | os.PathLike | None = None, *, marker: str | None = None,
+              download: bool = True) -> Path:
+    """The folder of ``dataset`` (a `URLs` address, or a folder name such as ``"pets"``) for a script's
+    ``--data`` option.
+
+    ``data`` is what the user passed: the dataset's folder itself, or a data root holding it under its name
+    (``URLs.local_name``: ``data/pets``, ``data/imdb``...); a file (a CSV) is returned as it is. Without
+    ``data``, `untar_data` finds it: ``$LEARNKIT_DATA/<name>``, the cache, or a download (``download=False``,
+    or a plain name: only ``$LEARNKIT_DATA``). ``marker`` is a file or folder the dataset's folder holds
+    (``"train"``, ``"u.data"``): it tells the dataset's folder from a data root, and a folder without it is
+    an error. Raises `FileNotFoundError` saying where it looked and what to pass.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp()); (root / "ml-100k").mkdir(); (root / "ml-100k" / "u.data").touch()
+    >>> find_data(URLs.ML_100k, root, marker="u.data") == find_data("ml-100k", root / "ml-100k", marker="u.data")
+    True
+    >>> find_data(URLs.ML_100k, root, marker="u.item")
+    Traceback (most recent call last):
+    FileNotFoundError: no ml-100k data (with u.item) in ... or ...: pass --data PATH (the folder holding ml-100k/) ...
+    """
+    is_url = "://" in dataset
+    name = URLs.local_name(dataset) if is_url else dataset
+    what = f"{name} data" + (f" (with {marker})" if marker else "")
+    hint = f"pass --data PATH (the folder holding {name}/) or set LEARNKIT_DATA"
+    if data is not None and Path(data).expanduser().is_file():
+        return Path(data).expanduser()
+    if data is None:
+        if not os.environ.get("LEARNKIT_DATA") and not (is_url and download):
+            raise FileNotFoundError(f"no {what}: {hint}")
+        found = untar_data(dataset) if is_url else Path(os.environ["LEARNKIT_DATA"]).expanduser() / name
+        candidates = [found, found / name]
+    else:
+        root = Path(data).expanduser()
+        candidates = [root / name, root]
+    for cand in candidates:
+        if cand.is_dir() and (marker is None or (cand / marker).exists()):
+            return cand
+    raise FileNotFoundError(f"no {what} in {candidates[0]} or {candidates[1]}: {hint}")
 
 
 @contextlib.contextmanager

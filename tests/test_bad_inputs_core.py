@@ -14,7 +14,7 @@ from torch.utils.data import TensorDataset
 from learnkit import (CheckpointCallback, CrossEntropyLossFlat, DataLoaders, Learner, MSELossFlat, accuracy,
                       error_rate, load_learner, mae, mse, register_dls, register_model, rmse)
 from learnkit.core import checkpoint as ckpt_mod
-from learnkit.core import export as export_mod
+from learnkit.core import safefile  # where exports and checkpoints are written
 from learnkit.core.callback import Callback
 from learnkit.core.callbacks import LRFinder, OneCycleScheduler, combine_scheds, sched_lin
 from learnkit.core.data import make_loader
@@ -291,7 +291,7 @@ def test_disk_full_keeps_the_previous_file(tmp_path, monkeypatch, what):
             raise OSError(28, "No space left on device")
         return real(p, half_then_enospc)
 
-    for mod in (ckpt_mod, export_mod):
+    for mod in (ckpt_mod, safefile):
         monkeypatch.setattr(mod, "atomic_write", failing_write)
     with torch.no_grad():
         learn.model.weight.add_(1.0)

@@ -106,7 +106,7 @@ def _learner(task: str, data: Path, path: Path):
 
 
 class _LoaderKinds(Callback):
-    """Records the inner loader of each phase's shard (a `_CachedLoader` when the feature cache serves it)."""
+    """Records the inner loader of each phase's shard (a `CachedLoader` when the feature cache serves it)."""
 
     order = 0  # after the DistributedTrainer (-30) and the feature cache (-20) swapped the loaders
 
@@ -116,8 +116,9 @@ class _LoaderKinds(Callback):
     def before_train(self):
         inner = getattr(self.learn.dl, "dl", self.learn.dl)
         self.kinds.append(type(inner).__name__)
-        if self.cached_targets is None and hasattr(inner, "targets"):  # the training set's, as gathered
-            self.cached_targets = inner.targets[0]
+        store = getattr(inner, "store", None)
+        if self.cached_targets is None and hasattr(store, "targets"):  # the training set's, as gathered
+            self.cached_targets = store.targets[0]
 
     before_validate = before_train
 
@@ -180,7 +181,7 @@ def test_every_task_learner_trains_under_torchrun(tmp_path):
         assert a["preds_equal_dataset"] and b["preds_equal_dataset"], task
         assert a["n_preds"] == a["n_train"], task
     # the frozen epoch read this rank's shard of the cached features, training and validation
-    assert r0["vision"]["cached_loaders"] == r1["vision"]["cached_loaders"] == ["_CachedLoader"] * 2
+    assert r0["vision"]["cached_loaders"] == r1["vision"]["cached_loaders"] == ["CachedLoader"] * 2
     assert r0["vision"]["cache_in_dataset_order"] and r1["vision"]["cache_in_dataset_order"]
     assert r1["writes"] == []  # only rank 0 writes
     for task in TASKS:

@@ -22,7 +22,7 @@ from torch.utils.data import TensorDataset
 
 from learnkit import (CrossEntropyLossFlat, DataLoaders, ExportError, Learner, MSELossFlat, accuracy, load_learner,
                       register_dls, register_model)
-from learnkit.core import export as export_mod
+from learnkit.core import safefile
 from learnkit.core.export import FORMAT_VERSION, pack_tree, read_export_config, unpack_tree
 
 HERE = Path(__file__).resolve()
@@ -362,7 +362,7 @@ def test_a_full_disk_during_export_keeps_the_previous_file(tmp_path, monkeypatch
         Path(filename).write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(export_mod, "save_file", full_disk)
+    monkeypatch.setattr(safefile, "save_file", full_disk)  # where save_tree writes
     learn.fit(1, lr=1e-2)
     with pytest.raises(OSError, match="no space left on the device.*previous file .* is intact"):
         learn.export()

@@ -38,7 +38,7 @@ WORKER = textwrap.dedent("""
     from safetensors.torch import save_file
     from learnkit import Learner, DataLoaders, CrossEntropyLossFlat, accuracy
     from learnkit.core.callback import Callback
-    import learnkit.core.export as export_mod
+    import learnkit.core.safefile as export_mod  # where save_tree writes
 
     out = Path(sys.argv[1])
     kill_at = os.environ.get("KILL_AT")            # "epoch,iter": signal and hang there (the parent kills us)

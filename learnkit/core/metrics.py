@@ -1,14 +1,20 @@
 """Metrics that are exact over a whole set, whatever the batch sizes.
 
-Every metric is a `Metric`: ``reset()``, ``accumulate(pred, targ)`` once per batch, then ``value``.
-Plain functions ``f(pred, targ) -> tensor`` become an `AvgMetric` (a mean weighted by batch size, exact
-for per-item means such as accuracy or MSE). Metrics that do not decompose over batches (RMSE, F1,
-AUC; Dice and IoU in `learnkit.core.segmetrics`) accumulate sums or predictions and compute once at the end.
+Two ways to give a metric, as in fastai:
+
+- a **function** ``f(pred, targ) -> tensor`` (lower-case: `accuracy`, `error_rate`, `rmse`, `foreground_acc`...):
+  ``metrics=accuracy``; options with ``functools.partial(accuracy_multi, thresh=0.2)``. A per-item mean is
+  averaged over the set, each batch weighted by its size (`AvgMetric`); a function that does not decompose into
+  a mean (`rmse`, `exp_rmspe`, `foreground_acc`) is declared with `whole_set`, and the learner accumulates it
+  over the whole set;
+- a **class** (CamelCase: `F1Score`, `Precision`, `RocAuc`, `R2Score`, `DiceMulti`...): pass an instance,
+  ``metrics=F1Score(average="macro")``. Every class is a `Metric`: ``reset()``, ``accumulate(pred, targ)``
+  once per batch, then ``value``. A ``torchmetrics.Metric`` instance works too (``update``/``compute``; see
+  `TorchMetric`).
 
 ``pred`` is the raw model output (logits for classification); ``targ`` the target tensor.
 
->>> import torch
->>> m = AvgMetric(accuracy); m.reset()
+>>> m = as_metric(accuracy); m.reset()
 >>> m.accumulate(torch.tensor([[0., 1.], [1., 0.]]), torch.tensor([1, 1]))
 >>> m.accumulate(torch.tensor([[0., 1.]]), torch.tensor([1]))
 >>> round(m.value, 4)
@@ -18,13 +24,15 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 __all__ = [
-    "Metric", "AvgMetric", "accuracy", "error_rate", "accuracy_multi", "mse", "mae", "rmse", "msle",
-    "top_k_accuracy", "exp_rmspe", "R2Score", "Perplexity", "BalancedAccuracy",
+    "Metric", "AvgMetric", "TorchMetric", "whole_set", "accuracy", "error_rate", "accuracy_multi", "mse", "mae",
+    "rmse", "msle", "top_k_accuracy", "exp_rmspe", "R2Score", "Perplexity", "BalancedAccuracy",
     "F1Score", "F1ScoreMulti", "Precision", "Recall", "RocAuc", "RocAucBinary", "as_metric",
 ]
 
@@ -75,18 +83,96 @@ class AvgMetric(Metric):
         return float(self.total) / self.count if self.count else float("nan")
 
 
-def as_metric(m: Metric | Callable) -> Metric:
-    """A `Metric` from a metric or a plain function (wrapped in `AvgMetric`)."""
+class TorchMetric(Metric):
+    """A ``torchmetrics.Metric`` as a learnkit metric (what `as_metric` makes of one): ``reset()`` each
+    validation, ``update(pred, targ)`` each batch, ``compute()`` at the end; named by its class name.
+
+    Under DDP the learner gathers every validation batch's predictions on each rank already, so the
+    metric's own synchronisation is turned off (it would count every item once per rank). Its states follow
+    the predictions to their device.
+    """
+
+    def __init__(self, metric: Any):
+        self.metric = metric
+        self.name = type(metric).__name__
+        hib = getattr(metric, "higher_is_better", None)
+        self.higher_is_better = True if hib is None else bool(hib)
+        for sub in metric.modules():  # a compositional metric (m1 + m2) computes its parts'
+            if hasattr(sub, "sync_on_compute"):
+                sub.sync_on_compute, sub._to_sync = False, False
+
+    def reset(self) -> None:
+        self.metric.reset()
+
+    def accumulate(self, pred: torch.Tensor, targ: torch.Tensor) -> None:
+        if getattr(self.metric, "device", pred.device) != pred.device:
+            self.metric.to(pred.device)
+        self.metric.update(pred.detach(), targ.detach())
+
+    @property
+    def value(self) -> float:
+        if not getattr(self.metric, "update_called", True):
+            return float("nan")
+        v = self.metric.compute()
+        if isinstance(v, torch.Tensor) and v.numel() != 1:
+            raise ValueError(f"torchmetrics {self.name}.compute() returned a tensor of shape {list(v.shape)}; a "
+                             "learnkit metric is one number per epoch: use an averaged version (e.g. average='macro')")
+        return float(v)
+
+
+def _is_torchmetric(m: Any) -> bool:
+    tm = sys.modules.get("torchmetrics")  # an instance implies the package is imported: never import it here
+    return tm is not None and isinstance(m, tm.Metric)
+
+
+def as_metric(m: Metric | Callable | Any) -> Metric:
+    """A `Metric` from a metric, a ``torchmetrics.Metric`` instance (`TorchMetric`), or a function
+    (`AvgMetric`, or its `whole_set` accumulator; a ``functools.partial`` passes its keywords on).
+
+    >>> as_metric(error_rate).name, as_metric(rmse).name, as_metric(functools.partial(accuracy_multi, thresh=0.2)).name
+    ('error_rate', 'rmse', 'accuracy_multi')
+    """
     if isinstance(m, Metric):
         return m
-    if isinstance(m, type) and issubclass(m, Metric):
+    if _is_torchmetric(m):
+        return TorchMetric(m)
+    if isinstance(m, type):
         raise TypeError(f"metric {m.__name__} is a class: pass an instance, e.g. metrics={m.__name__}()")
     if not callable(m):
-        raise TypeError(f"metrics must be Metric instances or functions (pred, targ) -> value, got {m!r}")
-    make = getattr(m, "make_metric", None)  # e.g. rmse: computed over the whole set, one accumulator per Learner
+        raise TypeError(f"metrics must be Metric instances or functions (pred, targ) -> value (or torchmetrics.Metric "
+                        f"instances), got {m!r}")
+    inner, options = m, {}
+    if isinstance(m, functools.partial) and not m.args:
+        inner, options = m.func, dict(m.keywords)
+    make = getattr(inner, "make_metric", None)  # a whole_set function: one accumulator per Learner
     if make is not None:
-        return make()
+        return make(**options)
     return AvgMetric(m)
+
+
+def whole_set(accumulator: Callable[..., Metric]) -> Callable[[Callable], Callable]:
+    """Decorator of a function metric that is not a mean of per-item values (RMSE, a pixel accuracy): as
+    ``metrics=f`` (or ``partial(f, **options)``, or ``f(**options)``) the learner accumulates it over the
+    whole set with ``accumulator(**options)``; called on tensors, it is the value on those tensors.
+
+    >>> class Total(AvgMetric):
+    ...     def __init__(self): super().__init__(lambda p, t: p.sum(), name="total")
+    >>> @whole_set(Total)
+    ... def total(pred, targ):
+    ...     return pred.sum()
+    >>> float(total(torch.ones(3), None)), as_metric(total).name, type(total()).__name__
+    (3.0, 'total', 'Total')
+    """
+    def deco(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def metric(pred: torch.Tensor | None = None, targ: torch.Tensor | None = None, *args: Any,
+                   **options: Any) -> Any:
+            if pred is None and targ is None and not args:
+                return accumulator(**options)
+            return f(pred, targ, *args, **options)
+        metric.make_metric = accumulator  # type: ignore[attr-defined]
+        return metric
+    return deco
 
 
 def _lower_is_better(f):
@@ -165,16 +251,31 @@ def msle(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     return ((torch.log1p(pred.reshape(targ.shape).float()) - torch.log1p(targ.float())) ** 2).mean()
 
 
-class _RMSE(Metric):
-    """Accumulates squared errors so that `rmse` is computed over the whole set."""
-    name, higher_is_better = "rmse", False
+def _squared_error(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+    return (pred.reshape(targ.shape).float() - targ.float()) ** 2
+
+
+def _squared_pct_error(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+    p, t = torch.exp(pred.reshape(targ.shape).float()), torch.exp(targ.float())
+    return ((t - p) / t) ** 2
+
+
+class _RootMeanSquare(Metric):
+    """``sqrt`` of the mean of ``squares(pred, targ)`` over every item of the set (what `rmse` and `exp_rmspe`
+    accumulate; the sum stays on the device, read once in ``value``)."""
+
+    higher_is_better = False
+
+    def __init__(self, name: str, squares: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+        self.name, self.squares = name, squares
+        self.reset()
 
     def reset(self):
         self.sq, self.count = 0.0, 0
 
     def accumulate(self, pred, targ):
-        _check_one_per_target(pred, targ, "rmse")
-        self.sq = self.sq + ((pred.reshape(targ.shape).float() - targ.float()) ** 2).sum().detach()
+        _check_one_per_target(pred, targ, self.name)
+        self.sq = self.sq + self.squares(pred, targ).sum().detach()
         self.count += targ.numel()
 
     @property
@@ -182,6 +283,7 @@ class _RMSE(Metric):
         return math.sqrt(float(self.sq) / self.count) if self.count else float("nan")
 
 
+@whole_set(functools.partial(_RootMeanSquare, "rmse", _squared_error))
 def rmse(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Root mean squared error. As ``metrics=rmse`` it is computed over the whole validation set (not as a mean
     of batch RMSEs).
@@ -190,29 +292,10 @@ def rmse(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     1.4142135381698608
     """
     _check_one_per_target(pred, targ, "rmse")
-    return ((pred.reshape(targ.shape).float() - targ.float()) ** 2).mean().sqrt()
+    return _squared_error(pred, targ).mean().sqrt()
 
 
-rmse.make_metric = _RMSE  # type: ignore[attr-defined]
-
-
-class _ExpRMSPE(Metric):
-    name, higher_is_better = "exp_rmspe", False
-
-    def reset(self):
-        self.sq, self.count = 0.0, 0
-
-    def accumulate(self, pred, targ):
-        _check_one_per_target(pred, targ, "exp_rmspe")
-        p, t = torch.exp(pred.reshape(targ.shape).float()), torch.exp(targ.float())
-        self.sq += float((((t - p) / t) ** 2).sum())
-        self.count += targ.numel()
-
-    @property
-    def value(self):
-        return math.sqrt(self.sq / self.count) if self.count else float("nan")
-
-
+@whole_set(functools.partial(_RootMeanSquare, "exp_rmspe", _squared_pct_error))
 def exp_rmspe(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Root mean squared percentage error of ``exp(pred)`` against ``exp(targ)`` (targets in log space, as in
     the Rossmann competition); over the whole set as ``metrics=exp_rmspe``.
@@ -221,11 +304,7 @@ def exp_rmspe(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     0.0
     """
     _check_one_per_target(pred, targ, "exp_rmspe")
-    p, t = torch.exp(pred.reshape(targ.shape).float()), torch.exp(targ.float())
-    return (((t - p) / t) ** 2).mean().sqrt()
-
-
-exp_rmspe.make_metric = _ExpRMSPE  # type: ignore[attr-defined]
+    return _squared_pct_error(pred, targ).mean().sqrt()
 
 
 class R2Score(Metric):
@@ -280,130 +359,5 @@ class Perplexity(Metric):
         return math.exp(self.total / self.count) if self.count else float("nan")
 
 
-# --- metrics computed from all predictions (scikit-learn) --------------------------------------------
-class _SkMetric(Metric):
-    """Gathers decoded predictions and targets, then calls a scikit-learn scorer once."""
-
-    def __init__(self, name: str, probs: bool = False, average: str = "binary", pos_label: int = 1,
-                 labels: list[int] | None = None):
-        self.name, self.probs, self.average, self.pos_label, self.labels = name, probs, average, pos_label, labels
-        self.reset()
-
-    def reset(self):
-        self.preds, self.targs = [], []
-
-    def accumulate(self, pred, targ):
-        pred = pred.detach().float()
-        self.preds.append(pred.softmax(dim=1).cpu() if self.probs else pred.argmax(dim=1).cpu())
-        self.targs.append(targ.detach().cpu())
-
-    def _score(self, y_true, y_pred):
-        raise NotImplementedError
-
-    @property
-    def value(self):
-        if not self.preds:
-            return float("nan")
-        return float(self._score(torch.cat(self.targs).numpy(), torch.cat(self.preds).numpy()))
-
-
-def _sk_class_score(fn: str, y, p, average: str, pos_label: int) -> float:
-    """One of scikit-learn's ``f1_score``/``precision_score``/``recall_score`` (what `F1Score`, `Precision` and
-    `Recall` differ by)."""
-    import sklearn.metrics
-    return getattr(sklearn.metrics, fn)(y, p, average=average, pos_label=pos_label, zero_division=0)
-
-
-class F1Score(_SkMetric):
-    """F1 score (``average='binary'`` for 2 classes, or ``'macro'``, ``'micro'``, ``'weighted'``)."""
-
-    def __init__(self, average: str = "binary", pos_label: int = 1):
-        super().__init__("f1_score", average=average, pos_label=pos_label)
-
-    def _score(self, y, p):
-        return _sk_class_score("f1_score", y, p, self.average, self.pos_label)
-
-
-class F1ScoreMulti(Metric):
-    """Multi-label F1 (fastai's ``F1ScoreMulti``): logits through a sigmoid (``sigmoid``), thresholded at
-    ``thresh``, scored over all items and labels with scikit-learn's ``f1_score`` (``average='macro'``: the
-    mean of the per-label F1; or ``'micro'``, ``'weighted'``, ``'samples'``).
-
-    >>> m = F1ScoreMulti(); m.reset()
-    >>> m.accumulate(torch.tensor([[5., -5.], [5., 5.]]), torch.tensor([[1., 0.], [1., 0.]]))
-    >>> round(m.value, 4)
-    0.5
-    """
-
-    def __init__(self, thresh: float = 0.5, sigmoid: bool = True, average: str = "macro"):
-        self.name, self.thresh, self.sigmoid, self.average = "f1_score_multi", thresh, sigmoid, average
-        self.reset()
-
-    def reset(self):
-        self.preds, self.targs = [], []
-
-    def accumulate(self, pred, targ):
-        if pred.shape != targ.shape:
-            raise ValueError(f"F1ScoreMulti needs one score per label: predictions {list(pred.shape)}, targets "
-                             f"{list(targ.shape)}; for one class per item use F1Score")
-        pred = pred.detach().float()
-        self.preds.append(((pred.sigmoid() if self.sigmoid else pred) > self.thresh).cpu())
-        self.targs.append(targ.detach().cpu().bool())
-
-    @property
-    def value(self):
-        if not self.preds:
-            return float("nan")
-        from sklearn.metrics import f1_score
-        return float(f1_score(torch.cat(self.targs).numpy(), torch.cat(self.preds).numpy(), average=self.average,
-                              zero_division=0))
-
-
-class Precision(_SkMetric):
-    """Precision (see `F1Score` for ``average``)."""
-
-    def __init__(self, average: str = "binary", pos_label: int = 1):
-        super().__init__("precision", average=average, pos_label=pos_label)
-
-    def _score(self, y, p):
-        return _sk_class_score("precision_score", y, p, self.average, self.pos_label)
-
-
-class Recall(_SkMetric):
-    """Recall (see `F1Score` for ``average``)."""
-
-    def __init__(self, average: str = "binary", pos_label: int = 1):
-        super().__init__("recall", average=average, pos_label=pos_label)
-
-    def _score(self, y, p):
-        return _sk_class_score("recall_score", y, p, self.average, self.pos_label)
-
-
-class BalancedAccuracy(_SkMetric):
-    """Balanced accuracy: the mean of the per-class recalls (scikit-learn's ``balanced_accuracy_score``)."""
-
-    higher_is_better = True
-
-    def __init__(self):
-        super().__init__("balanced_accuracy")
-
-    def _score(self, y, p):
-        from sklearn.metrics import balanced_accuracy_score
-        return balanced_accuracy_score(y, p)
-
-
-class RocAuc(_SkMetric):
-    """Area under the ROC curve from softmax probabilities (one-vs-rest ``average='macro'`` for >2 classes)."""
-
-    def __init__(self, average: str = "macro"):
-        super().__init__("roc_auc", probs=True, average=average)
-
-    def _score(self, y, p):
-        from sklearn.metrics import roc_auc_score
-        if p.shape[1] == 2:
-            return roc_auc_score(y, p[:, 1])
-        return roc_auc_score(y, p, average=self.average, multi_class="ovr", labels=list(range(p.shape[1])))
-
-
-class RocAucBinary(RocAuc):
-    """ROC AUC for two classes from the positive class' probability."""
+from .classmetrics import (BalancedAccuracy, F1Score, F1ScoreMulti, Precision, Recall, RocAuc,  # noqa: E402
+                           RocAucBinary)

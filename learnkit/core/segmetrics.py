@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from .metrics import Metric
+from .metrics import Metric, whole_set
 
-__all__ = ["Dice", "DiceMulti", "JaccardCoeff", "JaccardMulti", "foreground_acc"]
+__all__ = ["Dice", "DiceMulti", "JaccardCoeff", "JaccardMulti", "foreground_acc", "ForegroundAcc"]
 
 
 class _Overlap(Metric):
@@ -102,8 +102,9 @@ class JaccardCoeff(_Overlap):
         return float(self.inter[1] / union) if union > 0 else float("nan")
 
 
-class foreground_acc(Metric):  # noqa: N801 - fastai's public name
-    """Pixel accuracy over pixels whose target is not ``ignore_index`` (e.g. CamVid's void)."""
+class ForegroundAcc(Metric):
+    """Pixel accuracy over pixels whose target is not ``ignore_index`` (e.g. CamVid's void), over the whole set:
+    what `foreground_acc` accumulates."""
 
     def __init__(self, ignore_index: int | None = None):
         self.name, self.ignore_index = "foreground_acc", ignore_index
@@ -121,3 +122,18 @@ class foreground_acc(Metric):  # noqa: N801 - fastai's public name
     @property
     def value(self):
         return self.correct / self.count if self.count else float("nan")
+
+
+@whole_set(ForegroundAcc)
+def foreground_acc(pred: torch.Tensor, targ: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
+    """Pixel accuracy of ``pred [B, C, H, W]`` against ``targ [B, H, W]`` over pixels whose target is not
+    ``ignore_index``. As a metric it counts pixels over the whole set: ``metrics=foreground_acc``, or
+    ``metrics=foreground_acc(ignore_index=void)`` (same as ``partial(foreground_acc, ignore_index=void)``).
+
+    >>> pred = torch.tensor([[[[5., 0.]], [[0., 5.]]]])  # pixel classes 0, 1
+    >>> float(foreground_acc(pred, torch.tensor([[[0, 0]]]))), float(foreground_acc(pred, torch.tensor([[[0, 3]]]), 3))
+    (0.5, 1.0)
+    """
+    p = pred.argmax(dim=1)
+    keep = targ != ignore_index if ignore_index is not None else torch.ones_like(targ, dtype=torch.bool)
+    return (p[keep] == targ[keep]).float().mean()

@@ -295,5 +295,15 @@ class DistributedDL:
 
 
 def _first_dim(batch: Any) -> int:
-    leaves = _leaves(batch)
-    return (leaves[0].shape[0] if leaves[0].ndim else 1) if leaves else 0
+    """Items in a batch: the first dimension of its first tensor (other leaves, such as the ``"stage"`` number
+    of a cached text batch, are not counted and need no gathering)."""
+    first = next(iter(_tensors(batch)), None)
+    return (first.shape[0] if first.ndim else 1) if first is not None else 0
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, Mapping):
+        obj = list(obj.values())
+    return [t for o in obj for t in _tensors(o)] if isinstance(obj, (list, tuple)) else []

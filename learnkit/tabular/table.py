@@ -14,9 +14,9 @@ so batches are never copied from the host.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
+
+from ..core.tensorloader import TensorLoader
 
 __all__ = ["TabularTensors", "TabularLoader"]
 
@@ -61,44 +61,11 @@ class TabularTensors:
                 f"labelled={self.ys is not None})")
 
 
-class TabularLoader:
-    """Batches of a `TabularTensors`: ``(cats, conts, y)`` or ``(cats, conts)`` when unlabelled.
-
-    Args:
-        dataset: the table.
-        bs: rows per batch.
-        shuffle: a new permutation each epoch, from ``generator`` (seeded with ``seed``; independent of the
-            global RNG, so two runs with the same seed see the same batches).
-        drop_last: drop the final incomplete batch (only when at least one full batch remains; training
-            uses it so that batch-norm never sees a batch of one row).
-        seed: the generator's seed (``None``: a random one).
-    """
+class TabularLoader(TensorLoader):
+    """Batches of a `TabularTensors`: ``(cats, conts, y)`` or ``(cats, conts)`` when unlabelled — the core
+    `TensorLoader` (see it for ``shuffle``, ``drop_last`` and ``seed``), with the table first and ``bs``
+    second, as tabular code passes them."""
 
     def __init__(self, dataset: TabularTensors, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
                  seed: int | None = 42):
-        if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
-            raise ValueError(f"bs (batch size) must be a positive integer, got {bs!r}")
-        self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, bs, shuffle, drop_last
-        self.generator = torch.Generator()
-        self.generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**62))
-
-    def __len__(self) -> int:
-        n, bs = len(self.dataset), self.batch_size
-        return n // bs if self.drop_last and n >= bs else -(-n // bs)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        tensors = self.dataset.tensors()
-        if self.shuffle:
-            perm = torch.randperm(len(self.dataset), generator=self.generator).to(self.dataset.device)
-            tensors = tuple(t.index_select(0, perm) for t in tensors)
-        bs = self.batch_size
-        for i in range(len(self)):
-            yield tuple(t[i * bs: (i + 1) * bs] for t in tensors)
-
-    def to(self, device: torch.device | str) -> "TabularLoader":
-        """Move the table to ``device`` (in place; the generator stays on the CPU)."""
-        self.dataset = self.dataset.to(device)
-        return self
-
-    def __repr__(self) -> str:
-        return f"TabularLoader({self.dataset!r}, bs={self.batch_size}, shuffle={self.shuffle}, batches={len(self)})"
+        super().__init__(dataset, bs=bs, shuffle=shuffle, drop_last=drop_last, seed=seed)

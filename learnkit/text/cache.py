@@ -4,11 +4,16 @@ A *staged* model (`learnkit.text.transformer.TransformerClassifier`) has ``n_sta
 ``stage_modules()`` and ``run_stages(state, start, stop)``. When every stage before ``start`` is
 frozen, the state at ``start`` for a given text never changes during training, so `ActivationCache`
 computes it once per text (in eval mode: no dropout in the frozen part, as for a fixed feature
-extractor) and `learnkit.text.learner.TextLearner` trains the remaining stages on it: with the whole body
-frozen an epoch costs only the head, so many head epochs cost less than one pass of the body.
+extractor) and the core `FrozenFeatureCache` (`learnkit.core.feature_cache`), with `StageStates` as its
+source, trains the remaining stages on it: with the whole body frozen an epoch costs only the head, so many
+head epochs cost less than one pass of the body. `text_classifier_learner` adds it (``cache_frozen=True``).
 
-The cache is invalidated when the frozen weights change (a fingerprint of their values is checked), and
-is skipped, with a warning, when it would take more than ``max_mb`` of memory.
+The cache is kept between fits, invalidated when the frozen weights change (a fingerprint of their values
+is checked), and skipped, with a warning, when it would take more than ``max_cache_mb`` of memory.
+
+>>> cache = FrozenFeatureCache(StageStates())
+>>> cache.source.cache.entries
+{}
 """
 from __future__ import annotations
 
@@ -18,12 +23,15 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from ..core.data import DataLoaders
-from .batching import BucketBatchSampler, TextDataset
+from ..core.feature_cache import FeatureSource, FrozenFeatureCache, NotCached
+from ..core.sharding import DistributedDL
+from .batching import TextDataset
 
-__all__ = ["is_staged", "cache_start", "ActivationCache", "CachedDataset", "CachedCollate"]
+__all__ = ["is_staged", "cache_start", "ActivationCache", "CachedStates", "CachedCollate", "StageStates",
+           "FrozenFeatureCache"]
 
 
 def is_staged(model: nn.Module) -> bool:
@@ -45,20 +53,6 @@ def _fingerprint(model: nn.Module, start: int) -> torch.Tensor:
     if not ps:
         return torch.zeros(0, dtype=torch.float64)
     return torch.stack([p.detach().double().sum() for p in ps] + [p.detach().double().abs().sum() for p in ps]).cpu()
-
-
-class CachedDataset(Dataset):
-    """Cached states (one tensor per text: ``[L, D]`` token states or a ``[D]`` vector), their labels, and
-    the token lengths of their texts (so that length bucketing makes the same batches as on the texts)."""
-
-    def __init__(self, states: Sequence[torch.Tensor], labels: Sequence[int], lengths: Sequence[int]):
-        self.states, self.labels, self.lengths = list(states), list(labels), list(lengths)
-
-    def __len__(self) -> int:
-        return len(self.states)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.states[i], torch.tensor(self.labels[i])
 
 
 class CachedCollate:
@@ -179,24 +173,49 @@ class ActivationCache:
             del self.entries[b], self.fps[b]
         return True
 
-    def dataloaders(self, model: nn.Module, dls: DataLoaders, start: int, device: torch.device,
-                    autocast=None, progress: bool = False, keep: Sequence[int] = ()) -> DataLoaders | None:
-        """Loaders of the cached states at ``start`` for ``dls`` (computed now unless still valid), or ``None``
-        when too big. ``keep``: earlier boundaries to fill in the same pass and keep for a later fit."""
-        if not self._fill(model, dls, [start, *[b for b in keep if 0 < b < start]], device, autocast, progress):
-            return None
-        states = self.entries[start]
-        collate = CachedCollate(start)
-        train_ds = CachedDataset(states["train"], dls.train.dataset.labels, dls.train.dataset.lengths)
-        sampler = BucketBatchSampler(train_ds.lengths, dls.bs, shuffle=True)
-        orig_sampler = getattr(dls.train, "batch_sampler", None)
-        if isinstance(orig_sampler, BucketBatchSampler):  # continue the same random sequence of epochs
-            sampler.generator = orig_sampler.generator
-        train = DataLoader(train_ds, batch_sampler=sampler, collate_fn=collate)
-        valid = None
-        if dls.valid is not None:
-            vds = CachedDataset(states["valid"], dls.valid.dataset.labels, dls.valid.dataset.lengths)
-            valid = DataLoader(vds, batch_size=dls.valid.batch_size, shuffle=False, collate_fn=collate)
-        cached = DataLoaders(train, valid, device=device, n_inp=1, vocab=dls.vocab)
-        cached.loss_func = getattr(dls, "loss_func", None)
-        return cached
+
+class CachedStates:
+    """The cached states of a dataset's texts (one tensor each, in dataset order) and their labels: a batch is
+    ``({"hidden", "mask", "stage"}, labels)`` (`CachedCollate`), what the staged model takes from ``stage`` on."""
+
+    def __init__(self, states: Sequence[torch.Tensor], labels: Sequence[int], stage: int):
+        self.states, self.labels, self.collate = states, labels, CachedCollate(stage)
+
+    def batch(self, idx: torch.Tensor) -> tuple:
+        return self.collate([(self.states[i], torch.tensor(self.labels[i])) for i in idx.tolist()])
+
+
+class StageStates(FeatureSource):
+    """`FeatureSource` of a staged text model: the states at its first trainable stage (`cache_start`), from
+    an `ActivationCache` kept between fits. Reads the learner's ``cache_frozen`` (``False``: never cache),
+    ``max_cache_mb`` (above it: no cache, a warning) and ``_cache_keep`` (earlier boundaries to fill in the
+    same pass, which `TextLearner.fine_tune` asks for)."""
+
+    def __init__(self, max_mb: float = 2048):
+        self.cache = ActivationCache(max_mb)
+
+    def why_not(self, learn) -> str | None:
+        if not getattr(learn, "cache_frozen", True):
+            return "cache_frozen=False"
+        if not is_staged(learn.model):
+            return f"the model ({type(learn.model).__name__}) is not run in stages"
+        if cache_start(learn.model) == 0:
+            return "no frozen stage before the first trainable one"
+        if getattr(learn.dls, "tokenizer", None) is None or learn.dls.train is None:
+            return "the loaders are not TextDataLoaders with training texts"
+        return None
+
+    def features(self, learn, dl: DataLoader, shard: DistributedDL | None) -> CachedStates:
+        """The states of ``dl.dataset``'s texts at the first trainable stage (both splits are filled at once;
+        under DDP every rank computes them for the whole set)."""
+        dls, model = learn.dls, learn.model
+        start = cache_start(model)
+        keep = [b for b in getattr(learn, "_cache_keep", ()) if 0 < b < start]
+        self.cache.max_mb = getattr(learn, "max_cache_mb", self.cache.max_mb)
+        if not self.cache._fill(model, dls, [start, *keep], learn.device, learn.autocast(), learn.show_progress):
+            raise NotCached(f"the states would take more than max_cache_mb={self.cache.max_mb:g} MB")
+        split = next((name for name, d in (("train", dls.train), ("valid", dls.valid))
+                      if d is not None and d.dataset is dl.dataset), None)
+        if split is None:
+            raise NotCached("the loader's texts are neither the training nor the validation set")
+        return CachedStates(self.cache.entries[start][split], dl.dataset.labels, start)

@@ -36,7 +36,7 @@ from ..core.block import CategoryBlock
 from ..core.items import py_value
 from ..core.split import ColSplitter, GrandparentSplitter, RandomSplitter, check_split
 from .batching import BucketBatchSampler, PadCollate, TextDataset
-from .tokenize import WordTokenizer, clean_text, tokenizer_from_config
+from .tokenize import WordTokenizer, clean_text, tokenizer_config, tokenizer_from_config
 
 __all__ = ["TextDataLoaders", "read_text", "make_tokenizer"]
 
@@ -288,7 +288,7 @@ class TextDataLoaders(DataLoaders):
                                  "pad_id": pad})
 
     def export_config(self) -> dict:
-        return {"tokenizer": self.tokenizer.export_config(), "vocab": list(self.vocab), "bs": self.bs}
+        return {"tokenizer": tokenizer_config(self.tokenizer), "vocab": list(self.vocab), "bs": self.bs}
 
     @classmethod
     def from_config(cls, config: dict, device: str | torch.device | None = None) -> "TextDataLoaders":

@@ -4,8 +4,9 @@
 >>> # learn.fine_tune(2, 1e-4, freeze_epochs=8)
 >>> # learn.predict("This movie was wonderful")   # ('pos', 1, tensor([0.02, 0.98]))
 
-`TextLearner` is a `Learner` whose ``fit`` trains on cached activations while the first stages of a
-staged model are frozen (`learnkit.text.cache`): with the body frozen, each epoch costs only the head.
+While the first stages of a staged model are frozen, training runs on their cached output
+(`FrozenFeatureCache` with `StageStates`, `learnkit.text.cache`): with the body frozen, each epoch costs
+only the head.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from ..core.display import display_df
 from ..core.learner import Learner
 from ..core.registry import register_learner
 from ..core.optim import LR, check_lr
-from .cache import ActivationCache, cache_start
+from .cache import FrozenFeatureCache, StageStates, cache_start
 from .data import TextDataLoaders
 from .models import lstm_classifier, lstm_splitter
 from .transformer import staged_splitter, transformer_classifier
@@ -35,36 +36,17 @@ TEXT_ARCHS = ("minilm", "lstm")
 
 @register_learner
 class TextLearner(Learner):
-    """A `Learner` that caches the output of a frozen model prefix between epochs and fits.
+    """A `Learner` for text classification: ``show_results``, and a ``fine_tune`` that can unfreeze only the
+    top layers.
 
-    ``cache_frozen`` turns the cache off; ``max_cache_mb`` bounds its memory (above it, training runs the
-    whole model, with a warning). While a fit runs on the cache, ``learn.dls`` holds the cached loaders.
+    With a `FrozenFeatureCache` (`text_classifier_learner` adds one), the output of a frozen model prefix is
+    computed once and kept between epochs and fits: ``cache_frozen=False`` turns it off, ``max_cache_mb``
+    bounds its memory (above it, training runs the whole model, with a warning).
     """
 
     cache_frozen: bool = True
     max_cache_mb: float = 2048
     _cache_keep: tuple[int, ...] = ()
-
-    def fit(self, n_epoch: int, lr: LR | None = None, wd: float | None = None,
-            cbs: Callback | Sequence[Callback] | None = None, reset_opt: bool = False, start_epoch: int = 0,
-            resume: str | Path | None = None) -> None:
-        """`Learner.fit` (same arguments), on cached activations while a prefix of a staged model is frozen."""
-        args = dict(lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch, resume=resume)
-        start = cache_start(self.model) if self.cache_frozen else 0
-        cached = None
-        if start and n_epoch and isinstance(self.dls, TextDataLoaders) and self.dls.train is not None:
-            if getattr(self, "_act_cache", None) is None:
-                self._act_cache = ActivationCache(self.max_cache_mb)
-            self._act_cache.max_mb = self.max_cache_mb
-            cached = self._act_cache.dataloaders(self.model, self.dls, start, self.device, self.autocast(),
-                                                 progress=self.show_progress, keep=self._cache_keep)
-        if cached is None:
-            return super().fit(n_epoch, **args)
-        text_dls, self.dls = self.dls, cached
-        try:
-            super().fit(n_epoch, **args)
-        finally:
-            self.dls = text_dls
 
     def show_results(self, ds_idx: int = 1, max_n: int = 10, max_chars: int = 300, show: bool = True) -> pd.DataFrame:
         """The first ``max_n`` texts of a split (validation by default, in loader order) with their label and
@@ -114,8 +96,9 @@ class TextLearner(Learner):
 
     def clear_cache(self) -> None:
         """Free the cached activations (they are rebuilt when needed)."""
-        if getattr(self, "_act_cache", None) is not None:
-            self._act_cache.clear()
+        for cb in self.cbs:
+            if isinstance(cb, FrozenFeatureCache) and isinstance(cb.source, StageStates):
+                cb.source.cache.clear()
 
 
 def _check_arch(arch: Any, dls: TextDataLoaders) -> str:
@@ -178,6 +161,9 @@ def text_classifier_learner(dls: TextDataLoaders, arch: str = "minilm", pretrain
         model = transformer_classifier(**{**kwargs, "pretrained": pretrained})
         builder, splitter = "text.transformer", staged_splitter
         spec_kwargs = {**kwargs, "pretrained": False}  # the export carries the weights
+    cbs = list(cbs) if isinstance(cbs, (list, tuple)) else ([cbs] if cbs is not None else [])
+    if cache_frozen:
+        cbs.append(FrozenFeatureCache(StageStates(max_cache_mb)))
     learn = TextLearner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=splitter, cbs=cbs,
                         metrics=metrics, wd=wd, path=path, model_dir=model_dir, device=device, progress=progress)
     learn.cache_frozen, learn.max_cache_mb = cache_frozen, max_cache_mb

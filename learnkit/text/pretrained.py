@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from ..core.registry import register_tokenizer
 from .tokenize import TRUNCATIONS, truncate
 
 __all__ = ["PRETRAINED_SOURCES", "pretrained_folder", "load_hf_tokenizer", "load_encoder", "PretrainedTokenizer"]
@@ -117,6 +118,7 @@ def load_encoder(source: str | os.PathLike = "minilm", pretrained: bool = True) 
         return tf.AutoModel.from_config(config, attn_implementation="sdpa", **extra)
 
 
+@register_tokenizer("pretrained")
 class PretrainedTokenizer:
     """The tokenizer of a pretrained encoder with learnkit's interface (see `learnkit.text.tokenize`).
 

@@ -2,9 +2,11 @@
 
 A *tokenizer* here is any object with ``encode_batch(texts) -> list[list[int]]`` (each list already
 truncated to ``max_len``), ``decode(ids) -> str``, ``pad_id``, ``vocab_size``, ``max_len`` and
-``export_config() -> dict``; `tokenizer_from_config` rebuilds one from that dict. Two ship with learnkit:
-`WordTokenizer` (words + a `Vocab` built from the training texts, no extra dependency) and
-`learnkit.text.pretrained.PretrainedTokenizer` (the WordPiece tokenizer of a pretrained encoder).
+``export_config() -> dict`` (its constructor's keyword arguments, JSON values). A class decorated with
+``@register_tokenizer`` is exported and rebuilt by `load_learner` (`tokenizer_config` / `tokenizer_from_config`;
+a ``from_config(config)`` classmethod is used when the class has one). Two ship with learnkit:
+`WordTokenizer` (``"words"``: words + a `Vocab` built from the training texts, no extra dependency) and
+`learnkit.text.pretrained.PretrainedTokenizer` (``"pretrained"``: the WordPiece tokenizer of a pretrained encoder).
 
 >>> clean_text("Great film!<br /><br />Loved   it .")
 'Great film!\\nLoved it .'
@@ -20,9 +22,11 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..core.registry import TOKENIZER_REGISTRY, register_tokenizer
 from .vocab import Vocab
 
-__all__ = ["clean_text", "truncate", "TRUNCATIONS", "WordTokenizer", "tokenizer_from_config"]
+__all__ = ["clean_text", "truncate", "TRUNCATIONS", "WordTokenizer", "tokenizer_from_config", "tokenizer_config",
+           "register_tokenizer"]
 
 _BR = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
 _SPACES = re.compile(r"[^\S\n]+")
@@ -62,6 +66,7 @@ def _check_max_len(max_len: Any, lo: int = 1) -> int:
     return max_len
 
 
+@register_tokenizer("words")
 class WordTokenizer:
     """Lower-cased words, numbers and punctuation marks, numericalised with a `Vocab`.
 
@@ -153,6 +158,11 @@ class WordTokenizer:
     def export_config(self) -> dict:
         return {"type": "words", "itos": self.vocab.itos, "max_len": self.max_len, "truncation": self.truncation}
 
+    @classmethod
+    def from_config(cls, config: dict) -> "WordTokenizer":
+        """The tokenizer of `export_config` (the vocabulary from its ``itos``)."""
+        return cls(Vocab(config["itos"]), max_len=config["max_len"], truncation=config["truncation"])
+
     def __repr__(self) -> str:
         return f"WordTokenizer({len(self.vocab)} tokens, max_len={self.max_len}, truncation={self.truncation!r})"
 
@@ -169,12 +179,23 @@ def _n_workers(n: int | None) -> int:
     return min(4, cpus) if workers_can_start()[0] else 1
 
 
+def tokenizer_config(tok: Any) -> dict:
+    """The JSON config of a tokenizer, what an export stores; fails, naming ``@register_tokenizer``, for a
+    tokenizer whose class is not registered.
+
+    >>> tokenizer_config(WordTokenizer.train(["a b"], min_freq=1, max_len=8))["type"]
+    'words'
+    """
+    return TOKENIZER_REGISTRY.to_config(tok)
+
+
 def tokenizer_from_config(config: dict) -> Any:
-    """Rebuild a tokenizer from its ``export_config()`` dict."""
-    kind = config.get("type")
-    if kind == "words":
-        return WordTokenizer(Vocab(config["itos"]), max_len=config["max_len"], truncation=config["truncation"])
-    if kind == "pretrained":
-        from .pretrained import PretrainedTokenizer
-        return PretrainedTokenizer(config["source"], max_len=config["max_len"], truncation=config["truncation"])
-    raise ValueError(f"unknown tokenizer type {kind!r} in the exported config (expected 'words' or 'pretrained')")
+    """Rebuild a tokenizer from its `tokenizer_config` (the class registered under ``config["type"]``).
+
+    >>> tok = WordTokenizer.train(["a good film"], min_freq=1, max_len=8)
+    >>> tokenizer_from_config(tokenizer_config(tok)).encode_batch(["a film"]) == tok.encode_batch(["a film"])
+    True
+    """
+    if isinstance(config, dict) and config.get("type") == "pretrained":
+        from . import pretrained  # noqa: F401  (registers "pretrained"; it needs the text extra only when used)
+    return TOKENIZER_REGISTRY.from_config(config)

@@ -1,7 +1,8 @@
 """`ImageDataLoaders`: image classification data from folders, file names, data frames or lists.
 
-Every factory is a thin wrapper over `DataBlock` (``(ImageBlock, CategoryBlock | MultiCategoryBlock)``) and
-takes the same options: ``valid_pct``/``seed`` (the automatic split: 20 %, seed 42), ``item_tfms`` (e.g.
+The factories (`learnkit.vision.factories`) are thin wrappers over `DataBlock` (``(ImageBlock, CategoryBlock |
+MultiCategoryBlock)``); after their required arguments (the path, the files, how to label them) they take the
+same keyword-only options: ``valid_pct``/``seed`` (the automatic split: 20 %, seed 42), ``item_tfms`` (e.g.
 ``Resize(224)``), ``batch_tfms`` (e.g. ``aug_transforms()``), ``bs``, ``on_error`` (``'raise'``: a file that
 cannot be labelled raises an error naming it when the loaders are built, one that cannot be read when a loader
 meets it; ``'skip'``: it is left out with a warning, and listed in ``dls.skipped``), ``num_workers`` (``None``:
@@ -20,35 +21,29 @@ workers. Labels may be any hashable values (strings, ints, bools); a list of lab
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path  # noqa: F401 (the module docstring)
 from typing import Any
 
-import pandas as pd
 import torch
 
 from ..core.block import CategoryBlock, MultiCategoryBlock, TransformBlock, block_from_config
 from ..core.blockdata import BlockDataset, SkipLog, collate_skipping
 from ..core.data import DataLoaders, make_loader
-from ..core.datablock import DataBlock, Datasets
-from ..core.items import (DatasetField, DatasetLabel, Lookup, RegexLabeller, make_labels, make_vocab, parent_label,
-                          py_value)
+from ..core.datablock import Datasets
+from ..core.items import py_value
 from ..core.registry import register_dls
-from ..core.split import ColSplitter, GrandparentSplitter, IndexSplitter, RandomSplitter, check_split
 from .blocks import ImageBlock
-from ..core.cache import presized_cache
-from .io import get_image_files, image_items
+from .factories import ImageFactories
+from .io import get_image_files, image_items  # noqa: F401 (get_image_files: the module docstring)
 from .points import scale_points
-from .transforms import Normalize, apply_batch_tfms, is_random, transform_from_config, validation_tfms
+from .transforms import Normalize, apply_batch_tfms, is_random, tfms_from_config, tfms_to_config
 
 __all__ = ["ImageDataLoaders"]
 
-Items = Sequence[str | Path]
-
 
 @register_dls
-class ImageDataLoaders(DataLoaders):
+class ImageDataLoaders(ImageFactories, DataLoaders):
     """Loaders of ``(uint8 image [B, 3, H, W], target)`` batches; ``on_device`` turns images into normalised
     floats and, in training, applies the random batch transforms.
 
@@ -226,209 +221,14 @@ class ImageDataLoaders(DataLoaders):
         return image_onnx_spec(self)
 
     def export_config(self) -> dict:
-        det = validation_tfms(self.batch_tfms)  # what runs outside training (presizing → BatchResize)
-        for t in self.item_tfms + det:
-            if not hasattr(t, "export_config"):
-                raise TypeError(f"transform {t!r} cannot be exported (it has no export_config); use learnkit's "
-                                "Resize/RandomResizedCrop/Normalize or register your own")
         return {"vocab": [py_value(v) for v in self.vocab] if self.vocab is not None else None,
                 "multi_label": self.multi_label,
                 "target": self.y_block.export_config() if self.y_block is not None else None,
-                "item_tfms": [t.export_config() for t in self.item_tfms],
-                "batch_tfms": [t.export_config() for t in det],
-                "normalize": self.normalize.export_config() if self.normalize else None, "bs": self.bs}
+                **tfms_to_config(self.item_tfms, self.batch_tfms, self.normalize), "bs": self.bs}
 
     @classmethod
     def from_config(cls, config: dict, device: str | torch.device | None = None) -> "ImageDataLoaders":
-        norm, target = config.get("normalize"), config.get("target")
+        target = config.get("target")
         return cls(None, None, device=device, vocab=config["vocab"], multi_label=config["multi_label"],
-                   y_block=block_from_config(target) if target else None,
-                   item_tfms=[transform_from_config(c) for c in config["item_tfms"]],
-                   batch_tfms=[transform_from_config(c) for c in config["batch_tfms"]],
-                   normalize=transform_from_config(norm) if norm else None, bs=int(config.get("bs", 64)))
-
-    # --- factories ---------------------------------------------------------------------------------
-    @classmethod
-    def from_folder(cls, path: str | Path, train: str = "train", valid: str = "valid", valid_pct: float | None = None,
-                    seed: int | None = 42, vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
-                    batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
-                    shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
-                    cache: bool | None = None, num_workers: int | None = None) -> "ImageDataLoaders":
-        """Label = the parent folder. With ``path/train`` and ``path/valid`` folders (and no ``valid_pct``)
-        they are the split; otherwise a random ``valid_pct`` (default 20 %) of all images is."""
-        path = Path(path)
-        use_folders = valid_pct is None and (path / train).is_dir() and (path / valid).is_dir()
-        files = get_image_files(path, folders=[train, valid] if use_folders else None)
-        splitter = GrandparentSplitter(train, valid) if use_folders else RandomSplitter(valid_pct or 0.2, seed)
-        return cls._build(files, parent_label, splitter(files), path, vocab, item_tfms, batch_tfms, bs, val_bs,
-                          shuffle, device, on_error, cache, num_workers, seed, allow_empty_valid=valid_pct == 0)
-
-    @classmethod
-    def from_path_func(cls, path: str | Path, fnames: Items, label_func: Callable[[Path], Any], valid_pct: float = 0.2,
-                       seed: int | None = 42, vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
-                       batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
-                       shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
-                       cache: bool | None = None, num_workers: int | None = None) -> "ImageDataLoaders":
-        """Label = ``label_func(path_of_the_file)``; a random ``valid_pct`` split."""
-        files = [Path(f) for f in fnames]
-        return cls._build(files, lambda p: label_func(Path(p)), RandomSplitter(valid_pct, seed)(files), Path(path),
-                          vocab, item_tfms, batch_tfms, bs, val_bs, shuffle, device, on_error, cache, num_workers, seed,
-                          allow_empty_valid=valid_pct == 0)
-
-    @classmethod
-    def from_name_func(cls, path: str | Path, fnames: Items, label_func: Callable[[str], Any], valid_pct: float = 0.2,
-                       seed: int | None = 42, vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
-                       batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
-                       shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
-                       cache: bool | None = None, num_workers: int | None = None) -> "ImageDataLoaders":
-        """Label = ``label_func(file_name)`` (the name as a string, e.g. ``'Bengal_12.jpg'``)."""
-        return cls.from_path_func(path, fnames, lambda p: label_func(Path(p).name), valid_pct, seed, vocab, item_tfms,
-                                  batch_tfms, bs, val_bs, shuffle, device, on_error, cache, num_workers)
-
-    @classmethod
-    def from_name_re(cls, path: str | Path, fnames: Items, pat: str, valid_pct: float = 0.2, seed: int | None = 42,
-                     vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
-                     batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
-                     shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
-                     cache: bool | None = None, num_workers: int | None = None) -> "ImageDataLoaders":
-        """Label = the first group of the regular expression ``pat`` searched in the file name."""
-        return cls.from_path_func(path, fnames, RegexLabeller(pat, match_name=True), valid_pct, seed, vocab, item_tfms,
-                                  batch_tfms, bs, val_bs, shuffle, device, on_error, cache, num_workers)
-
-    @classmethod
-    def from_path_re(cls, path: str | Path, fnames: Items, pat: str, valid_pct: float = 0.2, seed: int | None = 42,
-                     vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
-                     batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
-                     shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
-                     cache: bool | None = None, num_workers: int | None = None) -> "ImageDataLoaders":
-        """Label = the first group of ``pat`` searched in the full path (``/`` separators)."""
-        return cls.from_path_func(path, fnames, RegexLabeller(pat, match_name=False), valid_pct, seed, vocab,
-                                  item_tfms, batch_tfms, bs, val_bs, shuffle, device, on_error, cache, num_workers)
-
-    @classmethod
-    def from_lists(cls, path: str | Path, fnames: Items, labels: Sequence[Any], valid_pct: float = 0.2,
-                   seed: int | None = 42, vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
-                   batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
-                   shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
-                   cache: bool | None = None, num_workers: int | None = None) -> "ImageDataLoaders":
-        """One label per file (a list of labels per file for multi-label). Relative names are under ``path``."""
-        files = [Path(f) if Path(f).is_absolute() else Path(path) / f for f in fnames]
-        if len(files) != len(labels):
-            raise ValueError(f"got {len(files)} file names but {len(labels)} labels")
-        table = {str(f): py_value(lab) for f, lab in zip(files, labels)}
-        return cls._build(files, lambda p: table[str(p)], RandomSplitter(valid_pct, seed)(files), Path(path), vocab,
-                          item_tfms, batch_tfms, bs, val_bs, shuffle, device, on_error, cache, num_workers, seed,
-                          allow_empty_valid=valid_pct == 0)
-
-    @classmethod
-    def from_df(cls, df: pd.DataFrame, path: str | Path = ".", valid_pct: float = 0.2, seed: int | None = 42,
-                fn_col: int | str = 0, folder: str | None = None, suff: str = "", label_col: int | str = 1,
-                label_delim: str | None = None, valid_col: str | None = None, vocab: Sequence[Any] | None = None,
-                item_tfms: Sequence[Any] | Any = None, batch_tfms: Sequence[Any] | Any = None, bs: int = 64,
-                val_bs: int | None = None, shuffle: bool = True, device: str | torch.device | None = None,
-                on_error: str = "raise", cache: bool | None = None, num_workers: int | None = None) -> "ImageDataLoaders":
-        """Files in column ``fn_col`` (relative to ``path/folder``, plus ``suff``), labels in ``label_col``
-        (split on ``label_delim`` for multi-label), split by the boolean ``valid_col`` or at random."""
-        def col(c: int | str) -> pd.Series:
-            if isinstance(c, int) and not isinstance(c, bool):
-                if not -df.shape[1] <= c < df.shape[1]:
-                    raise IndexError(f"column index {c} is out of range; the columns are {list(df.columns)}")
-                return df.iloc[:, c]
-            if c not in df.columns:
-                raise KeyError(f"column {c!r} not found; the columns are {list(df.columns)}")
-            return df[c]
-        if len(df) == 0:
-            raise ValueError("the data frame has no rows")
-        root = Path(path) / folder if folder else Path(path)
-        files = [root / f"{name}{suff}" for name in col(fn_col).astype(str)]
-        labels = list(col(label_col))
-        if label_delim is not None:
-            labels = [[] if (isinstance(v, float) and v != v) or str(v).strip() == ""
-                      else [t for t in str(v).split(label_delim) if t] for v in labels]
-        split = ColSplitter(valid_col)(df) if valid_col is not None else RandomSplitter(valid_pct, seed)(files)
-        table = {str(f): py_value(lab) for f, lab in zip(files, labels)}
-        return cls._build(files, lambda p: table[str(p)], split, Path(path), vocab, item_tfms, batch_tfms, bs, val_bs,
-                          shuffle, device, on_error, cache, num_workers, seed,
-                          allow_empty_valid=valid_col is None and valid_pct == 0)
-
-    @classmethod
-    def from_csv(cls, path: str | Path, csv_fname: str | Path = "labels.csv", header: int | str | None = "infer",
-                 delimiter: str | None = None, valid_pct: float = 0.2, seed: int | None = 42, fn_col: int | str = 0,
-                 folder: str | None = None, suff: str = "", label_col: int | str = 1, label_delim: str | None = None,
-                 valid_col: str | None = None, vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
-                 batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None, shuffle: bool = True,
-                 device: str | torch.device | None = None, on_error: str = "raise", cache: bool | None = None,
-                 num_workers: int | None = None) -> "ImageDataLoaders":
-        """`from_df` on the CSV file ``path/csv_fname``."""
-        csv = Path(path) / csv_fname
-        if not csv.is_file():
-            raise FileNotFoundError(f"CSV file {csv} not found")
-        df = pd.read_csv(csv, header=header, sep="," if delimiter is None else delimiter)
-        return cls.from_df(df, path, valid_pct, seed, fn_col, folder, suff, label_col, label_delim, valid_col, vocab,
-                           item_tfms, batch_tfms, bs, val_bs, shuffle, device, on_error, cache, num_workers)
-
-    @classmethod
-    def from_dsets(cls, train_ds: Any, valid_ds: Any = None, item_tfms: Sequence[Any] | Any = None,
-                   batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
-                   shuffle: bool = True, num_workers: int | None = None, seed: int | None = 42,
-                   device: str | torch.device | None = None) -> "ImageDataLoaders":
-        """Image classification loaders over torch datasets of ``(image, class index)`` pairs with a ``classes``
-        list, such as torchvision's ``ImageFolder``, ``CIFAR10`` or ``FashionMNIST`` (images: PIL, arrays or
-        tensors). The vocab is ``classes``; the labels come from the dataset's ``targets`` when it has them
-        (no image is read to label), else from its items. A learner on these loaders predicts on and exports
-        like any other `vision_learner`."""
-        classes = getattr(train_ds, "classes", None)
-        if not isinstance(classes, (list, tuple)) or not classes:
-            raise ValueError(f"{type(train_ds).__name__} has no `classes` list; give the dataset one (the class "
-                             "names, index i = label i) or build the loaders with a DataBlock")
-        dsets = [train_ds] + ([valid_ds] if valid_ds is not None else [])
-        refs = [(k, i) for k, ds in enumerate(dsets) for i in range(len(ds))]
-        dblock = DataBlock(blocks=(ImageBlock(), CategoryBlock(list(classes))), get_x=DatasetField(dsets, 0),
-                           get_y=DatasetLabel(dsets, list(classes)), splitter=IndexSplitter(range(len(train_ds), len(refs))),
-                           item_tfms=item_tfms, batch_tfms=batch_tfms)
-        return dblock.dataloaders(refs, bs=bs, val_bs=val_bs, shuffle=shuffle, num_workers=num_workers, seed=seed,
-                                  device=device)
-
-    # --- the one place that builds the loaders: a DataBlock ------------------------------------------
-    @classmethod
-    def _build(cls, files: list[Path], labeller: Callable[[Any], Any], split: tuple[list[int], list[int]], path: Path,
-               vocab: Sequence[Any] | None, item_tfms: Any, batch_tfms: Any, bs: int, val_bs: int | None,
-               shuffle: bool, device: Any, on_error: str, cache: bool | None, num_workers: int | None,
-               seed: int | None, allow_empty_valid: bool = False) -> "ImageDataLoaders":
-        """Label the files (names only: cheap), pick the target block (a list of labels per file: multi-label)
-        and build the loaders with a `DataBlock` over the labelled files; images are decoded lazily."""
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        if not files:
-            raise ValueError(f"no image files found in {path}; check the path and that the images have an image "
-                             "suffix (.jpg, .png, ...)")
-        train_idx, valid_idx = split
-        if not train_idx and not valid_idx:
-            raise ValueError(f"none of the {len(files)} images under {path} is in the training or validation set; "
-                             "check the train/valid folder names")
-        keep = sorted(set(train_idx) | set(valid_idx))
-        labels, fails = make_labels([files[i] for i in keep], labeller, on_error)
-        bad = {keep[j] for j, _ in fails}
-        skipped = [(str(files[keep[j]]), msg) for j, msg in fails]
-        if skipped:
-            warnings.warn(f"skipped {len(skipped)} of {len(keep)} images that could not be labelled "
-                          f"(on_error='skip'), e.g. {skipped[0][1]}. The full list is in dls.skipped.", stacklevel=3)
-        table = {i: lab for i, lab in zip(keep, labels) if i not in bad}
-        train_idx = [i for i in train_idx if i not in bad]
-        valid_idx = [i for i in valid_idx if i not in bad]
-        if not train_idx and not valid_idx:
-            raise ValueError(f"every image under {path} was skipped; the first problem: {skipped[0][1]}")
-        multi = any(isinstance(v, (list, tuple, set)) for v in table.values())
-        order = train_idx + valid_idx
-        vocab = make_vocab([table[i] for i in order], vocab, multi, files[order[0]])
-        check_split(train_idx, valid_idx, None if multi else [table.get(i) for i in range(len(files))],
-                    allow_empty_valid=allow_empty_valid, what="images")
-        items = [files[i] for i in order]
-        dblock = DataBlock(blocks=(ImageBlock(), MultiCategoryBlock(vocab) if multi else CategoryBlock(vocab)),
-                           get_y=Lookup({str(files[i]): table[i] for i in order}),
-                           splitter=IndexSplitter(range(len(train_idx), len(order))),
-                           item_tfms=item_tfms, batch_tfms=batch_tfms)
-        dls = dblock.dataloaders(items, bs=bs, val_bs=val_bs, shuffle=shuffle, num_workers=num_workers, seed=seed,
-                                 device=device, on_error=on_error, cache=presized_cache(cache))
-        dls.labeller, dls._skipped = labeller, skipped
-        return dls
+                   y_block=block_from_config(target) if target else None, **tfms_from_config(config),
+                   bs=int(config.get("bs", 64)))

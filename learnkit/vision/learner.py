@@ -26,7 +26,7 @@ from ..core.registry import register_learner
 from ..core.optim import LR
 from .classifier import VisionClassifier, _n_channels, body_from_callable, create_head, vision_splitter
 from .data import ImageDataLoaders
-from .feature_cache import FrozenFeatureCache
+from .feature_cache import BodyFeatures, FrozenFeatureCache
 from .models import create_body, model_meta
 from .transforms import GeometricAug, Normalize, is_random
 
@@ -145,7 +145,7 @@ def vision_learner(dls: ImageDataLoaders, arch: str | Callable[..., nn.Module], 
         dls.normalize = Normalize(mean, std)
     cbs = list(cbs) if isinstance(cbs, (list, tuple)) else ([cbs] if cbs is not None else [])
     if cache_frozen_features:
-        cbs.append(FrozenFeatureCache())
+        cbs.append(FrozenFeatureCache(BodyFeatures()))
     learn = VisionLearner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=vision_splitter, cbs=cbs,
                           metrics=metrics, wd=wd, path=path, model_dir=model_dir, train_bn=train_bn, device=device,
                           progress=progress)

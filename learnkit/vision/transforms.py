@@ -37,12 +37,14 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from ..core.registry import TRANSFORM_REGISTRY, register_transform
 from .augment import (BatchResize, BatchTransform, GeometricAug, LightingAug, Normalize, _pack, _size2,
                       apply_batch_tfms, aug_transforms, imagenet_stats, is_random, validation_tfms)
 
 __all__ = ["ItemTransform", "Resize", "RandomResizedCrop", "BatchTransform", "GeometricAug", "BatchResize",
            "LightingAug", "Normalize", "aug_transforms", "imagenet_stats", "apply_item_tfms", "apply_batch_tfms",
-           "is_random", "validation_tfms", "transform_from_config"]
+           "is_random", "validation_tfms", "transform_from_config", "transform_config", "register_transform",
+           "tfms_to_config", "tfms_from_config"]
 
 _INTERP = {"nearest": v2.InterpolationMode.NEAREST, "bilinear": v2.InterpolationMode.BILINEAR,
            "bicubic": v2.InterpolationMode.BICUBIC}
@@ -153,6 +155,7 @@ class ItemTransform:
         raise NotImplementedError(f"{type(self).__name__} cannot be exported")
 
 
+@register_transform
 class Resize(ItemTransform):
     """Resize every image to ``size`` (an int for a square, or ``(height, width)``), the same way in training
     and validation.
@@ -212,6 +215,7 @@ class Resize(ItemTransform):
                 f"pad_mode={self.pad_mode!r})")
 
 
+@register_transform
 class RandomResizedCrop(ItemTransform):
     """Training: crop a random area (``min_scale``..1 of the image, aspect ratio in ``ratio``) and resize it to
     ``size`` (torchvision's ``RandomResizedCrop``). Validation: scale the short side to ``size * (1 + val_xtra)``
@@ -282,8 +286,20 @@ def apply_item_tfms(tfms: Sequence[Any], image: torch.Tensor, mask: torch.Tensor
     return _pack(image, mask, points)
 
 
+def transform_config(tfm: Any) -> dict:
+    """The JSON config of a transform (``{"type": name, **tfm.export_config()}``), what an export stores.
+    Fails, naming ``@register_transform``, for a transform whose class is not registered (it could be
+    exported but never loaded).
+
+    >>> transform_config(Normalize((0.5,), (0.25,)))
+    {'type': 'Normalize', 'mean': [0.5], 'std': [0.25]}
+    """
+    return TRANSFORM_REGISTRY.to_config(tfm)
+
+
 def transform_from_config(config: dict) -> ItemTransform | BatchTransform:
-    """Rebuild a transform from its ``export_config()`` (used by `load_learner`); options missing from an older
+    """Rebuild a transform from its `transform_config` (used by `load_learner`): the class registered under
+    ``config["type"]`` (``@register_transform``), built from the other keys; options missing from an older
     config take their defaults.
 
     >>> transform_from_config(Resize(32, pad_mode="border").export_config())
@@ -291,19 +307,26 @@ def transform_from_config(config: dict) -> ItemTransform | BatchTransform:
     >>> transform_from_config(BatchResize(24, mode="bicubic").export_config())
     BatchResize(size=(24, 24), mode='bicubic', pad_mode='reflection', align_corners=True)
     """
-    cfg = dict(config)
-    kind = cfg.pop("type", None)
-    if kind == "Resize":
-        return Resize(tuple(cfg["size"]), cfg.get("method", "crop"), cfg.get("interpolation", "bicubic"),
-                      cfg.get("pad_mode", "zeros"))
-    if kind == "RandomResizedCrop":
-        return RandomResizedCrop(tuple(cfg["size"]), cfg.get("min_scale", 0.08),
-                                 tuple(cfg.get("ratio", (3 / 4, 4 / 3))), cfg.get("interpolation", "bicubic"),
-                                 cfg.get("val_xtra", 0.14))
-    if kind == "BatchResize":
-        return BatchResize(tuple(cfg["size"]), cfg.get("mode", "bilinear"), cfg.get("pad_mode", "reflection"),
-                           cfg.get("align_corners", True))
-    if kind == "Normalize":
-        return Normalize(cfg["mean"], cfg["std"])
-    raise ValueError(f"unknown transform type {kind!r} in an exported config "
-                     "(known: Resize, RandomResizedCrop, BatchResize, Normalize)")
+    return TRANSFORM_REGISTRY.from_config(config)
+
+
+def tfms_to_config(item_tfms: Sequence[Any], batch_tfms: Sequence[Any], normalize: Any = None) -> dict:
+    """The transforms of an image pipeline as an export stores them: the item transforms, the batch
+    transforms that run outside training (`validation_tfms`: presizing becomes `BatchResize`), and the
+    normalisation. Every class must be registered (``@register_transform``).
+
+    >>> cfg = tfms_to_config([Resize(8)], aug_transforms(size=6), Normalize((0.5,), (0.5,)))
+    >>> [c["type"] for c in cfg["item_tfms"] + cfg["batch_tfms"]], tfms_from_config(cfg)["normalize"]
+    (['Resize', 'BatchResize'], Normalize(mean=(0.5,), std=(0.5,)))
+    """
+    return {"item_tfms": [transform_config(t) for t in item_tfms],
+            "batch_tfms": [transform_config(t) for t in validation_tfms(batch_tfms)],
+            "normalize": transform_config(normalize) if normalize is not None else None}
+
+
+def tfms_from_config(config: dict) -> dict[str, Any]:
+    """``item_tfms``, ``batch_tfms`` and ``normalize`` rebuilt from `tfms_to_config` (missing keys: none)."""
+    norm = config.get("normalize")
+    return {"item_tfms": [transform_from_config(c) for c in config.get("item_tfms", [])],
+            "batch_tfms": [transform_from_config(c) for c in config.get("batch_tfms", [])],
+            "normalize": transform_from_config(norm) if norm else None}

@@ -43,3 +43,17 @@ class BodyHead(nn.Module):
 
 def body_head_splitter(m: BodyHead):
     return [list(m.body.parameters()), list(m.head.parameters())]
+
+
+def write_two_class_images(folder, n: int = 12, size: int = 16, spread: int = 30) -> list:
+    """``n`` noisy PNGs in ``folder``: ``a_<i>.png`` bright, ``b_<i>.png`` dark (label = first letter)."""
+    import torchvision
+
+    from learnkit.vision import get_image_files
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    for i in range(n):
+        base = 60 if i % 2 else 190
+        img = (base + torch.randint(-spread, spread, (3, size, size), generator=g)).clamp(0, 255).to(torch.uint8)
+        torchvision.io.write_png(img, str(folder / f"{'ab'[i % 2]}_{i}.png"))
+    return get_image_files(folder)

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from learnkit.datasets import DownloadError, URLs, untar_data
+from learnkit.datasets import DownloadError, URLs, find_data, untar_data
 
 
 def _tgz(files: dict[str, bytes], top="ds") -> bytes:
@@ -133,6 +133,29 @@ def test_learnkit_data_is_used_without_network(server, monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError, match="no folder 'imdb'"):
         untar_data(URLs.IMDB)
     assert server.hits == 0
+
+
+def test_find_data_takes_the_folder_its_root_a_file_or_learnkit_data(server, monkeypatch, tmp_path):
+    """What the examples' --data accepts, in one place."""
+    ds = tmp_path / "root" / "ml-100k"
+    ds.mkdir(parents=True)
+    (ds / "u.data").write_text("1\t2\t3\t4\n")
+    assert find_data(URLs.ML_100k, tmp_path / "root", marker="u.data") == ds  # a data root
+    assert find_data(URLs.ML_100k, ds, marker="u.data") == ds  # the dataset folder itself
+    assert find_data(URLs.ML_100k, str(ds / "u.data"), marker="u.data") == ds / "u.data"  # a file, as it is
+    with pytest.raises(FileNotFoundError, match=r"no ml-100k data \(with u.item\).*pass --data PATH"):
+        find_data(URLs.ML_100k, tmp_path / "root", marker="u.item")
+    with pytest.raises(FileNotFoundError, match="no imdb data.*set LEARNKIT_DATA"):
+        find_data(URLs.IMDB, download=False)  # neither --data nor LEARNKIT_DATA: never a download
+    monkeypatch.setenv("LEARNKIT_DATA", str(tmp_path / "root"))
+    assert find_data(URLs.ML_100k, marker="u.data") == ds == find_data("ml-100k", download=False)
+    assert server.hits == 0
+
+
+def test_find_data_downloads_when_allowed(server, tmp_path):
+    server.files["/ds.tgz"] = _tgz({"train/a.txt": b"x"})
+    assert find_data(server.url + "/ds.tgz", marker="train") == tmp_path / "home" / "data" / "ds" / "ds"
+    assert server.hits == 1
 
 
 def test_local_names():

@@ -1,4 +1,5 @@
 """Metrics accumulated over unequal batches equal the metric computed on the whole set."""
+import functools
 import math
 
 import numpy as np
@@ -7,7 +8,8 @@ import torch
 from sklearn import metrics as skm
 
 from learnkit import (AvgMetric, Dice, DiceMulti, F1Score, JaccardCoeff, JaccardMulti, Precision, Recall, RocAuc,
-                      accuracy, as_metric, error_rate, foreground_acc, mae, mse, rmse)
+                      accuracy, as_metric, error_rate, exp_rmspe, foreground_acc, mae, mse, rmse)
+from learnkit.core.segmetrics import ForegroundAcc
 
 SIZES = [1, 7, 32, 3, 57]  # unequal batches, 100 items
 
@@ -98,3 +100,29 @@ def test_as_metric_rejects_bad_metrics():
         as_metric(3)
     assert isinstance(as_metric(accuracy), AvgMetric)
     assert math.isnan(AvgMetric(accuracy).value)
+
+
+# --- one calling convention: functions (whole_set when not a mean) and classes ----------------------------
+def test_function_metrics_with_options_stay_exact_over_the_set():
+    g = torch.Generator().manual_seed(3)
+    pred, targ = torch.randn(100, 1, generator=g), torch.randn(100, generator=g)
+    whole = math.sqrt(float(((pred.squeeze() - targ) ** 2).mean()))
+    assert _accumulate(rmse, pred, targ) == pytest.approx(whole, rel=1e-6)
+    assert _accumulate(functools.partial(rmse), pred, targ) == pytest.approx(whole, rel=1e-6)  # not a batch mean
+    assert as_metric(functools.partial(rmse)).higher_is_better is False
+    p, t = torch.exp(pred.squeeze().double()), torch.exp(targ.double())
+    assert _accumulate(exp_rmspe, pred, targ) == pytest.approx(math.sqrt(float((((t - p) / t) ** 2).mean())), rel=1e-5)
+
+
+def test_foreground_acc_is_a_function_and_every_way_of_passing_it_agrees():
+    g = torch.Generator().manual_seed(4)
+    pred, targ = torch.randn(100, 3, 4, 4, generator=g), torch.randint(0, 4, (100, 4, 4), generator=g)
+    keep = targ != 3
+    whole = float((pred.argmax(1)[keep] == targ[keep]).float().mean())
+    assert float(foreground_acc(pred, targ, ignore_index=3)) == pytest.approx(whole)
+    for m in (foreground_acc(ignore_index=3), functools.partial(foreground_acc, ignore_index=3), ForegroundAcc(3)):
+        assert _accumulate(m, pred, targ) == pytest.approx(whole)
+        assert as_metric(m).name == "foreground_acc"
+    assert _accumulate(foreground_acc, pred, targ) == pytest.approx(float((pred.argmax(1) == targ).float().mean()))
+    with pytest.raises(TypeError, match="ignore"):
+        foreground_acc(ignore=3)  # a typo is an error, not a silently ignored option

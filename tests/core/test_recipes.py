@@ -269,6 +269,6 @@ def test_mixup_turns_the_frozen_feature_cache_off(tmp_path):
     learn.freeze()
     cache = next(cb for cb in learn.cbs if isinstance(cb, FrozenFeatureCache))
     learn.fit(1, cbs=CutMix())
-    assert not cache.active and "CutMix changes the training images" in cache.reason
+    assert not cache.active and "CutMix changes the training inputs" in cache.reason
     learn.fit(1)
     assert cache.active

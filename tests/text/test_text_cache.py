@@ -1,12 +1,17 @@
 """Frozen-prefix caching: same training as without it, reused while valid, recomputed when stale."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
-from learnkit.text import ActivationCache, TextDataLoaders, accuracy, cache_start, text_classifier_learner
+from learnkit.text import ActivationCache, Callback, TextDataLoaders, accuracy, cache_start, text_classifier_learner
 
 
 @pytest.fixture
@@ -103,7 +108,7 @@ def test_a_later_boundary_is_computed_from_an_earlier_cached_one(tiny_learners, 
     learn.freeze()  # boundary 4; the embeddings did not change, so boundary 1 is still valid
     learn.fit(1, lr=1e-2)
     assert [(c[1], c[2]) for c in calls] == [((1,), 0), ((1,), 0), ((4,), 1), ((4,), 1)]
-    cache = learn._act_cache
+    cache = learn.frozen_feature_cache.source.cache
     assert list(cache.entries) == [4]  # only what the last fit needs is kept
     for name, dl in (("train", learn.dls.train), ("valid", learn.dls.valid)):
         direct = cache.compute(learn.model, dl.dataset, [4], torch.device("cpu"), learn.dls.tokenizer.pad_id)[4]
@@ -126,3 +131,61 @@ def test_cache_frozen_false_never_caches(tiny_learners, monkeypatch):
         warnings.simplefilter("error")
         learn.fit(1, lr=1e-2)
     assert calls == []
+
+
+def test_the_cache_is_the_core_callback_and_steps_aside_under_mixup(tiny_learners):
+    from learnkit.core.feature_cache import FrozenFeatureCache
+    from learnkit.core.learner import Learner
+    from learnkit.text import TextLearner
+    assert TextLearner.fit is Learner.fit  # no text-specific training loop: the callback does it
+    learn = tiny_learners[0]
+    assert isinstance(learn.frozen_feature_cache, FrozenFeatureCache)
+
+    class Mixer(Callback):
+        changes_inputs = True
+    learn.fit(1, lr=1e-2, cbs=Mixer())
+    assert not learn.frozen_feature_cache.active and "Mixer changes the training inputs" in learn.frozen_feature_cache.reason
+    learn.fit(1, lr=1e-2)
+    assert learn.frozen_feature_cache.active, learn.frozen_feature_cache.reason
+
+
+def _ddp_worker(bert: Path, csv: Path, out: Path) -> None:
+    """One rank: the same two-epoch head training with and without the cache, on this rank's shards."""
+    import pandas as pd
+    rank = int(os.environ["RANK"])
+    res = {}
+    for cache in (True, False):
+        torch.manual_seed(0)
+        dls = TextDataLoaders.from_df(pd.read_csv(csv), valid_col="is_valid", tok=str(bert), max_len=16, bs=4,
+                                      device="cpu")
+        learn = text_classifier_learner(dls, str(bert), config={"head_dropout": 0.0}, metrics=accuracy,
+                                        cache_frozen=cache, progress=False)
+        learn.fit(2, lr=1e-2)
+        res[str(cache)] = {"head": [p.detach().flatten().tolist() for p in learn.model.head.parameters()],
+                           "values": learn.recorder.values,
+                           "reason": learn.frozen_feature_cache.reason if cache else None}
+    (out / f"result{rank}.json").write_text(json.dumps(res))
+
+
+def test_under_ddp_the_cached_training_matches_the_uncached_one(tiny_bert, review_df, tmp_path):
+    review_df.to_csv(tmp_path / "reviews.csv", index=False)
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "LEARNKIT_PROGRESS": "0", "OMP_NUM_THREADS": "1", "LEARNKIT_DEVICE": "cpu",
+           "PYTHONPATH": os.pathsep.join([repo, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env.pop("LEARNKIT_DISTRIBUTED", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(Path(__file__).resolve()), "--ddp-worker", str(tiny_bert), str(tmp_path / "reviews.csv"), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    r0, r1 = (json.loads((tmp_path / f"result{r}.json").read_text()) for r in (0, 1))
+    assert r0 == r1  # every rank trained the same head and logged the same numbers
+    assert r0["True"]["reason"] == "active"
+    cached, plain = r0["True"], r0["False"]
+    for p, q in zip(cached["head"], plain["head"]):
+        assert torch.allclose(torch.tensor(p), torch.tensor(q), atol=1e-5)
+    assert torch.allclose(torch.tensor(cached["values"]), torch.tensor(plain["values"]), atol=1e-4)
+
+
+if __name__ == "__main__" and "--ddp-worker" in sys.argv:
+    i = sys.argv.index("--ddp-worker")
+    _ddp_worker(*(Path(a) for a in sys.argv[i + 1: i + 4]))

@@ -70,5 +70,5 @@ def test_word_tokenizer_gives_an_empty_text_one_unknown_token():
 
 
 def test_tokenizer_from_config_rejects_unknown_types():
-    with pytest.raises(ValueError, match="unknown tokenizer type"):
+    with pytest.raises(ValueError, match="unknown tokenizer 'sentencepiece'.*@register_tokenizer"):
         tokenizer_from_config({"type": "sentencepiece"})

@@ -78,6 +78,29 @@ def test_from_df_csv_lists_and_valid_col(two_class_folder):
         ImageDataLoaders.from_csv(root, "missing.csv", device="cpu")
 
 
+def test_options_are_keyword_only_after_the_lessons_positional_arguments(two_class_folder):
+    """fastai's lessons pass path, files and labelling positionally; everything after is keyword-only, so a
+    misplaced option is an error rather than, say, ``valid_pct`` read as the seed."""
+    root, files = two_class_folder("folders", n=6)
+    assert ImageDataLoaders.from_folder(root, "train", "valid", bs=4, device="cpu").vocab == ["cat", "dog"]
+    with pytest.raises(TypeError, match="positional"):
+        ImageDataLoaders.from_folder(root, "train", "valid", None)
+    names = [f.name for f in files]
+    with pytest.raises(TypeError, match="positional"):
+        ImageDataLoaders.from_name_func(root, files, is_cat, 0.2)
+    with pytest.raises(TypeError, match="positional"):
+        ImageDataLoaders.from_lists(root, names, names, 0.2)
+    df = pd.DataFrame({"fn": [str(f) for f in files], "label": [f.parent.name for f in files]})
+    assert ImageDataLoaders.from_df(df, ".", bs=4, device="cpu").vocab == ["cat", "dog"]
+    with pytest.raises(TypeError, match="positional"):
+        ImageDataLoaders.from_df(df, ".", 0.2)
+    df.to_csv(root / "labels.csv", index=False)
+    with pytest.raises(TypeError, match="positional"):
+        ImageDataLoaders.from_csv(root, "labels.csv", "infer")
+    with pytest.raises(TypeError, match="positional"):
+        ImageDataLoaders.from_dsets([], [], [Resize(8)])
+
+
 def test_multi_label_with_delimiter(two_class_folder):
     root, files = two_class_folder("name", n=5)
     tags = ["red furry", "blue", "red", "blue furry", "furry", "red blue", "", "red", "blue", "furry"]

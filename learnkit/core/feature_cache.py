@@ -1,0 +1,170 @@
+"""`FrozenFeatureCache`: while the first part of a model is frozen, compute its output once per item and train
+the rest of the model on it.
+
+With the first part frozen (no gradients, no randomness in it, no random transform of the inputs), its
+output for an item is the same number every epoch; computing it once turns every later epoch into the cost
+of the trainable part alone (the head of a frozen vision body: many head epochs for the price of one pass of
+the body). The callback is the same for every task; a `FeatureSource` says how its model's frozen part is
+run and when that is allowed (`learnkit.vision.feature_cache.BodyFeatures`: pooled image features;
+`learnkit.text.cache.StageStates`: the states of a staged transformer at its first trainable stage).
+
+At each phase of a fit the callback replaces ``learn.dl`` by a `CachedLoader`: batches of cached features
+and targets, drawn with the phase loader's own batch sampler (and generator), so they come in the very
+order the original loader would have produced them — the same training, up to floating-point rounding.
+``learn.dls`` is untouched. Under DDP the phase loader is this rank's `DistributedDL` shard: the cached
+loader serves exactly the shard's items and the shard keeps gathering validation results.
+
+It steps aside (``active`` false, the reason in ``reason``) when a callback changes the inputs batch by batch
+(``changes_inputs``: `MixUp`, `CutMix` would mix cached features instead of images), when a phase loader is
+not a batched torch ``DataLoader``, or when the source says so.
+
+>>> from torch.utils.data import TensorDataset
+>>> dl = DataLoader(TensorDataset(torch.arange(6.)), batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(0))
+>>> cached = CachedLoader(dl, TensorFeatures(torch.arange(6.) * 10, (torch.arange(6),)))
+>>> [len(b[0]) for b in cached], all(bool((f == 10 * y).all()) for f, y in cached)
+([4, 2], True)
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+from torch.utils.data import DataLoader
+
+from .callback import Callback
+from .sharding import DistributedDL
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .learner import Learner
+
+__all__ = ["FrozenFeatureCache", "FeatureSource", "FeatureStore", "TensorFeatures", "CachedLoader", "NotCached"]
+
+
+class NotCached(Exception):
+    """Raised by `FeatureSource.features` when the features cannot be cached after all (the message says why)."""
+
+
+class FeatureStore(Protocol):
+    """The cached features of every item of a dataset (in dataset order) and their targets."""
+
+    def batch(self, idx: torch.Tensor) -> tuple:
+        """The batch of items ``idx``: ``(features, *targets)``, as the model and the loss take them."""
+        ...
+
+
+class TensorFeatures:
+    """Features and targets as row tensors: a batch is one index per tensor (no per-item Python)."""
+
+    def __init__(self, feats: torch.Tensor, targets: tuple[torch.Tensor, ...]):
+        self.feats, self.targets = feats, targets
+
+    def __len__(self) -> int:
+        return len(self.feats)
+
+    def batch(self, idx: torch.Tensor) -> tuple:
+        idx = idx.to(self.feats.device)
+        return (self.feats[idx], *(t[idx.to(t.device)] for t in self.targets))
+
+
+class CachedLoader:
+    """Batches ``store.batch(idx)`` with ``idx`` drawn exactly as ``dl`` draws its batches (its batch sampler;
+    its generator, which a torch loader also draws from once per epoch)."""
+
+    def __init__(self, dl: DataLoader, store: FeatureStore):
+        self.dl, self.store = dl, store
+        self._idx = DataLoader(range(len(dl.dataset)), batch_sampler=dl.batch_sampler, generator=dl.generator)
+
+    @property
+    def dataset(self) -> Any:
+        return self.dl.dataset
+
+    def __len__(self) -> int:
+        return len(self.dl)
+
+    def __iter__(self) -> Iterator[tuple]:
+        for idx in self._idx:
+            yield self.store.batch(idx)
+
+
+class FeatureSource:
+    """How a task computes the frozen part's output for `FrozenFeatureCache` (subclass it).
+
+    ``why_not(learn)``: ``None`` when caching gives the same training as without it, else the reason (checked
+    at the start of each fit). ``features(learn, dl, shard)``: the `FeatureStore` of every item of
+    ``dl.dataset`` (``shard``: this rank's `DistributedDL` under DDP, else ``None``), or `NotCached`.
+    ``release()``: free what is kept for one fit only (called after each fit).
+    """
+
+    def why_not(self, learn: "Learner") -> str | None:
+        return None
+
+    def features(self, learn: "Learner", dl: DataLoader, shard: DistributedDL | None) -> FeatureStore:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        pass
+
+
+class FrozenFeatureCache(Callback):
+    """Train the trainable part of a model on the frozen part's output, computed once (see the module
+    docstring). ``source``: the task's `FeatureSource`. ``active`` and ``reason`` say what the last fit did."""
+
+    order = -20  # after DistributedTrainer (-30), which shards learn.dl first; before everything else
+
+    def __init__(self, source: FeatureSource):
+        if not isinstance(source, FeatureSource):
+            raise TypeError(f"source must be a FeatureSource (how the task computes the features), got {source!r}")
+        self.source = source
+        self.active, self.reason = False, "not fitted yet"
+        self._loaders: dict[int, Any] = {}
+
+    def _why_not(self) -> str | None:
+        mixers = [type(cb).__name__ for cb in self.learn.cbs if getattr(cb, "changes_inputs", False)]
+        if mixers:
+            return f"{', '.join(mixers)} changes the training inputs batch by batch"
+        return self.source.why_not(self.learn)
+
+    def before_fit(self) -> None:
+        self._loaders = {}
+        why = self._why_not()
+        self.active, self.reason = why is None, why or "active"
+
+    def _swap(self) -> None:
+        dl = self.learn.dl
+        inner = dl.dl if isinstance(dl, DistributedDL) else dl
+        if not self.active:
+            return
+        if not isinstance(inner, DataLoader) or inner.batch_sampler is None:
+            self.active, self.reason = False, "the loader is not a batched torch DataLoader"
+            return
+        key = id(dl)
+        if key not in self._loaders:
+            shard = dl if isinstance(dl, DistributedDL) else None
+            try:
+                store = self.source.features(self.learn, inner, shard)
+            except NotCached as e:
+                self.active, self.reason = False, str(e)
+                return
+            cached: Any = CachedLoader(inner, store)
+            if shard is not None:  # the same sampler (set_epoch reaches it) and gathering, cached batches
+                sharded = copy.copy(shard)
+                sharded.dl = cached
+                cached = sharded
+            self._loaders[key] = cached
+        self.learn.dl = self._loaders[key]
+        self.learn.n_iter = len(self._loaders[key])
+
+    def before_train(self) -> None:
+        self._swap()
+
+    def before_validate(self) -> None:
+        self._swap()
+
+    def after_fit(self) -> None:
+        self._loaders = {}
+        self.source.release()
+
+    def __repr__(self) -> str:
+        return f"FrozenFeatureCache({type(self.source).__name__}, active={self.active}, reason={self.reason!r})"
