@@ -27,13 +27,15 @@ from .losses import (BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, La
                      LabelSmoothingCrossEntropyFlat, MSELossFlat)
 from .metrics import (AvgMetric, BalancedAccuracy, F1Score, F1ScoreMulti, Metric, Perplexity, Precision, R2Score,
                       Recall, RocAuc, RocAucBinary, accuracy, accuracy_multi, as_metric, error_rate, exp_rmspe, mae,
-                      mse, msle, rmse, top_k_accuracy)
+                      mse, msle, rmse, top_k_accuracy, TorchMetric, whole_set)
 from .metrics import __all__ as _metrics_all
 from .optim import default_splitter, spread_lr, trainable_params
 from .seed import set_seed
-from .segmetrics import Dice, DiceMulti, JaccardCoeff, JaccardMulti, foreground_acc
-from .registry import (Registry, get_dls_class, get_loss_class, get_model_builder, register_dls, register_learner,
-                       register_loss, register_model)
+from .segmetrics import Dice, DiceMulti, ForegroundAcc, JaccardCoeff, JaccardMulti, foreground_acc
+from .registry import (NotRegisteredError, Registry, get_dls_class, get_loss_class, get_model_builder, register_dls,
+                       register_learner, register_loss, register_model, register_tokenizer, register_transform)
+from .feature_cache import FrozenFeatureCache
+from .tensorloader import TensorLoader
 from .interpret import ClassificationInterpretation
 from .split import (ColSplitter, EndSplitter, FolderSplitter, FuncSplitter, GrandparentSplitter, IndexSplitter,
                     RandomSplitter, TrainTestSplitter, check_split)
@@ -53,5 +55,6 @@ __all__ = [
     "BlockDataLoaders", "DataBlockError", "default_num_workers", "ColReader", "RegexLabeller", "get_files", "get_text_files",
     "parent_label", "using_attr", "EndSplitter", "TrainTestSplitter",
     "CategoryMap", "ClassificationInterpretation", "emb_sz_rule", "emb_sizes", "get_emb_sz",
-    *_cb_all, *_metrics_all,
+    "ForegroundAcc", "NotRegisteredError", "register_transform", "register_tokenizer", "FrozenFeatureCache",
+    "TensorLoader", *_cb_all, *_metrics_all,
 ]

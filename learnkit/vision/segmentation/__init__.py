@@ -7,28 +7,30 @@
 >>> learn.fine_tune(8)  # doctest: +SKIP
 """
 # Learner, metrics, callbacks for notebooks: the core names, re-exported (the core's __all__)
-from ...core import (EVENTS, AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDataLoaders, CSVLogger, Callback,
+from ...core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDataLoaders, CSVLogger, Callback,
                      CancelBackwardException, CancelBatchException, CancelEpochException, CancelFitException,
                      CancelStepException, CancelTrainException, CancelValidException, CategoryBlock, CategoryMap,
                      CheckpointCallback, ClassificationInterpretation, ColReader, ColSplitter, CrossEntropyLossFlat,
                      CutMix, DataBlock, DataBlockError, DataLoaders, Datasets, Dice, DiceMulti, DistributedDL,
-                     DistributedTrainer, EarlyStoppingCallback, EndSplitter, ExperimentCallback, ExportError, F1Score,
-                     F1ScoreMulti, FolderSplitter, FuncSplitter, GradientAccumulation, GradientClip,
-                     GrandparentSplitter, IndexSplitter, JaccardCoeff, JaccardMulti, L1LossFlat, LRFinder,
-                     LabelSmoothingCrossEntropy, LabelSmoothingCrossEntropyFlat, Learner, MLflowCallback, MSELossFlat,
-                     Metric, MixUp, MultiCategoryBlock, NonFiniteLossWarning, OneCycleScheduler, ParamScheduler,
-                     Perplexity, Precision, ProgressCallback, R2Score, RandomSplitter, Recall, Recorder,
-                     ReduceLROnPlateau, RegexLabeller, Registry, RegressionBlock, RocAuc, RocAucBinary,
-                     SaveModelCallback, ShowGraphCallback, SigmoidRange, SuggestedLRs, TensorBoardCallback,
-                     TerminateOnNaNCallback, TrackerCallback, TrainTestSplitter, TransformBlock, WandbCallback,
-                     accuracy, accuracy_multi, as_metric, atomic_torch_save, atomic_write, batch_size, check_split,
-                     combine_scheds, default_device, default_num_workers, default_splitter, describe_training_loop,
-                     distrib_barrier, emb_sizes, emb_sz_rule, error_rate, exp_rmspe, flat_cos_scheduler, foreground_acc,
-                     get_dls_class, get_emb_sz, get_files, get_loss_class, get_model_builder, get_text_files, is_rank0,
-                     load_learner, mae, make_loader, minimum, mse, msle, num_distrib, parent_label, rank_distrib,
-                     register_dls, register_learner, register_loss, register_model, rmse, sched_const, sched_cos,
-                     sched_exp, sched_lin, set_seed, sgdr_scheduler, sigmoid_range, slide, spread_lr, steep, to_cpu,
-                     to_device, top_k_accuracy, trainable_params, using_attr, valley)
+                     DistributedTrainer, EVENTS, EarlyStoppingCallback, EndSplitter, ExperimentCallback, ExportError,
+                     F1Score, F1ScoreMulti, FolderSplitter, ForegroundAcc, FrozenFeatureCache, FuncSplitter,
+                     GradientAccumulation, GradientClip, GrandparentSplitter, IndexSplitter, JaccardCoeff,
+                     JaccardMulti, L1LossFlat, LRFinder, LabelSmoothingCrossEntropy, LabelSmoothingCrossEntropyFlat,
+                     Learner, MLflowCallback, MSELossFlat, Metric, MixUp, MultiCategoryBlock, NonFiniteLossWarning,
+                     NotRegisteredError, OneCycleScheduler, ParamScheduler, Perplexity, Precision, ProgressCallback,
+                     R2Score, RandomSplitter, Recall, Recorder, ReduceLROnPlateau, RegexLabeller, Registry,
+                     RegressionBlock, RocAuc, RocAucBinary, SaveModelCallback, ShowGraphCallback, SigmoidRange,
+                     SuggestedLRs, TensorBoardCallback, TensorLoader, TerminateOnNaNCallback, TorchMetric,
+                     TrackerCallback, TrainTestSplitter, TransformBlock, WandbCallback, accuracy, accuracy_multi,
+                     as_metric, atomic_torch_save, atomic_write, batch_size, check_split, combine_scheds,
+                     default_device, default_num_workers, default_splitter, describe_training_loop, distrib_barrier,
+                     emb_sizes, emb_sz_rule, error_rate, exp_rmspe, flat_cos_scheduler, foreground_acc, get_dls_class,
+                     get_emb_sz, get_files, get_loss_class, get_model_builder, get_text_files, is_rank0, load_learner,
+                     mae, make_loader, minimum, mse, msle, num_distrib, parent_label, rank_distrib, register_dls,
+                     register_learner, register_loss, register_model, register_tokenizer, register_transform, rmse,
+                     sched_const, sched_cos, sched_exp, sched_lin, set_seed, sgdr_scheduler, sigmoid_range, slide,
+                     spread_lr, steep, to_cpu, to_device, top_k_accuracy, trainable_params, using_attr, valley,
+                     whole_set)
 from ...datasets import URLs, untar_data
 from ...core import __all__ as _core_all
 from ..blocks import ImageBlock
