@@ -232,7 +232,7 @@ def test_checkpoint_every_n_epochs_and_explicit_paths(tmp_path):
     other = _learner(tmp_path / "elsewhere")
     other.fit(3, lr=1e-2, resume=cb.path)
     assert _states_equal(learn, other)
-    with pytest.raises(ValueError, match="every must be a positive integer"):
+    with pytest.raises(ValueError, match=r"every \(epochs between checkpoints\) must be a positive integer"):
         CheckpointCallback(every=0)
 
 

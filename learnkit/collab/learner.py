@@ -34,6 +34,7 @@ from ..core.optim import LR
 from .data import CollabDataLoaders
 from .loader import TensorLoader
 from .model import EmbeddingDotBias, _CollabModel, collab_dot, collab_nn
+from ..core.validation import check_number
 
 __all__ = ["CollabLearner", "collab_learner", "collab_splitter", "BiasWeightDecay", "recommend", "similar_items"]
 
@@ -59,9 +60,7 @@ class BiasWeightDecay(Callback):
     order = 0
 
     def __init__(self, wd: float = 0.0):
-        if isinstance(wd, bool) or not isinstance(wd, (int, float)) or wd < 0:
-            raise ValueError(f"bias_wd must be a number >= 0, got {wd!r}")
-        self.wd = float(wd)
+        self.wd = check_number("bias_wd", wd, low=0)
 
     def before_fit(self):
         no_decay = {id(p) for p in _no_decay_params(self.learn.model)}

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import Sampler, default_collate
+from .validation import check_int
 
 __all__ = ["DataBlockError", "BlockDataset", "ItemSampler", "SkipLog", "collate_skipping", "default_num_workers",
            "workers_can_start", "item_name", "fixed_prefix"]
@@ -325,9 +326,7 @@ def default_num_workers(num_workers: int | None = None, dataset: Any = None) -> 
     """``num_workers`` if given; else ``$LEARNKIT_NUM_WORKERS``; else the CPUs this process may use, at most 8,
     and 0 where workers cannot start (`workers_can_start`) — with a warning saying why."""
     if num_workers is not None:
-        if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 0:
-            raise ValueError(f"num_workers must be an integer >= 0 or None, got {num_workers!r}")
-        return num_workers
+        return check_int("num_workers", num_workers, low=0, what="(or None)")
     env = os.environ.get("LEARNKIT_NUM_WORKERS")
     if env:
         return int(env)

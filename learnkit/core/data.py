@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .device import default_device, to_device
+from .validation import check_batch_size
 
 __all__ = ["DataLoaders", "make_loader"]
 
@@ -35,8 +36,7 @@ def make_loader(dataset: Dataset, bs: int = 64, shuffle: bool = False, drop_last
     >>> len(make_loader(list(range(10)), bs=4))
     3
     """
-    if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
-        raise ValueError(f"bs (batch size) must be a positive integer, got {bs!r}")
+    check_batch_size(bs)
     if shuffle and sampler is None and hasattr(dataset, "__len__") and len(dataset) == 0:
         raise ValueError("cannot shuffle an empty dataset (0 items): check that the data folder or table is not "
                          "empty and that the split left items in the training set")

@@ -47,6 +47,7 @@ from .onnx import export_onnx as export_learner_onnx
 from .optim import LR, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, spread_lr
 from .precision import cuda_speedups
 from .registry import register_learner
+from .validation import check_int
 
 __all__ = ["Learner"]
 
@@ -191,8 +192,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
 
         ``resume="auto"`` (or a checkpoint path) writes a checkpoint every epoch and continues a killed run
         from its last one (see `learnkit.core.callbacks.checkpoint`)."""
-        if isinstance(n_epoch, bool) or not isinstance(n_epoch, int) or n_epoch < 0:
-            raise ValueError(f"n_epoch must be a non-negative integer, got {n_epoch!r}")
+        check_int("n_epoch", n_epoch, low=0)
         if lr is not None:
             check_lr(lr)
         _check_wd(wd)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .process_group import rank_distrib
+from .validation import check_int
 
 __all__ = ["set_seed"]
 
@@ -31,8 +32,7 @@ def set_seed(seed: int, reproducible: bool = False, by_rank: bool = False) -> in
     augmentations on each shard of the batch — while the model's initial weights still agree (DDP
     broadcasts rank 0's) and the loaders' shuffling stays in step (it has its own generator).
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_int("seed", seed, low=0)
     seed = seed + (rank_distrib() if by_rank else 0)
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import TensorDataset
+from .validation import check_batch_size
 
 __all__ = ["TensorLoader"]
 
@@ -68,8 +69,7 @@ class TensorLoader:
             if len(set(rows)) > 1:
                 raise ValueError(f"all tensors must have the same number of rows, got {rows}")
             dataset = TensorDataset(*data)
-        if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
-            raise ValueError(f"bs (batch size) must be a positive integer, got {bs!r}")
+        check_batch_size(bs)
         self.dataset, self.batch_size, self.shuffle, self.drop_last = dataset, bs, shuffle, drop_last
         self.generator = torch.Generator()
         self.generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**62))

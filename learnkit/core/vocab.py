@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+from .validation import check_int
 
 __all__ = ["CategoryMap", "emb_sz_rule", "emb_sizes", "get_emb_sz"]
 
@@ -88,9 +89,7 @@ def emb_sizes(cardinalities: Sequence[int], names: Sequence[str],
     out = []
     for n, name in zip(cardinalities, names):
         w = sz_dict.get(name, emb_sz_rule(n))
-        if not isinstance(w, int) or isinstance(w, bool) or w < 1:
-            raise ValueError(f"embedding width for column {name!r} must be a positive integer, got {w!r}")
-        out.append((int(n), w))
+        out.append((int(n), check_int(f"embedding width for column {name!r}", w)))
     return out
 
 

@@ -20,7 +20,7 @@ torch.Size([2, 2])
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch

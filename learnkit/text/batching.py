@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Sampler
+from ..core.validation import check_batch_size
 
 __all__ = ["TextDataset", "PadCollate", "BucketBatchSampler"]
 
@@ -82,8 +83,7 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __init__(self, lengths: Sequence[int], bs: int, shuffle: bool = True, seed: int | None = 42,
                  drop_last: bool = False, pool_batches: int = 50):
-        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
-            raise ValueError(f"bs (batch size) must be a positive integer, got {bs!r}")
+        check_batch_size(bs)
         self.lengths, self.bs, self.shuffle, self.drop_last = list(lengths), bs, shuffle, drop_last
         self.pool = bs * pool_batches
         self.generator = torch.Generator()

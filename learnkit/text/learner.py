@@ -27,6 +27,7 @@ from .cache import FrozenFeatureCache, StageStates, cache_start
 from .data import TextDataLoaders
 from .models import lstm_classifier, lstm_splitter
 from .transformer import staged_splitter, transformer_classifier
+from ..core.validation import check_number
 
 __all__ = ["TextLearner", "text_classifier_learner", "TEXT_ARCHS"]
 
@@ -145,8 +146,7 @@ def text_classifier_learner(dls: TextDataLoaders, arch: str = "minilm", pretrain
         raise TypeError(f"dls must be TextDataLoaders, got {type(dls).__name__}")
     if dls.vocab is None:
         raise ValueError("these TextDataLoaders have no classes (vocab)")
-    if not isinstance(drop_mult, (int, float)) or isinstance(drop_mult, bool) or drop_mult < 0:
-        raise ValueError(f"drop_mult must be a non-negative number, got {drop_mult!r}")
+    check_number("drop_mult", drop_mult, low=0)
     arch = _check_arch(arch, dls)
     config = dict(config or {})
     n_out = len(dls.vocab)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..core.registry import register_model
+from ..core.validation import check_int
 
 __all__ = ["LSTMClassifier", "masked_mean", "masked_max", "reverse_padded", "lstm_classifier", "lstm_splitter"]
 
@@ -59,8 +60,7 @@ class LSTMClassifier(nn.Module):
         super().__init__()
         for name, v in (("vocab_size", vocab_size), ("n_out", n_out), ("emb_dim", emb_dim), ("hidden", hidden),
                         ("n_layers", n_layers), ("head_hidden", head_hidden)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            check_int(name, v)
         if not 0 <= pad_id < vocab_size:
             raise ValueError(f"pad_id {pad_id} is outside the vocabulary (size {vocab_size})")
         self.pad_id = pad_id

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..core.registry import register_tokenizer
 from .tokenize import TRUNCATIONS, truncate
+from ..core.validation import check_int
 
 __all__ = ["PRETRAINED_SOURCES", "pretrained_folder", "load_hf_tokenizer", "load_encoder", "PretrainedTokenizer"]
 
@@ -133,9 +134,7 @@ class PretrainedTokenizer:
         self.hf = load_hf_tokenizer(source)
         limit = min(int(self.hf.model_max_length), 512) if self.hf.model_max_length < 10**6 else 512
         max_len = min(256, limit) if max_len is None else max_len
-        if isinstance(max_len, bool) or not isinstance(max_len, int) or not 3 <= max_len <= limit:
-            raise ValueError(f"max_len must be an integer in 3..{limit} for {self.source!r}, got {max_len!r}")
-        self.max_len = max_len
+        self.max_len = check_int("max_len", max_len, low=3, high=limit, what=f"(for {self.source!r})")
         self.cls_id, self.sep_id = self.hf.cls_token_id, self.hf.sep_token_id
         if self.cls_id is None or self.sep_id is None or self.hf.pad_token_id is None:
             raise ValueError(f"the tokenizer of {self.source!r} has no [CLS]/[SEP]/[PAD] token; "

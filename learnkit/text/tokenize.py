@@ -24,6 +24,7 @@ from typing import Any
 
 from ..core.registry import TOKENIZER_REGISTRY, register_tokenizer
 from .vocab import Vocab
+from ..core.validation import check_int
 
 __all__ = ["clean_text", "truncate", "TRUNCATIONS", "WordTokenizer", "tokenizer_from_config", "tokenizer_config",
            "register_tokenizer"]
@@ -61,9 +62,7 @@ def truncate(ids: Sequence[int], max_len: int, how: str = "head_tail") -> list[i
 
 
 def _check_max_len(max_len: Any, lo: int = 1) -> int:
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < lo:
-        raise ValueError(f"max_len must be an integer >= {lo}, got {max_len!r}")
-    return max_len
+    return check_int("max_len", max_len, low=lo)
 
 
 @register_tokenizer("words")

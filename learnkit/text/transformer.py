@@ -17,6 +17,7 @@ from torch import nn
 
 from ..core.registry import register_model
 from .models import masked_mean
+from ..core.validation import check_int
 
 __all__ = ["TransformerClassifier", "transformer_classifier", "staged_splitter"]
 
@@ -30,8 +31,7 @@ class TransformerClassifier(nn.Module):
 
     def __init__(self, encoder: nn.Module, n_out: int, pad_id: int = 0, head_dropout: float = 0.1):
         super().__init__()
-        if isinstance(n_out, bool) or not isinstance(n_out, int) or n_out < 1:
-            raise ValueError(f"n_out must be a positive integer, got {n_out!r}")
+        check_int("n_out", n_out)
         self.encoder, self.pad_id = encoder, pad_id
         dim = encoder.config.hidden_size
         self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(dim, n_out))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from ..core.validation import check_int
 
 __all__ = ["Vocab", "PAD", "UNK", "SPECIALS"]
 
@@ -41,10 +42,8 @@ class Vocab:
     def build(cls, token_lists: Iterable[Sequence[str]], min_freq: int = 3, max_vocab: int = 30_000) -> "Vocab":
         """The specials, then every token seen at least ``min_freq`` times, most frequent first (ties in
         alphabetical order, so the same texts always give the same vocabulary), at most ``max_vocab`` in all."""
-        if isinstance(min_freq, bool) or not isinstance(min_freq, int) or min_freq < 1:
-            raise ValueError(f"min_freq must be a positive integer, got {min_freq!r}")
-        if isinstance(max_vocab, bool) or not isinstance(max_vocab, int) or max_vocab <= len(SPECIALS):
-            raise ValueError(f"max_vocab must be an integer above {len(SPECIALS)} (the special tokens), got {max_vocab!r}")
+        check_int("min_freq", min_freq)
+        check_int("max_vocab", max_vocab, low=len(SPECIALS) + 1, what="(the special tokens count)")
         counts: Counter = Counter()
         for toks in token_lists:
             counts.update(toks)

@@ -37,6 +37,7 @@ from ..callback import Callback
 from ..export import ExportError, _read_header, load_tree, save_tree
 from ..process_group import _initialized
 from .schedule import LRFinder, OneCycleScheduler, ParamScheduler
+from ..validation import check_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..learner import Learner
@@ -166,8 +167,7 @@ class CheckpointCallback(Callback):
     order = 75  # after the Recorder (50) and the trackers (70) have handled the epoch
 
     def __init__(self, fname: str | Path = "checkpoint", every: int = 1, resume: str | Path | None = None):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer (epochs between checkpoints), got {every!r}")
+        check_int("every", every, what="(epochs between checkpoints)")
         self.fname, self.every, self.resume = str(fname), every, resume
         self.resumed_from: Path | None = None
         self._start_lrs: list[float] | None = None

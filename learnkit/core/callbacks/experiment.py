@@ -24,6 +24,7 @@ from typing import Any
 
 from ..callback import Callback
 from ..process_group import is_rank0
+from ..validation import check_int
 
 __all__ = ["ExperimentCallback", "require", "run_params", "sample_predictions", "images_figure"]
 
@@ -78,8 +79,7 @@ class ExperimentCallback(Callback):
     extra = ""
 
     def __init__(self, log_every: int = 50, log_preds: bool = False, n_preds: int = 4):
-        if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
-            raise ValueError(f"log_every must be a positive int (batches between two loss logs), got {log_every!r}")
+        check_int("log_every", log_every, what="(batches between two loss logs)")
         self.log_every, self.log_preds, self.n_preds = log_every, log_preds, n_preds
         self.active, self.step = False, 0
 
