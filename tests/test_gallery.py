@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ VISION_PLOTS = re.compile(r"\.show_(batch|results)\(")
 def _load_build():
     spec = importlib.util.spec_from_file_location("build_gallery", REPO / "docs" / "build_gallery.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclass looks its module up while the module runs
     spec.loader.exec_module(mod)
     return mod
 
