@@ -19,15 +19,16 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 IMG = REPO / "docs" / "img"
-#: (page of the site, output file, CSS selector to scroll to or None)
-SHOTS = [("gallery/", IMG / "docs-gallery-page.png", None),
-         ("notebooks/pets/", IMG / "docs-gallery-notebook.png", ".jp-OutputArea-output img")]
+#: (page of the site, output file, CSS selector to scroll to, pixels to keep above it)
+SHOTS = [("gallery/", IMG / "docs-gallery-page.png", ".grid.cards", 90),
+         ("notebooks/pets/", IMG / "docs-gallery-notebook.png", ".jp-OutputArea-output img", 260)]
 CHROMIUM_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", "--hide-scrollbars")
@@ -61,15 +62,14 @@ def browser(profile: Path, width: int, height: int):
     return webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver))
 
 
-def shoot(driver, url: str, out: Path, scroll_to: str | None) -> None:
+def shoot(driver, url: str, out: Path, scroll_to: str, above: int) -> None:
     driver.get(url)
-    driver.execute_script("return document.fonts ? document.fonts.ready : null")
-    if scroll_to:
-        found = driver.execute_script(
-            "const e = document.querySelector(arguments[0]);"
-            "if (!e) return false; e.scrollIntoView(); window.scrollBy(0, -260); return true;", scroll_to)
-        if not found:
-            raise SystemExit(f"{url}: nothing matches {scroll_to!r}; are the notebook outputs stored?")
+    found = driver.execute_script(
+        "const e = document.querySelector(arguments[0]);"
+        "if (!e) return false; e.scrollIntoView(); window.scrollBy(0, -arguments[1]); return true;", scroll_to, above)
+    if not found:
+        raise SystemExit(f"{url}: nothing matches {scroll_to!r}; are the notebook outputs stored?")
+    time.sleep(1.0)  # the header's title swaps with a transition on scroll
     ok = driver.execute_script("return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     if not ok:
         raise SystemExit(f"{url}: an image did not load")
@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         server, url = serve(site)
         driver = browser(Path(tmp, "profile"), args.width, args.height)
         try:
-            for page, out, scroll_to in SHOTS:
-                shoot(driver, url + page, out, scroll_to)
+            for page, out, scroll_to, above in SHOTS:
+                shoot(driver, url + page, out, scroll_to, above)
         finally:
             driver.quit()
             server.shutdown()
