@@ -10,7 +10,8 @@ integration test of the script itself, which writes elsewhere):
   plots shows an image;
 - each notebook is under 1 MB;
 - the gallery page has a card per notebook, with a thumbnail that exists and the stored metric;
-- the stored metric is what the last cell prints, and the README rows naming a notebook quote it.
+- the stored metric is what the last cell prints, and the README rows naming a notebook quote it;
+- the README picture and the screenshots of the gallery exist.
 
 Each check is a function returning its problems, also run on a spoiled copy to show that it can fail.
 """
@@ -179,6 +180,18 @@ def test_readme_quotes_the_notebook_metrics():
     for name, row in quoted.items():
         info = _read(REPO / "examples" / "notebooks" / f"{name}.ipynb").metadata.learnkit
         assert build.format_metrics(info["metrics"]) in row, f"README's {name} row does not quote {info['metrics']}"
+
+
+def test_gallery_screenshots_are_kept():
+    """docs/gallery_screenshots.py's two pictures of the built site: the card grid and a notebook page."""
+    from PIL import Image
+
+    for name in ("docs-gallery-page.png", "docs-gallery-notebook.png"):
+        path = REPO / "docs" / "img" / name
+        assert path.is_file(), f"docs/img/{name} is missing: python docs/gallery_screenshots.py --build"
+        with Image.open(path) as img:
+            assert img.format == "PNG" and img.width >= 1000, (name, img.format, img.size)
+        assert path.stat().st_size < 400_000, f"{name}: {path.stat().st_size} bytes"
 
 
 # --- the script itself -------------------------------------------------------------------------------
