@@ -59,19 +59,23 @@ class Example:
     title: str
     task: str
     data: str
+    short: str  # the caption of its tile in the README picture
 
 
 #: The gallery, in the order of its cards. Every notebook needs an entry.
 EXAMPLES: dict[str, Example] = {
-    "pets": Example("Cat or dog?", "image classification", "Oxford-IIIT Pet, 940 photos"),
+    "pets": Example("Cat or dog?", "image classification", "Oxford-IIIT Pet, 940 photos", "cat or dog"),
     "pet_breeds": Example("37 breeds: DataBlock and presizing", "image classification",
-                          "Oxford-IIIT Pet, 940 photos of 37 breeds"),
-    "camvid_tiny": Example("A class for every pixel", "segmentation (U-Net)", "CamVid tiny, 100 frames, 32 classes"),
-    "mnist_tiny": Example("A 3 or a 7?", "image classification", "MNIST tiny, 1,408 digits in folders"),
-    "imdb_sample": Example("Positive or negative?", "text classification (MiniLM)", "IMDB sample, 1,000 reviews"),
-    "adult": Example("Who earns more than $50k?", "tabular classification", "Adult census, 32,561 rows"),
+                          "Oxford-IIIT Pet, 940 photos of 37 breeds", "37 pet breeds"),
+    "camvid_tiny": Example("A class for every pixel", "segmentation (U-Net)", "CamVid tiny, 100 frames, 32 classes",
+                           "segmentation"),
+    "mnist_tiny": Example("A 3 or a 7?", "image classification", "MNIST tiny, 1,408 digits in folders", "3 or 7"),
+    "imdb_sample": Example("Positive or negative?", "text classification (MiniLM)", "IMDB sample, 1,000 reviews",
+                           "review sentiment"),
+    "adult": Example("Who earns more than $50k?", "tabular classification", "Adult census, 32,561 rows",
+                     "tabular: income"),
     "movielens": Example("What will this user think of that movie?", "collaborative filtering",
-                         "MovieLens 100K ratings"),
+                         "MovieLens 100K ratings", "movie ratings"),
 }
 #: The six thumbnails of the README picture: one per task, and the DataBlock lesson.
 STRIP_EXAMPLES = ["pets", "camvid_tiny", "pet_breeds", "imdb_sample", "adult", "movielens"]
@@ -288,7 +292,7 @@ def write_strip(thumbs: dict[str, Image.Image], infos: dict[str, dict]) -> None:
         x, y = gap + (k % 3) * (w + gap), gap + (k // 3) * (h + cap + gap)
         strip.paste(thumbs[name].resize((w, h), Image.Resampling.LANCZOS), (x, y))
         first = next(iter(infos[name]["metrics"].items()))
-        text = f"{EXAMPLES[name].task}: {format_metrics(dict([first]))}"
+        text = f"{EXAMPLES[name].short}: {format_metrics(dict([first]))}"
         draw.text((x + w // 2, y + h + cap // 2), text, fill=(40, 40, 40), font=font, anchor="mm")
     save_png(strip, STRIP)
 
