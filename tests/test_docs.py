@@ -3,7 +3,8 @@
 - ``mkdocs build --strict`` passes (skipped when the ``docs`` extra is not installed);
 - the docstring examples of learnkit's modules run as doctests (the cheap ones: all but `SLOW_DOCTESTS`);
 - the code blocks of the guides (``docs/guides/*.md``) run, in order, as one script per page;
-- the example gallery lists every example script and notebook there is.
+- the example gallery lists every example script and notebook there is, and the built site renders every
+  notebook as a page with its stored outputs (tables and plots), linked from the gallery's card grid.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ MODULES = _module_names()
 
 # --- mkdocs --------------------------------------------------------------------------------------------
 def test_mkdocs_build_strict(tmp_path: Path):
-    for mod in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
+    for mod in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python", "mkdocs_jupyter"):
         if importlib.util.find_spec(mod) is None:
             pytest.skip(f"{mod} is not installed (pip install -e '.[docs]')")
     site = tmp_path / "site"
@@ -64,6 +65,25 @@ def test_mkdocs_build_strict(tmp_path: Path):
     # doctest blocks render as code, not as nested block quotes
     data = (site / "api" / "data" / "index.html").read_text(encoding="utf-8")
     assert "<blockquote>" not in data and "DataLoaders.from_dsets" in data
+    _check_gallery(site)
+
+
+def _check_gallery(site: Path) -> None:
+    """Every notebook is a page with its outputs; the gallery page shows a thumbnail card linking to each."""
+    gallery = (site / "gallery" / "index.html").read_text(encoding="utf-8")
+    notebooks = sorted((REPO / "examples" / "notebooks").glob("*.ipynb"))
+    for nb in notebooks:
+        page = site / "notebooks" / nb.stem / "index.html"
+        assert page.is_file(), f"no page for {nb.name} in the site"
+        assert f'href="../notebooks/{nb.stem}/"' in gallery, f"the gallery page does not link to {nb.stem}"
+        assert f'src="../img/gallery/{nb.stem}.png"' in gallery, f"the gallery page shows no thumbnail of {nb.stem}"
+        assert (site / "img" / "gallery" / f"{nb.stem}.png").is_file()
+        assert (site / "notebooks" / nb.stem / nb.name).is_file(), f"{nb.name} is not downloadable from its page"
+        html = page.read_text(encoding="utf-8")
+        assert "jp-OutputArea" in html and "train_loss" in html, f"{nb.stem}: no outputs (per-epoch table) on its page"
+    pets = (site / "notebooks" / "pets" / "index.html").read_text(encoding="utf-8")
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', pets)) >= 4, "the pets page lost its plots"
+    assert "<table" in pets and "error_rate" in pets
 
 
 # --- doctests ------------------------------------------------------------------------------------------
@@ -140,6 +160,22 @@ def test_docs_hook_prunes_only_optional_missing_pages(tmp_path: Path):
     assert mod._prune(nav, tmp_path) == [{"Home": "index.md"}, {"Guides": [{"A": "a.md"}]}]
     (tmp_path / "bad-inputs.md").write_text("# Bad inputs\n")
     assert mod._prune(nav, tmp_path) == nav
+
+
+def test_docs_hook_adds_the_notebooks_as_pages(tmp_path: Path):
+    """docs/hooks.py puts each examples/notebooks/*.ipynb on the site as notebooks/<name>.ipynb, read in place."""
+    pytest.importorskip("mkdocs")
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    config = SimpleNamespace(site_dir=str(tmp_path), use_directory_urls=True)
+    files = mod.notebook_files(config)
+    notebooks = sorted((REPO / "examples" / "notebooks").glob("*.ipynb"))
+    assert [f.src_uri for f in files] == [f"notebooks/{p.name}" for p in notebooks]
+    assert [Path(f.abs_src_path) for f in files] == notebooks
+    assert not any(f.is_documentation_page() for f in files)  # mkdocs-jupyter's on_files makes them pages
 
 
 # --- guide pages -----------------------------------------------------------------------------------------
