@@ -217,6 +217,12 @@ def train_images(path: str, arch: str, epochs: int, size: int, out: str, label_r
 
 # --- the command line ------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    """The ``learnkit`` command line: ``predict``, ``info`` and ``train images``, with their options.
+
+    >>> args = build_parser().parse_args(["predict", "pets.safetensors", "photo.jpg", "--top-k", "3"])
+    >>> args.command, args.model, args.inputs, args.top_k, args.device
+    ('predict', 'pets.safetensors', ['photo.jpg'], 3, 'cpu')
+    """
     ap = argparse.ArgumentParser(prog="learnkit", description="Predict with, inspect and train learnkit models.")
     ap.add_argument("--version", action="version", version=f"learnkit {_version()}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="{predict,info,train}")
@@ -251,7 +257,11 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 ok, 1 error)."""
+    """Run the command; returns the exit status (0 ok, 1 error).
+
+    >>> main(["info", "no-such-model.safetensors"])  # an error: one line on stderr, exit status 1
+    1
+    """
     args = build_parser().parse_args(argv)
     try:
         if args.command == "info":

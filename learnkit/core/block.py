@@ -35,6 +35,11 @@ class TransformBlock:
         encode: raw value → tensor (or anything the collate stacks), run in the workers.
         decode: tensor → readable value (for show_batch and predictions).
         item_tfms / batch_tfms: transforms this kind of value always needs, run before the DataBlock's own.
+
+    >>> length = TransformBlock(encode=lambda s: torch.tensor([float(len(s))]), decode=lambda t: f"{int(t)} chars")
+    >>> length.encode("hello"), length.decode(torch.tensor([5.0]))
+    (tensor([5.]), '5 chars')
+    >>> dblock = DataBlock(blocks=(length, CategoryBlock))  # a block of numbers computed from text, a label
     """
 
     #: A `DataLoaders` subclass to build when this block is the (first) input, e.g. ImageDataLoaders.
@@ -80,7 +85,15 @@ class TransformBlock:
 
 class CategoryBlock(TransformBlock):
     """One class per item: the label becomes its index in ``vocab`` (sorted distinct training labels unless
-    given). Default loss: cross-entropy. A label not in the vocab raises an error naming it."""
+    given). Default loss: cross-entropy. A label not in the vocab raises an error naming it.
+
+    >>> cat = CategoryBlock()
+    >>> cat.setup(["dog", "cat", "dog"])  # the DataBlock does it with the training labels
+    >>> cat.vocab, cat.encode("dog"), cat.decode(torch.tensor(0)), cat.n_out, cat.loss_func()
+    (['cat', 'dog'], tensor(1), 'cat', 2, CrossEntropyLossFlat())
+    >>> CategoryBlock(vocab=["low", "mid", "high"]).encode("high")  # a given vocab keeps its order
+    tensor(2)
+    """
 
     needs_setup = True
 
@@ -135,7 +148,15 @@ class CategoryBlock(TransformBlock):
 class MultiCategoryBlock(TransformBlock):
     """Any number of classes per item (a list of labels): a multi-hot float vector over ``vocab``.
     ``encoded=True`` takes the vector itself (one 0/1 per class of ``vocab``). Default loss: binary
-    cross-entropy with logits."""
+    cross-entropy with logits.
+
+    >>> tags = MultiCategoryBlock()
+    >>> tags.setup([["cat"], ["cat", "dog"], []])
+    >>> tags.encode(["dog"]), tags.decode(torch.tensor([0.9, 0.8])), tags.loss_func()
+    (tensor([0., 1.]), ['cat', 'dog'], BCEWithLogitsLossFlat())
+    >>> MultiCategoryBlock(vocab=["cat", "dog"], encoded=True).encode([1, 0])  # columns of 0/1 flags
+    tensor([1., 0.])
+    """
 
     needs_setup = True
 
@@ -193,7 +214,13 @@ class MultiCategoryBlock(TransformBlock):
 
 class RegressionBlock(TransformBlock):
     """Numbers (a scalar or a fixed-length vector per item) as float tensors. ``n_out``: the number of values
-    per item (default: taken from the first training value). Default loss: mean squared error."""
+    per item (default: taken from the first training value). Default loss: mean squared error.
+
+    >>> box = RegressionBlock()
+    >>> box.setup([[1.0, 2.0], [3.0, 4.0]])  # two numbers per item
+    >>> box.n_out, box.encode([5, 6]), box.loss_func()
+    (2, tensor([5., 6.]), MSELossFlat())
+    """
 
     needs_setup = True
 

@@ -324,7 +324,13 @@ def workers_can_start(dataset: Any = None) -> tuple[bool, str]:
 
 def default_num_workers(num_workers: int | None = None, dataset: Any = None) -> int:
     """``num_workers`` if given; else ``$LEARNKIT_NUM_WORKERS``; else the CPUs this process may use, at most 8,
-    and 0 where workers cannot start (`workers_can_start`) — with a warning saying why."""
+    and 0 where workers cannot start (`workers_can_start`) — with a warning saying why.
+
+    >>> default_num_workers(2)  # an explicit count is kept
+    2
+    >>> default_num_workers() >= 0  # None: $LEARNKIT_NUM_WORKERS, else the CPUs (at most 8), 0 where none can start
+    True
+    """
     if num_workers is not None:
         return check_int("num_workers", num_workers, low=0, what="(or None)")
     env = os.environ.get("LEARNKIT_NUM_WORKERS")

@@ -79,6 +79,19 @@ class Callback:
 
     Attributes the learner sets: ``learn``. ``run_train``/``run_valid`` say whether the callback's batch
     events run in the training and in the validation phase (both by default).
+
+    >>> import torch
+    >>> class CountBatches(Callback):
+    ...     run_valid = False  # its batch events run in training only
+    ...     def before_fit(self): self.n = 0
+    ...     def after_batch(self): self.n += 1
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 progress=False)
+    >>> cb = CountBatches()
+    >>> learn.fit(3, cbs=cb)  # cbs=: for this fit only; learn.add_cb(cb): for every fit
+    >>> cb.n, cb.name
+    (6, 'count_batches')
     """
 
     order: int = 0

@@ -39,7 +39,14 @@ __all__ = ["atomic_write", "atomic_torch_save", "CheckpointMixin"]
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then rename ``tmp_path`` to ``path`` (same folder, so the rename is atomic).
-    Under DDP (torchrun) only rank 0 writes; the other ranks return ``path`` without writing."""
+    Under DDP (torchrun) only rank 0 writes; the other ranks return ``path`` without writing.
+
+    >>> path = Path(tempfile.mkdtemp()) / "notes.txt"
+    >>> atomic_write(path, lambda tmp: tmp.write_text("all or nothing")) == path  # write() gets a temporary path
+    True
+    >>> path.read_text()
+    'all or nothing'
+    """
     path = Path(path)
     if not is_rank0():
         return path
@@ -114,7 +121,12 @@ def _disk_full(e: Exception, folder: Path) -> bool:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` through `atomic_write`."""
+    """``torch.save`` through `atomic_write`.
+
+    >>> path = atomic_torch_save({"w": torch.ones(2)}, Path(tempfile.mkdtemp()) / "w.pth")
+    >>> torch.load(path, weights_only=True)
+    {'w': tensor([1., 1.])}
+    """
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 

@@ -50,7 +50,14 @@ def _sk_class_score(fn: str, y, p, average: str, pos_label: int) -> float:
 
 
 class F1Score(_SkMetric):
-    """F1 score (``average='binary'`` for 2 classes, or ``'macro'``, ``'micro'``, ``'weighted'``)."""
+    """F1 score (``average='binary'`` for 2 classes, or ``'macro'``, ``'micro'``, ``'weighted'``).
+
+    >>> pred = torch.tensor([[0.0, 2.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]])  # predicted classes 1, 1, 0, 0
+    >>> m = F1Score(average="macro")  # Learner(..., metrics=F1Score(average="macro"))
+    >>> m.accumulate(pred, torch.tensor([1, 0, 0, 0]))
+    >>> round(m.value, 4)  # the mean of class 0's 0.8 and class 1's 0.667
+    0.7333
+    """
 
     def __init__(self, average: str = "binary", pos_label: int = 1):
         super().__init__("f1_score", average=average, pos_label=pos_label)
@@ -95,7 +102,14 @@ class F1ScoreMulti(Metric):
 
 
 class Precision(_SkMetric):
-    """Precision (see `F1Score` for ``average``)."""
+    """Precision (see `F1Score` for ``average``).
+
+    >>> pred = torch.tensor([[0.0, 2.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]])  # predicted classes 1, 1, 0, 0
+    >>> m = Precision()  # of class 1 (pos_label)
+    >>> m.accumulate(pred, torch.tensor([1, 0, 0, 0]))
+    >>> m.value  # 1 of the 2 predicted 1s is right
+    0.5
+    """
 
     def __init__(self, average: str = "binary", pos_label: int = 1):
         super().__init__("precision", average=average, pos_label=pos_label)
@@ -105,7 +119,14 @@ class Precision(_SkMetric):
 
 
 class Recall(_SkMetric):
-    """Recall (see `F1Score` for ``average``)."""
+    """Recall (see `F1Score` for ``average``).
+
+    >>> pred = torch.tensor([[0.0, 2.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]])  # predicted classes 1, 1, 0, 0
+    >>> m = Recall()  # of class 1 (pos_label)
+    >>> m.accumulate(pred, torch.tensor([1, 0, 0, 1]))
+    >>> m.value  # 1 of the 2 actual 1s is found
+    0.5
+    """
 
     def __init__(self, average: str = "binary", pos_label: int = 1):
         super().__init__("recall", average=average, pos_label=pos_label)
@@ -115,7 +136,14 @@ class Recall(_SkMetric):
 
 
 class BalancedAccuracy(_SkMetric):
-    """Balanced accuracy: the mean of the per-class recalls (scikit-learn's ``balanced_accuracy_score``)."""
+    """Balanced accuracy: the mean of the per-class recalls (scikit-learn's ``balanced_accuracy_score``).
+
+    >>> pred = torch.tensor([[0.0, 2.0], [0.0, 1.0], [1.0, 0.0], [2.0, 0.0]])  # predicted classes 1, 1, 0, 0
+    >>> m = BalancedAccuracy()
+    >>> m.accumulate(pred, torch.tensor([1, 0, 0, 0]))
+    >>> round(m.value, 4)  # the mean of the recalls: class 0's 2/3 and class 1's 1
+    0.8333
+    """
 
     higher_is_better = True
 
@@ -128,7 +156,14 @@ class BalancedAccuracy(_SkMetric):
 
 
 class RocAuc(_SkMetric):
-    """Area under the ROC curve from softmax probabilities (one-vs-rest ``average='macro'`` for >2 classes)."""
+    """Area under the ROC curve from softmax probabilities (one-vs-rest ``average='macro'`` for >2 classes).
+
+    >>> pred = torch.tensor([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0], [0.0, 2.0, 1.0]])  # 3 classes
+    >>> m = RocAuc()  # one class against the rest, averaged over classes
+    >>> m.accumulate(pred, torch.tensor([0, 1, 2, 2]))
+    >>> round(m.value, 4)  # classes 0 and 2: 1.0; class 1: 2/3 (item 3 scores above item 1)
+    0.8889
+    """
 
     def __init__(self, average: str = "macro"):
         super().__init__("roc_auc", probs=True, average=average)
@@ -141,4 +176,11 @@ class RocAuc(_SkMetric):
 
 
 class RocAucBinary(RocAuc):
-    """ROC AUC for two classes from the positive class' probability."""
+    """ROC AUC for two classes from the positive class' probability.
+
+    >>> pred = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 3.0]])  # 2 classes
+    >>> m = RocAucBinary()  # from the probability of class 1
+    >>> m.accumulate(pred, torch.tensor([0, 1, 1, 1]))
+    >>> m.value  # every positive item scores above the negative one
+    1.0
+    """

@@ -57,6 +57,14 @@ class DataLoaders:
         device: where batches go; ``None`` picks CUDA, then MPS, then CPU.
         n_inp: how many leading elements of a batch are model inputs.
         vocab: the class names for classification tasks (``None`` for regression).
+
+    >>> from torch.utils.data import DataLoader
+    >>> dls = DataLoaders(DataLoader(range(8), batch_size=4, shuffle=True), DataLoader(range(4), batch_size=4),
+    ...                   device="cpu", vocab=["even", "odd"])
+    >>> len(dls.train), len(dls.valid), dls.c, dls.decode(1)
+    (2, 1, 2, 'odd')
+    >>> dls
+    DataLoaders(train items=8, valid items=4, device=cpu, batch size=4, classes=2: even, odd)
     """
 
     def __init__(self, train: Iterable, valid: Iterable | None = None, device: str | torch.device | None = None,

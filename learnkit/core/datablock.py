@@ -58,7 +58,16 @@ def _as_items(items: Any) -> Any:
 
 
 class Datasets:
-    """The training and validation `BlockDataset` of a `DataBlock`, with its set-up blocks."""
+    """The training and validation `BlockDataset` of a `DataBlock`, with its set-up blocks.
+
+    >>> dblock = DataBlock(blocks=(TransformBlock, CategoryBlock), get_x=lambda o: torch.tensor([float(o)]),
+    ...                    get_y=lambda o: "odd" if o % 2 else "even", splitter=EndSplitter(0.25))
+    >>> dsets = dblock.datasets(list(range(8)))  # split and set up; nothing built yet
+    >>> dsets, dsets.vocab
+    (Datasets(train=6, valid=2, blocks=[TransformBlock(), CategoryBlock(2 classes)]), ['even', 'odd'])
+    >>> dsets.train[3], dsets.valid[0]  # each item is built when it is read
+    ((tensor([3.]), tensor(1)), (tensor([6.]), tensor(0)))
+    """
 
     def __init__(self, train: BlockDataset, valid: BlockDataset | None, blocks: list[TransformBlock], n_inp: int,
                  skip_log: SkipLog | None):
@@ -96,6 +105,16 @@ class DataBlock:
         item_tfms: transforms of one decoded item, in the workers (e.g. ``Resize(460)``).
         batch_tfms: transforms of a batch on the device (e.g. ``aug_transforms()``).
         n_inp: how many leading blocks are inputs (default: all but the last).
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"x": [0.1, 0.9, 0.8, 0.2, 0.7, 0.3], "label": ["lo", "hi", "hi", "lo", "hi", "lo"],
+    ...                    "is_valid": [False, False, False, False, True, True]})
+    >>> dblock = DataBlock(blocks=(TransformBlock, CategoryBlock), get_x=lambda row: torch.tensor([float(row["x"])]),
+    ...                    get_y=ColReader("label"), splitter=ColSplitter("is_valid"))
+    >>> dls = dblock.dataloaders(df, bs=2, num_workers=0, device="cpu")  # the rows are the items
+    >>> xb, yb = dls.one_batch()
+    >>> dls.vocab, xb.shape, yb.shape, len(dls.valid.dataset)
+    (['hi', 'lo'], torch.Size([2, 1]), torch.Size([2]), 2)
     """
 
     def __init__(self, blocks: Sequence[Any], get_items: Callable[[Any], Any] | None = None,
@@ -311,7 +330,14 @@ class DataBlock:
 class BlockDataLoaders(DataLoaders):
     """The `DataLoaders` a `DataBlock` builds for inputs that have no task type: batch transforms (callables
     on the first input; random ones, ``random=True`` or unknown, only in training), the target block's vocab,
-    loss and decoding, and ``skipped``."""
+    loss and decoding, and ``skipped``.
+
+    >>> dblock = DataBlock(blocks=(TransformBlock, RegressionBlock), get_x=lambda o: torch.tensor([float(o)]),
+    ...                    get_y=lambda o: 2.0 * o, splitter=EndSplitter(0.25))
+    >>> dls = dblock.dataloaders(list(range(8)), bs=2, num_workers=0, device="cpu")
+    >>> type(dls).__name__, dls.c, dls.loss_func, dls.decode_target(torch.tensor(3.0))
+    ('BlockDataLoaders', 1, MSELossFlat(), 3.0)
+    """
 
     def __init__(self, train: Any, valid: Any = None, device: str | torch.device | None = None, n_inp: int = 1,
                  blocks: Sequence[TransformBlock] = (), batch_tfms: Sequence[Any] = (),

@@ -76,7 +76,12 @@ def to_device(obj: Any, device: torch.device | str, non_blocking: bool | None = 
 
 
 def to_cpu(obj: Any) -> Any:
-    """Move every tensor nested in `obj` to the CPU and detach it."""
+    """Move every tensor nested in `obj` to the CPU and detach it.
+
+    >>> out = to_cpu({"preds": torch.ones(2, requires_grad=True) * 2, "n": 2})
+    >>> out["preds"], out["preds"].requires_grad, out["n"]
+    (tensor([2., 2.]), False, 2)
+    """
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu()
     if isinstance(obj, Mapping):
@@ -100,7 +105,13 @@ def cat_nested(xs: list) -> Any:
 
 
 def batch_size(obj: Any) -> int:
-    """The number of items in a (nested) batch: the first dimension of its first tensor."""
+    """The number of items in a (nested) batch: the first dimension of its first tensor.
+
+    >>> batch_size((torch.zeros(4, 3), torch.zeros(4)))  # (inputs, targets)
+    4
+    >>> batch_size({"input_ids": torch.zeros(2, 7), "label": torch.zeros(2)})
+    2
+    """
     if isinstance(obj, torch.Tensor):
         return obj.shape[0] if obj.ndim else 1
     if isinstance(obj, Mapping):

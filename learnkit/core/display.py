@@ -35,7 +35,16 @@ __all__ = ["display_df", "DisplayMixin"]
 
 def display_df(df: pd.DataFrame, show: bool = True, max_colwidth: int | None = None) -> pd.DataFrame:
     """Display ``df`` (HTML in a notebook, text otherwise; cells cut at ``max_colwidth`` characters) and
-    return it for further use."""
+    return it for further use.
+
+    >>> df = display_df(pd.DataFrame({"name": ["Alice", "Bob"], "review": ["A fine film, well acted.", "Too long."]}),
+    ...                 max_colwidth=10)  # printed in a terminal (an HTML table in a notebook), returned
+       name      review
+    0  Alice  A fine ...
+    1    Bob   Too long.
+    >>> df.shape
+    (2, 2)
+    """
     if show:
         if in_notebook():
             from IPython.display import display  # IPython is there whenever in_notebook() is true, not always

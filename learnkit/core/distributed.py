@@ -59,6 +59,16 @@ class DistributedTrainer(Callback):
     ``find_unused_parameters``, ``bucket_cap_mb``, ``gradient_as_bucket_view`` go to ``DistributedDataParallel``
     (which also copies rank 0's buffers at each forward; before validation they are copied once more, so
     every rank validates the very same model).
+
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 progress=False)
+    >>> learn.to_distributed() is learn  # under torchrun it adds a DistributedTrainer; in one process, nothing
+    True
+    >>> [type(cb).__name__ for cb in learn.cbs]
+    ['Recorder', 'ProgressCallback']
+    >>> DistributedTrainer(find_unused_parameters=True).order  # first of all callbacks: they all see the shards
+    -30
     """
 
     order = -30  # first: every other callback (schedules, recorder, progress, loader swaps) sees the shards

@@ -223,6 +223,20 @@ def load_learner(path: str | Path, cpu: bool | None = None, device: str | torch.
     ``model``: the architecture of an export whose model class was not registered (the user's own
     ``nn.Module``): ``load_learner(path, model=MyNet())`` loads the file's weights into it. A class decorated
     with ``@register_model`` (and imported before loading) is rebuilt without it.
+
+    >>> import tempfile
+    >>> @register_dls
+    ... class PlainDataLoaders(DataLoaders):  # a task DataLoaders: rebuilt from JSON, without the training data
+    ...     def export_config(self): return {"vocab": self.vocab}
+    ...     @classmethod
+    ...     def from_config(cls, config, device=None): return cls(None, device=device, vocab=config["vocab"])
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randint(0, 2, (8,)), bs=4)
+    >>> learn = Learner(PlainDataLoaders(dl, dl, device="cpu", vocab=["no", "yes"]), torch.nn.Linear(2, 2),
+    ...                 loss_func=CrossEntropyLossFlat(), path=tempfile.mkdtemp(), progress=False)
+    >>> path = learn.export("model.safetensors")  # learn.path/model.safetensors
+    >>> new = load_learner(path, cpu=True, model=torch.nn.Linear(2, 2))  # an unregistered model: pass its architecture
+    >>> torch.equal(new.model.weight, learn.model.weight), new.dls.vocab, type(new.loss_func).__name__
+    (True, ['no', 'yes'], 'CrossEntropyLossFlat')
     """
     from .learner import Learner
 

@@ -109,7 +109,32 @@ class FeatureSource:
 
 class FrozenFeatureCache(Callback):
     """Train the trainable part of a model on the frozen part's output, computed once (see the module
-    docstring). ``source``: the task's `FeatureSource`. ``active`` and ``reason`` say what the last fit did."""
+    docstring). ``source``: the task's `FeatureSource`. ``active`` and ``reason`` say what the last fit did.
+
+    >>> from torch.utils.data import TensorDataset
+    >>> class Net(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.body, self.head = torch.nn.Linear(4, 3), torch.nn.Linear(3, 1)
+    ...     def forward(self, x):  # raw inputs (4 values), or the body's cached output (3 values)
+    ...         return self.head(self.body(x) if x.shape[1] == 4 else x)
+    >>> class BodyOutput(FeatureSource):  # how this model's frozen part is run, once per item
+    ...     def features(self, learn, dl, shard):
+    ...         x, y = dl.dataset.tensors
+    ...         with torch.no_grad():
+    ...             return TensorFeatures(learn.model.body(x), (y,))
+    >>> ds = TensorDataset(torch.randn(8, 4), torch.randn(8, 1))
+    >>> learn = Learner(DataLoaders.from_dsets(ds, ds, bs=4, device="cpu"), Net(), loss_func=MSELossFlat(),
+    ...                 progress=False)
+    >>> _ = learn.model.body.requires_grad_(False)
+    >>> cache = FrozenFeatureCache(BodyOutput())
+    >>> learn.fit(2, cbs=cache)  # the body runs once per item; each epoch trains the head on its stored output
+    >>> cache.active, cache.reason
+    (True, 'active')
+    >>> learn.fit(1, cbs=[cache, MixUp()])  # MixUp changes the inputs batch by batch: the cache steps aside
+    >>> cache.active, cache.reason
+    (False, 'MixUp changes the training inputs batch by batch')
+    """
 
     order = -20  # after DistributedTrainer (-30), which shards learn.dl first; before everything else
 

@@ -31,6 +31,16 @@ class ClassificationInterpretation:
 
     Attributes: ``vocab``, ``probs`` ``[N, C]``, ``targs`` ``[N]``, ``decoded`` (argmax), ``losses`` ``[N]``,
     and ``dataset`` (the loader's items, when built by `from_learner`).
+
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.tensor([0, 1] * 4), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu", vocab=["cat", "dog"]), torch.nn.Linear(2, 2),
+    ...                 loss_func=CrossEntropyLossFlat(), progress=False)
+    >>> interp = ClassificationInterpretation.from_learner(learn)  # predictions over the validation set
+    >>> interp.confusion_matrix().shape, int(interp.confusion_matrix().sum()), interp.probs.shape
+    ((2, 2), 8, torch.Size([8, 2]))
+    >>> losses, idx = interp.top_losses(3)  # the 3 worst items, by their index in the dataset
+    >>> bool((losses[:-1] >= losses[1:]).all()), len(idx)
+    (True, 3)
     """
 
     def __init__(self, vocab: Sequence[Any], probs: torch.Tensor, targs: torch.Tensor, losses: torch.Tensor,

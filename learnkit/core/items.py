@@ -31,6 +31,16 @@ def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, 
     followed (each real folder once, so a link loop ends).
 
     Raises ``FileNotFoundError`` naming ``path`` (or the missing sub-folder) when it does not exist.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("train/cat/1.jpg", "train/dog/2.PNG", "train/notes.txt", "valid/cat/3.jpg"):
+    ...     (root / name).parent.mkdir(parents=True, exist_ok=True)
+    ...     (root / name).touch()
+    >>> [f.relative_to(root).as_posix() for f in get_files(root, extensions=[".jpg", ".png"])]
+    ['train/cat/1.jpg', 'train/dog/2.PNG', 'valid/cat/3.jpg']
+    >>> [f.name for f in get_files(root, folders=["valid"])]
+    ['3.jpg']
     """
     path = Path(path)
     if not path.is_dir():
@@ -81,7 +91,13 @@ def get_text_files(path: str | os.PathLike, recurse: bool = True, folders: Seque
 
 
 def parent_label(o: str | Path) -> str:
-    """The name of the folder holding the file: ``train/cat/1.jpg`` → ``'cat'``."""
+    """The name of the folder holding the file: ``train/cat/1.jpg`` → ``'cat'``.
+
+    >>> parent_label("data/train/cat/1.jpg")  # DataBlock(..., get_y=parent_label)
+    'cat'
+    >>> parent_label(Path("pets/great_pyrenees/12.jpg"))
+    'great_pyrenees'
+    """
     return Path(o).parent.name
 
 
@@ -89,6 +105,24 @@ class RegexLabeller:
     """Label = the first group of ``pat`` searched in the file name (``match_name``) or the full path.
 
     A name the pattern does not match raises a ``ValueError`` naming the pattern and the name.
+
+    >>> RegexLabeller(r"^(.+)_\\d+\\.jpg$")("images/great_pyrenees_12.jpg")  # the file name
+    'great_pyrenees'
+    >>> RegexLabeller(r"/(\\w+)/\\w+/[^/]+$", match_name=False)("data/cats/train/1.jpg")  # the whole path
+    'cats'
+    >>> RegexLabeller(r"^(.+)_\\d+\\.jpg$")("notes.txt")
+    Traceback (most recent call last):
+    ...
+    ValueError: the pattern '^(.+)_\\\\d+\\\\.jpg$' does not match 'notes.txt'
+
+    >>> RegexLabeller(r"^(.+)_\\d+\\.jpg$")("images/great_pyrenees_12.jpg")  # the file name
+    'great_pyrenees'
+    >>> RegexLabeller(r"/(\\w+)/\\w+/[^/]+$", match_name=False)("data/cats/train/1.jpg")  # the whole path
+    'cats'
+    >>> RegexLabeller(r"^(.+)_\\d+\\.jpg$")("notes.txt")
+    Traceback (most recent call last):
+    ...
+    ValueError: the pattern '^(.+)_\\\\d+\\\\.jpg$' does not match 'notes.txt'
     """
 
     def __init__(self, pat: str, match_name: bool = True):
@@ -108,7 +142,16 @@ class RegexLabeller:
 
 
 class using_attr:  # noqa: N801 - fastai's public name
-    """``f(getattr(o, attr))``: e.g. ``using_attr(RegexLabeller(pat), 'name')`` labels a path by its name."""
+    """``f(getattr(o, attr))``: e.g. ``using_attr(RegexLabeller(pat), 'name')`` labels a path by its name.
+
+    >>> label = using_attr(RegexLabeller(r"^([a-z_]+)_\\d+"), "name")  # the regex on path.name
+    >>> label(Path("images/basset_hound_7.jpg"))
+    'basset_hound'
+
+    >>> label = using_attr(RegexLabeller(r"^([a-z_]+)_\\d+"), "name")  # the regex on path.name
+    >>> label(Path("images/basset_hound_7.jpg"))
+    'basset_hound'
+    """
 
     def __init__(self, f: Callable[[Any], Any], attr: str):
         if not callable(f):
@@ -131,6 +174,13 @@ class ColReader:
     values and, with ``label_delim``, the value split into a list (multi-label).
 
     A missing column raises a ``KeyError`` listing the row's columns.
+
+    >>> import pandas as pd
+    >>> row = pd.Series({"fname": "a1", "tags": "cat dog", "score": 3})
+    >>> ColReader("fname", pref="images/", suff=".jpg")(row), ColReader("tags", label_delim=" ")(row)
+    ('images/a1.jpg', ['cat', 'dog'])
+    >>> ColReader(["fname", 2])(row)  # several columns, by name or position: a list
+    ['a1', 3]
     """
 
     def __init__(self, cols: int | str | Sequence[int | str], pref: str | os.PathLike = "", suff: str = "",

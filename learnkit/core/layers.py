@@ -14,13 +14,25 @@ __all__ = ["sigmoid_range", "SigmoidRange"]
 
 
 def sigmoid_range(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """A sigmoid squeezed into ``(low, high)``: ``sigmoid(x) * (high - low) + low``."""
+    """A sigmoid squeezed into ``(low, high)``: ``sigmoid(x) * (high - low) + low``.
+
+    >>> sigmoid_range(torch.tensor([-10.0, 0.0, 10.0]), 0.5, 5.5).round(decimals=2)  # e.g. ratings from 0.5 to 5.5
+    tensor([0.5000, 3.0000, 5.5000])
+    """
     return torch.sigmoid(x) * (high - low) + low
 
 
 class SigmoidRange(nn.Module):
     """`sigmoid_range` as a layer: squashes outputs into ``(low, high)`` (regression with a known range,
-    ``y_range=`` of the vision, tabular and collab learners)."""
+    ``y_range=`` of the vision, tabular and collab learners).
+
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 1), SigmoidRange(0.5, 5.5))  # outputs inside (0.5, 5.5)
+    >>> model[1]
+    SigmoidRange(low=0.5, high=5.5)
+    >>> out = model(torch.randn(16, 3))
+    >>> out.shape, bool((out >= 0.5).all() and (out <= 5.5).all())
+    (torch.Size([16, 1]), True)
+    """
 
     def __init__(self, low: float, high: float):
         super().__init__()

@@ -70,6 +70,18 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
         train_bn: whether batch-norm layers in frozen groups keep training (``False``: they are held in
             eval mode, so a frozen body is truly constant).
         progress: show progress bars and the per-epoch table.
+
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(64, 2); y = (x[:, 0] > x[:, 1]).long()  # two classes
+    >>> dls = DataLoaders(TensorLoader(x, y, bs=16, shuffle=True), TensorLoader(x, y, bs=32), device="cpu",
+    ...                   vocab=["below", "above"])
+    >>> learn = Learner(dls, torch.nn.Linear(2, 2), loss_func=CrossEntropyLossFlat(), metrics=accuracy, lr=0.5,
+    ...                 progress=False)
+    >>> learn.fit_one_cycle(5)
+    >>> loss, acc = learn.validate()
+    >>> acc > 0.9
+    True
     """
 
     def __init__(self, dls: DataLoaders, model: nn.Module, loss_func: Callable | None = None,

@@ -42,7 +42,16 @@ def _check_same_size(pred: torch.Tensor, targ: torch.Tensor, loss: str, what: st
 
 @register_loss
 class CrossEntropyLossFlat(nn.Module):
-    """Cross-entropy over the class axis (``axis=1``) for any number of trailing dimensions."""
+    """Cross-entropy over the class axis (``axis=1``) for any number of trailing dimensions.
+
+    >>> loss = CrossEntropyLossFlat()
+    >>> out = torch.zeros(2, 3, 4, 4)  # segmentation: [batch, classes, height, width] scores
+    >>> round(float(loss(out, torch.zeros(2, 4, 4, dtype=torch.long))), 4)  # log(3): uniform over 3 classes
+    1.0986
+    >>> out = torch.tensor([[0.0, 2.0, -1.0]])
+    >>> loss.decodes(loss.activation(out)), loss.activation(out).round(decimals=2)  # class index, probabilities
+    (tensor([1]), tensor([[0.1100, 0.8400, 0.0400]]))
+    """
 
     def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = -100, label_smoothing: float = 0.0,
                  axis: int = 1):
@@ -113,7 +122,15 @@ LabelSmoothingCrossEntropyFlat = LabelSmoothingCrossEntropy
 
 @register_loss
 class BCEWithLogitsLossFlat(nn.Module):
-    """Binary cross-entropy on logits (multi-label); ``decodes`` thresholds the sigmoid at ``thresh``."""
+    """Binary cross-entropy on logits (multi-label); ``decodes`` thresholds the sigmoid at ``thresh``.
+
+    >>> loss = BCEWithLogitsLossFlat(thresh=0.5)
+    >>> out, targ = torch.tensor([[4.0, -4.0, 1.0]]), torch.tensor([[1.0, 0.0, 0.0]])  # 3 labels per item
+    >>> round(float(loss(out, targ)), 4)
+    0.4499
+    >>> loss.decodes(loss.activation(out))  # the labels whose probability passes thresh
+    tensor([[ True, False,  True]])
+    """
 
     def __init__(self, pos_weight: torch.Tensor | None = None, thresh: float = 0.5):
         super().__init__()
@@ -158,7 +175,11 @@ class MSELossFlat(nn.Module):
 
 @register_loss
 class L1LossFlat(MSELossFlat):
-    """Mean absolute error with the prediction reshaped to the target's shape."""
+    """Mean absolute error with the prediction reshaped to the target's shape.
+
+    >>> float(L1LossFlat()(torch.tensor([[1.0], [3.0]]), torch.tensor([1.0, 1.0])))  # [B, 1] outputs, [B] targets
+    1.0
+    """
 
     def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
         _check_same_size(pred, targ, type(self).__name__, "targets")

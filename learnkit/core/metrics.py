@@ -38,7 +38,20 @@ __all__ = [
 
 
 class Metric:
-    """Base class of accumulating metrics."""
+    """Base class of accumulating metrics.
+
+    >>> class MaxError(Metric):  # accumulate over the batches, report one number for the set
+    ...     name, higher_is_better = "max_error", False
+    ...     def reset(self): self.worst = 0.0
+    ...     def accumulate(self, pred, targ): self.worst = max(self.worst, float((pred.flatten() - targ).abs().max()))
+    ...     @property
+    ...     def value(self): return self.worst
+    >>> m = MaxError(); m.reset()  # Learner(..., metrics=MaxError()) calls these each validation
+    >>> m.accumulate(torch.tensor([[1.0], [2.0]]), torch.tensor([1.0, 5.0]))
+    >>> m.accumulate(torch.tensor([[0.0]]), torch.tensor([1.0]))
+    >>> m.value
+    3.0
+    """
 
     name: str = "metric"
     higher_is_better: bool = True
@@ -58,7 +71,14 @@ class Metric:
 
 
 class AvgMetric(Metric):
-    """Mean of ``func(pred, targ)`` over all items (each batch weighted by its size)."""
+    """Mean of ``func(pred, targ)`` over all items (each batch weighted by its size).
+
+    >>> m = AvgMetric(lambda pred, targ: (pred == targ).float().mean(), name="exact")  # what metrics=f makes of f
+    >>> m.accumulate(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 0, 0]))  # 2 of 4 right
+    >>> m.accumulate(torch.tensor([5, 6]), torch.tensor([5, 6]))  # 2 of 2 right
+    >>> m.name, round(m.value, 4)  # 4 of 6 over the set (not the mean of 0.5 and 1.0)
+    ('exact', 0.6667)
+    """
 
     def __init__(self, func: Callable, name: str | None = None, higher_is_better: bool | None = None):
         self.func = func
@@ -90,6 +110,16 @@ class TorchMetric(Metric):
     Under DDP the learner gathers every validation batch's predictions on each rank already, so the
     metric's own synchronisation is turned off (it would count every item once per rank). Its states follow
     the predictions to their device.
+
+    >>> class Mean(torch.nn.Module):  # the interface of a torchmetrics.Metric: reset, update, compute
+    ...     def reset(self): self.total, self.n = 0.0, 0
+    ...     def update(self, pred, targ): self.total, self.n = self.total + float(pred.sum()), self.n + pred.numel()
+    ...     def compute(self): return torch.tensor(self.total / self.n)
+    >>> m = TorchMetric(Mean()); m.reset()  # what as_metric makes of a torchmetrics.Metric in metrics=
+    >>> m.accumulate(torch.tensor([1.0, 2.0]), torch.tensor([0, 0]))
+    >>> m.accumulate(torch.tensor([6.0]), torch.tensor([0]))
+    >>> m.name, m.value
+    ('Mean', 3.0)
     """
 
     def __init__(self, metric: Any):
@@ -192,14 +222,24 @@ def _check_class_scores(pred: torch.Tensor, targ: torch.Tensor, name: str, axis:
 
 
 def accuracy(pred: torch.Tensor, targ: torch.Tensor, axis: int = 1) -> torch.Tensor:
-    """Share of items whose arg-max class equals the target (works for ``[B, C]`` and ``[B, C, H, W]``)."""
+    """Share of items whose arg-max class equals the target (works for ``[B, C]`` and ``[B, C, H, W]``).
+
+    >>> pred = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])  # scores of 2 classes for 3 items
+    >>> round(float(accuracy(pred, torch.tensor([0, 1, 1]))), 4)  # Learner(..., metrics=accuracy)
+    0.6667
+    """
     _check_class_scores(pred, targ, "accuracy", axis)
     return (pred.argmax(dim=axis) == targ).float().mean()
 
 
 @_lower_is_better
 def error_rate(pred: torch.Tensor, targ: torch.Tensor, axis: int = 1) -> torch.Tensor:
-    """1 - accuracy."""
+    """1 - accuracy.
+
+    >>> pred = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])  # scores of 2 classes for 3 items
+    >>> round(float(error_rate(pred, torch.tensor([0, 1, 1]))), 4)  # Learner(..., metrics=error_rate)
+    0.3333
+    """
     _check_class_scores(pred, targ, "error_rate", axis)
     return 1 - accuracy(pred, targ, axis)
 
@@ -217,7 +257,15 @@ def top_k_accuracy(pred: torch.Tensor, targ: torch.Tensor, k: int = 5, axis: int
 
 
 def accuracy_multi(pred: torch.Tensor, targ: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True) -> torch.Tensor:
-    """Multi-label accuracy: share of (item, label) pairs predicted right at ``thresh``."""
+    """Multi-label accuracy: share of (item, label) pairs predicted right at ``thresh``.
+
+    >>> pred = torch.tensor([[2.0, -2.0], [2.0, 2.0]])  # logits of 2 labels for 2 items
+    >>> targ = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    >>> float(accuracy_multi(pred, targ))  # 3 of the 4 (item, label) pairs right
+    0.75
+    >>> float(accuracy_multi(pred, targ, thresh=0.9))  # as a metric: metrics=partial(accuracy_multi, thresh=0.9)
+    0.5
+    """
     if sigmoid:
         pred = pred.sigmoid()
     return ((pred > thresh) == targ.bool()).float().mean()
@@ -232,21 +280,33 @@ def _check_one_per_target(pred: torch.Tensor, targ: torch.Tensor, name: str) -> 
 
 @_lower_is_better
 def mse(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
-    """Mean squared error."""
+    """Mean squared error.
+
+    >>> float(mse(torch.tensor([[1.0], [3.0]]), torch.tensor([1.0, 1.0])))  # [B, 1] outputs, [B] targets
+    2.0
+    """
     _check_one_per_target(pred, targ, "mse")
     return ((pred.reshape(targ.shape).float() - targ.float()) ** 2).mean()
 
 
 @_lower_is_better
 def mae(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error."""
+    """Mean absolute error.
+
+    >>> float(mae(torch.tensor([[1.0], [3.0]]), torch.tensor([1.0, 1.0])))
+    1.0
+    """
     _check_one_per_target(pred, targ, "mae")
     return (pred.reshape(targ.shape).float() - targ.float()).abs().mean()
 
 
 @_lower_is_better
 def msle(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
-    """Mean squared logarithmic error."""
+    """Mean squared logarithmic error.
+
+    >>> round(float(msle(torch.tensor([0.0, 3.0]), torch.tensor([0.0, 1.0]))), 4)  # mean of (log(1+p) - log(1+t))**2
+    0.2402
+    """
     _check_one_per_target(pred, targ, "msle")
     return ((torch.log1p(pred.reshape(targ.shape).float()) - torch.log1p(targ.float())) ** 2).mean()
 

@@ -21,11 +21,26 @@ LR = float | slice | Sequence[float]
 
 
 def trainable_params(m: nn.Module) -> list[nn.Parameter]:
+    """The parameters of ``m`` that are not frozen (``requires_grad``).
+
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
+    >>> _ = model[0].requires_grad_(False)  # frozen body
+    >>> [tuple(p.shape) for p in trainable_params(model)]
+    [(1, 3), (1,)]
+    """
     return [p for p in m.parameters() if p.requires_grad]
 
 
 def default_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
-    """One group holding every parameter."""
+    """One group holding every parameter.
+
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
+    >>> [len(group) for group in default_splitter(model)]  # one group: no freezing, one learning rate
+    [4]
+    >>> body_head = lambda m: [list(m[0].parameters()), list(m[1].parameters())]  # Learner(..., splitter=body_head)
+    >>> [len(group) for group in body_head(model)]
+    [2, 2]
+    """
     return [list(model.parameters())]
 
 
@@ -45,7 +60,13 @@ def check_wd(wd: Any) -> None:
 
 
 def spread_lr(lr: LR, n_groups: int) -> list[float]:
-    """The learning rate of each of ``n_groups`` groups for a float, a slice or a list."""
+    """The learning rate of each of ``n_groups`` groups for a float, a slice or a list.
+
+    >>> spread_lr(slice(1e-3), 3)  # slice(hi): hi for the head, hi / 10 for the other groups
+    [0.0001, 0.0001, 0.001]
+    >>> spread_lr(1e-3, 2), spread_lr([1e-4, 1e-3], 2)
+    ([0.001, 0.001], [0.0001, 0.001])
+    """
     check_lr(lr)
     if isinstance(lr, slice):
         if lr.start is None:

@@ -28,17 +28,32 @@ def _initialized() -> bool:
 
 
 def rank_distrib() -> int:
-    """This process' rank: from the process group, else ``$RANK``, else 0."""
+    """This process' rank: from the process group, else ``$RANK``, else 0.
+
+    >>> rank_distrib()  # 0 in a single process; under torchrun, 0 to WORLD_SIZE - 1
+    0
+    """
     return dist.get_rank() if _initialized() else int(os.environ.get("RANK", 0))
 
 
 def num_distrib() -> int:
-    """How many processes train together (1 when not distributed)."""
+    """How many processes train together (1 when not distributed).
+
+    >>> num_distrib()  # torchrun --nproc_per_node=4 script.py: 4
+    1
+    >>> 64 // num_distrib()  # e.g. the per-process share of a global batch size
+    64
+    """
     return dist.get_world_size() if _initialized() else int(os.environ.get("WORLD_SIZE", 1))
 
 
 def is_rank0() -> bool:
-    """Whether this process writes files and shows progress: true unless it is a rank > 0 of a process group."""
+    """Whether this process writes files and shows progress: true unless it is a rank > 0 of a process group.
+
+    >>> if is_rank0():  # always true in a single process
+    ...     print("only rank 0 writes the report")
+    only rank 0 writes the report
+    """
     return not _initialized() or dist.get_rank() == 0
 
 
@@ -114,7 +129,16 @@ def teardown_distrib(wait: bool = True) -> None:
 
 
 def distrib_barrier() -> None:
-    """Wait for every rank (a no-op in a single process)."""
+    """Wait for every rank (a no-op in a single process).
+
+    >>> import tempfile
+    >>> ready = os.path.join(tempfile.mkdtemp(), "ready.txt")
+    >>> if is_rank0():
+    ...     with open(ready, "w") as f: _ = f.write("prepared once")
+    >>> distrib_barrier()  # the other ranks wait here until rank 0 has written it (returns at once in one process)
+    >>> with open(ready) as f: f.read()
+    'prepared once'
+    """
     if _initialized():
         dist.barrier(**({"device_ids": [torch.cuda.current_device()]} if dist.get_backend() == "nccl" else {}))
 

@@ -144,7 +144,17 @@ TOKENIZER_REGISTRY = Registry("tokenizer", "register_tokenizer")
 
 
 def register_dls(cls: type) -> type:
-    """Class decorator: make a DataLoaders subclass rebuildable by its class name."""
+    """Class decorator: make a DataLoaders subclass rebuildable by its class name.
+
+    >>> @register_dls
+    ... class DemoDataLoaders(DataLoaders):
+    ...     def export_config(self): return {"vocab": self.vocab}  # JSON: what inference needs
+    ...     @classmethod
+    ...     def from_config(cls, config, device=None): return cls(None, device=device, vocab=config["vocab"])
+    >>> dls = DemoDataLoaders(None, device="cpu", vocab=["a", "b"])
+    >>> get_dls_class("DemoDataLoaders").from_config(dls.export_config(), device="cpu").vocab  # what load_learner does
+    ['a', 'b']
+    """
     return DLS_REGISTRY.register(cls)
 
 
@@ -173,12 +183,31 @@ def register_model(name: str | Callable | None = None) -> Any:
 
 
 def register_loss(cls: type) -> type:
-    """Class decorator: make a loss class rebuildable by its class name."""
+    """Class decorator: make a loss class rebuildable by its class name.
+
+    >>> import torch
+    >>> @register_loss
+    ... class DemoHuberLoss(torch.nn.Module):
+    ...     def __init__(self, delta: float = 1.0):
+    ...         super().__init__()
+    ...         self.delta = delta
+    ...     def forward(self, pred, targ): return torch.nn.functional.huber_loss(pred, targ, delta=self.delta)
+    ...     def export_config(self): return {"delta": self.delta}  # its constructor's arguments
+    >>> get_loss_class("DemoHuberLoss")(**DemoHuberLoss(0.5).export_config()).delta  # what load_learner does
+    0.5
+    """
     return LOSS_REGISTRY.register(cls)
 
 
 def register_learner(cls: type) -> type:
-    """Class decorator: a `Learner` subclass that `load_learner` rebuilds as itself (by its class name)."""
+    """Class decorator: a `Learner` subclass that `load_learner` rebuilds as itself (by its class name).
+
+    >>> @register_learner
+    ... class DemoLearner(Learner):
+    ...     def report(self): return f"{len(self.recorder.values)} epochs"  # a task method, kept by load_learner
+    >>> LEARNER_REGISTRY.lookup("DemoLearner") is DemoLearner
+    True
+    """
     return LEARNER_REGISTRY.register(cls)
 
 
@@ -209,7 +238,17 @@ def register_transform(cls: type | None = None, *, name: str | None = None) -> A
 def register_tokenizer(cls: type | str | None = None, *, name: str | None = None) -> Any:
     """Class decorator: a text tokenizer that `load_learner` can rebuild (``@register_tokenizer`` or
     ``@register_tokenizer("name")``). Its ``export_config()`` returns its constructor's keyword arguments (or
-    the class has a ``from_config(config)`` classmethod); see `learnkit.text.tokenize` for the interface."""
+    the class has a ``from_config(config)`` classmethod); see `learnkit.text.tokenize` for the interface.
+
+    >>> @register_tokenizer("demo-chars")
+    ... class CharTokenizer:
+    ...     def __init__(self, lower: bool = True):
+    ...         self.lower = lower
+    ...     def export_config(self): return {"lower": self.lower}
+    >>> config = TOKENIZER_REGISTRY.to_config(CharTokenizer(lower=False))  # what an export stores
+    >>> config, TOKENIZER_REGISTRY.from_config(config).lower
+    ({'lower': False, 'type': 'demo-chars'}, False)
+    """
     if isinstance(cls, str):
         name, cls = cls, None
     if cls is None:
@@ -218,12 +257,42 @@ def register_tokenizer(cls: type | str | None = None, *, name: str | None = None
 
 
 def get_dls_class(name: str) -> type:
+    """The `DataLoaders` subclass registered as ``name`` (`register_dls`); a `NotRegisteredError` lists the known.
+
+    >>> @register_dls
+    ... class DemoTableDataLoaders(DataLoaders):
+    ...     pass
+    >>> get_dls_class("DemoTableDataLoaders") is DemoTableDataLoaders
+    True
+    >>> get_dls_class("NoSuchDataLoaders")
+    Traceback (most recent call last):
+    ...
+    learnkit.core.registry.NotRegisteredError: unknown DataLoaders type 'NoSuchDataLoaders'; known: [...]...
+    """
     return DLS_REGISTRY.lookup(name)
 
 
 def get_model_builder(name: str) -> Callable[..., Any]:
+    """The model builder or class registered as ``name`` (`register_model`).
+
+    >>> import torch
+    >>> @register_model("demo.mlp")
+    ... def mlp(n_in: int, n_hidden: int, n_out: int):
+    ...     layers = [torch.nn.Linear(n_in, n_hidden), torch.nn.ReLU(), torch.nn.Linear(n_hidden, n_out)]
+    ...     return torch.nn.Sequential(*layers)
+    >>> model = get_model_builder("demo.mlp")(**{"n_in": 2, "n_hidden": 8, "n_out": 1})  # the kwargs of model_spec
+    >>> model[-1].out_features
+    1
+    """
     return MODEL_REGISTRY.lookup(name)
 
 
 def get_loss_class(name: str) -> type:
+    """The loss class registered as ``name`` (`register_loss`).
+
+    >>> config = CrossEntropyLossFlat(label_smoothing=0.1).export_config()  # what an export stores
+    >>> loss = get_loss_class("CrossEntropyLossFlat")(**config)  # what load_learner rebuilds
+    >>> type(loss).__name__, loss.label_smoothing
+    ('CrossEntropyLossFlat', 0.1)
+    """
     return LOSS_REGISTRY.lookup(name)

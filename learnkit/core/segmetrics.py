@@ -42,7 +42,14 @@ class _Overlap(Metric):
 
 
 class DiceMulti(_Overlap):
-    """Mean over classes of Dice = 2|P∩T| / (|P|+|T|); classes absent from both are left out."""
+    """Mean over classes of Dice = 2|P∩T| / (|P|+|T|); classes absent from both are left out.
+
+    >>> pred = torch.tensor([[[[5.0, 5.0, 0.0, 0.0]], [[0.0, 0.0, 5.0, 5.0]]]])  # [1, 2 classes, 1, 4]: 0 0 1 1
+    >>> m = DiceMulti()
+    >>> m.accumulate(pred, torch.tensor([[[0, 1, 1, 1]]]))
+    >>> round(m.value, 4)  # the mean of class 0's 2/3 and class 1's 4/5
+    0.7333
+    """
 
     def __init__(self, ignore_index: int | None = None):
         super().__init__("dice_multi", ignore_index)
@@ -56,7 +63,14 @@ class DiceMulti(_Overlap):
 
 
 class JaccardMulti(_Overlap):
-    """Mean IoU over classes: |P∩T| / |P∪T|; classes absent from both are left out."""
+    """Mean IoU over classes: |P∩T| / |P∪T|; classes absent from both are left out.
+
+    >>> pred = torch.tensor([[[[5.0, 5.0, 0.0, 0.0]], [[0.0, 0.0, 5.0, 5.0]]]])  # [1, 2 classes, 1, 4]: 0 0 1 1
+    >>> m = JaccardMulti()
+    >>> m.accumulate(pred, torch.tensor([[[0, 1, 1, 1]]]))
+    >>> round(m.value, 4), m.per_class()
+    (0.5833, tensor([0.5000, 0.6667]))
+    """
 
     def __init__(self, ignore_index: int | None = None):
         super().__init__("mean_iou", ignore_index)
@@ -76,7 +90,14 @@ class JaccardMulti(_Overlap):
 
 
 class Dice(_Overlap):
-    """Binary Dice coefficient of class 1 (foreground) vs the rest."""
+    """Binary Dice coefficient of class 1 (foreground) vs the rest.
+
+    >>> pred = torch.tensor([[[[5.0, 5.0, 0.0, 0.0]], [[0.0, 0.0, 5.0, 5.0]]]])  # [1, 2 classes, 1, 4]: 0 0 1 1
+    >>> m = Dice()  # metrics=Dice(): the foreground (class 1) over every pixel of the validation set
+    >>> m.accumulate(pred, torch.tensor([[[0, 1, 1, 1]]]))
+    >>> round(m.value, 4)  # 2 * 2 / (2 + 3)
+    0.8
+    """
 
     def __init__(self, ignore_index: int | None = None):
         super().__init__("dice", ignore_index)
@@ -89,7 +110,14 @@ class Dice(_Overlap):
 
 
 class JaccardCoeff(_Overlap):
-    """Binary Jaccard (IoU) of class 1 vs the rest."""
+    """Binary Jaccard (IoU) of class 1 vs the rest.
+
+    >>> pred = torch.tensor([[[[5.0, 5.0, 0.0, 0.0]], [[0.0, 0.0, 5.0, 5.0]]]])  # [1, 2 classes, 1, 4]: 0 0 1 1
+    >>> m = JaccardCoeff()
+    >>> m.accumulate(pred, torch.tensor([[[0, 1, 1, 1]]]))
+    >>> round(m.value, 4)  # 2 pixels in both / 3 in either
+    0.6667
+    """
 
     def __init__(self, ignore_index: int | None = None):
         super().__init__("jaccard", ignore_index)
@@ -104,7 +132,14 @@ class JaccardCoeff(_Overlap):
 
 class ForegroundAcc(Metric):
     """Pixel accuracy over pixels whose target is not ``ignore_index`` (e.g. CamVid's void), over the whole set:
-    what `foreground_acc` accumulates."""
+    what `foreground_acc` accumulates.
+
+    >>> pred = torch.tensor([[[[5.0, 5.0, 0.0, 0.0]], [[0.0, 0.0, 5.0, 5.0]]]])  # [1, 2 classes, 1, 4]: 0 0 1 1
+    >>> m = ForegroundAcc(ignore_index=0)  # what metrics=foreground_acc(ignore_index=0) accumulates
+    >>> m.accumulate(pred, torch.tensor([[[0, 1, 1, 1]]]))
+    >>> round(m.value, 4)  # 2 of the 3 pixels whose target is not 0
+    0.6667
+    """
 
     def __init__(self, ignore_index: int | None = None):
         self.name, self.ignore_index = "foreground_acc", ignore_index

@@ -241,6 +241,13 @@ class DistributedDL:
     (text's length buckets) is sharded batch by batch instead (`ShardedBatchSampler`); its batches are
     never gathered (training only). ``seed`` must be the same on every rank
     (`DistributedTrainer` broadcasts rank 0's). ``drop_last=None`` keeps ``dl``'s (inference passes ``False``).
+
+    >>> dl = make_loader(list(range(10)), bs=2)
+    >>> shard = DistributedDL(dl, rank=1, world_size=2, shuffle=False)  # what rank 1 of 2 reads under DDP
+    >>> [batch.tolist() for batch in shard]
+    [[1, 3], [5, 7], [9]]
+    >>> len(shard), shard.n_total
+    (3, 10)
     """
 
     def __init__(self, dl: Any, rank: int, world_size: int, shuffle: bool, seed: int = 0,

@@ -26,6 +26,12 @@ class RandomSplitter:
     """Put a random ``valid_pct`` of the items in the validation set (``int(valid_pct * n)`` items).
 
     ``valid_pct=0`` means no validation set. ``seed=None`` draws a fresh split each call.
+
+    >>> train, valid = RandomSplitter(valid_pct=0.25, seed=0)(list("abcdefgh"))
+    >>> len(train), len(valid)
+    (6, 2)
+    >>> RandomSplitter(0.25, seed=0)(range(8)) == (train, valid)  # the same seed, the same split
+    True
     """
 
     def __init__(self, valid_pct: float = 0.2, seed: int | None = 42):
@@ -46,7 +52,12 @@ class RandomSplitter:
 
 
 class GrandparentSplitter:
-    """Split paths by the name of their grandparent folder (``train/cat/1.jpg`` → ``train``)."""
+    """Split paths by the name of their grandparent folder (``train/cat/1.jpg`` → ``train``).
+
+    >>> files = ["data/train/cat/1.jpg", "data/val/cat/2.jpg", "data/train/dog/3.jpg", "data/test/dog/4.jpg"]
+    >>> GrandparentSplitter(valid_name="val")(files)  # the test image is in neither set
+    ([0, 2], [1])
+    """
 
     def __init__(self, train_name: str = "train", valid_name: str = "valid"):
         self.train_name, self.valid_name = train_name, valid_name
@@ -56,7 +67,12 @@ class GrandparentSplitter:
 
 
 class FolderSplitter:
-    """Split paths by the name of any ancestor folder ``train_name`` / ``valid_name`` (nearest first)."""
+    """Split paths by the name of any ancestor folder ``train_name`` / ``valid_name`` (nearest first).
+
+    >>> files = ["data/train/cat/1.jpg", "data/valid/2024/cat/2.jpg", "data/train/2024/dog/3.jpg"]
+    >>> FolderSplitter()(files)  # any ancestor named train or valid, at any depth
+    ([0, 2], [1])
+    """
 
     def __init__(self, train_name: str = "train", valid_name: str = "valid"):
         self.train_name, self.valid_name = train_name, valid_name
@@ -78,7 +94,13 @@ def _split_by_folder(items, train_name, valid_name, level):
 
 
 class ColSplitter:
-    """Split a DataFrame by a boolean column, by name or position (``True`` = validation)."""
+    """Split a DataFrame by a boolean column, by name or position (``True`` = validation).
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"text": ["a", "b", "c", "d"], "is_valid": [False, True, False, True]})
+    >>> ColSplitter("is_valid")(df)
+    ([0, 2], [1, 3])
+    """
 
     def __init__(self, col: str | int = "is_valid"):
         self.col = col
@@ -102,7 +124,11 @@ class ColSplitter:
 
 
 class IndexSplitter:
-    """Use the given indices as the validation set, the rest as training."""
+    """Use the given indices as the validation set, the rest as training.
+
+    >>> IndexSplitter([0, -1])(range(5))  # negative indices count from the end
+    ([1, 2, 3], [0, 4])
+    """
 
     def __init__(self, valid_idx: Sequence[int]):
         self.valid_idx = [int(i) for i in valid_idx]
@@ -118,7 +144,11 @@ class IndexSplitter:
 
 
 class FuncSplitter:
-    """Items for which ``func(item)`` is true go to the validation set."""
+    """Items for which ``func(item)`` is true go to the validation set.
+
+    >>> FuncSplitter(lambda path: "2024" in path)(["2023/a.jpg", "2024/b.jpg", "2023/c.jpg"])
+    ([0, 2], [1])
+    """
 
     def __init__(self, func: Callable[[Any], bool]):
         self.func = func
@@ -177,6 +207,12 @@ def check_split(train_idx: Sequence[int], valid_idx: Sequence[int], labels: Sequ
 
     Checks: an empty training set, an empty validation set (unless allowed), an item in both, and (with
     ``labels``) a class that appears only in the validation set.
+
+    >>> check_split([0, 1, 2], [3], labels=["cat", "dog", "cat", "dog"])  # fine: returns None
+    >>> check_split([0, 1, 2], [3], labels=["cat", "dog", "cat", "bird"])
+    Traceback (most recent call last):
+    ...
+    ValueError: class(es) ['bird'] appear only in the validation set, so the model can never learn them; ...
     """
     if len(train_idx) == 0:
         raise ValueError(f"the split left the training set empty ({len(valid_idx)} {what} in validation); "

@@ -31,6 +31,14 @@ class CategoryMap(list):
 
     Args:
         items: the classes, already in code order (duplicates raise: each class needs one code).
+
+    >>> vocab = CategoryMap(["#na#", "small", "large"])  # code 0 for missing values, by convention
+    >>> vocab.o2i["large"], vocab.map_objs(["small", "large"]), vocab.map_ids([0, 1])
+    (2, [1, 2], ['#na#', 'small'])
+    >>> vocab.append("huge")
+    Traceback (most recent call last):
+    ...
+    TypeError: a CategoryMap is fixed once built (the codes would move); build a new one instead
     """
 
     def __init__(self, items: Iterable[Any] = ()):
@@ -73,7 +81,11 @@ def as_category_map(items: Sequence[Any] | None) -> CategoryMap | None:
 
 
 def emb_sz_rule(n_cat: int) -> int:
-    """Embedding width for a variable with ``n_cat`` codes: ``min(600, round(1.6 * n_cat ** 0.56))``."""
+    """Embedding width for a variable with ``n_cat`` codes: ``min(600, round(1.6 * n_cat ** 0.56))``.
+
+    >>> emb_sz_rule(7), emb_sz_rule(1000), emb_sz_rule(10**7)  # days of the week, stores, users (capped at 600)
+    (5, 77, 600)
+    """
     if n_cat < 1:
         raise ValueError(f"a categorical variable needs at least one code, got {n_cat}")
     return int(min(600, round(1.6 * n_cat ** 0.56)))
@@ -81,7 +93,11 @@ def emb_sz_rule(n_cat: int) -> int:
 
 def emb_sizes(cardinalities: Sequence[int], names: Sequence[str],
               sz_dict: Mapping[str, int] | None = None) -> list[tuple[int, int]]:
-    """``(n_codes, width)`` per variable: `emb_sz_rule` unless ``sz_dict`` names the variable."""
+    """``(n_codes, width)`` per variable: `emb_sz_rule` unless ``sz_dict`` names the variable.
+
+    >>> emb_sizes([8, 1000], ["weekday", "store"], sz_dict={"store": 50})  # (codes, width) per variable
+    [(8, 5), (1000, 50)]
+    """
     sz_dict = dict(sz_dict or {})
     unknown = sorted(set(sz_dict) - set(names), key=str)
     if unknown:
@@ -95,7 +111,15 @@ def emb_sizes(cardinalities: Sequence[int], names: Sequence[str],
 
 def get_emb_sz(to: Any, sz_dict: Mapping[str, int] | None = None) -> list[tuple[int, int]]:
     """fastai's ``get_emb_sz(to_or_dls, sz_dict=None)``: ``(n_codes, width)`` for each of ``to.cat_names``,
-    ``n_codes = len(to.classes[name])`` (a `TabularPandas`, `TabularDataLoaders` or `CollabDataLoaders`)."""
+    ``n_codes = len(to.classes[name])`` (a `TabularPandas`, `TabularDataLoaders` or `CollabDataLoaders`).
+
+    >>> from types import SimpleNamespace
+    >>> to = SimpleNamespace(cat_names=["weekday", "store"],  # stands for a TabularPandas or a TabularDataLoaders
+    ...                      classes={"weekday": CategoryMap(["#na#", "mon", "tue"]),
+    ...                               "store": CategoryMap(range(1000))})
+    >>> get_emb_sz(to), get_emb_sz(to, sz_dict={"store": 16})
+    ([(3, 3), (1000, 77)], [(3, 3), (1000, 16)])
+    """
     names, classes = getattr(to, "cat_names", None), getattr(to, "classes", None)
     if names is None or not isinstance(classes, Mapping):
         raise TypeError(f"get_emb_sz takes a TabularPandas, TabularDataLoaders or CollabDataLoaders (something with "

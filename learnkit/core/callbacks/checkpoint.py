@@ -162,6 +162,15 @@ class CheckpointCallback(Callback):
         every: write after every ``every``-th epoch (the last epoch is always written).
         resume: ``None`` (just write), ``"auto"`` (resume from ``fname`` if it exists) or a checkpoint
             path (must exist). ``learn.fit(..., resume=...)`` sets this for you.
+
+    >>> import tempfile
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 path=tempfile.mkdtemp(), progress=False)
+    >>> cb = CheckpointCallback(every=1)
+    >>> learn.fit(2, cbs=cb)  # learn.fit(2, resume="auto") adds one, and continues a killed run from its file
+    >>> cb.path.relative_to(learn.path).as_posix(), cb.path.exists()
+    ('models/checkpoint.safetensors', True)
     """
 
     order = 75  # after the Recorder (50) and the trackers (70) have handled the epoch

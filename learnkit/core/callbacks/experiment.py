@@ -72,7 +72,24 @@ def run_params(learn: Any) -> dict[str, Any]:
 
 class ExperimentCallback(Callback):
     """Base class of the experiment trackers; see the module docstring. Subclasses set ``extra`` (the
-    learnkit extra that installs their library) and implement the hooks."""
+    learnkit extra that installs their library) and implement the hooks.
+
+    >>> import torch
+    >>> class PrintTracker(ExperimentCallback):  # a tracker implements the hooks; the base class calls them
+    ...     def open_run(self): print("run opened")
+    ...     def log_params(self, params): print("params:", params["model"], params["n_epoch"])
+    ...     def log_metrics(self, metrics, step, epoch=None):
+    ...         if epoch is not None: print(f"epoch {epoch}:", sorted(metrics))
+    ...     def close_run(self, failed): print("run closed, failed:", failed)
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 progress=False)
+    >>> learn.fit(1, cbs=PrintTracker(log_every=10))
+    run opened
+    params: Linear 1
+    epoch 0: ['epoch/time', 'epoch/train_loss', 'epoch/valid_loss']
+    run closed, failed: False
+    """
 
     order = 75  # after the Recorder (50) and the metrics table (60) have written the epoch
     run_valid = False  # batch events: training batches only

@@ -16,6 +16,16 @@ class CSVLogger(Callback):
 
     With ``append=False`` (fastai's default) each ``fit`` starts the file anew, replacing an existing one;
     ``append=True`` adds the rows to an existing file, whose header must name the same columns.
+
+    >>> import tempfile, torch
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 metrics=mae, path=tempfile.mkdtemp(), progress=False)
+    >>> logger = CSVLogger("history.csv")
+    >>> learn.fit(2, cbs=logger)
+    >>> df = logger.read()  # learn.path/history.csv
+    >>> list(df.columns), len(df)
+    (['epoch', 'train_loss', 'valid_loss', 'mae', 'time'], 2)
     """
 
     order = 70

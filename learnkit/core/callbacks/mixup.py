@@ -58,6 +58,14 @@ class MixUp(MixHandler):
 
     Args:
         alpha: the Beta distribution's parameter; small values keep most items close to one original.
+
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randint(0, 2, (8,)), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 2), loss_func=CrossEntropyLossFlat(),
+    ...                 metrics=accuracy, progress=False)
+    >>> mix = MixUp(alpha=0.4)
+    >>> learn.fit(1, cbs=mix)  # training batches are blends; validation sees the real items
+    >>> 0.5 <= mix.lam <= 1, mix.perm.shape  # the last batch's weight of its own items, and its partners
+    (True, torch.Size([4]))
     """
 
     def __init__(self, alpha: float = 0.4):
@@ -75,6 +83,15 @@ class CutMix(MixHandler):
 
     Args:
         alpha: the Beta distribution's parameter for the box area.
+
+    >>> images = torch.rand(8, 3, 4, 4)  # [batch, channels, height, width]
+    >>> dl = TensorLoader(images, torch.randint(0, 2, (8,)), bs=4)
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), model, loss_func=CrossEntropyLossFlat(), progress=False)
+    >>> cut = CutMix(alpha=1.0)
+    >>> learn.fit(1, cbs=cut)
+    >>> 0 <= cut.lam <= 1  # the share of the last batch's images that stayed their own
+    True
     """
 
     def __init__(self, alpha: float = 1.0):

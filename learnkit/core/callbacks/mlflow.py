@@ -32,6 +32,11 @@ class MLflowCallback(ExperimentCallback):
 
     After the fit ``cb.run_id`` names the run; its status is ``FINISHED``, or ``FAILED`` when an error
     escaped ``fit``.
+
+    >>> cb = MLflowCallback("sqlite:///mlflow.db", experiment_name="pets", log_model=True)  # mlflow: when a run opens
+    >>> cb.tracking_uri, cb.run_id  # after a fit, run_id names the run
+    ('sqlite:///mlflow.db', None)
+    >>> # learn.fit_one_cycle(3, cbs=cb), then: mlflow ui --backend-store-uri sqlite:///mlflow.db
     """
 
     extra = "mlflow"

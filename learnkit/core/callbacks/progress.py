@@ -85,6 +85,14 @@ class ProgressCallback(Callback):
 
     Silent when ``learn.show_progress`` is false (``Learner(progress=False)``), inside ``with learn.no_bar():``, or with ``LEARNKIT_PROGRESS=0``.
     In a notebook the table is one HTML table updated in place.
+
+    >>> import torch
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat())
+    >>> [type(cb).__name__ for cb in learn.cbs]  # every Learner has one, as learn.progress
+    ['Recorder', 'ProgressCallback']
+    >>> with learn.no_bar():  # no bars and no table for this block
+    ...     learn.fit(1)
     """
 
     order = 60

@@ -31,6 +31,17 @@ class Recorder(Callback):
     (the progress bar does every `ProgressCallback.every` batches), every ``flush_every`` batches (to bound
     their memory) and at the end of each phase. Under DDP the epoch's training loss is summed over ranks
     once per epoch (the per-batch ``losses`` are this rank's own).
+
+    >>> import torch
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 metrics=mae, progress=False)
+    >>> learn.fit(3)
+    >>> rec = learn.recorder
+    >>> rec.metric_names, len(rec.values), len(rec.losses), len(rec.lrs)  # 3 epochs of 2 training batches
+    (['epoch', 'train_loss', 'valid_loss', 'mae', 'time'], 3, 6, 6)
+    >>> sorted(rec.final_record())  # the last epoch's values by name (what trackers monitor)
+    ['mae', 'train_loss', 'valid_loss']
     """
 
     order = 50

@@ -29,27 +29,53 @@ Sched = Callable[[float], float]
 
 
 def sched_cos(start: float, end: float) -> Sched:
-    """Cosine from ``start`` to ``end``."""
+    """Cosine from ``start`` to ``end``.
+
+    >>> f = sched_cos(1e-3, 1e-5)
+    >>> [round(f(pct), 6) for pct in (0.0, 0.5, 1.0)]
+    [0.001, 0.000505, 1e-05]
+    """
     return lambda pct: start + (1 + math.cos(math.pi * (1 - pct))) * (end - start) / 2
 
 
 def sched_lin(start: float, end: float) -> Sched:
-    """Linear from ``start`` to ``end``."""
+    """Linear from ``start`` to ``end``.
+
+    >>> f = sched_lin(0.0, 1e-2)
+    >>> [round(f(pct), 6) for pct in (0.0, 0.25, 1.0)]
+    [0.0, 0.0025, 0.01]
+    """
     return lambda pct: start + pct * (end - start)
 
 
 def sched_exp(start: float, end: float) -> Sched:
-    """Exponential from ``start`` to ``end``."""
+    """Exponential from ``start`` to ``end``.
+
+    >>> f = sched_exp(1e-6, 1e-2)  # equal ratios in equal steps, as lr_find grows the learning rate
+    >>> [f"{f(pct):.0e}" for pct in (0.0, 0.25, 0.5, 1.0)]
+    ['1e-06', '1e-05', '1e-04', '1e-02']
+    """
     return lambda pct: start * (end / start) ** pct
 
 
 def sched_const(value: float) -> Sched:
-    """Constant ``value``."""
+    """Constant ``value``.
+
+    >>> f = combine_scheds([0.75, 0.25], [sched_const(1e-3), sched_cos(1e-3, 0.0)])  # flat, then anneal
+    >>> [round(f(pct), 6) for pct in (0.0, 0.5, 0.875, 1.0)]
+    [0.001, 0.001, 0.0005, 0.0]
+    """
     return lambda pct: value
 
 
 def combine_scheds(pcts: Sequence[float], scheds: Sequence[Sched]) -> Sched:
-    """Run ``scheds[i]`` over the fraction ``pcts[i]`` of training (the fractions must sum to 1)."""
+    """Run ``scheds[i]`` over the fraction ``pcts[i]`` of training (the fractions must sum to 1).
+
+    >>> warmup_then_anneal = combine_scheds([0.3, 0.7], [sched_lin(1e-4, 1e-3), sched_cos(1e-3, 0.0)])
+    >>> [round(warmup_then_anneal(pct), 5) for pct in (0.0, 0.15, 0.3, 0.65, 1.0)]
+    [0.0001, 0.00055, 0.001, 0.0005, 0.0]
+    >>> # learn.fit(5, cbs=ParamScheduler({"lr": warmup_then_anneal}))
+    """
     if abs(sum(pcts) - 1) > 1e-6:
         raise ValueError(f"schedule fractions must sum to 1, got {list(pcts)}")
     bounds = np.cumsum([0.0] + list(pcts))
@@ -58,7 +84,7 @@ def combine_scheds(pcts: Sequence[float], scheds: Sequence[Sched]) -> Sched:
         i = int(np.searchsorted(bounds, pct, side="right")) - 1
         i = min(max(i, 0), len(scheds) - 1)
         width = bounds[i + 1] - bounds[i]
-        return scheds[i]((pct - bounds[i]) / width if width > 0 else 1.0)
+        return scheds[i](float((pct - bounds[i]) / width) if width > 0 else 1.0)  # a float, not numpy's
 
     return f
 
@@ -68,6 +94,16 @@ class ParamScheduler(Callback):
 
     ``scheds`` maps a name to one schedule per parameter group: ``'lr'``, ``'mom'`` (Adam's beta1 or
     SGD's momentum) or any key of the optimizer's param groups (e.g. ``'weight_decay'``).
+
+    >>> import torch
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 progress=False)
+    >>> learn.fit(2, cbs=ParamScheduler({"lr": sched_lin(1e-3, 1e-2), "weight_decay": sched_const(0.1)}))
+    >>> [round(lr, 4) for lr in learn.recorder.lrs]  # 4 training batches: pct 0, 1/3, 2/3, 1
+    [0.001, 0.004, 0.007, 0.01]
+    >>> learn.opt.param_groups[0]["weight_decay"]
+    0.1
     """
 
     order = 10
@@ -102,7 +138,19 @@ def _set_hyper(pg: dict, name: str, v: float) -> None:
 
 
 class OneCycleScheduler(ParamScheduler):
-    """The one-cycle policy (see `Learner.fit_one_cycle`)."""
+    """The one-cycle policy (see `Learner.fit_one_cycle`).
+
+    >>> import torch
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 progress=False)
+    >>> learn.fit(5, cbs=OneCycleScheduler(lr_max=1e-2, pct_start=0.25))  # what learn.fit_one_cycle(5, 1e-2) runs
+    >>> lrs, moms = learn.recorder.lrs, learn.recorder.moms
+    >>> f"{lrs[0]:.0e}", lrs.index(max(lrs)), f"{max(lrs):.0e}", f"{lrs[-1]:.0e}"  # up from lr_max/25, down to /1e5
+    ('4e-04', 2, '1e-02', '1e-07')
+    >>> round(moms[0], 2), round(min(moms), 2), round(moms[-1], 2)  # momentum moves the other way
+    (0.95, 0.85, 0.95)
+    """
 
     def __init__(self, lr_max: LR, div: float = 25.0, div_final: float = 1e5, pct_start: float = 0.25,
                  moms: tuple[float, float, float] | None = (0.95, 0.85, 0.95)):
@@ -123,7 +171,13 @@ class OneCycleScheduler(ParamScheduler):
 
 
 def flat_cos_scheduler(lr: LR, n_groups: int, pct_start: float = 0.75, div_final: float = 1e5) -> ParamScheduler:
-    """Flat at ``lr`` for ``pct_start`` of training, then cosine down to ``lr / div_final`` (`Learner.fit_flat_cos`)."""
+    """Flat at ``lr`` for ``pct_start`` of training, then cosine down to ``lr / div_final`` (`Learner.fit_flat_cos`).
+
+    >>> sched = flat_cos_scheduler(1e-3, n_groups=1, pct_start=0.5)  # learn.fit(n, cbs=sched), or learn.fit_flat_cos
+    >>> f = sched.scheds["lr"][0]
+    >>> [f"{f(pct):.1e}" for pct in (0.0, 0.5, 0.75, 1.0)]
+    ['1.0e-03', '1.0e-03', '5.0e-04', '1.0e-08']
+    """
     if not 0 <= pct_start <= 1:
         raise ValueError(f"pct_start must be in [0, 1], got {pct_start}")
     lrs = spread_lr(lr, n_groups)
@@ -133,7 +187,15 @@ def flat_cos_scheduler(lr: LR, n_groups: int, pct_start: float = 0.75, div_final
 
 def sgdr_scheduler(lr_max: LR, n_groups: int, n_cycles: int, cycle_len: int, cycle_mult: int = 2) -> tuple[ParamScheduler, int]:
     """Cosine annealing with warm restarts (SGDR): cycle ``i`` lasts ``cycle_len * cycle_mult**i`` epochs and
-    anneals from ``lr_max`` to 0. Returns the scheduler and the total number of epochs (`Learner.fit_sgdr`)."""
+    anneals from ``lr_max`` to 0. Returns the scheduler and the total number of epochs (`Learner.fit_sgdr`).
+
+    >>> sched, n_epoch = sgdr_scheduler(1e-3, n_groups=1, n_cycles=2, cycle_len=1)  # cycles of 1, then 2 epochs
+    >>> n_epoch  # learn.fit(n_epoch, cbs=sched), or learn.fit_sgdr(2, 1)
+    3
+    >>> f = sched.scheds["lr"][0]
+    >>> [f"{f(pct):.1e}" for pct in (0.0, 1 / 6, 1 / 3, 1.0)]  # anneal, restart at the second cycle, anneal
+    ['1.0e-03', '5.0e-04', '1.0e-03', '0.0e+00']
+    """
     if n_cycles < 1 or cycle_len < 1 or cycle_mult < 1:
         raise ValueError(f"need n_cycles, cycle_len and cycle_mult >= 1, got {n_cycles}, {cycle_len}, {cycle_mult}")
     lengths = [cycle_len * cycle_mult ** i for i in range(n_cycles)]
@@ -144,23 +206,51 @@ def sgdr_scheduler(lr_max: LR, n_groups: int, n_cycles: int, cycle_len: int, cyc
 
 
 SuggestedLRs = namedtuple("SuggestedLRs", ["valley", "minimum", "steep"])  # the default fields; see LRFinder.suggest
+SuggestedLRs.__doc__ = """Suggested learning rates, one field per suggestion function (what `Learner.lr_find` returns;
+these are the fields of ``suggest_funcs=(valley, minimum, steep)``).
+
+>>> lrs = SuggestedLRs(valley=1e-3, minimum=2e-4, steep=3e-3)
+>>> lrs.valley, lrs._fields
+(0.001, ('valley', 'minimum', 'steep'))
+"""
 
 
 # --- learning-rate suggestions: f(lrs, losses) -> (lr, index of the point to mark) ---------------------------
 def minimum(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, int]:
-    """A tenth of the learning rate at the lowest loss."""
+    """A tenth of the learning rate at the lowest loss.
+
+    >>> import numpy as np
+    >>> lrs, losses = np.logspace(-5, 0, 6), np.array([1.0, 0.9, 0.6, 0.3, 0.5, 2.0])  # what lr_find records
+    >>> lr, i = minimum(lrs, losses)  # learn.lr_find(suggest_funcs=(minimum, steep)) uses it
+    >>> f"{lr:.0e}", i  # a tenth of 1e-2, where the loss is lowest
+    ('1e-03', 3)
+    """
     i = int(np.argmin(losses))
     return float(lrs[i] / 10), i
 
 
 def steep(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, int]:
-    """The learning rate where the loss falls fastest (steepest negative slope against log lr)."""
+    """The learning rate where the loss falls fastest (steepest negative slope against log lr).
+
+    >>> import numpy as np
+    >>> lrs, losses = np.logspace(-5, 0, 6), np.array([1.0, 0.9, 0.6, 0.3, 0.5, 2.0])  # what lr_find records
+    >>> lr, i = steep(lrs, losses)
+    >>> f"{lr:.0e}", i
+    ('1e-03', 2)
+    """
     i = int(np.argmin(np.gradient(losses, np.log(lrs))))
     return float(lrs[i]), i
 
 
 def valley(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, int]:
-    """Two thirds down the longest descending stretch of the loss curve."""
+    """Two thirds down the longest descending stretch of the loss curve.
+
+    >>> import numpy as np
+    >>> lrs, losses = np.logspace(-5, 0, 6), np.array([1.0, 0.9, 0.6, 0.3, 0.5, 2.0])  # what lr_find records
+    >>> lr, i = valley(lrs, losses)  # the default of learn.lr_find()
+    >>> f"{lr:.0e}", i  # two thirds down the descent from 1e-5 to 1e-2
+    ('1e-03', 2)
+    """
     i = _valley_index(losses)
     return float(lrs[i]), i
 
@@ -168,7 +258,14 @@ def valley(lrs: np.ndarray, losses: np.ndarray) -> tuple[float, int]:
 def slide(lrs: np.ndarray, losses: np.ndarray, lr_diff: int = 15, thresh: float = 0.005,
           adjust_value: float = 1.0) -> tuple[float, int]:
     """Walk back from the lowest loss while the loss ``lr_diff`` points earlier is not clearly higher
-    (relative slope above ``-thresh``): the last learning rate of the descent before it flattens."""
+    (relative slope above ``-thresh``): the last learning rate of the descent before it flattens.
+
+    >>> import numpy as np
+    >>> lrs, losses = np.logspace(-5, 0, 6), np.array([1.0, 0.9, 0.6, 0.3, 0.5, 2.0])  # what lr_find records
+    >>> lr, i = slide(lrs, losses, lr_diff=2)  # lr_diff: how many points back to compare (15 for a real curve)
+    >>> f"{lr:.0e}", i
+    ('1e-03', 2)
+    """
     gradients = np.gradient(losses, np.log(lrs))
     end = int(np.argmin(losses))
     i = end
@@ -180,7 +277,20 @@ def slide(lrs: np.ndarray, losses: np.ndarray, lr_diff: int = 15, thresh: float 
 
 class LRFinder(Callback):
     """Grow the learning rate exponentially from ``start_lr`` to ``end_lr`` over ``num_it`` batches,
-    stop when the loss diverges, and restore the model and optimizer afterwards."""
+    stop when the loss diverges, and restore the model and optimizer afterwards.
+
+    >>> import torch
+    >>> dl = TensorLoader(torch.randn(64, 2), torch.randn(64, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 progress=False)
+    >>> weights = learn.model.weight.detach().clone()
+    >>> finder = LRFinder(start_lr=1e-4, end_lr=1.0, num_it=10, stop_div=False)
+    >>> learn.fit(1, cbs=finder)  # what learn.lr_find(1e-4, 1.0, num_it=10) runs
+    >>> len(learn.recorder.lrs), torch.equal(learn.model.weight, weights)  # 10 steps recorded, weights restored
+    (10, True)
+    >>> finder.suggest(("valley", "steep"))
+    SuggestedLRs(valley=..., steep=...)
+    """
 
     order = 55
     run_valid = False

@@ -15,7 +15,17 @@ __all__ = ["ShowGraphCallback"]
 
 class ShowGraphCallback(Callback):
     """Plot the per-batch training loss and the per-epoch validation loss, with the x axis spanning the whole
-    ``fit``, after each epoch."""
+    ``fit``, after each epoch.
+
+    >>> import torch
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 progress=False)
+    >>> cb = ShowGraphCallback()
+    >>> learn.fit(2, cbs=cb)
+    >>> [line.get_label() for line in cb.ax.lines]  # outside a notebook: cb.fig.savefig("losses.png")
+    ['train', 'valid']
+    """
 
     order = 65  # after the Recorder (50) has written the epoch's values
     run_valid = False

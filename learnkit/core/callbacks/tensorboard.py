@@ -28,6 +28,11 @@ class TensorBoardCallback(ExperimentCallback):
     ``epoch/<train_loss|valid_loss|metric|time>`` (per epoch, x = batch); the hyper-parameters as text
     at the start and in the HParams tab with the final metrics at the end (also when the fit failed:
     then ``hparams/status`` is ``failed``).
+
+    >>> cb = TensorBoardCallback("runs/pets", log_every=10, log_graph=True)  # tensorboard is imported when a run opens
+    >>> cb.log_dir.as_posix(), cb.extra  # the run's folder; the extra that installs its library
+    ('runs/pets', 'tensorboard')
+    >>> # learn.fit_one_cycle(3, cbs=cb), then: tensorboard --logdir runs
     """
 
     extra = "tensorboard"

@@ -61,6 +61,20 @@ class TrackerCallback(Callback):
     ``mode``: ``'min'`` (lower is better), ``'max'`` (higher is better) or ``'auto'`` (from the name and the
     metric: see `monitor_mode`). ``comp`` is fastai's way to say it (``np.less`` or ``np.greater``); pass one
     of the two. An improvement must beat the best by ``min_delta``.
+
+    >>> import torch
+    >>> class BestEpoch(TrackerCallback):  # a tracker only adds what to do with `new_best`
+    ...     def after_epoch(self):
+    ...         super().after_epoch()
+    ...         if self.new_best:
+    ...             self.best_epoch = self.learn.epoch
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 progress=False)
+    >>> cb = BestEpoch(monitor="train_loss")
+    >>> learn.fit(3, cbs=cb)
+    >>> cb.resolved_mode, cb.best == min(row[0] for row in learn.recorder.values)  # row: [train_loss, valid_loss]
+    ('min', True)
     """
 
     order = 70  # after the Recorder has written the epoch's values
@@ -150,7 +164,17 @@ class PatienceCallback(TrackerCallback):
 
 
 class EarlyStoppingCallback(PatienceCallback):
-    """Stop training when ``monitor`` has not improved for ``patience`` epochs."""
+    """Stop training when ``monitor`` has not improved for ``patience`` epochs.
+
+    >>> import torch
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 progress=False)
+    >>> es = EarlyStoppingCallback(monitor="valid_loss", min_delta=1e-3, patience=2)
+    >>> learn.fit(10, lr=1e-9, cbs=es)  # a learning rate too small to improve anything: it stops early
+    >>> len(learn.recorder.values), es.stopped_epoch  # epoch 0 set the best; epochs 1 and 2 did not beat it
+    (3, 2)
+    """
 
     def before_fit(self):
         self.stopped_epoch = None
@@ -163,7 +187,16 @@ class EarlyStoppingCallback(PatienceCallback):
 
 class ReduceLROnPlateau(PatienceCallback):
     """Divide every learning rate by ``factor`` when ``monitor`` has not improved for ``patience`` epochs
-    (never below ``min_lr``). Use it with `Learner.fit` (a schedule such as one-cycle would overwrite the rates)."""
+    (never below ``min_lr``). Use it with `Learner.fit` (a schedule such as one-cycle would overwrite the rates).
+
+    >>> import torch
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 progress=False)
+    >>> learn.fit(3, lr=1e-9, cbs=ReduceLROnPlateau(monitor="valid_loss", min_delta=1e-3, patience=1, factor=10))
+    Epoch 1: reducing lr to 1e-10
+    Epoch 2: reducing lr to 1e-11
+    """
 
     def __init__(self, monitor: str = "valid_loss", comp: Callable | None = None, min_delta: float = 0.0,
                  patience: int = 1, factor: float = 10.0, min_lr: float = 0.0, reset_on_fit: bool = True, *,
@@ -182,7 +215,18 @@ class ReduceLROnPlateau(PatienceCallback):
 
 class SaveModelCallback(TrackerCallback):
     """Save the model when ``monitor`` improves (``fname``), or every epoch (``every_epoch=True``:
-    ``fname_<epoch>``); at the end of training, load the best weights back (``at_end=False``)."""
+    ``fname_<epoch>``); at the end of training, load the best weights back (``at_end=False``).
+
+    >>> import tempfile, torch
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 path=tempfile.mkdtemp(), progress=False)
+    >>> cb = SaveModelCallback(monitor="valid_loss", fname="best")
+    >>> learn.fit(3, cbs=cb)  # saves models/best.pth at each new best, and loads the best weights back at the end
+    >>> best = torch.load(learn.path / "models" / "best.pth", weights_only=True)["model"]
+    >>> [p.name for p in (learn.path / "models").iterdir()], torch.equal(best["weight"], learn.model.weight)
+    (['best.pth'], True)
+    """
 
     def __init__(self, monitor: str = "valid_loss", comp: Callable | None = None, min_delta: float = 0.0,
                  fname: str = "model", every_epoch: bool = False, at_end: bool = False, with_opt: bool = False,
@@ -214,7 +258,17 @@ class SaveModelCallback(TrackerCallback):
 
 class TerminateOnNaNCallback(Callback):
     """Stop training as soon as the training loss is NaN or infinite, before the bad loss is
-    back-propagated into the weights."""
+    back-propagated into the weights.
+
+    >>> import torch
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.full((8, 1), float("nan")), bs=4)  # NaN targets: a NaN loss
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 progress=False)
+    >>> cb = TerminateOnNaNCallback()
+    >>> learn.fit(5, cbs=cb)
+    >>> cb.terminated_at, bool(torch.isfinite(learn.model.weight).all())  # (epoch, batch); the weights are untouched
+    ((0, 0), True)
+    """
 
     order = 40
     run_valid = False

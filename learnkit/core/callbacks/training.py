@@ -10,7 +10,16 @@ __all__ = ["GradientAccumulation", "GradientClip"]
 
 class GradientAccumulation(Callback):
     """Step the optimizer once every ``n_acc`` items (not batches), summing gradients in between, so
-    ``bs=16, n_acc=64`` trains like ``bs=64``. The loss is scaled so that the sum equals the mean."""
+    ``bs=16, n_acc=64`` trains like ``bs=64``. The loss is scaled so that the sum equals the mean.
+
+    >>> import torch
+    >>> dl = TensorLoader(torch.randn(16, 2), torch.randn(16, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 progress=False)
+    >>> learn.fit(1, cbs=GradientAccumulation(n_acc=8))  # batches of 4 items, one optimizer step per 8 items
+    >>> int(learn.opt.state[learn.model.weight]["step"])  # 4 batches, 2 steps
+    2
+    """
 
     order = 20
     run_valid = False
@@ -34,7 +43,18 @@ class GradientAccumulation(Callback):
 
 
 class GradientClip(Callback):
-    """Clip the global gradient norm to ``max_norm`` before each step (after unscaling fp16 gradients)."""
+    """Clip the global gradient norm to ``max_norm`` before each step (after unscaling fp16 gradients).
+
+    >>> from torch.nn.utils import parameters_to_vector
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.full((8, 1), 100.0), bs=4)  # far-off targets: huge gradients
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 opt_func=torch.optim.SGD, lr=1.0, progress=False)
+    >>> before = parameters_to_vector(learn.model.parameters()).detach()
+    >>> learn.fit(1, cbs=GradientClip(max_norm=0.1))
+    >>> moved = parameters_to_vector(learn.model.parameters()).detach() - before
+    >>> float(moved.norm()) <= 0.2 + 1e-6  # 2 SGD steps (lr 1.0) of gradients clipped to a norm of 0.1
+    True
+    """
 
     order = 30
     run_valid = False

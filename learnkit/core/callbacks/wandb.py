@@ -30,6 +30,11 @@ class WandbCallback(ExperimentCallback):
 
     A run that an error ends is finished with exit code 1 (W&B shows it as failed). ``cb.run`` is the
     ``wandb`` run while it is open; ``cb.run_dir`` its local folder.
+
+    >>> cb = WandbCallback(project="pets", log_model=True, log_every=10)  # wandb is imported when a run opens
+    >>> cb.project, cb.run  # while a fit runs, cb.run is the wandb run
+    ('pets', None)
+    >>> # os.environ["WANDB_MODE"] = "offline"; learn.fit_one_cycle(3, cbs=cb)
     """
 
     extra = "wandb"
