@@ -114,15 +114,6 @@ class RegexLabeller:
     Traceback (most recent call last):
     ...
     ValueError: the pattern '^(.+)_\\\\d+\\\\.jpg$' does not match 'notes.txt'
-
-    >>> RegexLabeller(r"^(.+)_\\d+\\.jpg$")("images/great_pyrenees_12.jpg")  # the file name
-    'great_pyrenees'
-    >>> RegexLabeller(r"/(\\w+)/\\w+/[^/]+$", match_name=False)("data/cats/train/1.jpg")  # the whole path
-    'cats'
-    >>> RegexLabeller(r"^(.+)_\\d+\\.jpg$")("notes.txt")
-    Traceback (most recent call last):
-    ...
-    ValueError: the pattern '^(.+)_\\\\d+\\\\.jpg$' does not match 'notes.txt'
     """
 
     def __init__(self, pat: str, match_name: bool = True):
@@ -143,10 +134,6 @@ class RegexLabeller:
 
 class using_attr:  # noqa: N801 - fastai's public name
     """``f(getattr(o, attr))``: e.g. ``using_attr(RegexLabeller(pat), 'name')`` labels a path by its name.
-
-    >>> label = using_attr(RegexLabeller(r"^([a-z_]+)_\\d+"), "name")  # the regex on path.name
-    >>> label(Path("images/basset_hound_7.jpg"))
-    'basset_hound'
 
     >>> label = using_attr(RegexLabeller(r"^([a-z_]+)_\\d+"), "name")  # the regex on path.name
     >>> label(Path("images/basset_hound_7.jpg"))
