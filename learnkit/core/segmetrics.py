@@ -146,17 +146,18 @@ class ForegroundAcc(Metric):
         self.reset()
 
     def reset(self):
-        self.correct, self.count = 0, 0
+        self.correct, self.count = 0, 0  # tensors on the predictions' device after the first batch: no host sync
 
     def accumulate(self, pred, targ):
         p, t = pred.argmax(dim=1), targ
         keep = t != self.ignore_index if self.ignore_index is not None else torch.ones_like(t, dtype=torch.bool)
-        self.correct += int((p[keep] == t[keep]).sum())
-        self.count += int(keep.sum())
+        self.correct = self.correct + ((p == t) & keep).sum()
+        self.count = self.count + keep.sum()
 
     @property
     def value(self):
-        return self.correct / self.count if self.count else float("nan")
+        count = int(self.count)
+        return int(self.correct) / count if count else float("nan")
 
 
 @whole_set(ForegroundAcc)

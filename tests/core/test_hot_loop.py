@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
@@ -81,3 +82,19 @@ def test_metric_functions_may_return_python_numbers():
     m.accumulate(torch.zeros(4, 2), torch.zeros(4))
     m.accumulate(torch.zeros(2, 2), torch.zeros(2))
     assert m.value == 0.5
+
+
+def test_foreground_acc_keeps_its_sums_on_the_device():
+    """ForegroundAcc read two ints back per batch (a sync each on a GPU)."""
+    from learnkit import foreground_acc
+    x = torch.randn(48, 4)
+    y = torch.randint(0, 3, (48,))
+    dls = DataLoaders.from_dsets(TensorDataset(x, y), TensorDataset(x, y), bs=8, device="cpu")
+    spy = SyncsPerBatch()
+    learn = Learner(dls, Spied(), loss_func=CrossEntropyLossFlat(), metrics=foreground_acc(ignore_index=0),
+                    cbs=[spy], progress=False)
+    learn.fit(1, lr=1e-2)
+    assert sum(spy.per_batch) == 0, spy.per_batch
+    pred = learn.get_preds()[0].argmax(1)
+    keep = y != 0
+    assert learn.recorder.final_record()["foreground_acc"] == pytest.approx(float((pred == y)[keep].float().mean()))

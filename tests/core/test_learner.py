@@ -9,7 +9,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from coretools import BodyHead, body_head_splitter, make_dls, regression_data, two_class_data
 from learnkit import (CrossEntropyLossFlat, DataLoaders, GradientAccumulation, GradientClip, Learner, MSELossFlat,
-                      accuracy)
+                      ParamScheduler, SuggestedLRs, accuracy, combine_scheds, sched_exp, sched_lin)
+
+
 
 
 def test_regression_trains_to_low_loss():
@@ -71,6 +73,18 @@ def test_lr_find_restores_weights_and_suggests_finite_lr():
     for v in sugg:
         assert math.isfinite(v) and 1e-7 <= v <= 10
     assert 10 <= len(learn.recorder.lrs) <= 60
+    assert isinstance(sugg, SuggestedLRs)  # the exported type, for the default suggestion functions
+
+
+def test_combine_scheds_gives_python_floats_so_save_load_round_trips(tmp_path):
+    """A numpy float from a schedule reached the optimizer's settings, and `load` (weights_only) refused it."""
+    sched = combine_scheds([0.3, 0.7], [sched_lin(1e-3, 1e-2), sched_exp(1e-2, 1e-4)])
+    assert all(type(sched(p)) is float for p in (0.0, 0.2, 0.5, 0.99))
+    x, y = two_class_data(64)
+    learn = Learner(make_dls(x, y), BodyHead(), loss_func=CrossEntropyLossFlat(), path=tmp_path, progress=False,
+                    cbs=ParamScheduler({"lr": sched}))
+    learn.fit(1)
+    learn.load(learn.save("m"))
 
 
 def test_save_load_round_trips_weights_and_optimizer(tmp_path):

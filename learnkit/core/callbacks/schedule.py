@@ -374,7 +374,8 @@ class LRFinder(Callback):
             lr, idx = f(lrs, losses)
             values.append(float(lr))
             self.suggestion_points.append((float(lrs[idx]), float(losses[idx])))
-        return namedtuple("SuggestedLRs", fields)(*values)
+        kind = SuggestedLRs if tuple(fields) == SuggestedLRs._fields else namedtuple("SuggestedLRs", fields)
+        return kind(*values)
 
 
 def _valley_index(losses: np.ndarray) -> int:
