@@ -46,7 +46,8 @@ class VisionLearner(Learner):
     >>> import tempfile, torchvision
     >>> d = Path(tempfile.mkdtemp())
     >>> for i in range(5):
-    ...     _ = torchvision.io.write_png(torch.full((3, 16, 16), 50 * i, dtype=torch.uint8), str(d / f"{'ab'[i % 2]}_{i}.png"))
+    ...     img = torch.full((3, 16, 16), 50 * i, dtype=torch.uint8)
+    ...     _ = torchvision.io.write_png(img, str(d / f"{'ab'[i % 2]}_{i}.png"))
     >>> dls = ImageDataLoaders.from_name_func(d, get_image_files(d), lambda n: n[0], bs=2, device="cpu")
     >>> learn = vision_learner(dls, "resnet18", pretrained=False, progress=False)
     >>> probs, targets = learn.tta(n=2)      # 2 passes with random flips, blended with the plain one
@@ -129,7 +130,8 @@ def vision_learner(dls: ImageDataLoaders, arch: str | Callable[..., nn.Module], 
     >>> import tempfile, torchvision
     >>> d = Path(tempfile.mkdtemp())
     >>> for i in range(5):
-    ...     _ = torchvision.io.write_png(torch.full((3, 16, 16), 50 * i, dtype=torch.uint8), str(d / f"{'ab'[i % 2]}_{i}.png"))
+    ...     img = torch.full((3, 16, 16), 50 * i, dtype=torch.uint8)
+    ...     _ = torchvision.io.write_png(img, str(d / f"{'ab'[i % 2]}_{i}.png"))
     >>> dls = ImageDataLoaders.from_name_func(d, get_image_files(d), lambda n: n[0], bs=2, device="cpu")
     >>> learn = vision_learner(dls, "resnet18", pretrained=False, lin_ftrs=[32], metrics=error_rate, progress=False)
     >>> learn.loss_func, learn.model.head.fc[-1], len(learn.param_groups())   # body, head

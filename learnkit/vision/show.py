@@ -106,7 +106,8 @@ def show_results(learn: "Learner", ds_idx: int = 1, max_n: int = 9, nrows: int |
     >>> import tempfile, torchvision; from pathlib import Path
     >>> d = Path(tempfile.mkdtemp())
     >>> for i in range(5):
-    ...     _ = torchvision.io.write_png(torch.full((3, 16, 16), 50 * i, dtype=torch.uint8), str(d / f"{'ab'[i % 2]}_{i}.png"))
+    ...     img = torch.full((3, 16, 16), 50 * i, dtype=torch.uint8)
+    ...     _ = torchvision.io.write_png(img, str(d / f"{'ab'[i % 2]}_{i}.png"))
     >>> dls = ImageDataLoaders.from_name_func(d, get_image_files(d), lambda n: n[0], bs=2, device="cpu")
     >>> fig = show_results(vision_learner(dls, "resnet18", pretrained=False, progress=False))
     >>> [ax.get_title().split(" / ")[0] for ax in fig.axes]    # titled "target / prediction"

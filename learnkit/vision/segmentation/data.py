@@ -115,8 +115,10 @@ class SegmentationDataLoaders(DataLoaders):
     >>> for folder, n in [("train", 3), ("val", 1)]:          # SegNet's layout: train/, trainannot/, val/, valannot/
     ...     (d / folder).mkdir(); (d / f"{folder}annot").mkdir()
     ...     for i in range(n):
-    ...         Image.new("RGB", (8, 6)).save(d / folder / f"{i}.png"); Image.new("L", (8, 6), 1).save(d / f"{folder}annot" / f"{i}.png")
-    >>> dls = SegmentationDataLoaders.from_folders(d, codes=["road", "car", "void"], void_code="void", bs=2, device="cpu")
+    ...         Image.new("RGB", (8, 6)).save(d / folder / f"{i}.png")
+    ...         Image.new("L", (8, 6), 1).save(d / f"{folder}annot" / f"{i}.png")
+    >>> dls = SegmentationDataLoaders.from_folders(d, codes=["road", "car", "void"], void_code="void", bs=2,
+    ...                                            device="cpu")
     >>> dls.codes, dls.void_code, dls.ignore_index, [tuple(t.shape) for t in dls.one_batch()]
     (['road', 'car', 'void'], 2, 2, [(2, 3, 6, 8), (2, 6, 8)])
     """

@@ -118,7 +118,8 @@ def show_seg_results(learn: "Learner", ds_idx: int = 1, max_n: int = 4, alpha: f
     >>> import tempfile; from pathlib import Path; from PIL import Image
     >>> d = Path(tempfile.mkdtemp()); (d / "img").mkdir(); (d / "lbl").mkdir()
     >>> for i in range(5):
-    ...     Image.new("RGB", (8, 8), (40 * i,) * 3).save(d / "img" / f"{i}.png"); Image.new("L", (8, 8), i % 2).save(d / "lbl" / f"{i}.png")
+    ...     Image.new("RGB", (8, 8), (40 * i,) * 3).save(d / "img" / f"{i}.png")
+    ...     Image.new("L", (8, 8), i % 2).save(d / "lbl" / f"{i}.png")
     >>> dls = SegmentationDataLoaders.from_label_func(d, get_image_files(d / "img"), lambda o: d / "lbl" / o.name,
     ...                                               codes=["bg", "fg"], bs=2, device="cpu")
     >>> learn = Learner(dls, torch.nn.Conv2d(3, 2, 1), progress=False)    # any [B, 3, H, W] -> [B, 2, H, W] model
