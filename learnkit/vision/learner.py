@@ -43,11 +43,10 @@ class VisionLearner(Learner):
     features it learnt on after `unfreeze` (the Keras fine-tuning recipe). Without it, a few batches of
     data unlike ImageNet (MNIST digits) overwrite the statistics and the accuracy falls from 0.98 to 0.7.
 
-    >>> import tempfile, torchvision
+    >>> import tempfile; from PIL import Image
     >>> d = Path(tempfile.mkdtemp())
     >>> for i in range(5):
-    ...     img = torch.full((3, 16, 16), 50 * i, dtype=torch.uint8)
-    ...     _ = torchvision.io.write_png(img, str(d / f"{'ab'[i % 2]}_{i}.png"))
+    ...     Image.new("RGB", (16, 16), (50 * i,) * 3).save(d / f"{'ab'[i % 2]}_{i}.png")
     >>> dls = ImageDataLoaders.from_name_func(d, get_image_files(d), lambda n: n[0], bs=2, device="cpu")
     >>> learn = vision_learner(dls, "resnet18", pretrained=False, progress=False)
     >>> probs, targets = learn.tta(n=2)      # 2 passes with random flips, blended with the plain one
@@ -127,11 +126,10 @@ def vision_learner(dls: ImageDataLoaders, arch: str | Callable[..., nn.Module], 
             after ``unfreeze`` (default: ``pretrained``; see `VisionLearner`).
         Other arguments go to `Learner` unchanged (``path`` is where ``save`` writes; the data folder is never used).
 
-    >>> import tempfile, torchvision
+    >>> import tempfile; from PIL import Image
     >>> d = Path(tempfile.mkdtemp())
     >>> for i in range(5):
-    ...     img = torch.full((3, 16, 16), 50 * i, dtype=torch.uint8)
-    ...     _ = torchvision.io.write_png(img, str(d / f"{'ab'[i % 2]}_{i}.png"))
+    ...     Image.new("RGB", (16, 16), (50 * i,) * 3).save(d / f"{'ab'[i % 2]}_{i}.png")
     >>> dls = ImageDataLoaders.from_name_func(d, get_image_files(d), lambda n: n[0], bs=2, device="cpu")
     >>> learn = vision_learner(dls, "resnet18", pretrained=False, lin_ftrs=[32], metrics=error_rate, progress=False)
     >>> learn.loss_func, learn.model.head.fc[-1], len(learn.param_groups())   # body, head

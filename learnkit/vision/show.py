@@ -103,11 +103,10 @@ def show_results(learn: "Learner", ds_idx: int = 1, max_n: int = 9, nrows: int |
     """Images of the first validation batch titled ``target / prediction`` (green when right, red when
     wrong); returns the figure.
 
-    >>> import tempfile, torchvision; from pathlib import Path
+    >>> import tempfile; from pathlib import Path; from PIL import Image
     >>> d = Path(tempfile.mkdtemp())
     >>> for i in range(5):
-    ...     img = torch.full((3, 16, 16), 50 * i, dtype=torch.uint8)
-    ...     _ = torchvision.io.write_png(img, str(d / f"{'ab'[i % 2]}_{i}.png"))
+    ...     Image.new("RGB", (16, 16), (50 * i,) * 3).save(d / f"{'ab'[i % 2]}_{i}.png")
     >>> dls = ImageDataLoaders.from_name_func(d, get_image_files(d), lambda n: n[0], bs=2, device="cpu")
     >>> fig = show_results(vision_learner(dls, "resnet18", pretrained=False, progress=False))
     >>> [ax.get_title().split(" / ")[0] for ax in fig.axes]    # titled "target / prediction"
