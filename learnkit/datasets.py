@@ -38,7 +38,13 @@ class DownloadError(RuntimeError):
 
 
 class URLs:
-    """Public addresses of the datasets used in the lessons and examples."""
+    """Public addresses of the datasets used in the lessons and examples.
+
+    >>> URLs.ML_100k
+    'https://files.grouplens.org/datasets/movielens/ml-100k.zip'
+    >>> URLs.local_name(URLs.IMDB_SAMPLE), URLs.local_name("https://example.com/data/birds.tar.gz")
+    ('imdb', 'birds')
+    """
 
     S3 = "https://s3.amazonaws.com/fast-ai-"
     PETS = f"{S3}imageclas/oxford-iiit-pet.tgz"
@@ -67,7 +73,13 @@ class URLs:
 
 
 def learnkit_home() -> Path:
-    """``$LEARNKIT_HOME`` or ``~/.learnkit``."""
+    """``$LEARNKIT_HOME`` or ``~/.learnkit``.
+
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"LEARNKIT_HOME": "/srv/learnkit"}):
+    ...     print(learnkit_home(), learnkit_home() / "data" / "pets")   # untar_data's cache is under data/
+    /srv/learnkit /srv/learnkit/data/pets
+    """
     return Path(os.environ.get("LEARNKIT_HOME", Path.home() / ".learnkit")).expanduser()
 
 
@@ -82,7 +94,14 @@ def _sha256(path: Path) -> str:
 def download_url(url: str, dest: str | Path, sha256: str | None = None, timeout: float = 30.0,
                  show_progress: bool = True) -> Path:
     """Download ``url`` to ``dest`` atomically: bytes go to ``dest.part`` (resumed if present), the size is
-    checked against Content-Length and the digest against ``sha256``; only then is it renamed to ``dest``."""
+    checked against Content-Length and the digest against ``sha256``; only then is it renamed to ``dest``.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / "a.txt").write_text("hello")
+    >>> digest = hashlib.sha256(b"hello").hexdigest()
+    >>> download_url((d / "a.txt").as_uri(), d / "copy.txt", sha256=digest, show_progress=False).read_text()
+    'hello'
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -156,6 +175,12 @@ def untar_data(url: str, dest: str | Path | None = None, sha256: str | None = No
         dest: where to keep the extracted folder (default ``~/.learnkit/data/<name>``).
         sha256: expected digest of the archive, checked when given.
         force: download and extract again even if a complete copy exists.
+
+    >>> import tempfile
+    >>> dest = Path(tempfile.mkdtemp()) / "pets"              # a copy that an earlier call completed:
+    >>> (dest / "oxford-iiit-pet").mkdir(parents=True); (dest / ".learnkit-complete").touch()
+    >>> untar_data(URLs.PETS, dest=dest).name                 # found, nothing downloaded; the archive's top folder
+    'oxford-iiit-pet'
     """
     name = URLs.local_name(url)
     env = os.environ.get("LEARNKIT_DATA")

@@ -111,6 +111,14 @@ class CollabDataLoaders(DataLoaders):
 
     Build it with `from_df` or `from_csv`; ``dls.classes[name]`` lists the id of every embedding index
     (index 0 is ``'#na#'``, the unknown id), ``dls.users`` / ``dls.items`` are the `IdMap` objects.
+
+    >>> df = pd.DataFrame({"user": [1, 1, 2, 2, 3], "movie": ["a", "b", "a", "c", "b"], "stars": [5., 1., 4., 2., 3.]})
+    >>> dls = CollabDataLoaders.from_df(df, valid_pct=0, bs=2, device="cpu")      # every rating in training
+    >>> dls.n_users, dls.n_items, dls.classes["movie"], dls.rating_range
+    (4, 4, ['#na#', 'a', 'b', 'c'], (1.0, 5.0))
+    >>> next(iter(dls.test_dl([(2, "b"), (9, "a")], unknown="fallback")))      # user 9 is new: index 0
+    (tensor([[2, 2],
+            [0, 1]]),)
     """
 
     def __init__(self, train: TensorLoader | None, valid: TensorLoader | None, users: IdMap, items: IdMap,

@@ -47,6 +47,13 @@ class IdMap:
     Args:
         ids: the ids (duplicates are dropped); each an ``int`` or a ``str``.
         name: the column name, used in error messages.
+
+    >>> users = IdMap(["bob", "amy", "bob"], name="user")
+    >>> users, users.classes, users.encode(["amy", "zoe"], unknown="fallback").tolist()
+    (IdMap('user': 2 ids ['amy', 'bob'] + unknown), ['#na#', 'amy', 'bob'], [1, 0])
+    >>> users.encode(["zoe"])
+    Traceback (most recent call last):
+    learnkit.collab.ids.UnknownIdError: 1 user id(s) never seen in training, e.g. 'zoe' (str); ...
     """
 
     def __init__(self, ids: Iterable[Any], name: str = "id"):

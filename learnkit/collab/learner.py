@@ -7,9 +7,9 @@ about 0.02 validation MSE on MovieLens. The parameters are therefore split in tw
 first and biases last, and `BiasWeightDecay` sets the biases' decay at the start of every fit.
 
 >>> import pandas as pd
->>> df = pd.DataFrame({"user": [1, 1, 2, 2, 3, 3] * 4, "item": [10, 20, 10, 30, 20, 30] * 4,
-...                    "rating": [5., 1., 4., 2., 1., 4.] * 4})
->>> dls = CollabDataLoaders.from_df(df, bs=8, device="cpu")
+>>> df = pd.DataFrame({"user": [1, 1, 1, 2, 2, 2, 3, 3, 4, 4], "item": [10, 20, 30, 10, 20, 30, 10, 30, 20, 30],
+...                    "rating": [5., 3., 1., 4., 3., 2., 5., 1., 2., 4.]})
+>>> dls = CollabDataLoaders.from_df(df, bs=4, device="cpu")
 >>> learn = collab_learner(dls, n_factors=4, progress=False)
 >>> learn.fit_one_cycle(2)
 >>> rating, _, _ = learn.predict((1, 20))
@@ -47,7 +47,12 @@ def _no_decay_params(model: nn.Module) -> list[nn.Parameter]:
 
 def collab_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
     """Two parameter groups: ``[embeddings and layer weights, biases]`` (``learn.freeze()`` then trains
-    the biases only)."""
+    the biases only).
+
+    >>> m = EmbeddingDotBias(n_factors=4, n_users=3, n_items=5)
+    >>> [[tuple(p.shape) for p in group] for group in collab_splitter(m)]     # the last bias: the global one
+    [[(3, 4), (5, 4)], [(), (3, 1), (5, 1)]]
+    """
     no_decay = {id(p) for p in _no_decay_params(model)}
     return [[p for p in model.parameters() if id(p) not in no_decay],
             [p for p in model.parameters() if id(p) in no_decay]]
@@ -55,7 +60,16 @@ def collab_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
 
 class BiasWeightDecay(Callback):
     """Give the parameter groups that hold only biases their own weight decay (``wd``, 0 by default)
-    at the start of every fit, after ``fit(wd=...)`` has set one value for all groups."""
+    at the start of every fit, after ``fit(wd=...)`` has set one value for all groups.
+
+    >>> df = pd.DataFrame({"user": [1, 1, 1, 2, 2, 2, 3, 3, 4, 4], "item": [10, 20, 30, 10, 20, 30, 10, 30, 20, 30],
+    ...                    "rating": [5., 3., 1., 4., 3., 2., 5., 1., 2., 4.]})
+    >>> dls = CollabDataLoaders.from_df(df, bs=4, device="cpu")
+    >>> learn = collab_learner(dls, n_factors=4, wd=0.5, bias_wd=0.01, progress=False)   # adds BiasWeightDecay(0.01)
+    >>> learn.fit(1)
+    >>> [group["weight_decay"] for group in learn.opt.param_groups]      # factors, biases
+    [0.5, 0.01]
+    """
 
     order = 0
 
@@ -85,6 +99,13 @@ def recommend(learn: Learner, user: Any, n: int = 10, exclude_seen: bool = True,
 
     ``exclude_seen`` drops the items the user rated in the data (needs the training data: after
     `load_learner` pass ``exclude_seen=False`` and, if you like, ``exclude=[...]``).
+
+    >>> df = pd.DataFrame({"user": [1, 1, 1, 2, 2, 2, 3, 3, 4, 4], "item": [10, 20, 30, 10, 20, 30, 10, 30, 20, 30],
+    ...                    "rating": [5., 3., 1., 4., 3., 2., 5., 1., 2., 4.]})
+    >>> dls = CollabDataLoaders.from_df(df, bs=4, device="cpu")
+    >>> learn = collab_learner(dls, n_factors=4, progress=False)
+    >>> recommend(learn, user=4, n=5).columns.tolist(), recommend(learn, user=4)["item"].tolist()  # 20, 30: seen
+    (['item', 'prediction'], [10])
     """
     dls = _collab_dls(learn)
     if not isinstance(n, int) or n < 1:
@@ -103,7 +124,16 @@ def recommend(learn: Learner, user: Any, n: int = 10, exclude_seen: bool = True,
 
 
 def similar_items(learn: Learner, item: Any, n: int = 10) -> pd.DataFrame:
-    """The ``n`` items whose embeddings are closest (cosine similarity) to ``item``'s."""
+    """The ``n`` items whose embeddings are closest (cosine similarity) to ``item``'s.
+
+    >>> df = pd.DataFrame({"user": [1, 1, 1, 2, 2, 2, 3, 3, 4, 4], "item": [10, 20, 30, 10, 20, 30, 10, 30, 20, 30],
+    ...                    "rating": [5., 3., 1., 4., 3., 2., 5., 1., 2., 4.]})
+    >>> dls = CollabDataLoaders.from_df(df, bs=4, device="cpu")
+    >>> learn = collab_learner(dls, n_factors=4, progress=False)
+    >>> sim = similar_items(learn, 10, n=2)
+    >>> sim.columns.tolist(), sorted(sim["item"]), bool(sim["similarity"].is_monotonic_decreasing)
+    (['item', 'similarity'], [20, 30], True)
+    """
     dls, model = _collab_dls(learn), learn.model
     if not isinstance(model, _CollabModel):
         raise TypeError(f"similar_items needs a collab model (EmbeddingDotBias, EmbeddingNN), got {type(model).__name__}")
@@ -120,7 +150,15 @@ def similar_items(learn: Learner, item: Any, n: int = 10) -> pd.DataFrame:
 @register_learner
 class CollabLearner(Learner):
     """A `Learner` for ratings, with `recommend` and `similar_items` (also available as functions of
-    any learner whose data is a `CollabDataLoaders`, e.g. one from `load_learner`)."""
+    any learner whose data is a `CollabDataLoaders`, e.g. one from `load_learner`).
+
+    >>> df = pd.DataFrame({"user": [1, 1, 1, 2, 2, 2, 3, 3, 4, 4], "item": [10, 20, 30, 10, 20, 30, 10, 30, 20, 30],
+    ...                    "rating": [5., 3., 1., 4., 3., 2., 5., 1., 2., 4.]})
+    >>> dls = CollabDataLoaders.from_df(df, bs=4, device="cpu")
+    >>> learn = collab_learner(dls, n_factors=4, progress=False)
+    >>> type(learn).__name__, learn.show_results(show=False).columns.tolist()    # the validation ratings
+    ('CollabLearner', ['user', 'item', 'rating', 'rating_pred'])
+    """
 
     def recommend(self, user: Any, n: int = 10, exclude_seen: bool = True,
                   exclude: Iterable[Any] | None = None) -> pd.DataFrame:
@@ -179,6 +217,13 @@ def collab_learner(dls: CollabDataLoaders, n_factors: int = 50, y_range: Sequenc
     | ``opt_func`` | ``torch.optim.AdamW`` | fastai ``Adam`` (decoupled wd) | the same update rule |
 
     Ch. 8's ``learn.fit_one_cycle(5, 5e-3, wd=0.1)`` runs unchanged (``wd=`` of ``fit`` overrides the default).
+
+    >>> df = pd.DataFrame({"user": [1, 1, 1, 2, 2, 2, 3, 3, 4, 4], "item": [10, 20, 30, 10, 20, 30, 10, 30, 20, 30],
+    ...                    "rating": [5., 3., 1., 4., 3., 2., 5., 1., 2., 4.]})
+    >>> dls = CollabDataLoaders.from_df(df, bs=4, device="cpu")
+    >>> learn = collab_learner(dls, use_nn=True, layers=[8], progress=False)
+    >>> type(learn.model).__name__, learn.model_spec["builder"], learn.model.u_emb
+    ('EmbeddingNN', 'collab.nn', Embedding(5, 4, padding_idx=0))
     """
     if not isinstance(dls, CollabDataLoaders):
         raise TypeError(f"collab_learner needs a CollabDataLoaders, got {type(dls).__name__}; "

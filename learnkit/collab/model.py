@@ -90,6 +90,11 @@ class EmbeddingDotBias(_CollabModel):
         n_users / n_items: embedding rows, index 0 (unknown) included.
         y_range: ``(low, high)`` of the sigmoid; ``None`` for an unbounded output.
         users / items: the ids of rows ``1..n-1`` (for `bias`, `weight` and lookups by id).
+
+    >>> m = EmbeddingDotBias(4, n_users=3, n_items=3, y_range=(0, 5.5), users=["amy", "bob"], items=["x", "y"])
+    >>> m.init_global_bias(3.5)                # an unknown user and item (index 0) get the mean rating
+    >>> round(m(torch.tensor([[0, 0]])).item(), 3), m.weight(["amy", "bob"], is_item=False).shape, m.bias(["x", "y"]).tolist()
+    (3.5, torch.Size([2, 4]), [0.0, 0.0])
     """
 
     def __init__(self, n_factors: int, n_users: int, n_items: int, y_range: Sequence[float] | None = None,
@@ -135,6 +140,10 @@ class EmbeddingNN(_CollabModel):
         ps: dropout after each hidden layer (one float for all, or one per layer).
         embed_p: dropout on the concatenated embeddings.
         y_range, users, items: as in `EmbeddingDotBias`.
+
+    >>> m = EmbeddingNN(n_users=10, n_items=20, layers=[16], y_range=(0, 5.5)).eval()
+    >>> m.u_emb, m.i_emb, m(torch.tensor([[1, 2], [3, 4]])).shape    # widths from emb_sz_rule
+    (Embedding(10, 6, padding_idx=0), Embedding(20, 9, padding_idx=0), torch.Size([2]))
     """
 
     def __init__(self, n_users: int, n_items: int, user_sz: int | None = None, item_sz: int | None = None,

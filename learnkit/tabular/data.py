@@ -32,7 +32,14 @@ __all__ = ["TabularDataLoaders", "rows_to_df"]
 
 
 def rows_to_df(items: Any) -> pd.DataFrame:
-    """A DataFrame from a DataFrame, a dict or Series (one row), or a list of dicts/Series."""
+    """A DataFrame from a DataFrame, a dict or Series (one row), or a list of dicts/Series.
+
+    >>> rows_to_df({"job": "a", "age": 30})
+      job  age
+    0   a   30
+    >>> rows_to_df([{"job": "a"}, pd.Series({"job": "b", "age": 41})]).to_dict("list")
+    {'job': ['a', 'b'], 'age': [nan, 41.0]}
+    """
     if isinstance(items, pd.DataFrame):
         return items
     if isinstance(items, (Mapping, pd.Series)):
@@ -59,6 +66,12 @@ class TabularDataLoaders(DataLoaders):
     A batch is ``(cats int64 [B, n_cat], conts float32 [B, n_cont], y)``; ``n_inp = 2``.
     Build it with `from_df` or `from_csv`; ``dls.procs`` holds the fitted processor, ``dls.loss_func``
     the default loss (cross-entropy for classification, MSE for regression).
+
+    >>> df = pd.DataFrame({"job": ["a", "b", "a", "b"] * 5, "age": [20.0, None, 40.0, 30.0] * 5, "y": [1.5, 2.5] * 10})
+    >>> dls = TabularDataLoaders.from_df(df, cat_names="job", cont_names="age", y_names="y", valid_idx=range(16, 20),
+    ...                                  bs=4, device="cpu")
+    >>> dls.cat_names, dls.cont_names, dls.procs.y_block, dls.loss_func    # age had gaps: an age_na column
+    (['job', 'age_na'], ['age'], 'regression', MSELossFlat())
     """
 
     def __init__(self, train: TabularLoader | None, valid: TabularLoader | None, processor: TabularProcessor,

@@ -38,6 +38,10 @@ def fused_adamw(params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9
 
     The default of `tabular_learner`: for a small MLP the per-tensor optimizer loop is a third of a
     step; measured here, fused saves ~22 % of the CPU time per step (3.5 vs 4.5 ms at bs 64).
+
+    >>> opt = fused_adamw(torch.nn.Linear(2, 1).parameters(), lr=1e-2)
+    >>> type(opt).__name__, opt.defaults["fused"], opt.defaults["weight_decay"]
+    ('AdamW', True, 0.01)
     """
     return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
 
@@ -45,7 +49,14 @@ def fused_adamw(params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9
 @register_learner
 class TabularLearner(Learner):
     """A `Learner` for tables: adds `show_results` (``predict`` returns the decoded row through
-    `TabularDataLoaders.decode_predict`)."""
+    `TabularDataLoaders.decode_predict`).
+
+    >>> df = pd.DataFrame({"job": ["a", "b"] * 20, "age": range(40), "y": ["no", "yes"] * 20})
+    >>> dls = TabularDataLoaders.from_df(df, cat_names="job", cont_names="age", y_names="y", bs=8, device="cpu")
+    >>> learn = tabular_learner(dls, layers=[8], progress=False)
+    >>> type(learn).__name__, learn.show_results(max_n=3, show=False).columns.tolist()    # untrained predictions
+    ('TabularLearner', ['job', 'age', 'y', 'y_pred'])
+    """
 
     def show_results(self, max_n: int = 10, ds_idx: int = 1, show: bool = True) -> pd.DataFrame:
         """The first ``max_n`` rows of a split, decoded, with the target and the prediction side by side
@@ -90,6 +101,14 @@ def tabular_learner(dls: TabularDataLoaders, layers: Sequence[int] | None = None
         metrics: default ``accuracy`` for classification, ``rmse`` for regression.
         opt_func: default `fused_adamw` (``torch.optim.AdamW(..., fused=True)``).
         The rest goes to `Learner` unchanged.
+
+    >>> df = pd.DataFrame({"job": ["a", "b"] * 20, "age": range(40), "y": ["no", "yes"] * 20})
+    >>> dls = TabularDataLoaders.from_df(df, cat_names="job", cont_names="age", y_names="y", bs=8, device="cpu")
+    >>> learn = tabular_learner(dls, layers=[16, 8], emb_szs={"job": 4}, config=tabular_config(ps=0.1), progress=False)
+    >>> learn.model.embeds, learn.model_spec["kwargs"]["layers"], learn.opt_func is fused_adamw
+    (ModuleList(
+      (0): Embedding(3, 4)
+    ), [16, 8], True)
     """
     if not isinstance(dls, TabularDataLoaders):
         raise TypeError(f"tabular_learner needs a TabularDataLoaders, got {type(dls).__name__}")

@@ -59,6 +59,11 @@ class TabularModel(nn.Module):
         y_range: ``(low, high)`` for regression outputs.
         use_bn: batch-norm after each hidden layer; ``bn_final``: also on the output; ``bn_cont``:
             batch-norm on the continuous inputs.
+
+    >>> m = TabularModel([(10, 6), (3, 3)], n_cont=2, out_sz=1, layers=[8], y_range=(0, 5)).eval()
+    >>> out = m(torch.tensor([[1, 2], [3, 0]]), torch.randn(2, 2))    # 2 rows: cat codes, continuous values
+    >>> m.n_emb, out.shape, bool(((out > 0) & (out < 5)).all())
+    (9, torch.Size([2, 1]), True)
     """
 
     def __init__(self, emb_szs: Sequence[tuple[int, int]], n_cont: int, out_sz: int,
@@ -109,6 +114,11 @@ def tabular_model(emb_szs: Sequence[Sequence[int]], n_cont: int, out_sz: int, la
                   ps: float | Sequence[float] = 0.0, embed_p: float = 0.0,
                   y_range: Sequence[float] | None = None, use_bn: bool = True, bn_final: bool = False,
                   bn_cont: bool = True) -> TabularModel:
-    """Build a `TabularModel` from JSON-able arguments (what `learn.model_spec` records)."""
+    """Build a `TabularModel` from JSON-able arguments (what `learn.model_spec` records).
+
+    >>> m = tabular_model(emb_szs=[[10, 6]], n_cont=1, out_sz=2, layers=[8])     # lists, as JSON gives them back
+    >>> m.embeds[0], m.layers[-1], get_model_builder("tabular.mlp") is tabular_model
+    (Embedding(10, 6), Linear(in_features=8, out_features=2, bias=True), True)
+    """
     return TabularModel([tuple(e) for e in emb_szs], n_cont, out_sz, layers, ps, embed_p,
                         tuple(y_range) if y_range is not None else None, use_bn, bn_final, bn_cont)

@@ -82,6 +82,14 @@ class TabularProcessor:
         na_values: extra values that mean "missing" in any used column, compared after stripping
             spaces (Adult: ``["?"]``).
         strip: strip leading/trailing spaces of text values (UCI files write ``" Private"``).
+
+    >>> df = pd.DataFrame({"job": ["a", "b", "a"], "age": [20.0, 30.0, None], "y": [1.5, 2.0, 0.5]})
+    >>> tp = TabularProcessor("job", "age", "y")
+    >>> t = tp.fit(df)                                       # fitted on these rows; float target: regression
+    >>> tp.y_block, tp.cat_names, t.cats.tolist()           # codes of job and of the added age_na flag
+    ('regression', ['job', 'age_na'], [[1, 1], [2, 1], [1, 2]])
+    >>> tp.decode(t.cats, t.conts)["age"].round(3).tolist()  # the missing age was filled with the median
+    [20.0, 30.0, 25.0]
     """
 
     def __init__(self, cat_names: str | Sequence[str] | None = None, cont_names: str | Sequence[str] | None = None,

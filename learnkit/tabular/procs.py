@@ -44,7 +44,20 @@ PROC_REGISTRY = Registry("tabular proc")
 
 
 def register_proc(cls: type) -> type:
-    """Class decorator: make a `TabularProc` subclass rebuildable from its exported state by class name."""
+    """Class decorator: make a `TabularProc` subclass rebuildable from its exported state by class name.
+
+    >>> @register_proc
+    ... class Scale(TabularProc):
+    ...     def __init__(self, factor=2.0):
+    ...         self.factor = factor
+    ...     def state(self):
+    ...         return {"factor": self.factor}
+    ...     @classmethod
+    ...     def from_state(cls, state):
+    ...         return cls(state["factor"])
+    >>> proc_from_state("Scale", {"factor": 10.0}).factor     # what loading an exported learner does
+    10.0
+    """
     if not (isinstance(cls, type) and issubclass(cls, TabularProc)):
         raise TypeError(f"register_proc decorates TabularProc subclasses, got {cls!r}")
     return PROC_REGISTRY.register(cls)
@@ -69,6 +82,16 @@ class TabularProc:
     frame, never modifies the caller's), ``decode(df)`` undoes what can be undone, ``state()`` is JSON.
 
     ``setup`` may add columns: ``new_cat_names`` / ``new_cont_names`` list them after fitting.
+
+    >>> class Clip(TabularProc):           # cap continuous columns at their training maximum
+    ...     order = 15                      # after FillMissing (10), before Normalize (30)
+    ...     def setup(self, df, cat_names, cont_names):
+    ...         self.highs, self.fitted = {c: float(df[c].max()) for c in cont_names}, True
+    ...     def encode(self, df):
+    ...         return df.assign(**{c: df[c].clip(upper=h) for c, h in self.highs.items()})
+    >>> clip = Clip(); clip.setup(pd.DataFrame({"age": [20, 60]}), [], ["age"])
+    >>> clip.encode(pd.DataFrame({"age": [30, 99]}))["age"].tolist()
+    [30, 60]
     """
 
     order: int = 50
@@ -115,6 +138,11 @@ class Categorify(TabularProc):
     ``classes[col]`` is a `CategoryMap` (a list of the classes, with ``.o2i``: class → code).
     Unseen categories at inference map to 0 with a warning that names the column and the values; they
     never raise. ``max_card`` is not capped: every training category gets its own code.
+
+    >>> df = pd.DataFrame({"color": ["red", "blue", "red"]})
+    >>> cat = Categorify(); cat.setup(df, cat_names=["color"], cont_names=[])
+    >>> cat.classes["color"], cat.cardinalities(), cat.decode(cat.encode(df))["color"].tolist()
+    (['#na#', 'blue', 'red'], {'color': 3}, ['red', 'blue', 'red'])
     """
 
     order = 20
@@ -189,6 +217,11 @@ class FillMissing(TabularProc):
 
     Every continuous column gets a fill value, so a value missing only at inference is filled too (its
     flag column exists only if the training rows had missing values in that column).
+
+    >>> df = pd.DataFrame({"size": [1.0, None, 3.0, 8.0], "age": [5.0, 6.0, 7.0, 8.0]})
+    >>> fm = FillMissing(fill_strategy="mean"); fm.setup(df, cat_names=[], cont_names=["size", "age"])
+    >>> fm.fill_vals, fm.new_cat_names, fm.encode(pd.DataFrame({"size": [None], "age": [None]})).values.tolist()
+    ({'size': 4.0, 'age': 6.5}, ['size_na'], [[4.0, 6.5, True]])
     """
 
     order = 10
@@ -249,7 +282,13 @@ class FillMissing(TabularProc):
 @register_proc
 class Normalize(TabularProc):
     """Standardise continuous columns with the mean and standard deviation of the training rows
-    (a column with zero spread is only centred)."""
+    (a column with zero spread is only centred).
+
+    >>> df = pd.DataFrame({"age": [20.0, 30.0, 40.0], "const": [1.0, 1.0, 1.0]})
+    >>> norm = Normalize(); norm.setup(df, cat_names=[], cont_names=["age", "const"])
+    >>> out = norm.encode(df); out["age"].round(3).tolist(), out["const"].tolist(), norm.decode(out)["age"].tolist()
+    ([-1.225, 0.0, 1.225], [0.0, 0.0, 0.0], [20.0, 30.0, 40.0])
+    """
 
     order = 30
 
@@ -310,6 +349,12 @@ class Discretize(TabularProc):
         cols: the continuous columns to discretize (default: all of them).
         max_card: the most distinct values that get one category each.
         n_bins: quantile bins for columns with more distinct values.
+
+    >>> df = pd.DataFrame({"hours": [40.0, 40.0, 20.0, 60.0, 40.0], "age": [20.0, 30.0, 40.0, 50.0, 60.0]})
+    >>> disc = Discretize(max_card=3, n_bins=2); disc.setup(df, cat_names=[], cont_names=["hours", "age"])
+    >>> out = disc.encode(df)          # hours: 3 values, one category each; age: 5 values, 2 quantile bins
+    >>> disc.new_cat_names, out["hours_bin"].tolist(), out["age_bin"].tolist()
+    (['hours_bin', 'age_bin'], [40.0, 40.0, 20.0, 60.0, 40.0], [0.0, 0.0, 1.0, 1.0, 1.0])
     """
 
     order = 5

@@ -25,6 +25,10 @@ class TabularTensors:
     """Cat codes ``int64 [N, n_cat]``, continuous values ``float32 [N, n_cont]`` and an optional target.
 
     Indexing gives one row as a tuple ``(cats, conts[, y])``, so it also works as a map-style dataset.
+
+    >>> t = TabularTensors(torch.tensor([[1], [2], [1]]), torch.tensor([[0.5], [-1.0], [0.2]]), torch.tensor([0, 1, 0]))
+    >>> t, t[1], len(t.subset(slice(0, 2)))
+    (TabularTensors(rows=3, n_cat=1, n_cont=1, labelled=True), (tensor([2]), tensor([-1.]), tensor(1)), 2)
     """
 
     def __init__(self, cats: torch.Tensor, conts: torch.Tensor, ys: torch.Tensor | None = None):
@@ -64,7 +68,14 @@ class TabularTensors:
 class TabularLoader(TensorLoader):
     """Batches of a `TabularTensors`: ``(cats, conts, y)`` or ``(cats, conts)`` when unlabelled — the core
     `TensorLoader` (see it for ``shuffle``, ``drop_last`` and ``seed``), with the table first and ``bs``
-    second, as tabular code passes them."""
+    second, as tabular code passes them.
+
+    >>> t = TabularTensors(torch.arange(5).reshape(5, 1), torch.zeros(5, 2), torch.tensor([0, 1, 0, 1, 1]))
+    >>> [tuple(b.shape) for b in next(iter(TabularLoader(t, bs=4)))]      # (cats, conts, y)
+    [(4, 1), (4, 2), (4,)]
+    >>> [len(b[0]) for b in TabularLoader(t, bs=2, shuffle=True, drop_last=True)]
+    [2, 2]
+    """
 
     def __init__(self, dataset: TabularTensors, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
                  seed: int | None = 42):

@@ -28,7 +28,13 @@ _PANDAS_NAME = {"Dayofweek": "day_of_week", "Dayofyear": "day_of_year"}
 
 
 def range_of(x: Sized) -> list[int]:
-    """``list(range(len(x)))``: every row position of ``x`` (for ``splits``)."""
+    """``list(range(len(x)))``: every row position of ``x`` (for ``splits``).
+
+    >>> df = pd.DataFrame({"a": [5, 6, 7, 8, 9]})
+    >>> train, valid = range_of(df)[:4], range_of(df)[4:]      # e.g. TabularPandas(..., splits=(train, valid))
+    >>> train, valid
+    ([0, 1, 2, 3], [4])
+    """
     return list(range(len(x)))
 
 
@@ -36,7 +42,13 @@ def cont_cat_split(df: pd.DataFrame, max_card: int = 20,
                    dep_var: str | list[str] | None = None) -> tuple[list[str], list[str]]:
     """``(cont_names, cat_names)``: float columns and integer columns with more than ``max_card`` distinct
     values are continuous; everything else (text, bools, dates, integers with few values) is categorical.
-    ``dep_var`` (the target) is left out of both. Same rule as fastai's."""
+    ``dep_var`` (the target) is left out of both. Same rule as fastai's.
+
+    >>> df = pd.DataFrame({"zip": range(30), "rooms": [1, 2, 3] * 10, "area": [50.5] * 30, "ok": [True, False] * 15,
+    ...                    "price": [1.0] * 30})
+    >>> cont_cat_split(df, max_card=20, dep_var="price")      # 30 distinct zips: continuous; 3 room counts: categorical
+    (['zip', 'area'], ['rooms', 'ok'])
+    """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"cont_cat_split takes a pandas DataFrame, got {type(df).__name__}")
     skip = {dep_var} if isinstance(dep_var, str) else set(dep_var or [])
@@ -67,6 +79,10 @@ def add_datepart(df: pd.DataFrame, field_name: str, prefix: str | None = None, d
     ``prefix`` defaults to the column name without a trailing ``date``/``Date`` (``saledate`` → ``sale``).
     As fastai's, it **modifies ``df`` in place** and returns it (``df = add_datepart(df, 'saledate')`` works
     either way). Text dates are parsed with ``pd.to_datetime``; a value that is not a date raises.
+
+    >>> df = add_datepart(pd.DataFrame({"saledate": ["2021-03-31", None]}), "saledate")
+    >>> list(df.columns)[:4], df["saleIs_quarter_end"].tolist(), df["saleElapsed"].tolist()   # a missing date: NaN
+    (['saleYear', 'saleMonth', 'saleWeek', 'saleDay'], [True, False], [1617148800.0, nan])
     """
     if field_name not in df.columns:
         raise KeyError(f"add_datepart: no column {field_name!r}; the table's columns are {list(df.columns)}")

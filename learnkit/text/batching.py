@@ -25,6 +25,10 @@ class TextDataset(Dataset):
 
     ``sources`` says where each text came from (a file path or a DataFrame index), for error messages and
     for the interpretation tables. An item is ``(ids,)`` or ``(ids, label)`` as tensors.
+
+    >>> ds = TextDataset(["a b c", "d"], [[5, 6, 7], [8]], labels=[0, 1], sources=["a.txt", "b.txt"])
+    >>> len(ds), ds[1], ds.lengths, ds.sorted_by_length().sources
+    (2, (tensor([8]), tensor(1)), [3, 1], ['a.txt', 'b.txt'])
     """
 
     def __init__(self, texts: Sequence[str], ids: Sequence[Sequence[int]], labels: Sequence[int] | None = None,
@@ -58,7 +62,12 @@ class TextDataset(Dataset):
 
 
 class PadCollate:
-    """Stack items into ``(ids [B, L], *labels)``, right-padding ids with ``pad_id`` to the batch's longest."""
+    """Stack items into ``(ids [B, L], *labels)``, right-padding ids with ``pad_id`` to the batch's longest.
+
+    >>> PadCollate(pad_id=1)([(torch.tensor([5, 6, 7]), torch.tensor(0)), (torch.tensor([8]), torch.tensor(1))])
+    (tensor([[5, 6, 7],
+            [8, 1, 1]]), tensor([0, 1]))
+    """
 
     def __init__(self, pad_id: int):
         self.pad_id = int(pad_id)
@@ -79,6 +88,11 @@ class BucketBatchSampler(Sampler[list[int]]):
     (longest first) and cut it into batches, then shuffle the batches — so batches are random but padding is
     small. The longest batch goes first so that an out-of-memory error shows at once. ``seed`` fixes the
     sequence of epochs (the generator is private, so the global RNG does not matter).
+
+    >>> sampler = BucketBatchSampler([5, 1, 9, 2, 8, 3], bs=2, seed=0)   # the lengths of six texts
+    >>> batches = list(sampler)
+    >>> len(sampler), batches[0], sorted(sorted(b) for b in batches)     # the longest batch first
+    (3, [2, 4], [[0, 5], [1, 3], [2, 4]])
     """
 
     def __init__(self, lengths: Sequence[int], bs: int, shuffle: bool = True, seed: int | None = 42,

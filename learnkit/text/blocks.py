@@ -39,6 +39,10 @@ class TextBlock(TransformBlock):
     object; see `TextDataLoaders`). ``min_freq``/``max_vocab`` shape the word vocabulary (built on the
     training split), ``max_len``/``truncation`` cut long texts, ``encoding`` reads files, ``text_cols`` are the
     columns read from a data-frame row when no ``get_x`` is given (several are joined by a newline).
+
+    >>> block = TextBlock.from_df(["title", "review"], tok="words", min_freq=1)
+    >>> block.text_of(pd.Series({"title": "Wow", "review": "Great  film!<br />Loved it."}))
+    'Wow\\nGreat film!\\nLoved it.'
     """
 
     dls_type = TextDataLoaders

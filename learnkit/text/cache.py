@@ -39,7 +39,18 @@ def is_staged(model: nn.Module) -> bool:
 
 
 def cache_start(model: nn.Module) -> int:
-    """The first stage with a trainable parameter: every stage before it can be cached (0: nothing to cache)."""
+    """The first stage with a trainable parameter: every stage before it can be cached (0: nothing to cache).
+
+    >>> from learnkit.text import TransformerClassifier
+    >>> import transformers
+    >>> config = transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+    ...                                  intermediate_size=16)
+    >>> model = TransformerClassifier(transformers.BertModel(config, add_pooling_layer=False), n_out=2)
+    >>> before = cache_start(model)
+    >>> _ = model.encoder.requires_grad_(False)            # freeze the body: stages 0-3 can be cached
+    >>> before, cache_start(model)
+    (0, 4)
+    """
     if not is_staged(model):
         return 0
     for i, m in enumerate(model.stage_modules()):
@@ -81,6 +92,16 @@ class ActivationCache:
     (``keep``): `TextLearner.fine_tune` asks for the head's input and, at the same time, for the input of
     the first layer it unfreezes next. A boundary is reused while the weights before it are unchanged,
     and a later boundary is computed from an earlier cached one rather than from the token ids.
+
+    >>> from learnkit.text import TextDataset, TransformerClassifier
+    >>> import transformers
+    >>> config = transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+    ...                                  intermediate_size=16)
+    >>> model = TransformerClassifier(transformers.BertModel(config, add_pooling_layer=False), n_out=2)
+    >>> ds = TextDataset(["good film", "bad"], [[2, 5, 6, 3], [2, 7, 3]], labels=[1, 0])
+    >>> states = ActivationCache().compute(model, ds, stops=[3], device=torch.device("cpu"), pad_id=0)
+    >>> [(tuple(s.shape), s.dtype) for s in states[3]]     # the input of stage 3 (pooling), per text
+    [((4, 8), torch.float16), ((3, 8), torch.float16)]
     """
 
     def __init__(self, max_mb: float = 2048, bs: int = 64):

@@ -42,7 +42,16 @@ __all__ = ["TextDataLoaders", "read_text", "make_tokenizer"]
 
 
 def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
-    """The text of a file, with a clear error naming the file when its bytes are not ``encoding``."""
+    """The text of a file, with a clear error naming the file when its bytes are not ``encoding``.
+
+    >>> import tempfile
+    >>> f = Path(tempfile.mkdtemp()) / "review.txt"; _ = f.write_bytes("Très bon".encode("latin-1"))
+    >>> read_text(f, encoding="latin-1")
+    'Très bon'
+    >>> read_text(f)
+    Traceback (most recent call last):
+    ValueError: .../review.txt: byte 0xe8 at position 2 is not valid utf-8 text. Pass encoding='latin-1' ...
+    """
     path = Path(path)
     data = path.read_bytes()
     try:
@@ -55,7 +64,12 @@ def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
 
 def make_tokenizer(tok: Any, train_texts: Sequence[str], max_len: int | None = None, min_freq: int = 3,
                    max_vocab: int = 30_000, truncation: str = "head_tail") -> Any:
-    """The tokenizer that ``tok`` names, fitted on ``train_texts`` when it learns a vocabulary."""
+    """The tokenizer that ``tok`` names, fitted on ``train_texts`` when it learns a vocabulary.
+
+    >>> tok = make_tokenizer("words", ["a good film", "a bad film"], min_freq=2, max_len=16)
+    >>> tok, tok.encode_batch(["A great film"])       # "great" was not in the training texts
+    (WordTokenizer(4 tokens, max_len=16, truncation='head_tail'), [[2, 1, 3]])
+    """
     if hasattr(tok, "encode_batch"):
         return tok
     if tok == "words":
@@ -74,6 +88,13 @@ class TextDataLoaders(DataLoaders):
     Build with `from_folder`, `from_df` or `from_csv` (each a `DataBlock` with a `learnkit.text.TextBlock`
     input, which calls `from_texts`), or a DataBlock of your own. ``dls.tokenizer`` turns texts into ids (and back);
     ``test_dl(texts)`` prepares new texts exactly as the validation set was prepared.
+
+    >>> df = pd.DataFrame({"text": ["good film", "bad film", "great", "awful"], "label": ["pos", "neg", "pos", "neg"],
+    ...                    "is_valid": [False, False, True, True]})
+    >>> dls = TextDataLoaders.from_df(df, valid_col="is_valid", tok="words", min_freq=1, device="cpu")
+    >>> ids, = next(iter(dls.test_dl(["A good, good film!"])))
+    >>> ids.tolist(), dls.decode_text(ids[0])            # words never seen in training become xxunk
+    ([[1, 4, 1, 4, 2, 1]], 'xxunk good xxunk good film xxunk')
     """
 
     def __init__(self, train: Any, valid: Any, tokenizer: Any, vocab: Sequence[str],

@@ -26,6 +26,16 @@ class TextClassificationInterpretation(ClassificationInterpretation):
 
     Build it with `from_learner` (validation set by default, or any ``dl`` from ``dls.test_dl(pairs,
     with_labels=True)``). The texts are the cleaned originals (not the truncated token view).
+
+    >>> interp = TextClassificationInterpretation(["great film", "dull"], ["a.txt", "b.txt"], ["neg", "pos"],
+    ...     torch.tensor([[0.2, 0.8], [0.1, 0.9]]), torch.tensor([1, 0]), torch.tensor([0.22, 2.3]))
+    >>> interp.top_losses_table(1)[["text", "actual", "predicted", "probability", "source"]].values.tolist()
+    [['dull', 'neg', 'pos', 0.9, 'b.txt']]
+    >>> interp.confusion_matrix()
+    predicted  neg  pos
+    actual
+    neg          0    1
+    pos          0    1
     """
 
     def __init__(self, texts: list[str], sources: list[Any], vocab: list[Any], probs: torch.Tensor,

@@ -43,6 +43,13 @@ class TextLearner(Learner):
     With a `FrozenFeatureCache` (`text_classifier_learner` adds one), the output of a frozen model prefix is
     computed once and kept between epochs and fits: ``cache_frozen=False`` turns it off, ``max_cache_mb``
     bounds its memory (above it, training runs the whole model, with a warning).
+
+    >>> df = pd.DataFrame({"text": ["good film", "bad film", "great", "awful"], "label": ["pos", "neg", "pos", "neg"],
+    ...                    "is_valid": [False, False, True, True]})
+    >>> dls = TextDataLoaders.from_df(df, valid_col="is_valid", tok="words", min_freq=1, device="cpu")
+    >>> learn = text_classifier_learner(dls, "lstm", config={"emb_dim": 8, "hidden": 8}, progress=False)
+    >>> type(learn).__name__, learn.show_results(show=False).columns.tolist()   # untrained: any prediction
+    ('TextLearner', ['text', 'label', 'prediction'])
     """
 
     cache_frozen: bool = True
@@ -141,6 +148,14 @@ def text_classifier_learner(dls: TextDataLoaders, arch: str = "minilm", pretrain
 
     A pretrained encoder is frozen (head only) at creation, as in fastai: ``fine_tune`` trains the head, then
     everything; ``fit_one_cycle`` right away trains the head only. The from-scratch LSTM starts unfrozen.
+
+    >>> df = pd.DataFrame({"text": ["good film", "bad film", "great", "awful"], "label": ["pos", "neg", "pos", "neg"],
+    ...                    "is_valid": [False, False, True, True]})
+    >>> dls = TextDataLoaders.from_df(df, valid_col="is_valid", tok="words", min_freq=1, device="cpu")
+    >>> learn = text_classifier_learner(dls, "lstm", config={"emb_dim": 16, "hidden": 8}, metrics=accuracy,
+    ...                                 progress=False)
+    >>> learn.model_spec["builder"], learn.model.embedding, learn.predict("a good film")[0] in dls.vocab
+    ('text.lstm', Embedding(5, 16, padding_idx=0), True)
     """
     if not isinstance(dls, TextDataLoaders):
         raise TypeError(f"dls must be TextDataLoaders, got {type(dls).__name__}")

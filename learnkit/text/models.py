@@ -53,6 +53,12 @@ class LSTMClassifier(nn.Module):
         vocab_size: number of token ids; pad_id: the padding id (ignored by the LSTM and the pooling).
         emb_dim, hidden, n_layers: embedding width, LSTM width per direction, LSTM depth.
         emb_dropout: dropout on the embeddings; dropout: between LSTM layers and in the head.
+
+    >>> m = LSTMClassifier(vocab_size=50, n_out=3, emb_dim=8, hidden=4, n_layers=2).eval()
+    >>> m(torch.tensor([[5, 6, 7]])).shape
+    torch.Size([1, 3])
+    >>> torch.allclose(m(torch.tensor([[5, 6]])), m(torch.tensor([[5, 6, 0, 0]])))   # padding (id 0) changes nothing
+    True
     """
 
     def __init__(self, vocab_size: int, n_out: int, pad_id: int = 0, emb_dim: int = 200, hidden: int = 128,
@@ -89,7 +95,12 @@ class LSTMClassifier(nn.Module):
 
 
 def lstm_splitter(model: LSTMClassifier) -> list[list[nn.Parameter]]:
-    """Two groups: the body (embedding + LSTM) and the head."""
+    """Two groups: the body (embedding + LSTM) and the head.
+
+    >>> m = LSTMClassifier(vocab_size=100, n_out=2, emb_dim=8, hidden=4, head_hidden=8)
+    >>> [len(group) for group in lstm_splitter(m)]      # embedding + 2 LSTMs x 4 tensors; LayerNorm + 2 linears
+    [9, 6]
+    """
     body = list(model.embedding.parameters()) + list(model.rnns.parameters())
     return [body, list(model.head.parameters())]
 
@@ -98,6 +109,11 @@ def lstm_splitter(model: LSTMClassifier) -> list[list[nn.Parameter]]:
 def lstm_classifier(vocab_size: int, n_out: int, pad_id: int = 0, emb_dim: int = 200, hidden: int = 128,
                     n_layers: int = 1, emb_dropout: float = 0.3, dropout: float = 0.3,
                     head_hidden: int = 64) -> LSTMClassifier:
-    """Registered builder of `LSTMClassifier` (every argument is JSON-able)."""
+    """Registered builder of `LSTMClassifier` (every argument is JSON-able).
+
+    >>> m = lstm_classifier(vocab_size=100, n_out=2, emb_dim=16, hidden=8)
+    >>> type(m).__name__, m.head[-1], get_model_builder("text.lstm") is lstm_classifier
+    ('LSTMClassifier', Linear(in_features=64, out_features=2, bias=True), True)
+    """
     return LSTMClassifier(vocab_size, n_out, pad_id=pad_id, emb_dim=emb_dim, hidden=hidden, n_layers=n_layers,
                           emb_dropout=emb_dropout, dropout=dropout, head_hidden=head_hidden)

@@ -49,7 +49,16 @@ def _transformers() -> Any:
 
 
 def pretrained_folder(source: str | os.PathLike = "minilm") -> Path:
-    """The local folder of a pretrained encoder: a name in `PRETRAINED_SOURCES` or a folder path."""
+    """The local folder of a pretrained encoder: a name in `PRETRAINED_SOURCES` or a folder path.
+
+    >>> import tempfile, transformers
+    >>> folder = tempfile.mkdtemp(); transformers.BertConfig().save_pretrained(folder)
+    >>> pretrained_folder(folder) == Path(folder)
+    True
+    >>> pretrained_folder(tempfile.mkdtemp())
+    Traceback (most recent call last):
+    FileNotFoundError: ... has no config.json: it is not a Hugging Face model folder ...
+    """
     src = str(source)
     if src in PRETRAINED_SOURCES:
         spec = PRETRAINED_SOURCES[src]
@@ -96,7 +105,16 @@ def _offline() -> Iterator[None]:
 
 
 def load_hf_tokenizer(source: str | os.PathLike = "minilm") -> Any:
-    """The Hugging Face (fast) tokenizer of ``source``, from local files only."""
+    """The Hugging Face (fast) tokenizer of ``source``, from local files only.
+
+    >>> import tempfile, transformers
+    >>> folder = tempfile.mkdtemp(); words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "good", "film"]
+    >>> _ = transformers.BertTokenizer(vocab={w: i for i, w in enumerate(words)}).save_pretrained(folder)
+    >>> transformers.BertConfig(vocab_size=len(words)).save_pretrained(folder)    # a tiny local model folder
+    >>> hf = load_hf_tokenizer(folder)
+    >>> hf("Good film")["input_ids"], hf.pad_token
+    ([2, 4, 5, 3], '[PAD]')
+    """
     folder = pretrained_folder(source)
     with _offline():
         return _transformers().AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
@@ -107,6 +125,14 @@ def load_encoder(source: str | os.PathLike = "minilm", pretrained: bool = True) 
 
     ``pretrained=False`` builds the architecture from ``config.json`` with random weights (what
     `load_learner` does before loading the exported weights): no weights file is read.
+
+    >>> import tempfile, transformers
+    >>> folder = tempfile.mkdtemp()
+    >>> transformers.BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+    ...                         intermediate_size=16).save_pretrained(folder)
+    >>> encoder = load_encoder(folder, pretrained=False)
+    >>> type(encoder).__name__, encoder.config.hidden_size, encoder.pooler    # no pooler: the model pools itself
+    ('BertModel', 8, None)
     """
     folder = pretrained_folder(source)
     tf = _transformers()
@@ -125,6 +151,14 @@ class PretrainedTokenizer:
 
     Each text becomes ``[CLS] ids [SEP]``, at most ``max_len`` ids in all (default 256, or the model's limit
     if lower); longer texts are truncated (``truncation``: ``head``, ``tail`` or ``head_tail``).
+
+    >>> import tempfile, transformers
+    >>> folder = tempfile.mkdtemp(); words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "good", "film"]
+    >>> _ = transformers.BertTokenizer(vocab={w: i for i, w in enumerate(words)}).save_pretrained(folder)
+    >>> transformers.BertConfig(vocab_size=len(words)).save_pretrained(folder)    # a tiny local model folder
+    >>> tok = PretrainedTokenizer(folder, max_len=8)
+    >>> tok.encode_batch(["Good film", "bad"]), tok.pad_id, tok.decode([2, 4, 5, 3])
+    ([[2, 4, 5, 3], [2, 1, 3]], 0, 'good film')
     """
 
     def __init__(self, source: str | os.PathLike = "minilm", max_len: int | None = None, truncation: str = "head_tail"):

@@ -35,7 +35,11 @@ _NEWLINES = re.compile(r"\s*\n\s*")
 
 
 def clean_text(text: str) -> str:
-    """Turn HTML line breaks (``<br />``) into newlines, collapse runs of spaces and blank lines, strip."""
+    """Turn HTML line breaks (``<br />``) into newlines, collapse runs of spaces and blank lines, strip.
+
+    >>> clean_text("  A <b>great</b>   film.<BR/>\\n\\n  Loved it.  ")      # other HTML tags are kept
+    'A <b>great</b> film.\\nLoved it.'
+    """
     text = _BR.sub("\n", text)
     text = _SPACES.sub(" ", text)
     return _NEWLINES.sub("\n", text).strip()
@@ -47,7 +51,12 @@ TRUNCATIONS = ("head", "tail", "head_tail")
 def truncate(ids: Sequence[int], max_len: int, how: str = "head_tail") -> list[int]:
     """At most ``max_len`` ids: the first (``head``), the last (``tail``), or the first quarter and the last
     three quarters of the budget (``head_tail``: reviews tend to state their verdict at the end, and
-    Sun et al. 2019, *How to Fine-Tune BERT for Text Classification*, found head+tail best on IMDB)."""
+    Sun et al. 2019, *How to Fine-Tune BERT for Text Classification*, found head+tail best on IMDB).
+
+    >>> ids = list(range(10))
+    >>> truncate(ids, 4, "head"), truncate(ids, 4, "tail"), truncate(ids, 4, "head_tail")
+    ([0, 1, 2, 3], [6, 7, 8, 9], [0, 7, 8, 9])
+    """
     ids = list(ids)
     if len(ids) <= max_len:
         return ids

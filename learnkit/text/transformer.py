@@ -27,6 +27,13 @@ class TransformerClassifier(nn.Module):
 
     BERT-style encoders (with ``.embeddings`` and ``.encoder.layer``) are split into one stage per layer;
     any other encoder is a single stage called as ``encoder(input_ids=, attention_mask=)``.
+
+    >>> import transformers
+    >>> config = transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+    ...                                  intermediate_size=16)
+    >>> model = TransformerClassifier(transformers.BertModel(config, add_pooling_layer=False), n_out=3).eval()
+    >>> model.n_stages, model(torch.tensor([[2, 7, 9, 3], [2, 5, 3, 0]])).shape  # embeddings, 2 layers, pooling, head
+    (5, torch.Size([2, 3]))
     """
 
     def __init__(self, encoder: nn.Module, n_out: int, pad_id: int = 0, head_dropout: float = 0.1):
@@ -85,7 +92,15 @@ class TransformerClassifier(nn.Module):
 
 
 def staged_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
-    """One parameter group per stage that has parameters (embeddings, each layer, head): body first."""
+    """One parameter group per stage that has parameters (embeddings, each layer, head): body first.
+
+    >>> import transformers
+    >>> config = transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+    ...                                  intermediate_size=16)
+    >>> model = TransformerClassifier(transformers.BertModel(config, add_pooling_layer=False), n_out=2)
+    >>> [len(group) for group in staged_splitter(model)]   # embeddings, layer 1, layer 2, head
+    [5, 16, 16, 2]
+    """
     return [list(m.parameters()) for m in model.stage_modules() if m is not None and any(True for _ in m.parameters())]
 
 
@@ -96,6 +111,14 @@ def transformer_classifier(n_out: int, source: str = "minilm", pad_id: int = 0, 
 
     ``pretrained=False`` (what an export records) builds the architecture from ``config.json`` alone;
     the weights come from the export.
+
+    >>> import tempfile, transformers
+    >>> folder = tempfile.mkdtemp()                        # a local Hugging Face folder: here only its config.json
+    >>> transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+    ...                         intermediate_size=16).save_pretrained(folder)
+    >>> model = transformer_classifier(n_out=2, source=folder)
+    >>> type(model.encoder).__name__, model.n_stages, model.head[-1]
+    ('BertModel', 5, Linear(in_features=8, out_features=2, bias=True))
     """
     from .pretrained import load_encoder
     return TransformerClassifier(load_encoder(source, pretrained=pretrained), n_out, pad_id=pad_id,

@@ -25,6 +25,10 @@ class Vocab:
     """A fixed list of tokens (``itos``) and its inverse (``stoi``); unknown tokens map to ``xxunk``.
 
     Build it with `Vocab.build` from tokenised *training* texts; rebuild an exported one with ``Vocab(itos)``.
+
+    >>> v = Vocab(["xxpad", "xxunk", "film", "good"])
+    >>> len(v), v.numericalize(["good", "bad"]), v.textify([3, 2, 0, 0]), "film" in v
+    (4, [3, 1], ['good', 'film'], True)
     """
 
     def __init__(self, itos: Sequence[str]):

@@ -67,7 +67,14 @@ class BatchTransform:
     """Base of batch transforms: ``tfm(images, masks=None, *, points=None)`` on float ``[B, C, H, W]`` images
     in ``[0, 1]`` (``Normalize`` excepted), ``[B, H, W]`` integer masks and ``[B, N, 2]`` pixel key points;
     returns what it got (see the module docstring). ``random`` transforms run in training only; outside
-    training `apply_batch_tfms` uses `for_validation()` instead."""
+    training `apply_batch_tfms` uses `for_validation()` instead.
+
+    >>> class Invert(BatchTransform):               # deterministic (random = False): also runs at validation
+    ...     def __call__(self, images, masks=None, *, points=None):
+    ...         return 1 - images if masks is None else (1 - images, masks)
+    >>> apply_batch_tfms([Invert()], torch.zeros(2, 3, 4, 4), training=False).mean().item()
+    1.0
+    """
 
     random: bool = False
 
@@ -283,7 +290,14 @@ class BatchResize(BatchTransform):
 class LightingAug(BatchTransform):
     """Random brightness and contrast per item (with probability ``p_lighting``; one draw for the batch with
     ``batch=True``), in logit space so pixels never leave ``[0, 1]``: brightness moves the mid-grey by up to
-    ``max_lighting`` and contrast scales by up to ``1 / (1 - max_lighting)``. Masks and points are unchanged."""
+    ``max_lighting`` and contrast scales by up to ``1 / (1 - max_lighting)``. Masks and points are unchanged.
+
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.rand(4, 3, 8, 8)
+    >>> out = LightingAug(max_lighting=0.4, p_lighting=1.0)(x)
+    >>> out.shape, 0 <= out.min().item() <= out.max().item() <= 1, LightingAug().for_validation()  # off at validation
+    (torch.Size([4, 3, 8, 8]), True, None)
+    """
 
     random = True
 

@@ -33,7 +33,13 @@ __all__ = ["ImageBlock", "verify_images"]
 
 class ImageBlock(TransformBlock):
     """Images (a path, PIL image, array or tensor) as ``uint8 [3, H, W]`` tensors, decoded lazily; the
-    `DataBlock`'s item transforms apply to them. As the input block it makes the loaders `ImageDataLoaders`."""
+    `DataBlock`'s item transforms apply to them. As the input block it makes the loaders `ImageDataLoaders`.
+
+    >>> block = ImageBlock()
+    >>> img = block.encode(torch.rand(16, 24))              # a grey float image becomes uint8 RGB
+    >>> img.shape, img.dtype, block.apply_item_tfms([Resize(8)], img, training=False).shape
+    (torch.Size([3, 16, 24]), torch.uint8, torch.Size([3, 8, 8]))
+    """
 
     @property
     def dls_type(self) -> type:
@@ -62,7 +68,14 @@ class ImageBlock(TransformBlock):
 
 def verify_images(fns: Sequence[str | Path], n_threads: int = 4) -> list[Path]:
     """The files among ``fns`` that cannot be decoded (fastai's ``verify_images``): this reads every file, so it
-    is opt-in; loaders built with ``on_error='skip'`` leave bad files out as they meet them instead."""
+    is opt-in; loaders built with ``on_error='skip'`` leave bad files out as they meet them instead.
+
+    >>> import tempfile; from PIL import Image
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / "broken.png").write_bytes(b"not an image")
+    >>> Image.new("RGB", (4, 4)).save(d / "fine.png")
+    >>> [f.name for f in verify_images(get_image_files(d))]
+    ['broken.png']
+    """
     fns = [Path(f) for f in fns]
 
     def bad(f: Path) -> bool:

@@ -24,7 +24,12 @@ __all__ = ["AdaptiveConcatPool2d", "SigmoidRange", "ClassifierHead", "VisionClas
 
 
 class AdaptiveConcatPool2d(nn.Module):
-    """Average and max pooling to ``size``, concatenated on the channel axis (twice the channels)."""
+    """Average and max pooling to ``size``, concatenated on the channel axis (twice the channels).
+
+    >>> x = torch.arange(8.0).view(1, 2, 2, 2)              # one image, two channels
+    >>> AdaptiveConcatPool2d()(x).flatten().tolist()         # the max of each channel, then the mean
+    [3.0, 7.0, 1.5, 5.5]
+    """
 
     def __init__(self, size: int = 1):
         super().__init__()
@@ -44,6 +49,10 @@ class ClassifierHead(nn.Module):
         concat_pool: average + max pooling (``2 * nf`` features) instead of average only.
         bn_final: a batch-norm after the last linear layer.
         y_range: ``(low, high)``: squeeze the outputs into that range with a sigmoid (regression).
+
+    >>> head = ClassifierHead(nf=16, n_out=3, lin_ftrs=[8]).eval()
+    >>> head.n_features, head(torch.rand(2, 16, 4, 4)).shape    # concat pooling: 2 x 16 features
+    (32, torch.Size([2, 3]))
     """
 
     def __init__(self, nf: int, n_out: int, lin_ftrs: Sequence[int] | None = None, ps: float = 0.5,
@@ -73,13 +82,25 @@ class ClassifierHead(nn.Module):
 def create_head(nf: int, n_out: int, lin_ftrs: Sequence[int] | None = None, ps: float = 0.5,
                 concat_pool: bool = True, bn_final: bool = False,
                 y_range: Sequence[float] | None = None) -> ClassifierHead:
-    """A new classifier head for a body with ``nf`` output channels (see `ClassifierHead`)."""
+    """A new classifier head for a body with ``nf`` output channels (see `ClassifierHead`).
+
+    >>> head = create_head(512, 10, concat_pool=False, y_range=(0, 1))
+    >>> head.n_features, head.fc[-1]
+    (512, SigmoidRange(low=0.0, high=1.0))
+    """
     return ClassifierHead(nf, n_out, lin_ftrs, ps, concat_pool, bn_final, y_range)
 
 
 class VisionClassifier(nn.Module):
     """``head(body(images))``; a 2-D input ``[B, head.n_features]`` is taken as pooled body features and
-    goes straight to ``head.fc``."""
+    goes straight to ``head.fc``.
+
+    >>> body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())    # any [B, 3, H, W] -> [B, C, h, w] network
+    >>> model = VisionClassifier(body, create_head(8, 2)).eval()
+    >>> feats = model.features(torch.rand(2, 3, 16, 16))
+    >>> feats.shape, model(feats).shape                       # pooled features go straight to the head
+    (torch.Size([2, 16]), torch.Size([2, 2]))
+    """
 
     def __init__(self, body: nn.Module, head: ClassifierHead):
         super().__init__()
@@ -96,7 +117,12 @@ class VisionClassifier(nn.Module):
 
 
 def vision_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
-    """Two parameter groups, body then head, so ``freeze()`` trains the head alone."""
+    """Two parameter groups, body then head, so ``freeze()`` trains the head alone.
+
+    >>> model = VisionClassifier(nn.Conv2d(3, 8, 3), create_head(8, 2))
+    >>> [len(group) for group in vision_splitter(model)]    # conv weight + bias; head batch-norm + linear
+    [2, 4]
+    """
     return [list(model.body.parameters()), list(model.head.parameters())]
 
 
@@ -115,7 +141,15 @@ def _n_channels(body: nn.Module) -> int:
 
 def body_from_callable(arch: Callable[..., nn.Module], pretrained: bool) -> nn.Module:
     """Call ``arch(pretrained=pretrained)`` and cut the network before its last global pooling layer (torchvision
-    ResNets and the like), or remove a timm model's classifier and pooling."""
+    ResNets and the like), or remove a timm model's classifier and pooling.
+
+    >>> def arch(pretrained=False):                           # a torchvision-style network
+    ...     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    >>> body_from_callable(arch, pretrained=False)            # cut before the pooling layer
+    Sequential(
+      (0): Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1))
+    )
+    """
     model = arch(pretrained=pretrained)
     if not isinstance(model, nn.Module):
         raise TypeError(f"arch(pretrained=...) must return an nn.Module, got {type(model).__name__}")
@@ -134,6 +168,11 @@ def body_from_callable(arch: Callable[..., nn.Module], pretrained: bool) -> nn.M
 def build_vision_classifier(arch: str, n_out: int, lin_ftrs: Sequence[int] | None = None, ps: float = 0.5,
                             concat_pool: bool = True, bn_final: bool = False, pretrained: bool = False,
                             y_range: Sequence[float] | None = None) -> VisionClassifier:
-    """A `VisionClassifier` on the timm arch ``arch`` (the builder `load_learner` calls, with ``pretrained=False``)."""
+    """A `VisionClassifier` on the timm arch ``arch`` (the builder `load_learner` calls, with ``pretrained=False``).
+
+    >>> m = build_vision_classifier("resnet18", n_out=2, lin_ftrs=[64])
+    >>> m.head.n_features, m.head.fc[-1]                       # 512 channels, average + max pooled
+    (1024, Linear(in_features=64, out_features=2, bias=True))
+    """
     body = create_body(arch, pretrained)
     return VisionClassifier(body, create_head(_n_channels(body), n_out, lin_ftrs, ps, concat_pool, bn_final, y_range))

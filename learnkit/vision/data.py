@@ -52,6 +52,15 @@ class ImageDataLoaders(ImageFactories, DataLoaders):
     `RegressionBlock`), ``vocab``, ``multi_label``, ``item_tfms``, ``batch_tfms``, ``normalize`` (set by
     `vision_learner` from the model's stats unless ``batch_tfms`` has a `Normalize`), ``skipped`` (``(file,
     reason)`` left out by ``on_error='skip'`` so far) and ``loss_func`` (the target block's default).
+
+    >>> import tempfile; from PIL import Image
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for name in ["cat_1.png", "cat_2.png", "dog_1.png", "dog_2.png", "dog_3.png"]:
+    ...     Image.new("RGB", (8, 8)).save(d / name)
+    >>> dls = ImageDataLoaders.from_name_func(d, get_image_files(d), lambda name: name.split("_")[0], valid_pct=0.4,
+    ...                                       bs=2, device="cpu")
+    >>> dls.vocab, dls.c, dls.multi_label, dls.loss_func
+    (['cat', 'dog'], 2, False, CrossEntropyLossFlat())
     """
 
     def __init__(self, train: Any, valid: Any = None, device: str | torch.device | None = None,

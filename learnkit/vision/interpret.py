@@ -16,7 +16,15 @@ __all__ = ["ClassificationInterpretation"]
 
 
 class ClassificationInterpretation(_CoreInterpretation):
-    """`learnkit.core.interpret.ClassificationInterpretation` with `plot_top_losses` for image datasets."""
+    """`learnkit.core.interpret.ClassificationInterpretation` with `plot_top_losses` for image datasets.
+
+    >>> images = [(torch.zeros(3, 8, 8, dtype=torch.uint8), 0), (torch.full((3, 8, 8), 255, dtype=torch.uint8), 1)]
+    >>> interp = ClassificationInterpretation(["cat", "dog"], torch.tensor([[.9, .1], [.7, .3]]),
+    ...                                       torch.tensor([0, 1]), torch.tensor([.1, 1.2]), dataset=images)
+    >>> fig = interp.plot_top_losses(k=1)
+    >>> fig.axes[0].get_title()              # predicted / actual, then the loss / the probability of the actual class
+    'cat / dog\\n1.20 / 0.30'
+    """
 
     def plot_top_losses(self, k: int = 9, largest: bool = True, nrows: int | None = None,
                         figsize: tuple[float, float] | None = None):

@@ -45,6 +45,13 @@ def get_image_files(path: str | os.PathLike, recurse: bool = True, folders: Sequ
     sub-folders ``folders`` (e.g. ``["train", "valid"]``).
 
     Raises ``FileNotFoundError`` when ``path`` (or one of ``folders``) does not exist.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); (d / "train" / "cat").mkdir(parents=True); (d / "valid").mkdir()
+    >>> for f in ["train/cat/1.JPG", "train/notes.txt", "valid/2.png", ".hidden.png"]:
+    ...     (d / f).touch()
+    >>> [p.relative_to(d).as_posix() for p in get_image_files(d)], len(get_image_files(d, folders=["valid"]))
+    (['train/cat/1.JPG', 'valid/2.png'], 1)
     """
     path = Path(path)
     if not path.is_dir():
@@ -86,6 +93,12 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     """Decode the image at ``path`` to a ``uint8`` RGB tensor ``[3, H, W]``, EXIF orientation applied.
 
     Raises `ImageLoadError` (an ``OSError``) naming the file for missing, empty, truncated or non-image files.
+
+    >>> import tempfile; from PIL import Image
+    >>> f = Path(tempfile.mkdtemp()) / "grey.png"; Image.new("L", (6, 4), 128).save(f)
+    >>> img = load_image(f)                                # a greyscale file comes back as RGB
+    >>> img.shape, img.dtype, img[:, 0, 0].tolist()
+    (torch.Size([3, 4, 6]), torch.uint8, [128, 128, 128])
     """
     path = Path(path)
     try:

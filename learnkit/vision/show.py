@@ -25,7 +25,12 @@ __all__ = ["show_image", "show_images", "show_points", "show_results"]
 
 
 def show_image(img: torch.Tensor, ax: Any = None, title: str | None = None, color: str = "black") -> Any:
-    """Show one image (``[3, H, W]``, uint8 or float in ``[0, 1]``) on ``ax``; returns the axes."""
+    """Show one image (``[3, H, W]``, uint8 or float in ``[0, 1]``) on ``ax``; returns the axes.
+
+    >>> ax = show_image(torch.zeros(3, 4, 6, dtype=torch.uint8), title="black")
+    >>> ax.get_title(), ax.get_images()[0].get_array().shape
+    ('black', (4, 6, 3))
+    """
     import matplotlib.pyplot as plt
     if ax is None:
         _, ax = plt.subplots()
@@ -60,7 +65,12 @@ def _grid(n: int, nrows: int | None, ncols: int | None, figsize: tuple[float, fl
 def show_images(images: torch.Tensor | Sequence[torch.Tensor], titles: Sequence[str] | None = None,
                 nrows: int | None = None, ncols: int | None = None, figsize: tuple[float, float] | None = None,
                 colors: Sequence[str] | None = None):
-    """A grid of images with optional titles (and title colours); returns the figure."""
+    """A grid of images with optional titles (and title colours); returns the figure.
+
+    >>> fig = show_images(torch.rand(3, 3, 8, 8), ["a", "b", "c"], nrows=1, colors=["green", "red", "green"])
+    >>> [ax.get_title() for ax in fig.axes]
+    ['a', 'b', 'c']
+    """
     n = len(images)
     fig, axs = _grid(n, nrows, ncols, figsize)
     for i in range(n):
@@ -91,7 +101,17 @@ def show_points(images: torch.Tensor | Sequence[torch.Tensor], points: Sequence[
 def show_results(learn: "Learner", ds_idx: int = 1, max_n: int = 9, nrows: int | None = None,
                  ncols: int | None = None, figsize: tuple[float, float] | None = None):
     """Images of the first validation batch titled ``target / prediction`` (green when right, red when
-    wrong); returns the figure."""
+    wrong); returns the figure.
+
+    >>> import tempfile; from pathlib import Path; from PIL import Image
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for i in range(5):
+    ...     Image.new("RGB", (16, 16), (50 * i,) * 3).save(d / f"{'ab'[i % 2]}_{i}.png")
+    >>> dls = ImageDataLoaders.from_name_func(d, get_image_files(d), lambda n: n[0], bs=2, device="cpu")
+    >>> fig = show_results(vision_learner(dls, "resnet18", pretrained=False, progress=False))
+    >>> [ax.get_title().split(" / ")[0] for ax in fig.axes]    # titled "target / prediction"
+    ['a']
+    """
     dls = learn.dls
     batch = next(iter(dls[ds_idx]))
     n = min(max_n, len(batch[0]))

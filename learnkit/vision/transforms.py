@@ -143,6 +143,12 @@ class ItemTransform:
 
     ``random`` says whether the output differs between calls in training (then it is not cached and is
     replaced by its deterministic ``training=False`` version for validation and inference).
+
+    >>> class HFlip(ItemTransform):                   # deterministic: its output can be cached
+    ...     def __call__(self, image, mask=None, training=True, *, points=None):
+    ...         return image.flip(-1) if mask is None else (image.flip(-1), mask.flip(-1))
+    >>> HFlip()(torch.arange(3).view(1, 1, 3)).tolist(), HFlip().random
+    ([[[2, 1, 0]]], False)
     """
 
     random: bool = False

@@ -33,7 +33,12 @@ __all__ = ["MaskBlock"]
 
 class MaskBlock(TransformBlock):
     """Segmentation masks with classes ``codes`` (a list of names or a ``codes.txt`` path); ``void_code``: the
-    mask value (or class name) that the loss and the metrics ignore."""
+    mask value (or class name) that the loss and the metrics ignore.
+
+    >>> block = MaskBlock(["sky", "road", "void"], void_code="void")
+    >>> block, block.n_out, block.loss_func().ignore_index, block.encode(torch.tensor([[0, 2]])).dtype
+    (MaskBlock(3 codes, void_code=2), 3, 2, torch.uint8)
+    """
 
     is_mask = True
 

@@ -109,6 +109,18 @@ class SegmentationDataLoaders(DataLoaders):
     ignore, or ``None``), ``ignore_index`` (``void_code``, or -100 when there is none), ``item_tfms``,
     ``batch_tfms``, ``normalize`` (set by `unet_learner` from the encoder's stats unless ``batch_tfms`` has
     a `Normalize`) and ``loss_func`` (cross-entropy ignoring the void code).
+
+    >>> import tempfile; from PIL import Image
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for folder, n in [("train", 3), ("val", 1)]:          # SegNet's layout: train/, trainannot/, val/, valannot/
+    ...     (d / folder).mkdir(); (d / f"{folder}annot").mkdir()
+    ...     for i in range(n):
+    ...         Image.new("RGB", (8, 6)).save(d / folder / f"{i}.png")
+    ...         Image.new("L", (8, 6), 1).save(d / f"{folder}annot" / f"{i}.png")
+    >>> dls = SegmentationDataLoaders.from_folders(d, codes=["road", "car", "void"], void_code="void", bs=2,
+    ...                                            device="cpu")
+    >>> dls.codes, dls.void_code, dls.ignore_index, [tuple(t.shape) for t in dls.one_batch()]
+    (['road', 'car', 'void'], 2, 2, [(2, 3, 6, 8), (2, 6, 8)])
     """
 
     def __init__(self, train: Any, valid: Any = None, device: str | torch.device | None = None, *,

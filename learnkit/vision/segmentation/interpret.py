@@ -35,6 +35,11 @@ class SegmentationInterpretation:
         losses: ``[N]`` per-image losses.
         codes: the class names; ``void_code``: the mask value left out of the confusion matrix.
         learn / dl: where the images come from, for `plot_top_losses` (set by `from_learner`).
+
+    >>> interp = SegmentationInterpretation(torch.tensor([[[0, 1, 1]]]), torch.tensor([[[0, 1, 0]]]),
+    ...                                     torch.tensor([0.4]), codes=["road", "car"])
+    >>> interp.confusion_matrix().tolist(), interp.per_class_iou()     # one road pixel predicted as car
+    ([[1, 1], [0, 1]], {'road': 0.5, 'car': 0.5})
     """
 
     def __init__(self, decoded: torch.Tensor, targs: torch.Tensor, losses: torch.Tensor, codes: Sequence[Any],

@@ -59,6 +59,10 @@ def resolve_void_code(void_code: int | str | None, codes: Sequence[str]) -> int 
     """The mask value ignored by the loss and the metrics: a class name from ``codes``, an index, or ``None``.
 
     An integer outside ``codes`` (e.g. 255, the "ignore" value of Pascal VOC masks) is allowed.
+
+    >>> codes = ["road", "car", "void"]
+    >>> resolve_void_code("void", codes), resolve_void_code(255, codes), resolve_void_code(None, codes)
+    (2, 255, None)
     """
     if void_code is None:
         return None
@@ -104,7 +108,13 @@ def _check_mode(mode: str, path: str | Path) -> None:
 
 
 def check_mask_values(mask: torch.Tensor, n_codes: int, void_code: int | None, path: str | Path = "mask") -> None:
-    """Raise if ``mask`` holds a value that is neither an index of the ``n_codes`` codes nor ``void_code``."""
+    """Raise if ``mask`` holds a value that is neither an index of the ``n_codes`` codes nor ``void_code``.
+
+    >>> check_mask_values(torch.tensor([[0, 1], [1, 255]]), n_codes=2, void_code=255)     # fine: nothing happens
+    >>> check_mask_values(torch.tensor([[0, 3]]), n_codes=2, void_code=None, path="m.png")
+    Traceback (most recent call last):
+    ValueError: mask m.png holds value(s) [3] outside the codes (2 codes: values 0..1); check that codes lists ...
+    """
     values = torch.unique(mask)
     bad = values[values >= n_codes]
     if void_code is not None:
@@ -131,6 +141,13 @@ def load_mask(path: str | Path, n_codes: int | None = None, void_code: int | Non
         void_code: the ignore value, allowed even when ``>= n_codes``.
         image_hw: the ``(height, width)`` of the image this mask labels; a different size is an error.
         image_path: the image file, named in error messages.
+
+    >>> import tempfile; from PIL import Image
+    >>> f = Path(tempfile.mkdtemp()) / "mask.png"
+    >>> Image.fromarray(np.array([[0, 1], [2, 255]], np.uint8)).save(f)
+    >>> load_mask(f, n_codes=3, void_code=255)
+    tensor([[  0,   1],
+            [  2, 255]], dtype=torch.uint8)
     """
     path = Path(path)
     with _open(path) as im:

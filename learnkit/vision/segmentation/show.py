@@ -46,7 +46,12 @@ def code_colors(n: int) -> torch.Tensor:
 def overlay_mask(image: torch.Tensor, mask: torch.Tensor, n_codes: int, void_code: int | None = None,
                  alpha: float = 0.5) -> torch.Tensor:
     """Blend ``mask`` (``[H, W]`` class indices) into ``image`` (``[3, H, W]`` floats in ``[0, 1]``) with the
-    code colours; void pixels (and values outside the codes) keep the image. Returns ``[H, W, 3]``."""
+    code colours; void pixels (and values outside the codes) keep the image. Returns ``[H, W, 3]``.
+
+    >>> out = overlay_mask(torch.zeros(3, 1, 2), torch.tensor([[0, 1]]), n_codes=2, void_code=1, alpha=1.0)
+    >>> out.shape, torch.equal(out[0, 0], code_colors(2)[0]), out[0, 1].tolist()   # the void pixel keeps the image
+    (torch.Size([1, 2, 3]), True, [0.0, 0.0, 0.0])
+    """
     img = image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0)
     m = mask.detach().long().cpu()
     colors = code_colors(n_codes)
@@ -63,7 +68,14 @@ def show_segmentation(images: torch.Tensor, masks: Sequence[torch.Tensor], codes
                       ncols: int = 3, figsize: tuple[float, float] | None = None):
     """Show images ``[N, 3, H, W]`` with each of ``masks`` (``[N, H, W]`` each, e.g. target and prediction)
     overlaid; with several masks each row is one image and each column one mask (titled by ``titles``).
-    A legend lists the codes that appear."""
+    A legend lists the codes that appear.
+
+    >>> masks = torch.tensor([[[0, 1], [1, 2]]])
+    >>> fig = show_segmentation(torch.rand(1, 3, 2, 2), [masks, masks], ["road", "car", "void"], void_code=2,
+    ...                         titles=["target", "prediction"])
+    >>> [ax.get_title() for ax in fig.axes], [t.get_text() for t in fig.legends[0].get_texts()]
+    (['target', 'prediction'], ['road', 'car', 'void (void, not coloured)'])
+    """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
     n, k = len(images), len(masks)
@@ -101,7 +113,19 @@ def show_segmentation(images: torch.Tensor, masks: Sequence[torch.Tensor], codes
 def show_seg_results(learn: "Learner", ds_idx: int = 1, max_n: int = 4, alpha: float = 0.5,
                      figsize: tuple[float, float] | None = None):
     """Images of the first batch of ``learn.dls[ds_idx]`` with the target mask and the predicted mask
-    side by side; returns the figure."""
+    side by side; returns the figure.
+
+    >>> import tempfile; from pathlib import Path; from PIL import Image
+    >>> d = Path(tempfile.mkdtemp()); (d / "img").mkdir(); (d / "lbl").mkdir()
+    >>> for i in range(5):
+    ...     Image.new("RGB", (8, 8), (40 * i,) * 3).save(d / "img" / f"{i}.png")
+    ...     Image.new("L", (8, 8), i % 2).save(d / "lbl" / f"{i}.png")
+    >>> dls = SegmentationDataLoaders.from_label_func(d, get_image_files(d / "img"), lambda o: d / "lbl" / o.name,
+    ...                                               codes=["bg", "fg"], bs=2, device="cpu")
+    >>> learn = Learner(dls, torch.nn.Conv2d(3, 2, 1), progress=False)    # any [B, 3, H, W] -> [B, 2, H, W] model
+    >>> [ax.get_title() for ax in show_seg_results(learn).axes]
+    ['target', 'prediction']
+    """
     dls = learn.dls
     batch = next(iter(dls[ds_idx]))
     n = min(max_n, len(batch[0]))

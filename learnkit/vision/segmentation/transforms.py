@@ -38,6 +38,11 @@ def apply_paired(tfm: Callable, image: torch.Tensor, mask: torch.Tensor, ignore_
     The mask is shifted by one during the transform so that the transform's fill value (0, the v2
     default) marks pixels from outside the image; they come back as ``ignore_index``. Returns plain
     tensors, the mask as ``int64``.
+
+    >>> img, mask = torch.rand(3, 2, 2), torch.zeros(2, 2, dtype=torch.long)
+    >>> out_img, out_mask = apply_paired(v2.Pad(1), img, mask, ignore_index=255)
+    >>> out_img.shape, out_mask.tolist()          # the padding is ignore_index, not class 0
+    (torch.Size([3, 4, 4]), [[255, 255, 255, 255], [255, 0, 0, 255], [255, 0, 0, 255], [255, 255, 255, 255]])
     """
     shifted = tv_tensors.Mask(mask.long() + 1)
     img_out, mask_out = tfm(tv_tensors.Image(image), shifted)
@@ -56,6 +61,15 @@ def apply_seg_batch_tfms(tfms: Sequence[Any], images: torch.Tensor, masks: torch
 
     learnkit batch transforms get the whole batch (random ones only when ``training``); a torchvision v2
     transform is treated as random and runs per item, in training only, through `apply_paired`.
+
+    >>> images, masks = torch.rand(2, 3, 4, 4), torch.arange(16).reshape(1, 4, 4).expand(2, 4, 4) % 3
+    >>> norm = Normalize(*imagenet_stats)
+    >>> x, y = apply_seg_batch_tfms([v2.RandomHorizontalFlip(p=1.0), norm], images, masks, training=True)
+    >>> torch.equal(y, masks.flip(-1)), torch.allclose(x, norm(images.flip(-1)))
+    (True, True)
+    >>> x, y = apply_seg_batch_tfms([v2.RandomHorizontalFlip(p=1.0), norm], images, masks, training=False)
+    >>> torch.equal(y, masks), torch.allclose(x, norm(images))     # validation: the v2 flip is skipped
+    (True, True)
     """
     i = 0
     tfms = list(tfms)
