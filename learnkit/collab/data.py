@@ -82,9 +82,11 @@ def _drop_duplicate_pairs(ratings: pd.DataFrame, user_name: Any, item_name: Any)
     dup = ratings.duplicated(subset=[user_name, item_name], keep="last").to_numpy()
     if not dup.any():
         return ratings
-    first = ratings[dup].iloc[0]
+    # each column on its own: a whole row of int and float columns would come back as floats
+    user, item = (ratings.loc[dup, c].iloc[0] for c in (user_name, item_name))
+    user, item = (v.item() if hasattr(v, "item") else v for v in (user, item))
     warnings.warn(f"the ratings table has {int(dup.sum())} duplicate ({user_name!r}, {item_name!r}) row(s), e.g. "
-                  f"{user_name}={first[user_name]!r}, {item_name}={first[item_name]!r}; keeping the last rating of each pair (so none "
+                  f"{user_name}={user!r}, {item_name}={item!r}; keeping the last rating of each pair (so none "
                   "leaks between train and valid; a splitter now sees the deduplicated table)", stacklevel=3)
     return ratings[~dup]
 

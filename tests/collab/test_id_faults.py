@@ -25,7 +25,7 @@ def test_duplicate_pairs_warn_with_count_and_keep_the_last():
     df = _ratings()
     dup = df.iloc[[0, 1, 2]].assign(rating=5.0)
     df = pd.concat([df, dup], ignore_index=True)
-    with pytest.warns(UserWarning, match=r"3 duplicate \('user', 'item'\) row\(s\).*keeping the last"):
+    with pytest.warns(UserWarning, match=r"3 duplicate \('user', 'item'\) row\(s\), e.g. user=0, item=100; keeping the last"):
         dls = CollabDataLoaders.from_df(df, device="cpu", bs=8)
     pairs = [tuple(x.tolist()) for dl in (dls.train, dls.valid) for x, _ in dl for x in x]
     assert len(pairs) == len(set(pairs)) == 60  # each pair once, on one side of the split
