@@ -95,7 +95,7 @@ def test_pretrained_learner_starts_frozen_with_discriminative_groups(review_df, 
 
 
 def test_pretrained_style_learner_predicts_after_export_in_a_fresh_process(review_df, tiny_bert, fresh_process):
-    """The word-LSTM twin of this test is tests/test_export_tasks.py's text test."""
+    """The word-LSTM twin of this test is tests/core/test_export_tasks.py's text test."""
     dls = TextDataLoaders.from_df(review_df, valid_col="is_valid", tok=str(tiny_bert), max_len=32, device="cpu")
     learn = text_classifier_learner(dls, str(tiny_bert), progress=False)
     learn.fine_tune(1, base_lr=1e-3, freeze_epochs=2, head_lr=1e-2)

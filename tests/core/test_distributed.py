@@ -93,7 +93,7 @@ def _worker(out: Path) -> None:
     writes = _record_writes(out / "run")
     torch.manual_seed(1000 + rank)  # each rank its own initial weights...
     train, valid = _data()
-    # the device: $LEARNKIT_DEVICE (cpu in the CPU test), else this rank's GPU (tests/test_gpu.py)
+    # the device: $LEARNKIT_DEVICE (cpu in the CPU test), else this rank's GPU (tests/gpu/test_gpu.py)
     dls = DataLoaders(make_loader(train, bs=8, shuffle=True, seed=rank),  # ...and its own shuffling
                       make_loader(valid, bs=5))
     model = nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
@@ -119,7 +119,7 @@ def _worker(out: Path) -> None:
 
 def _torchrun_env() -> dict[str, str]:
     """The environment of a CPU torchrun job: gloo, no bars, one thread, this checkout importable."""
-    repo = str(Path(__file__).resolve().parents[1])
+    repo = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "LEARNKIT_PROGRESS": "0", "OMP_NUM_THREADS": "1", "LEARNKIT_DEVICE": "cpu",
            "PYTHONPATH": os.pathsep.join([repo, *filter(None, [os.environ.get("PYTHONPATH")])])}
     env.pop("LEARNKIT_DISTRIBUTED", None)

@@ -68,12 +68,5 @@ def seg():
                                  classes_from_pixels=classes_from_pixels, write_pairs=write_pairs,
                                  label_func_for=label_func_for)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny U-Nets run faster on one intra-op thread, and far faster on a busy shared machine (an epoch took 0.5 s
-    on one thread and 40 s on two under load here); restored after each test."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# One intra-op thread per test comes from tests/vision/conftest.py (tiny U-Nets: 0.5 s an epoch on one thread,
+# 40 s on two under load here).

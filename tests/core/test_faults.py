@@ -20,7 +20,7 @@ from learnkit import CrossEntropyLossFlat, DataLoaders, Learner
 from learnkit.core.callback import Callback
 from learnkit.core.export import load_tree
 
-sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parent / "core")]
+sys.path[:0] = [str(Path(__file__).parent)]
 from coretools import BodyHead, body_head_splitter, make_dls, two_class_data  # noqa: E402
 
 EVENTS = ["before_batch", "after_pred", "after_loss", "after_backward", "after_step"]
@@ -122,7 +122,7 @@ def test_ctrl_c_at_a_random_batch_of_lr_find_restores_the_weights_and_lr(seed):
 CHILD = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
-    sys.path[:0] = [{tests!r}, {core!r}]
+    sys.path[:0] = [{tests!r}]
     import torch
     torch.set_num_threads(1)
     from test_faults import build
@@ -173,7 +173,7 @@ def _check_loadable(path: Path, what: str) -> None:
 def test_sigkill_during_a_write_leaves_the_previous_file_and_no_temp_after_the_next(tmp_path, what):
     tests = Path(__file__).parent
     script = tmp_path / "child.py"
-    script.write_text(CHILD.format(tests=str(tests), core=str(tests / "core")))
+    script.write_text(CHILD.format(tests=str(tests)))
     p = subprocess.Popen([sys.executable, str(script), str(tmp_path), what], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 60

@@ -97,11 +97,11 @@ def test_compile_trains_and_keeps_weight_names():
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="DDP over NCCL needs two GPUs")
 def test_ddp_nccl_two_gpus(tmp_path):
-    """The CPU DDP test's worker (tests/test_distributed.py), on two GPUs with NCCL."""
+    """The CPU DDP test's worker (tests/core/test_distributed.py), on two GPUs with NCCL."""
     env = {**os.environ, "LEARNKIT_PROGRESS": "0"}
     for v in ("LEARNKIT_DEVICE", "LEARNKIT_DISTRIBUTED", "CUDA_VISIBLE_DEVICES"):
         env.pop(v, None)
-    worker = Path(__file__).resolve().parent / "test_distributed.py"
+    worker = Path(__file__).resolve().parents[1] / "core" / "test_distributed.py"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker),
            "--worker", str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -18,7 +18,7 @@ from learnkit import ExportError, load_learner
 from learnkit.core.registry import TRANSFORM_REGISTRY, register_transform
 from learnkit.vision import ImageDataLoaders, ItemTransform, Resize, get_image_files, vision_learner
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 #: the user's module: an item transform and a tokenizer, each with a JSON-able config
 USER_MODULE = '''

@@ -1,7 +1,7 @@
 """learn.export / load_learner on core learners: round trip, fresh process, and files that must be refused.
 
 The toy task below (a registered DataLoaders with fitted normalisation stats and a vocab, and a registered
-model builder) stands in for the task packages; tests/test_export_tasks.py covers the real ones.
+model builder) stands in for the task packages; tests/core/test_export_tasks.py covers the real ones.
 """
 from __future__ import annotations
 
@@ -327,7 +327,7 @@ def test_weights_that_do_not_fit_the_architecture_are_clear(tmp_path):
 
 def test_export_refuses_what_it_could_not_load(tmp_path):
     learn = toy_learner(tmp_path, epochs=0)
-    del learn.model_spec  # an unregistered model: exported as weights + class name (tests/test_export_custom.py)
+    del learn.model_spec  # an unregistered model: exported as weights + class name (tests/core/test_export_custom.py)
     custom = learn.export(tmp_path / "custom.safetensors")
     with pytest.raises(ExportError, match="custom model.*load_learner\\(path, model=.*@register_model"):
         load_learner(custom)

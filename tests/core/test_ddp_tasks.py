@@ -61,7 +61,7 @@ def _write_data(root: Path) -> None:
 
 
 def _ddp_helpers():
-    """tests/test_distributed.py, for its torchrun environment and its write audit (test files are not a
+    """tests/core/test_distributed.py, for its torchrun environment and its write audit (test files are not a
     package: loaded by path)."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("_lk_test_distributed", Path(__file__).with_name("test_distributed.py"))

@@ -335,7 +335,7 @@ def test_nan_loss_stops_training_cleanly():
 
 
 # --- the catalogue ---------------------------------------------------------------------------------------------
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_catalogue_links_to_real_tests():
