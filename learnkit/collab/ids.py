@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core.vocab import CategoryMap
+from ..core.vocab import NA_CLASS, CategoryMap
 
 __all__ = ["IdMap", "UNKNOWN", "UnknownIdError"]
 
 #: The name shown for index 0, the slot of ids never seen in training (fastai's ``'#na#'``).
-UNKNOWN = "#na#"
+UNKNOWN = NA_CLASS  # code 0: an id never seen in training
 
 
 class UnknownIdError(KeyError):

@@ -23,7 +23,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from .validation import check_int
 
-__all__ = ["CategoryMap", "emb_sz_rule", "emb_sizes", "get_emb_sz"]
+__all__ = ["CategoryMap", "NA_CLASS", "emb_sz_rule", "emb_sizes", "get_emb_sz"]
+
+#: Code 0 of a categorical column (tabular) or an id map (collab): missing values and values never seen in training.
+NA_CLASS = "#na#"
 
 
 class CategoryMap(list):

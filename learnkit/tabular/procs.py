@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.registry import Registry
-from ..core.vocab import CategoryMap
+from ..core.vocab import NA_CLASS, CategoryMap
 
 __all__ = ["TabularProc", "Categorify", "FillMissing", "Normalize", "Discretize", "PROC_REGISTRY", "register_proc",
            "proc_from_state", "NA_CLASS", "UnseenCategoryWarning"]
@@ -39,7 +39,6 @@ class UnseenCategoryWarning(UserWarning):
     """A categorical value the training rows never had (encoded as missing)."""
 
 
-NA_CLASS = "#na#"  # index 0 of every categorical column: missing values and categories never seen in training
 PROC_REGISTRY = Registry("tabular proc")
 
 
