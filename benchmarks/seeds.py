@@ -68,7 +68,7 @@ def run_seed(script: Path, seed: int, pattern: str, extra: Sequence[str], timeou
     env = {**os.environ, "LEARNKIT_PROGRESS": "0", "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(script), "--seed", str(seed), *extra], env=env,
+    proc = subprocess.run([sys.executable, str(script), "--seed", str(seed), *extra], env=env, check=False,
                           capture_output=True, text=True, timeout=timeout)
     took = time.perf_counter() - start
     if proc.returncode != 0:

@@ -85,7 +85,7 @@ def test_unprocessed_table_says_so_and_process_runs_once(fitted):
     new = fitted.new(pd.DataFrame({"color": [" red"], "size": ["S"], "x": [0.0], "z": [50.0]}))
     assert not new.processed and len(new) == 1 and "not processed" in repr(new)
     with pytest.raises(RuntimeError, match=r"process\(\)"):
-        new.xs
+        _ = new.xs
     assert new.process() is new and new.processed
     first = new.train
     assert new.process().train is first                                   # a second call changes nothing
@@ -98,7 +98,7 @@ def test_unprocessed_table_says_so_and_process_runs_once(fitted):
 
 def test_dataloaders_of_new_rows(fitted, table):
     dls = fitted.new(table.iloc[:64]).process().dataloaders(bs=16, device="cpu")
-    cats, conts, y = dls.one_batch()
+    cats, conts, _ = dls.one_batch()
     assert cats.shape == (16, 3) and conts.shape == (16, 2) and dls.valid is None
 
 
