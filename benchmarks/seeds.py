@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> dict[int, float]:
                          "pass --metric REGEX")
         pattern = scripts[script.name]
     name = pattern.rsplit(" (", 1)[0].replace("\\", "").strip() if " (" in pattern else "metric"
-    print(f"{script.name} {' '.join(extra)} seeds {args.seeds}, metric /{pattern}/", flush=True)
+    print(" ".join([script.name, *extra]) + f": seeds {args.seeds}, metric /{pattern}/", flush=True)
     values: dict[int, float] = {}
     for seed in args.seeds:
         values[seed], took = run_seed(script, seed, pattern, extra, args.timeout)
