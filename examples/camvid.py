@@ -7,9 +7,9 @@
 The data come from ``--data`` (a data root holding ``camvid/``, or the camvid folder itself), else
 ``$LEARNKIT_DATA/camvid``: ``train``/``trainannot`` and ``val``/``valannot`` folders of 480x360 PNGs and
 ``codes.txt`` (index 11, ``Unlabelled``, is void). Images and masks are decoded once, resized to
-``--size`` and kept in memory. The default loss is cross-entropy with class weights
-``sqrt(median frequency / frequency)`` from the training masks, which lifts the small classes (pole, sign,
-fence, pedestrian, bicyclist) off zero IoU; ``--loss`` picks another. Prints pixel accuracy without void,
+``--size`` and kept in memory. The default loss is cross-entropy with the class weights
+``sqrt(median frequency / frequency)`` of the training masks (``class_weights(dls)``), which lift the small
+classes (pole, sign, fence, pedestrian, bicyclist) off zero IoU; ``--loss`` picks another. Prints pixel accuracy without void,
 mean IoU over the 11 classes, the IoU of each class and the wall time, on the given validation split.
 """
 from __future__ import annotations
@@ -24,27 +24,13 @@ from learnkit import set_seed
 from learnkit.datasets import URLs, find_data
 from learnkit.core import CrossEntropyLossFlat
 from learnkit.vision.segmentation import (CrossEntropyDiceLoss, DiceLoss, FocalLossFlat, FuncSplitter, JaccardMulti,
-                                          Resize, SegmentationDataLoaders, aug_transforms, foreground_acc,
-                                          get_image_files, unet_learner)
+                                          Resize, SegmentationDataLoaders, aug_transforms, class_weights,
+                                          foreground_acc, get_image_files, unet_learner)
 
 
 def find_camvid(data: str | None) -> Path:
     """``--data`` (``camvid/`` or the folder holding it), else ``$LEARNKIT_DATA/camvid``: never downloaded here."""
     return find_data(URLs.CAMVID, data, marker="trainannot", download=False)
-
-
-def class_weights(dls, power: float = 0.5, max_weight: float = 10.0) -> torch.Tensor:
-    """Median-frequency class weights ``(median / freq) ** power`` from the training masks, capped at ``max_weight``."""
-    n = len(dls.codes)
-    counts = torch.zeros(n, dtype=torch.float64)
-    for i in range(len(dls.train.dataset)):
-        mask = torch.as_tensor(dls.train.dataset[i][1]).long().flatten()
-        counts += torch.bincount(mask[(mask >= 0) & (mask < n)], minlength=n)[:n].double()
-    keep = torch.tensor([i != dls.void_code and counts[i] > 0 for i in range(n)])
-    freq = counts / counts[keep].sum()
-    w = torch.ones(n, dtype=torch.float64)
-    w[keep] = (freq[keep].median() / freq[keep]).pow(power).clamp(max=max_weight)
-    return w.float()
 
 
 def main() -> None:

@@ -6,7 +6,9 @@
 The data come from ``--data`` (a data root holding ``camvid_tiny/``, or that folder itself), else
 ``$LEARNKIT_DATA/camvid_tiny``: ``images/X.png``, masks ``labels/X_P.png`` and ``codes.txt`` (32 names;
 ``Void`` is ignored by the loss and the metrics). The validation set is an automatic 20 % split (seed 42).
-Prints pixel accuracy without void, mean IoU over the classes present, and the wall time.
+Prints pixel accuracy without void, mean IoU over the classes present, and the wall time. fastai's recipe
+as is, ``unet_learner(dls, arch).fine_tune(8)``: pixel accuracy 0.845 / 0.842 / 0.841 with ``--seed`` 0 / 1 / 2
+(``python benchmarks/seeds.py examples/camvid_tiny.py``; CPU).
 """
 from __future__ import annotations
 

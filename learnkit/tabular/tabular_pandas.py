@@ -13,6 +13,12 @@ scikit-learn (random forests, ch. 9), ``to.dataloaders(bs)`` feeds a `tabular_le
 >>> dls = to.dataloaders(bs=8, device="cpu")
 >>> [tuple(t.shape) for t in dls.one_batch()]
 [(8, 1), (8, 1), (8,)]
+
+New rows go through the fitted procs with ``to.new(df)`` then ``.process()`` (fastbook ch. 9):
+
+>>> test = to.new(pd.DataFrame({"job": ["b", "zzz"], "age": [0.0, 19.0]})).process()
+>>> test.xs["job"].tolist()          # "zzz" was never seen: code 0, #na#
+[2, 0]
 """
 from __future__ import annotations
 
@@ -76,7 +82,7 @@ class TabularSplit:
         if self.tensors.ys is None:
             return pd.DataFrame(index=self.index)
         y = self.tensors.ys.cpu().numpy()
-        return pd.DataFrame(y.reshape(len(y), -1), columns=self.procs.y_names, index=self.index)
+        return pd.DataFrame(y.reshape(len(y), len(self.procs.y_names)), columns=self.procs.y_names, index=self.index)
 
     @property
     def y(self) -> pd.Series:
@@ -175,8 +181,70 @@ class TabularPandas:
             valid = self.procs.process(df.iloc[valid_idx], with_labels=labelled) if valid_idx else \
                 _empty_like(train)
         self.splits = (train_idx, valid_idx)
-        self.train = TabularSplit(train, df.index[train_idx], self.procs)
-        self.valid = TabularSplit(valid, df.index[valid_idx], self.procs)
+        self._raw: pd.DataFrame | None = None
+        self._with_labels = bool(self.procs.y_names)
+        self._train: TabularSplit | None = TabularSplit(train, df.index[train_idx], self.procs)
+        self._valid: TabularSplit | None = TabularSplit(valid, df.index[valid_idx], self.procs)
+
+    # --- new rows through the fitted procs (fastai's ``to.new(df)`` then ``to_new.process()``) ------------
+    def new(self, df: pd.DataFrame, with_labels: bool | None = None) -> "TabularPandas":
+        """A table of the rows of ``df`` that shares this table's fitted procs: nothing is refitted, so
+        categories unseen here become ``#na#`` (code 0) and continuous columns are filled and normalised
+        with this table's training statistics. It is unprocessed until ``.process()`` is called; then
+        every row is in ``.train`` (``.valid`` is empty) and ``.xs`` / ``.ys`` / ``.items`` give them.
+
+        ``with_labels``: whether ``df`` carries the target (``None``: when it has every ``y_names`` column;
+        labelled new rows must have targets the training rows know).
+
+        >>> df = pd.DataFrame({"c": ["a", "b"] * 4, "x": [1.0, 3.0] * 4, "y": ["n", "y"] * 4})
+        >>> to = TabularPandas(df, cat_names="c", cont_names="x", y_names="y")
+        >>> new = to.new(pd.DataFrame({"c": ["b", "a"], "x": [3.0, 5.0]}))
+        >>> new.processed, len(new)
+        (False, 2)
+        >>> new.process().xs.values.tolist()     # x: (x - 2) / 1, the training rows' mean and std
+        [[2.0, 1.0], [1.0, 3.0]]
+        """
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"new takes a pandas DataFrame, got {type(df).__name__}")
+        if with_labels is None:
+            with_labels = bool(self.procs.y_names) and all(n in df.columns for n in self.procs.y_names)
+        elif with_labels and not self.procs.y_names:
+            raise ValueError("with_labels=True but this table has no target (y_names is empty)")
+        self.procs.check_columns(df, with_labels=bool(with_labels))
+        out = object.__new__(type(self))
+        out.procs, out.splits, out._raw, out._with_labels = self.procs, (list(range(len(df))), []), df, bool(with_labels)
+        out._train = out._valid = None
+        return out
+
+    @property
+    def processed(self) -> bool:
+        """``False`` for a table from `new` until `process` has run."""
+        return self._train is not None
+
+    def process(self) -> "TabularPandas":
+        """Apply the fitted procs to the rows of a table from `new` (a no-op once processed); returns it.
+
+        Unseen categories warn (`UnseenCategoryWarning`) and become ``#na#``."""
+        if self._train is None:
+            tensors = self.procs.process(self._raw, with_labels=self._with_labels)
+            self._train = TabularSplit(tensors, self._raw.index, self.procs)
+            self._valid = TabularSplit(_empty_like(tensors), self._raw.index[:0], self.procs)
+        return self
+
+    def _split(self, split: TabularSplit | None) -> TabularSplit:
+        if split is None:
+            raise RuntimeError("this table from TabularPandas.new is not processed yet: call .process() first")
+        return split
+
+    @property
+    def train(self) -> TabularSplit:
+        """The training rows (for a table from `new`: all its rows)."""
+        return self._split(self._train)
+
+    @property
+    def valid(self) -> TabularSplit:
+        """The validation rows (empty for a table from `new`)."""
+        return self._split(self._valid)
 
     # --- fastai's attribute names --------------------------------------------------------------------
     @property
@@ -216,7 +284,7 @@ class TabularPandas:
         return pd.concat([self.train.items, self.valid.items])
 
     def __len__(self) -> int:
-        return len(self.train) + len(self.valid)
+        return len(self._raw) if self._train is None else len(self.train) + len(self.valid)
 
     def show(self, max_n: int = 10, show: bool = True) -> pd.DataFrame:
         """Show (and return) the first ``max_n`` training rows, decoded."""
@@ -236,6 +304,8 @@ class TabularPandas:
         return TabularDataLoaders(train_dl, valid_dl, self.procs, path=path, device=device, bs=bs)
 
     def __repr__(self) -> str:
+        if not self.processed:
+            return f"TabularPandas(rows={len(self)}, not processed: call .process(), cat_names={self.cat_names})"
         return (f"TabularPandas(train={len(self.train)}, valid={len(self.valid)}, cat_names={self.cat_names}, "
                 f"cont_names={self.cont_names}, y_names={self.y_names}, y_block={self.procs.y_block!r})")
 

@@ -42,7 +42,7 @@ from .blocks import MaskBlock
 from .dataset import check_masks_exist, load_pair
 from .interpret import SegmentationInterpretation
 from .learner import SegmentationLearner, unet_learner
-from .losses import CrossEntropyDiceLoss, DiceLoss, FocalLossFlat
+from .losses import CrossEntropyDiceLoss, DiceLoss, FocalLossFlat, class_weights, median_frequency_weights
 from .masks import check_mask_values, load_mask, read_codes, resolve_void_code
 from .show import code_colors, overlay_mask, show_seg_results, show_segmentation
 from .transforms import apply_paired, apply_seg_batch_tfms
@@ -52,7 +52,7 @@ __all__ = [
     "URLs", "untar_data",
     "SegmentationDataLoaders", "MaskBlock", "check_masks_exist", "load_pair",
     "SegmentationLearner", "unet_learner", "SegmentationInterpretation", "UNet", "UNetBlock", "build_unet", "unet_splitter",
-    "DiceLoss", "FocalLossFlat", "CrossEntropyDiceLoss",
+    "DiceLoss", "FocalLossFlat", "CrossEntropyDiceLoss", "class_weights", "median_frequency_weights",
     "read_codes", "resolve_void_code", "load_mask", "check_mask_values",
     "code_colors", "overlay_mask", "show_segmentation", "show_seg_results",
     "apply_paired", "apply_seg_batch_tfms",

@@ -31,18 +31,36 @@ from ..transforms import Normalize
 from .data import SegmentationDataLoaders
 from .unet import DEFAULT_DECODER_CHANNELS, UNet, unet_splitter
 
-__all__ = ["SegmentationLearner", "unet_learner"]
+__all__ = ["SegmentationLearner", "unet_learner", "SEG_BASE_LR"]
+
+#: Default ``base_lr`` of `SegmentationLearner.fine_tune` (fastai's, for every learner, is 2e-3): a U-Net's
+#: decoder is most of its weights and starts from scratch, and at 2e-3 it underfits. camvid_tiny,
+#: ``unet_learner(dls).fine_tune(8)``, pixel accuracy over seeds 0 / 1 / 2 (CPU; final training loss):
+#: 2e-3: 0.805 / 0.792 / 0.814 (1.33); 4e-3: 0.826 / 0.818 / 0.828 (0.84); 8e-3: 0.839 / 0.842 / 0.836
+#: (0.61); 1e-2: 0.845 / 0.842 / 0.841 (0.58); 2e-2 (``lr_mult=10``): 0.847 / 0.850 / 0.849 (0.53).
+SEG_BASE_LR = 1e-2
 
 
 @register_learner
 class SegmentationLearner(Learner):
-    """A `Learner` for segmentation: adds ``show_results`` (target and predicted masks side by side)."""
+    """A `Learner` for segmentation: adds ``show_results`` (target and predicted masks side by side) and
+    gives ``fine_tune`` a higher default learning rate (`SEG_BASE_LR`)."""
 
     def show_results(self, ds_idx: int = 1, max_n: int = 4, alpha: float = 0.5,
                      figsize: tuple[float, float] | None = None):
         """The first ``max_n`` images of a split with their target and predicted masks; returns the figure."""
         from .show import show_seg_results
         return show_seg_results(self, ds_idx, max_n, alpha, figsize)
+
+    def fine_tune(self, epochs: int, base_lr: float = SEG_BASE_LR, freeze_epochs: int = 1, lr_mult: float = 100,
+                  pct_start: float = 0.3, div: float = 5.0, wd: float | None = None,
+                  cbs: Callback | Sequence[Callback] | None = None) -> None:
+        """`Learner.fine_tune` (decoder alone for ``freeze_epochs``, then everything with learning rates
+        ``base_lr / lr_mult`` for the encoder up to ``base_lr`` for the decoder) with a higher default
+        ``base_lr``: `SEG_BASE_LR` (1e-2) instead of 2e-3, which leaves a U-Net's new decoder underfitting
+        (on camvid_tiny: final training loss 1.33 against 0.58, pixel accuracy 0.80 against 0.84)."""
+        super().fine_tune(epochs, base_lr=base_lr, freeze_epochs=freeze_epochs, lr_mult=lr_mult, pct_start=pct_start,
+                          div=div, wd=wd, cbs=cbs)
 
 
 def unet_learner(dls: SegmentationDataLoaders, arch: str | Callable[..., nn.Module] = "efficientnet_lite0",
@@ -71,7 +89,8 @@ def unet_learner(dls: SegmentationDataLoaders, arch: str | Callable[..., nn.Modu
         normalize: add the pretrained encoder's normalisation (mean/std) to ``dls`` unless its
             ``batch_tfms`` already have a `Normalize`.
         Other arguments go to `Learner` unchanged. The parameter groups are encoder then decoder, so
-        ``fine_tune`` trains the decoder with the encoder frozen first.
+        ``fine_tune`` trains the decoder with the encoder frozen first (its default ``base_lr`` is
+        `SEG_BASE_LR`, 1e-2, not 2e-3: the decoder is trained from scratch).
     """
     if not isinstance(dls, SegmentationDataLoaders):
         raise TypeError(f"unet_learner needs SegmentationDataLoaders, got {type(dls).__name__}")

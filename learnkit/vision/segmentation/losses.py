@@ -12,13 +12,14 @@ pixels) and cross-entropy + Dice. Each has ``activation`` (softmax) and ``decode
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ...core.registry import register_loss
 
-__all__ = ["DiceLoss", "FocalLossFlat", "CrossEntropyDiceLoss"]
+__all__ = ["DiceLoss", "FocalLossFlat", "CrossEntropyDiceLoss", "class_weights", "median_frequency_weights"]
 
 
 class _SegLoss(nn.Module):
@@ -106,3 +107,62 @@ class CrossEntropyDiceLoss(_SegLoss):
         _check(pred, targ)
         ce = F.cross_entropy(pred.float(), targ.long(), ignore_index=self.ignore_index)
         return ce + self.dice_weight * self.dice(pred, targ)
+
+
+# --- class weights for a weighted cross-entropy ---------------------------------------------------------
+def median_frequency_weights(counts: torch.Tensor | list[float], power: float = 0.5, max_weight: float = 10.0,
+                             ignore_index: int | None = None) -> torch.Tensor:
+    """Class weights ``(median frequency / frequency) ** power``, capped at ``max_weight``, from pixel counts.
+
+    ``power=1`` is SegNet's median-frequency balancing; the default ``0.5`` (its square root) lifts rare
+    classes less far. The class ``ignore_index`` and classes with no pixels get weight 1 and are left out
+    of the median (the lower of the two middle values for an even number of classes).
+
+    >>> median_frequency_weights([100, 400, 25, 0, 50], ignore_index=4).tolist()
+    [1.0, 0.5, 2.0, 1.0, 1.0]
+    """
+    counts = torch.as_tensor(counts, dtype=torch.float64).flatten()
+    if power < 0 or max_weight <= 0:
+        raise ValueError(f"power must be >= 0 and max_weight > 0, got power={power}, max_weight={max_weight}")
+    n = len(counts)
+    keep = torch.tensor([i != ignore_index and counts[i] > 0 for i in range(n)], dtype=torch.bool)
+    if not keep.any():
+        raise ValueError("no class has any pixel (besides the ignored one): cannot weight the classes")
+    freq = counts / counts[keep].sum()
+    w = torch.ones(n, dtype=torch.float64)
+    w[keep] = (freq[keep].median() / freq[keep]).pow(power).clamp(max=max_weight)
+    return w.float()
+
+
+def class_weights(dls, power: float = 0.5, max_weight: float = 10.0) -> torch.Tensor:
+    """`median_frequency_weights` of the pixel counts of each code in the training masks of ``dls`` (a
+    `SegmentationDataLoaders`); the void code gets 1. For ``CrossEntropyLossFlat(class_weights(dls),
+    ignore_index=dls.ignore_index)``: small classes (pole, sign, pedestrian...) weigh more.
+
+    Reads every training mask once (through the dataset, so ``cache=True`` loaders read their cache).
+
+    >>> import tempfile, numpy as np
+    >>> from PIL import Image
+    >>> from pathlib import Path
+    >>> from learnkit.vision.segmentation import SegmentationDataLoaders
+    >>> d = Path(tempfile.mkdtemp()); (d / "img").mkdir(); (d / "lbl").mkdir()
+    >>> for i in range(5):  # each mask: 8 pixels of road, 4 of car, 2 of sign, 2 of void
+    ...     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(d / "img" / f"{i}.png")
+    ...     m = np.array([0] * 8 + [1] * 4 + [2] * 2 + [3] * 2, np.uint8).reshape(4, 4)
+    ...     Image.fromarray(m).save(d / "lbl" / f"{i}.png")
+    >>> dls = SegmentationDataLoaders.from_label_func(d, sorted((d / "img").iterdir()), lambda o: d / "lbl" / o.name,
+    ...                                               codes=["road", "car", "sign", "void"], void_code="void", bs=2,
+    ...                                               device="cpu")
+    >>> class_weights(dls, power=1.0).tolist()   # median frequency: car's
+    [0.5, 1.0, 2.0, 1.0]
+    """
+    codes, void = getattr(dls, "codes", None), getattr(dls, "void_code", None)
+    if codes is None:
+        raise TypeError(f"class_weights needs SegmentationDataLoaders (with .codes), got {type(dls).__name__}")
+    n = len(codes)
+    counts = torch.zeros(n, dtype=torch.float64)
+    ds = dls.train.dataset
+    for i in range(len(ds)):
+        mask = torch.as_tensor(np.asarray(ds[i][1])).long().flatten()
+        counts += torch.bincount(mask[(mask >= 0) & (mask < n)], minlength=n)[:n].double()
+    return median_frequency_weights(counts, power, max_weight, ignore_index=void)

@@ -9,7 +9,10 @@ import torch
 from learnkit.core.export import load_learner
 from learnkit.core.segmetrics import JaccardMulti, foreground_acc
 from learnkit.vision.io import get_image_files
+from learnkit.core.callback import Callback
+from learnkit.core.learner import Learner
 from learnkit.vision.segmentation import SegmentationDataLoaders, SegmentationLearner, unet_learner
+from learnkit.vision.segmentation.learner import SEG_BASE_LR
 from learnkit.vision.segmentation.losses import FocalLossFlat
 from learnkit.vision.transforms import Resize
 
@@ -104,3 +107,26 @@ def test_callable_arch(dls):
     assert not hasattr(learn, "model_spec")
     x, _ = dls.one_batch(1)
     assert learn.model(x).shape[1:] == (5, 32, 32)
+
+
+class _PeakLRs(Callback):
+    """The highest learning rate of each parameter group in each fit."""
+
+    def before_fit(self):
+        self.fits = getattr(self, "fits", []) + [[0.0] * len(self.learn.opt.param_groups)]
+
+    def after_batch(self):
+        self.fits[-1] = [max(a, pg["lr"]) for a, pg in zip(self.fits[-1], self.learn.opt.param_groups)]
+
+
+def test_fine_tune_defaults_to_the_segmentation_learning_rate(dls):
+    """``fine_tune(n)`` peaks at SEG_BASE_LR for the decoder with the encoder frozen, then at half of it
+    (encoder: a hundredth of that) unfrozen; fastai's 2e-3 left camvid_tiny's decoder underfitting."""
+    assert SEG_BASE_LR == 1e-2 and Learner.fine_tune.__defaults__[0] == 2e-3
+    learn, peaks = _learner(dls), _PeakLRs()
+    learn.fine_tune(1, cbs=peaks)
+    (frozen_enc, frozen_dec), (enc, dec) = peaks.fits
+    assert SEG_BASE_LR / 2 < frozen_dec <= SEG_BASE_LR            # 4 batches: the warm-up ends at the last
+    assert dec == pytest.approx(SEG_BASE_LR / 2, rel=0.05) and enc == pytest.approx(SEG_BASE_LR / 200, rel=0.05)
+    learn.fine_tune(0, base_lr=1e-3, cbs=peaks)                     # an explicit base_lr still wins
+    assert len(peaks.fits) == 3 and 5e-4 < peaks.fits[-1][1] <= 1e-3
