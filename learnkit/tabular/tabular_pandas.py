@@ -63,6 +63,14 @@ class TabularSplit:
 
     ``xs``: the processed inputs (category codes and normalised continuous columns), indexed like the
     original rows; ``ys`` / ``y``: the target(s) (class codes, or values) as a frame / a Series.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"job": ["a", "b", "a", "b"], "age": [20.0, 30.0, 40.0, 50.0], "y": ["no", "yes", "no", "yes"]})
+    >>> to = TabularPandas(df, cat_names="job", cont_names="age", y_names="y", splits=([0, 1, 2], [3]))
+    >>> to.valid
+    TabularSplit(rows=1, cat_names=['job'], cont_names=['age'])
+    >>> to.train.y.tolist(), to.valid.decode()[["job", "y"]].values.tolist()     # class codes; the decoded rows
+    ([0, 1, 0], [['b', 'yes']])
     """
 
     def __init__(self, tensors: TabularTensors, index: pd.Index, processor: TabularProcessor):
@@ -136,6 +144,12 @@ class TabularPandas:
 
     Rows whose target is missing are dropped, with a warning that gives their count. Regression targets
     are ``[N, n_targets]`` (``[B, 1]`` batches for one target, as fastai).
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"job": ["a", "b", None, "b"], "age": [20.0, None, 40.0, 30.0], "y": [0.5, 1.5, 1.0, 2.0]})
+    >>> to = TabularPandas(df, cat_names="job", cont_names="age", y_names="y", splits=([0, 1, 2], [3]))
+    >>> to.cat_names, to.cont_names, to.train.xs.shape, to.valid.y.tolist()   # float target: regression
+    (['job', 'age_na'], ['age'], (3, 3), [2.0])
     """
 
     def __init__(self, df: pd.DataFrame, procs: Sequence[ProcSpec] | None = None,

@@ -44,7 +44,19 @@ SEG_BASE_LR = 1e-2
 @register_learner
 class SegmentationLearner(Learner):
     """A `Learner` for segmentation: adds ``show_results`` (target and predicted masks side by side) and
-    gives ``fine_tune`` a higher default learning rate (`SEG_BASE_LR`)."""
+    gives ``fine_tune`` a higher default learning rate (`SEG_BASE_LR`).
+
+    >>> import tempfile; from PIL import Image
+    >>> d = Path(tempfile.mkdtemp()); (d / "img").mkdir(); (d / "lbl").mkdir()
+    >>> for i in range(5):
+    ...     Image.new("RGB", (32, 32), (50 * i,) * 3).save(d / "img" / f"{i}.png")
+    ...     Image.new("L", (32, 32), i % 2).save(d / "lbl" / f"{i}.png")
+    >>> dls = SegmentationDataLoaders.from_label_func(d, get_image_files(d / "img"), lambda o: d / "lbl" / o.name,
+    ...                                               codes=["bg", "fg"], bs=2, device="cpu")
+    >>> learn = unet_learner(dls, "resnet18", pretrained=False, decoder_channels=(16,), block="plain", progress=False)
+    >>> type(learn).__name__, [ax.get_title() for ax in learn.show_results(max_n=1).axes]
+    ('SegmentationLearner', ['target', 'prediction'])
+    """
 
     def show_results(self, ds_idx: int = 1, max_n: int = 4, alpha: float = 0.5,
                      figsize: tuple[float, float] | None = None):
@@ -72,6 +84,17 @@ def unet_learner(dls: SegmentationDataLoaders, arch: str | Callable[..., nn.Modu
                  blur_final: bool = True, self_attention: bool = True, last_cross: bool = False,
                  device: str | torch.device | None = None, progress: bool = True) -> SegmentationLearner:
     """A U-Net learner for ``dls`` on the encoder ``arch``, with ``n_out`` classes (``len(dls.codes)``).
+
+    >>> import tempfile; from PIL import Image
+    >>> d = Path(tempfile.mkdtemp()); (d / "img").mkdir(); (d / "lbl").mkdir()
+    >>> for i in range(5):
+    ...     Image.new("RGB", (32, 32), (50 * i,) * 3).save(d / "img" / f"{i}.png")
+    ...     Image.new("L", (32, 32), i % 2).save(d / "lbl" / f"{i}.png")
+    >>> dls = SegmentationDataLoaders.from_label_func(d, get_image_files(d / "img"), lambda o: d / "lbl" / o.name,
+    ...                                               codes=["bg", "fg"], bs=2, device="cpu")
+    >>> learn = unet_learner(dls, "resnet18", pretrained=False, decoder_channels=(32, 16), progress=False)
+    >>> learn.model.skip_channels, len(learn.param_groups())   # encoder skips used; encoder and decoder groups
+    ([256, 128], 2)
 
     Args:
         arch: a timm model name (``"efficientnet_lite0"`` has offline ImageNet weights; ``"resnet34"``...

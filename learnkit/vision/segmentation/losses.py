@@ -44,6 +44,12 @@ class DiceLoss(_SegLoss):
 
     Pixels whose target is ``ignore_index`` count for nothing; ``smooth`` keeps classes absent from a
     batch from dividing by zero.
+    
+    >>> targ = torch.tensor([[[0, 1], [1, 255]]])                # one 2x2 mask; 255: a void pixel
+    >>> right = F.one_hot(targ.clamp(max=1), 2).movedim(-1, 1).float() * 20   # confident logits, all correct
+    >>> loss = DiceLoss(ignore_index=255)
+    >>> round(loss(right, targ).item(), 3), round(loss(-right, targ).item(), 3), loss.decodes(right)[0, 0].tolist()
+    (0.0, 0.75, [0, 1])
     """
 
     def __init__(self, ignore_index: int = -100, smooth: float = 1.0):
@@ -68,7 +74,12 @@ class DiceLoss(_SegLoss):
 
 @register_loss
 class FocalLossFlat(_SegLoss):
-    """Focal loss: cross-entropy scaled by ``(1 - p_true) ** gamma``, averaged over pixels not ignored."""
+    """Focal loss: cross-entropy scaled by ``(1 - p_true) ** gamma``, averaged over pixels not ignored.
+
+    >>> pred, targ = torch.tensor([[[[2.0]], [[0.0]]]]), torch.tensor([[[0]]])    # one pixel: p(true class) = 0.88
+    >>> round(F.cross_entropy(pred, targ).item(), 4), round(FocalLossFlat(gamma=2.0)(pred, targ).item(), 4)
+    (0.1269, 0.0018)
+    """
 
     def __init__(self, gamma: float = 2.0, ignore_index: int = -100):
         super().__init__()
@@ -93,7 +104,13 @@ class FocalLossFlat(_SegLoss):
 @register_loss
 class CrossEntropyDiceLoss(_SegLoss):
     """``cross-entropy + dice_weight * DiceLoss``: pixel-wise accuracy from the first term, small classes
-    from the second."""
+    from the second.
+
+    >>> pred, targ = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    >>> loss = CrossEntropyDiceLoss(dice_weight=0.5)
+    >>> torch.allclose(loss(pred, targ), F.cross_entropy(pred, targ) + 0.5 * DiceLoss()(pred, targ)), loss.export_config()
+    (True, {'ignore_index': -100, 'dice_weight': 0.5, 'smooth': 1.0})
+    """
 
     def __init__(self, ignore_index: int = -100, dice_weight: float = 1.0, smooth: float = 1.0):
         super().__init__()

@@ -122,7 +122,12 @@ def _resize_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 class UNetBlock(nn.Module):
     """One decoder level: PixelShuffle-ICNR upsampling of ``x`` to half its width, concatenated with the
-    batch-normed skip map, ReLU, then two conv-BN-ReLU (the second followed by `SelfAttention` if asked)."""
+    batch-normed skip map, ReLU, then two conv-BN-ReLU (the second followed by `SelfAttention` if asked).
+
+    >>> block = UNetBlock(n_in=32, n_skip=16, n_out=24, blur=True)
+    >>> block(torch.randn(2, 32, 4, 4), torch.randn(2, 16, 8, 8)).shape   # upsampled x2, joined with the skip map
+    torch.Size([2, 24, 8, 8])
+    """
 
     def __init__(self, n_in: int, n_skip: int, n_out: int, blur: bool = False, self_attention: bool = False):
         super().__init__()
@@ -176,6 +181,12 @@ class UNet(nn.Module):
     with them: pixel accuracy 0.902, mean IoU 0.631 (one run; README: 0.899 / 0.614). At the learning
     rate `SegmentationLearner.fine_tune` now defaults to (1e-2), seeds 0-2: 0.845 / 0.842 / 0.841 with
     these defaults, 0.831 / 0.846 / 0.847 without self-attention, 0.834 / 0.834 / 0.833 with ``last_cross``.
+
+    >>> import timm
+    >>> encoder = timm.create_model("resnet18", pretrained=False, features_only=True)
+    >>> model = UNet(encoder, n_out=5, decoder_channels=(32, 16), block="plain")
+    >>> model.skip_channels, model(torch.randn(2, 3, 48, 40)).shape      # any size, not only multiples of 32
+    ([256, 128], torch.Size([2, 5, 48, 40]))
     """
 
     def __init__(self, encoder: nn.Module, n_out: int, decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
@@ -239,7 +250,14 @@ class UNet(nn.Module):
 
 
 def unet_splitter(model: UNet) -> list[list[nn.Parameter]]:
-    """Two parameter groups: the encoder (body), then the decoder and head (trained from scratch)."""
+    """Two parameter groups: the encoder (body), then the decoder and head (trained from scratch).
+
+    >>> import timm
+    >>> encoder = timm.create_model("resnet18", pretrained=False, features_only=True)
+    >>> body, decoder = unet_splitter(UNet(encoder, n_out=2, decoder_channels=(16,)))
+    >>> len(body) == len(list(encoder.parameters())), len(decoder) > 0   # freeze() trains the decoder alone
+    (True, True)
+    """
     enc = {id(p) for p in model.encoder.parameters()}
     return [list(model.encoder.parameters()), [p for p in model.parameters() if id(p) not in enc]]
 

@@ -70,5 +70,5 @@ def test_class_weights_feed_a_weighted_cross_entropy(seg_folder: Path):
 
 
 def test_camvid_example_uses_the_library_function():
-    source = (Path(__file__).resolve().parents[2] / "examples" / "camvid.py").read_text(encoding="utf-8")
+    source = (Path(__file__).resolve().parents[3] / "examples" / "camvid.py").read_text(encoding="utf-8")
     assert "def class_weights" not in source and "class_weights(dls)" in source
