@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .metrics import Metric
+from .metricbase import Metric
 
 __all__ = ["F1Score", "F1ScoreMulti", "Precision", "Recall", "BalancedAccuracy", "RocAuc", "RocAucBinary"]
 

@@ -42,7 +42,7 @@ from .display import DisplayMixin
 from .distributed import maybe_distribute
 from .export import export_learner
 from .inference import InferenceMixin
-from .metrics import Metric, as_metric
+from .metricbase import Metric, as_metric
 from .onnx import export_onnx as export_learner_onnx
 from .optim import LR, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, spread_lr
 from .precision import cuda_speedups

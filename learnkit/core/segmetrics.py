@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .metrics import Metric, whole_set
+from .metricbase import Metric, whole_set
 
 __all__ = ["Dice", "DiceMulti", "JaccardCoeff", "JaccardMulti", "foreground_acc", "ForegroundAcc"]
 

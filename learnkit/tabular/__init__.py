@@ -35,7 +35,8 @@ from .data import TabularDataLoaders, rows_to_df
 from .learner import TabularLearner, fused_adamw, tabular_learner
 from .model import TabularModel, tabular_config, tabular_model
 from .processor import TabularProcessor
-from .procs import (NA_CLASS, Categorify, Discretize, FillMissing, Normalize, TabularProc, UnseenCategoryWarning,
+from .discretize import Discretize
+from .procs import (NA_CLASS, Categorify, FillMissing, Normalize, TabularProc, UnseenCategoryWarning,
                     register_proc)
 from .show import display_df
 from .table import TabularLoader, TabularTensors
