@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=(288, 384), metavar=("H", "W"),
                         help="image height and width (multiples of 32)")
     parser.add_argument("--bs", type=int, default=8, help="batch size")
-    parser.add_argument("--lr", type=float, default=4e-3, help="base learning rate of fine_tune")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="base learning rate of fine_tune (default: the segmentation learner's, 1e-2)")
     parser.add_argument("--lr-mult", type=float, default=10, help="decoder lr / encoder lr when unfrozen")
     parser.add_argument("--loss", choices=("ce", "wce", "dice", "focal", "ce+dice"), default="wce",
                         help="cross-entropy, class-weighted cross-entropy, soft Dice, focal, or cross-entropy + "
@@ -78,7 +79,8 @@ def main() -> None:
     learn = unet_learner(dls, args.arch, metrics=[acc, iou], loss_func=loss_func)
     print(f"data ready in {time.perf_counter() - start:.1f} s: {len(dls.train.dataset)} train / "
           f"{len(dls.valid.dataset)} valid frames at {size[0]}x{size[1]}, {len(dls.codes)} codes, void = {void}")
-    learn.fine_tune(epochs, base_lr=args.lr, freeze_epochs=freeze_epochs, lr_mult=args.lr_mult)
+    lr = {} if args.lr is None else {"base_lr": args.lr}
+    learn.fine_tune(epochs, freeze_epochs=freeze_epochs, lr_mult=args.lr_mult, **lr)
 
     # the metrics hold the counts of the last validation pass (the whole validation set)
     per_class = iou.per_class()
