@@ -30,6 +30,6 @@ from .core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockData
                    sched_const, sched_cos, sched_exp, sched_lin, set_seed, sgdr_scheduler, sigmoid_range, slide,
                    spread_lr, steep, to_cpu, to_device, top_k_accuracy, trainable_params, using_attr, valley, whole_set)
 from .core import __all__ as _core_all
-from .datasets import URLs, untar_data
+from .datasets import URLs, find_data, untar_data
 
-__all__ = ["__version__", "URLs", "untar_data", *_core_all]
+__all__ = ["__version__", "URLs", "untar_data", "find_data", *_core_all]

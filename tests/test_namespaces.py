@@ -15,7 +15,7 @@ COMMON = ["DataBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock",
           "using_attr", "RegexLabeller", "parent_label", "MixUp", "CutMix", "LabelSmoothingCrossEntropy", "minimum",
           "steep", "valley", "slide", "rmse", "top_k_accuracy", "R2Score", "Perplexity", "F1ScoreMulti", "set_seed",
           "ReduceLROnPlateau", "ShowGraphCallback", "TensorBoardCallback", "ClassificationInterpretation",
-          "load_learner", "register_model", "URLs", "untar_data", "get_emb_sz", "CategoryMap"]
+          "load_learner", "register_model", "URLs", "untar_data", "find_data", "register_transform", "TorchMetric", "get_emb_sz", "CategoryMap"]
 TASK = {
     "learnkit.vision": ["ImageBlock", "PointBlock", "MaskBlock", "aug_transforms", "Resize", "RandomResizedCrop",
                         "get_image_files", "verify_images", "SegmentationDataLoaders", "SegmentationInterpretation",

@@ -28,7 +28,7 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
                     register_learner, register_loss, register_model, register_tokenizer, register_transform, rmse,
                     sched_const, sched_cos, sched_exp, sched_lin, set_seed, sgdr_scheduler, slide, spread_lr, steep,
                     to_cpu, to_device, top_k_accuracy, trainable_params, using_attr, valley, whole_set)
-from ..datasets import URLs, untar_data
+from ..datasets import URLs, find_data, untar_data
 from ..core import __all__ as _core_all
 from .data import CollabDataLoaders
 from .ids import UNKNOWN, IdMap, UnknownIdError
@@ -37,7 +37,7 @@ from .loader import TensorLoader
 from .model import EmbeddingDotBias, EmbeddingNN, sigmoid_range
 
 __all__ = [
-    "URLs", "untar_data",
+    "URLs", "untar_data", "find_data",
     "CollabDataLoaders", "IdMap", "UNKNOWN", "UnknownIdError", "BiasWeightDecay", "CollabLearner", "collab_learner",
     "collab_splitter", "recommend", "similar_items", "TensorLoader", "EmbeddingDotBias", "EmbeddingNN",
     "sigmoid_range",

@@ -29,7 +29,7 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
                     sched_const, sched_cos, sched_exp, sched_lin, set_seed, sgdr_scheduler, sigmoid_range, slide,
                     spread_lr, steep, to_cpu, to_device, top_k_accuracy, trainable_params, using_attr, valley,
                     whole_set)
-from ..datasets import URLs, untar_data
+from ..datasets import URLs, find_data, untar_data
 from ..core import __all__ as _core_all
 from .data import TabularDataLoaders, rows_to_df
 from .learner import TabularLearner, fused_adamw, tabular_learner
@@ -44,7 +44,7 @@ from .tabular_pandas import TabularPandas, TabularSplit
 from .utils import add_datepart, cont_cat_split, range_of
 
 __all__ = [
-    "URLs", "untar_data",
+    "URLs", "untar_data", "find_data",
     "TabularDataLoaders", "rows_to_df", "TabularLearner", "tabular_learner", "fused_adamw", "TabularModel",
     "tabular_model", "TabularProcessor", "NA_CLASS", "Categorify", "Discretize",
     "FillMissing", "Normalize", "TabularProc", "UnseenCategoryWarning", "register_proc", "display_df", "TabularLoader",

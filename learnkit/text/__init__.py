@@ -33,11 +33,11 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
                     sched_const, sched_cos, sched_exp, sched_lin, set_seed, sgdr_scheduler, sigmoid_range, slide,
                     spread_lr, steep, to_cpu, to_device, top_k_accuracy, trainable_params, using_attr, valley,
                     whole_set)
-from ..datasets import URLs, untar_data
+from ..datasets import URLs, find_data, untar_data
 from ..core import __all__ as _core_all
 from .batching import BucketBatchSampler, PadCollate, TextDataset
 from .blocks import TextBlock
-from .cache import ActivationCache, cache_start
+from .cache import ActivationCache, StageStates, cache_start
 from .data import TextDataLoaders, make_tokenizer, read_text
 from .interpret import TextClassificationInterpretation
 from .learner import TEXT_ARCHS, TextLearner, text_classifier_learner
@@ -48,12 +48,12 @@ from .transformer import TransformerClassifier, staged_splitter, transformer_cla
 from .vocab import Vocab
 
 __all__ = [
-    "URLs", "untar_data",
+    "URLs", "untar_data", "find_data",
     *_core_all,
     "TextBlock", "TextDataLoaders", "TextDataset", "PadCollate", "BucketBatchSampler", "read_text", "make_tokenizer",
     "text_classifier_learner", "TextLearner", "TEXT_ARCHS", "TextClassificationInterpretation",
     "LSTMClassifier", "lstm_classifier", "lstm_splitter", "TransformerClassifier", "transformer_classifier",
-    "staged_splitter", "ActivationCache", "cache_start", "PRETRAINED_SOURCES", "PretrainedTokenizer", "load_encoder",
+    "staged_splitter", "ActivationCache", "StageStates", "cache_start", "PRETRAINED_SOURCES", "PretrainedTokenizer", "load_encoder",
     "load_hf_tokenizer", "pretrained_folder", "WordTokenizer", "Vocab", "clean_text", "tokenizer_from_config",
     "truncate",
 ]

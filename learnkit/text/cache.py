@@ -210,7 +210,12 @@ class StageStates(FeatureSource):
     """`FeatureSource` of a staged text model: the states at its first trainable stage (`cache_start`), from
     an `ActivationCache` kept between fits. Reads the learner's ``cache_frozen`` (``False``: never cache),
     ``max_cache_mb`` (above it: no cache, a warning) and ``_cache_keep`` (earlier boundaries to fill in the
-    same pass, which `TextLearner.fine_tune` asks for)."""
+    same pass, which `TextLearner.fine_tune` asks for).
+
+    >>> source = StageStates(max_mb=64)        # text_classifier_learner adds FrozenFeatureCache(StageStates())
+    >>> cb = FrozenFeatureCache(source); type(cb.source).__name__, source.cache.max_mb
+    ('StageStates', 64)
+    """
 
     def __init__(self, max_mb: float = 2048):
         self.cache = ActivationCache(max_mb)

@@ -31,7 +31,7 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
                     set_seed, sgdr_scheduler, sigmoid_range, slide, spread_lr, steep, to_cpu, to_device,
                     top_k_accuracy, trainable_params, using_attr, valley, whole_set)
 from ..core import __all__ as _core_all
-from ..datasets import URLs, untar_data
+from ..datasets import URLs, find_data, untar_data
 from .classifier import (AdaptiveConcatPool2d, ClassifierHead, VisionClassifier, body_from_callable,
                          build_vision_classifier, create_head, vision_splitter)
 from .blocks import ImageBlock, verify_images
@@ -59,5 +59,5 @@ __all__ = [
     "ModelMeta", "PretrainedWeightsError", "create_body", "create_encoder", "load_lite0_pretrained", "model_meta",
     "timm_name", "show_image", "show_images", "show_points", "show_results", "BatchResize", "BatchTransform", "GeometricAug", "ItemTransform",
     "LightingAug", "Normalize", "RandomResizedCrop", "Resize", "aug_transforms", "imagenet_stats",
-    "URLs", "untar_data", "SegmentationDataLoaders", "SegmentationInterpretation", "MaskBlock", "unet_learner", "resnet18", "resnet34", "resnet50",
+    "URLs", "untar_data", "find_data", "SegmentationDataLoaders", "SegmentationInterpretation", "MaskBlock", "unet_learner", "resnet18", "resnet34", "resnet50",
 ]

@@ -31,7 +31,7 @@ from ...core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDa
                      sched_const, sched_cos, sched_exp, sched_lin, set_seed, sgdr_scheduler, sigmoid_range, slide,
                      spread_lr, steep, to_cpu, to_device, top_k_accuracy, trainable_params, using_attr, valley,
                      whole_set)
-from ...datasets import URLs, untar_data
+from ...datasets import URLs, find_data, untar_data
 from ...core import __all__ as _core_all
 from ..blocks import ImageBlock
 from ..io import get_image_files, load_image
@@ -49,7 +49,7 @@ from .transforms import apply_paired, apply_seg_batch_tfms
 from .unet import UNet, UNetBlock, build_unet, unet_splitter
 
 __all__ = [
-    "URLs", "untar_data",
+    "URLs", "untar_data", "find_data",
     "SegmentationDataLoaders", "MaskBlock", "check_masks_exist", "load_pair",
     "SegmentationLearner", "unet_learner", "SegmentationInterpretation", "UNet", "UNetBlock", "build_unet", "unet_splitter",
     "DiceLoss", "FocalLossFlat", "CrossEntropyDiceLoss", "class_weights", "median_frequency_weights",
