@@ -18,6 +18,8 @@ Random item transforms draw from the global torch RNG seeded per item: `ItemSamp
 """
 from __future__ import annotations
 
+import copy
+
 import json
 import multiprocessing
 import os
@@ -146,6 +148,16 @@ class BlockDataset(torch.utils.data.Dataset):
     def deterministic(self) -> bool:
         """Whether ``self[i]`` is the same on every access (no random item transforms)."""
         return self.n_fixed == len(self.item_tfms)
+
+    def fixed(self) -> "BlockDataset":
+        """This split's items with the validation-time version of every item transform (no randomness): the
+        un-augmented training images `HeadFit` computes body features of. ``self`` when it is already fixed."""
+        if self.deterministic or not self.training:
+            return self
+        out = copy.copy(self)
+        out.training, out.n_fixed = False, fixed_prefix(self.item_tfms, False)
+        out.cache = None  # the presized cache holds the training-time prefix, which may be shorter
+        return out
 
     @property
     def items(self) -> list[Any]:

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch.utils.data import DataLoader
 
 from .callback import Callback
+from .headfit import HeadFit, init_output_bias
 from .sharding import DistributedDL
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,8 +74,8 @@ class CachedLoader:
     """Batches ``store.batch(idx)`` with ``idx`` drawn exactly as ``dl`` draws its batches (its batch sampler;
     its generator, which a torch loader also draws from once per epoch)."""
 
-    def __init__(self, dl: DataLoader, store: FeatureStore):
-        self.dl, self.store = dl, store
+    def __init__(self, dl: DataLoader, store: FeatureStore, passes: int = 1):
+        self.dl, self.store, self.passes = dl, store, passes
         self._idx = DataLoader(range(len(dl.dataset)), batch_sampler=dl.batch_sampler, generator=dl.generator)
 
     @property
@@ -81,11 +83,23 @@ class CachedLoader:
         return self.dl.dataset
 
     def __len__(self) -> int:
-        return len(self.dl)
+        return len(self.dl) * self.passes
 
     def __iter__(self) -> Iterator[tuple]:
-        for idx in self._idx:
-            yield self.store.batch(idx)
+        for _ in range(self.passes):  # `HeadFit`: several passes over the features per epoch
+            for idx in self._idx:
+                yield self.store.batch(idx)
+
+
+def _store_targets(store: Any) -> torch.Tensor | None:
+    """The first target of every item of a store (`TensorFeatures`, or a store with ``labels``), or ``None``."""
+    if isinstance(store, TensorFeatures):
+        return store.targets[0] if store.targets else None
+    labels = getattr(store, "labels", None)
+    try:
+        return None if labels is None else torch.as_tensor(labels)
+    except (TypeError, ValueError):
+        return None
 
 
 class FeatureSource:
@@ -99,6 +113,12 @@ class FeatureSource:
 
     def why_not(self, learn: "Learner") -> str | None:
         return None
+
+    def why_not_head_fit(self, learn: "Learner") -> str | None:
+        """``None`` when the features may serve `HeadFit` in `fine_tune`'s frozen phase (they may then come
+        from the un-augmented inputs: an approximation of the augmented training the head would otherwise
+        get), else the reason. Default: when exact caching is allowed."""
+        return self.why_not(learn)
 
     def features(self, learn: "Learner", dl: DataLoader, shard: DistributedDL | None) -> FeatureStore:
         raise NotImplementedError
@@ -144,17 +164,38 @@ class FrozenFeatureCache(Callback):
         self.source = source
         self.active, self.reason = False, "not fitted yet"
         self._loaders: dict[int, Any] = {}
+        #: the `HeadFit` plan while `fine_tune`'s frozen phase runs (see `fitting_head`), else ``None``
+        self.head_fit: HeadFit | None = None
+        #: passes over the cached training features per epoch in the last fit; what `init_output_bias` did
+        self.head_passes, self.bias_init = 1, None
+        self._bias_done = False
+
+    @contextmanager
+    def fitting_head(self, plan: HeadFit) -> Iterator["FrozenFeatureCache"]:
+        """Within this block every fit is a frozen phase of `fine_tune` that follows ``plan``: the features may
+        come from un-augmented inputs, each epoch makes ``plan.passes(...)`` passes over them, and the first
+        such fit starts the output bias at the targets' prior."""
+        self.head_fit = plan
+        try:
+            yield self
+        finally:
+            self.head_fit = None
 
     def _why_not(self) -> str | None:
         mixers = [type(cb).__name__ for cb in self.learn.cbs if getattr(cb, "changes_inputs", False)]
         if mixers:
             return f"{', '.join(mixers)} changes the training inputs batch by batch"
+        if self.head_fit is not None:
+            return self.source.why_not_head_fit(self.learn)
         return self.source.why_not(self.learn)
 
     def before_fit(self) -> None:
         self._loaders = {}
+        self.head_passes = 1
         why = self._why_not()
         self.active, self.reason = why is None, why or "active"
+        if self.active and self.head_fit is not None:
+            self.reason = "active (fitting the head)"
 
     def _swap(self) -> None:
         dl = self.learn.dl
@@ -172,7 +213,15 @@ class FrozenFeatureCache(Callback):
             except NotCached as e:
                 self.active, self.reason = False, str(e)
                 return
-            cached: Any = CachedLoader(inner, store)
+            passes = 1
+            if self.head_fit is not None and self.learn.training and shard is None:
+                passes = self.head_fit.passes(self.learn.n_epoch - self.learn.start_epoch, len(inner))
+                targets = _store_targets(store)
+                if self.head_fit.init_bias and not self._bias_done and targets is not None:
+                    self.bias_init = init_output_bias(self.learn.model, targets, self.learn.loss_func)
+                    self._bias_done = True
+                self.head_passes = passes
+            cached: Any = CachedLoader(inner, store, passes)
             if shard is not None:  # the same sampler (set_epoch reaches it) and gathering, cached batches
                 sharded = copy.copy(shard)
                 sharded.dl = cached

@@ -21,7 +21,9 @@ True
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +43,12 @@ from .device import default_device, to_device
 from .display import DisplayMixin
 from .distributed import maybe_distribute
 from .export import export_learner
+from .feature_cache import FrozenFeatureCache
+from .headfit import HeadFit, phase_warnings
 from .inference import InferenceMixin
 from .metricbase import Metric, as_metric
 from .onnx import export_onnx as export_learner_onnx
-from .optim import LR, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, spread_lr
+from .optim import LR, Adam, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, spread_lr
 from .precision import cuda_speedups
 from .registry import register_learner
 from .validation import check_int
@@ -60,7 +64,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
         dls: the `DataLoaders` (train, valid) to train on.
         model: any ``nn.Module``; it is moved to the device of ``dls`` (or ``device``).
         loss_func: ``loss(pred, *targets)``; defaults to the task's (``dls.loss_func``) when it has one.
-        opt_func: an optimizer class or factory taking ``(param_groups, lr=...)``; AdamW by default.
+        opt_func: an optimizer class or factory taking ``(param_groups, lr=...)``; `Adam` (fastai's defaults).
         lr: the default learning rate of ``fit`` and friends.
         splitter: ``model -> list of parameter lists``, body first, head last (for freezing and
             discriminative learning rates).
@@ -85,7 +89,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
     """
 
     def __init__(self, dls: DataLoaders, model: nn.Module, loss_func: Callable | None = None,
-                 opt_func: Callable = torch.optim.AdamW, lr: LR = 1e-3, splitter: Callable = default_splitter,
+                 opt_func: Callable = Adam, lr: LR = 1e-3, splitter: Callable = default_splitter,
                  cbs: Callback | Sequence[Callback] | None = None, metrics: Any = None, wd: float | None = None,
                  path: str | Path | None = None, model_dir: str = "models", train_bn: bool = False,
                  device: str | torch.device | None = None, progress: bool = True):
@@ -334,12 +338,30 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
         check_lr(base_lr)
         self.freeze()
         if freeze_epochs:
-            self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, wd=wd, cbs=cbs, reset_opt=True)
+            self.fit_frozen_head(freeze_epochs, base_lr, wd=wd, cbs=cbs)
         base_lr /= 2
         self.unfreeze()
         if epochs:
             self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, wd=wd,
                                cbs=cbs, reset_opt=True)
+            self._warn_short_phase("unfrozen", epochs)
+
+    def fit_frozen_head(self, freeze_epochs: int, lr: float, wd: float | None = None,
+                        cbs: Callback | Sequence[Callback] | None = None, plan: HeadFit | None = None) -> None:
+        """`fine_tune`'s frozen phase: ``fit_one_cycle(freeze_epochs, slice(lr), pct_start=0.99)`` on the
+        head, which a task's `FrozenFeatureCache` turns into a `HeadFit` (many cheap passes over body features
+        computed once, the output bias started at the targets' prior); warns when the phase was too short."""
+        cache = next((cb for cb in self.cbs if isinstance(cb, FrozenFeatureCache)), None)
+        with cache.fitting_head(plan or HeadFit()) if cache is not None else nullcontext():
+            self.fit_one_cycle(freeze_epochs, slice(lr), pct_start=0.99, wd=wd, cbs=cbs, reset_opt=True)
+        self._warn_short_phase("frozen", freeze_epochs)
+
+    def _warn_short_phase(self, phase: str, epochs: int) -> None:
+        train = self.dls.train
+        n_items = len(train.dataset) if hasattr(train, "dataset") else 0
+        losses = [float(v) for v in getattr(self.recorder, "losses", [])]
+        for msg in phase_warnings(phase, len(losses), losses, n_items, getattr(train, "batch_size", None), epochs):
+            warnings.warn(msg, stacklevel=3)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True,
                 show_plot: bool = True, suggest_funcs: Sequence[str | Callable] = ("valley",)):

@@ -92,8 +92,7 @@ class TextLearner(Learner):
         if freeze_epochs:
             self._cache_keep = (next_start,) if next_start else ()
             try:
-                self.fit_one_cycle(freeze_epochs, slice(base_lr if head_lr is None else head_lr), pct_start=0.99,
-                                   wd=wd, cbs=cbs, reset_opt=True)
+                self.fit_frozen_head(freeze_epochs, base_lr if head_lr is None else head_lr, wd=wd, cbs=cbs)
             finally:
                 self._cache_keep = ()
         base_lr /= 2
@@ -101,6 +100,7 @@ class TextLearner(Learner):
         if epochs:
             self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, wd=wd,
                                cbs=cbs, reset_opt=True)
+            self._warn_short_phase("unfrozen", epochs)
 
     def clear_cache(self) -> None:
         """Free the cached activations (they are rebuilt when needed)."""

@@ -62,6 +62,14 @@ class BodyFeatures(FeatureSource):
         self.max_bytes = max_bytes
 
     def why_not(self, learn: "Learner") -> str | None:
+        why = self.why_not_head_fit(learn)
+        if why is None and not getattr(learn.dls, "train_deterministic", False):
+            return "the training images have random transforms (augmentation), so the body's output changes"
+        return why
+
+    def why_not_head_fit(self, learn: "Learner") -> str | None:
+        """As `why_not`, but augmentation is allowed: `fine_tune`'s frozen phase then fits the head on the
+        features of the un-augmented training images (their validation-time transforms)."""
         model, dls = learn.model, learn.dls
         if not isinstance(model, VisionClassifier):
             return f"the model is a {type(model).__name__}, not a VisionClassifier"
@@ -77,8 +85,6 @@ class BodyFeatures(FeatureSource):
         stoch = _stochastic_modules(model.body)
         if stoch:
             return f"the body has random layers in training mode ({', '.join(stoch[:3])})"
-        if not getattr(dls, "train_deterministic", False):
-            return "the training images have random transforms (augmentation), so the body's output changes"
         n = sum(len(dl.dataset) for dl in dls.loaders if isinstance(dl, DataLoader))
         need = n * model.head.n_features * 4
         if need > self.max_bytes:
@@ -89,8 +95,9 @@ class BodyFeatures(FeatureSource):
         """Body features of every item of ``dl``'s dataset, in dataset order. Under DDP (``shard``: this rank's
         `DistributedDL`) each rank computes those of an unshuffled shard and the ranks gather them."""
         model = learn.model
+        dataset = dl.dataset.fixed() if hasattr(dl.dataset, "fixed") else dl.dataset  # no random item transforms
         if shard is None:
-            plain = make_loader(dl.dataset, dl.batch_size or 64, shuffle=False, collate_fn=dl.collate_fn,
+            plain = make_loader(dataset, dl.batch_size or 64, shuffle=False, collate_fn=dl.collate_fn,
                                 num_workers=getattr(dl, "num_workers", 0), device=learn.device)
         else:
             plain = DistributedDL(shard.loader, shard.rank, shard.world_size, shuffle=False, drop_last=False)

@@ -1,0 +1,165 @@
+"""What `Learner.fine_tune` does for a new head before it unfreezes the body.
+
+A new head starts random. With fastai's recipe (one frozen epoch at ``2e-3``) it gets as many optimizer steps
+as the data has batches: about 12 on a few hundred photos, 4 on a few dozen. That is not enough to fit it, and
+unfreezing then trains the body against a head that is still mostly noise (a multi-label model below the
+all-absent baseline, an image regression with R² far below zero). Three pieces fix it:
+
+- `HeadFit`, the plan of the frozen phase: when the task's `FrozenFeatureCache` can serve the body's features
+  (computed once, from the images without augmentation), each frozen epoch makes several passes over them, so
+  the head gets at least ``min_steps`` optimizer steps at the cost of one body pass;
+- `init_output_bias`: the last linear layer's bias starts at the training targets' prior (the class
+  frequencies' log, the labels' log-odds, the mean target inside ``y_range``), so the first step already
+  predicts the trivial baseline instead of noise;
+- `phase_warnings`: the plain-language warning when a phase is too short for the data (too few steps, or the
+  head's training loss still falling steeply when the body unfreezes), saying what to change.
+
+>>> plan = HeadFit(min_steps=300)
+>>> plan.passes(n_epoch=1, n_batches=12)   # 12 batches of cached features: 25 passes make 300 steps
+25
+>>> plan.passes(n_epoch=1, n_batches=500)  # a large data set already makes enough steps
+1
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .layers import SigmoidRange
+from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
+
+__all__ = ["HeadFit", "init_output_bias", "output_layer", "phase_warnings", "MIN_PHASE_STEPS"]
+
+#: fewer optimizer steps than this in a phase of `fine_tune` triggers the small-data warning
+MIN_PHASE_STEPS = 8
+
+
+@dataclass
+class HeadFit:
+    """The frozen phase's plan when the head trains on cached features (see the module docstring).
+
+    Args:
+        min_steps: the fewest optimizer steps the head gets in the frozen phase (the passes over the cached
+            features are repeated until there are that many).
+        max_passes: the most passes over the cached features per frozen epoch.
+        init_bias: start the output layer's bias at the training targets' prior (`init_output_bias`).
+
+    >>> HeadFit().passes(n_epoch=2, n_batches=4)  # 2 frozen epochs of 4 batches: 38 passes each
+    38
+    """
+
+    min_steps: int = 300
+    max_passes: int = 200
+    init_bias: bool = True
+
+    def passes(self, n_epoch: int, n_batches: int) -> int:
+        """Passes over the cached training features per frozen epoch."""
+        if n_batches <= 0 or n_epoch <= 0:
+            return 1
+        return max(1, min(self.max_passes, math.ceil(self.min_steps / (n_epoch * n_batches))))
+
+
+def output_layer(model: nn.Module) -> tuple[nn.Linear | None, SigmoidRange | None]:
+    """The model's last ``nn.Linear`` and the `SigmoidRange` that follows it, if any (``y_range``).
+
+    >>> m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2), SigmoidRange(0, 1))
+    >>> output_layer(m)
+    (Linear(in_features=8, out_features=2, bias=True), SigmoidRange(low=0.0, high=1.0))
+    """
+    linear, rng = None, None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            linear, rng = m, None
+        elif isinstance(m, SigmoidRange) and linear is not None:
+            rng = m
+    return linear, rng
+
+
+@torch.no_grad()
+def init_output_bias(model: nn.Module, targets: torch.Tensor, loss_func: object) -> str | None:
+    """Set the bias of ``model``'s output layer so that, before any training, it predicts the training
+    targets' prior; returns what it did, or ``None`` when the loss or the shapes do not fit (nothing changes).
+
+    - cross-entropy (single label): ``log`` of the class frequencies (with one pseudo-count each);
+    - BCE with logits (multi-label): each label's log-odds, clipped to ``[-6, 6]``;
+    - MSE / L1 (regression): the target mean, through the inverse of ``y_range``'s sigmoid when there is one.
+
+    >>> head = nn.Sequential(nn.Linear(4, 3))
+    >>> init_output_bias(head, torch.tensor([[1., 0., 0.], [1., 1., 0.], [1., 0., 0.], [1., 0., 0.]]),
+    ...                  BCEWithLogitsLossFlat())
+    'multi-label log-odds'
+    >>> torch.sigmoid(head[0].bias).round(decimals=2).tolist()  # the labels' frequencies, clipped
+    [1.0, 0.25, 0.0]
+    """
+    linear, rng = output_layer(model)
+    if linear is None or linear.bias is None:
+        return None
+    n_out = linear.out_features
+    t = targets.detach().float().cpu()
+    if isinstance(loss_func, CrossEntropyLossFlat):
+        if t.ndim != 1 or not len(t):
+            return None
+        counts = torch.bincount(t.long().clamp(min=0), minlength=n_out)[:n_out].float() + 1
+        bias = counts.div(counts.sum()).log()
+        kind = "class log-prior"
+    elif isinstance(loss_func, BCEWithLogitsLossFlat):
+        if t.ndim != 2 or t.shape[1] != n_out:
+            return None
+        p = t.mean(0).clamp(1e-6, 1 - 1e-6)
+        bias = (p / (1 - p)).log().clamp(-6, 6)
+        kind = "multi-label log-odds"
+    elif isinstance(loss_func, MSELossFlat):  # L1LossFlat too
+        t = t.reshape(len(t), -1)
+        if t.shape[1] != n_out:
+            return None
+        mean = t.mean(0)
+        if rng is not None:
+            u = ((mean - rng.low) / (rng.high - rng.low)).clamp(0.02, 0.98)
+            bias, kind = (u / (1 - u)).log(), "target mean inside y_range"
+        else:
+            bias, kind = mean, "target mean"
+    else:
+        return None
+    if not torch.isfinite(bias).all():
+        return None
+    linear.bias.copy_(bias.to(linear.bias))
+    return kind
+
+
+def phase_warnings(phase: str, n_steps: int, losses: Sequence[float], n_items: int, bs: int | None,
+                   epochs: int) -> list[str]:
+    """Why a phase of `fine_tune` was too short for the data, in words that say what to do (empty: fine).
+
+    ``phase``: ``'frozen'`` or ``'unfrozen'``; ``n_steps``: the optimizer steps it made; ``losses``: its
+    per-batch training losses (the frozen phase's are checked for a loss still falling steeply at its end).
+
+    >>> phase_warnings("unfrozen", 4, [], n_items=40, bs=16, epochs=2)[0][:56]
+    'fine_tune: the unfrozen phase made only 4 optimizer steps'
+    >>> phase_warnings("frozen", 300, [1.0 / (1 + i) for i in range(300)], n_items=40, bs=16, epochs=1)  # flattened
+    []
+    >>> phase_warnings("frozen", 12, [1.0 - 0.05 * i for i in range(12)], n_items=40, bs=4, epochs=1)[0][:48]
+    "fine_tune: the head's training loss was still f"
+    """
+    out = []
+    data = f"{n_items} training items" + (f", bs={bs}" if bs else "")
+    if 0 < n_steps < MIN_PHASE_STEPS:
+        knob = "more epochs (fine_tune(epochs=...)) or a smaller bs" if phase == "unfrozen" else \
+            "freeze_epochs=... or a smaller bs"
+        out.append(f"fine_tune: the {phase} phase made only {n_steps} optimizer steps ({data}, {epochs} "
+                   f"epoch{'s' * (epochs != 1)}), too few to train on this little data: use {knob}")
+    if phase == "frozen" and len(losses) >= 8:
+        # a fitted head's loss flattens out: the last quarter of the phase adds little to what the phase gained.
+        # Still falling steeply: the last quarter brought over a quarter of the gain, and over 10 % of the start.
+        q = max(2, len(losses) // 4)
+        first, before, last = (sum(v) / q for v in (losses[:q], losses[-2 * q:-q], losses[-q:]))
+        gain, recent = first - last, before - last
+        if all(map(math.isfinite, (first, before, last))) and gain > 0 and recent > 0.25 * gain \
+                and recent > 0.1 * first:
+            out.append(f"fine_tune: the head's training loss was still falling steeply when the body unfroze "
+                       f"({before:.3g} -> {last:.3g} over the last half of the frozen phase, {data}): the head is "
+                       f"not fitted yet; use freeze_epochs=... or a higher base_lr")
+    return out
