@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .callback import Callback
-from .headfit import HeadFit, init_output_bias
+from .headfit import HeadFit, fit_output_layer, init_output_bias
 from .sharding import DistributedDL
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -167,7 +167,7 @@ class FrozenFeatureCache(Callback):
         #: the `HeadFit` plan while `fine_tune`'s frozen phase runs (see `fitting_head`), else ``None``
         self.head_fit: HeadFit | None = None
         #: passes over the cached training features per epoch in the last fit; what `init_output_bias` did
-        self.head_passes, self.bias_init = 1, None
+        self.head_passes, self.bias_init, self.head_solved = 1, None, False
         self._bias_done = False
 
     @contextmanager
@@ -220,6 +220,12 @@ class FrozenFeatureCache(Callback):
                 if self.head_fit.init_bias and not self._bias_done and targets is not None:
                     self.bias_init = init_output_bias(self.learn.model, targets, self.learn.loss_func)
                     self._bias_done = True
+                self.head_solved = False
+                if self.head_fit.solver == "lbfgs" and isinstance(store, TensorFeatures) and store.targets:
+                    self.head_solved = fit_output_layer(self.learn.model, store.feats, store.targets[0],
+                                                        self.learn.loss_func, self.head_fit.C, self.head_fit.max_iter)
+                    if self.head_solved:  # fitted to convergence: the frozen epochs make one pass each
+                        passes = 1
                 self.head_passes = passes
             cached: Any = CachedLoader(inner, store, passes)
             if shard is not None:  # the same sampler (set_epoch reaches it) and gathering, cached batches

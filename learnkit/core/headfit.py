@@ -32,7 +32,7 @@ from torch import nn
 from .layers import SigmoidRange
 from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 
-__all__ = ["HeadFit", "init_output_bias", "output_layer", "phase_warnings", "MIN_PHASE_STEPS"]
+__all__ = ["HeadFit", "init_output_bias", "fit_output_layer", "output_layer", "phase_warnings", "MIN_PHASE_STEPS"]
 
 #: fewer optimizer steps than this in a phase of `fine_tune` triggers the small-data warning
 MIN_PHASE_STEPS = 8
@@ -44,9 +44,14 @@ class HeadFit:
 
     Args:
         min_steps: the fewest optimizer steps the head gets in the frozen phase (the passes over the cached
-            features are repeated until there are that many).
+            features are repeated until there are that many) when the solver does not apply.
         max_passes: the most passes over the cached features per frozen epoch.
         init_bias: start the output layer's bias at the training targets' prior (`init_output_bias`).
+        solver: ``'lbfgs'``: when the head is one linear layer (after batch-norm and dropout: the default
+            head), fit it to convergence on all the cached features at once (`fit_output_layer`: L-BFGS, the
+            task's loss plus an L2 penalty of strength ``1 / (C * n_items)``, scikit-learn's linear probe); the
+            frozen epochs then make one pass each. ``None``: passes only.
+        max_iter: L-BFGS iterations (each one pass over the cached features, no image decoded).
 
     >>> HeadFit().passes(n_epoch=2, n_batches=4)  # 2 frozen epochs of 4 batches: 38 passes each
     38
@@ -55,12 +60,85 @@ class HeadFit:
     min_steps: int = 300
     max_passes: int = 200
     init_bias: bool = True
+    solver: str | None = "lbfgs"
+    C: float = 1.0
+    max_iter: int = 100
+
+    def __post_init__(self) -> None:
+        if self.solver not in (None, "lbfgs"):
+            raise ValueError(f"HeadFit solver must be 'lbfgs' or None, got {self.solver!r}")
+        if not self.C > 0:
+            raise ValueError(f"HeadFit C (inverse L2 strength, as in scikit-learn) must be > 0, got {self.C!r}")
 
     def passes(self, n_epoch: int, n_batches: int) -> int:
         """Passes over the cached training features per frozen epoch."""
         if n_batches <= 0 or n_epoch <= 0:
             return 1
         return max(1, min(self.max_passes, math.ceil(self.min_steps / (n_epoch * n_batches))))
+
+
+def fit_output_layer(model: nn.Module, feats: torch.Tensor, targets: torch.Tensor, loss_func: object,
+                     C: float = 1.0, max_iter: int = 100) -> bool:
+    """Fit ``model``'s output layer to convergence on cached features, when that layer is all that trains.
+
+    ``model(feats)`` must map the features to the outputs (a `VisionClassifier` does for 2-D inputs). Applies
+    when the trainable parameters are one ``nn.Linear`` and at most a ``BatchNorm1d`` on its input: the
+    batch-norm's statistics are set to the features' own (so in eval mode it standardises them, as a probe
+    would), and the linear layer minimises ``loss_func(model(feats), targets) + ||W||² / (2 C n)`` by
+    full-batch L-BFGS in eval mode (no dropout). Returns whether it ran; the model is left as it was otherwise.
+
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(200, 5); y = (x[:, 0] - x[:, 1] > 0).long()
+    >>> head = nn.Sequential(nn.BatchNorm1d(5), nn.Dropout(0.5), nn.Linear(5, 2))
+    >>> fit_output_layer(head, x, y, CrossEntropyLossFlat())
+    True
+    >>> float((head.eval()(x).argmax(1) == y).float().mean()) > 0.95
+    True
+    """
+    linear, _ = output_layer(model)
+    if linear is None or len(feats) < 2:
+        return False
+    owners = [m for m in model.modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
+    bns = [m for m in owners if isinstance(m, nn.BatchNorm1d)]
+    if set(owners) - set(bns) != {linear} or len(bns) > 1 or (bns and bns[0].num_features != feats.shape[1]):
+        return False
+    f = feats.detach().float().to(linear.weight.device)
+    y = targets.to(linear.weight.device)
+    was_training = model.training
+    if bns:  # eval-mode batch-norm = standardisation by the data's own statistics
+        bn = bns[0]
+        with torch.no_grad():
+            bn.running_mean.copy_(f.mean(0))
+            bn.running_var.copy_(f.var(0, unbiased=True))
+            bn.weight.fill_(1.0)
+            bn.bias.zero_()
+    lam = 1.0 / (C * len(f))
+    frozen = [p for p in model.parameters() if p.requires_grad and p is not linear.weight and p is not linear.bias]
+    for p in frozen:
+        p.requires_grad_(False)
+    model.eval()
+    opt = torch.optim.LBFGS(list(linear.parameters()), lr=1, max_iter=max_iter, history_size=20,
+                            line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_func(model(f), y) + lam / 2 * linear.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    try:
+        with torch.enable_grad():
+            before = {k: v.detach().clone() for k, v in linear.state_dict().items()}
+            opt.step(closure)
+            if not all(torch.isfinite(p).all() for p in linear.parameters()):
+                linear.load_state_dict(before)
+                return False
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        model.train(was_training)
+        opt.zero_grad(set_to_none=True)
+    return True
 
 
 def output_layer(model: nn.Module) -> tuple[nn.Linear | None, SigmoidRange | None]:

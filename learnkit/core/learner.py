@@ -48,7 +48,7 @@ from .headfit import HeadFit, phase_warnings
 from .inference import InferenceMixin
 from .metricbase import Metric, as_metric
 from .onnx import export_onnx as export_learner_onnx
-from .optim import LR, Adam, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, spread_lr
+from .optim import LR, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, spread_lr
 from .precision import cuda_speedups
 from .registry import register_learner
 from .validation import check_int
@@ -64,7 +64,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
         dls: the `DataLoaders` (train, valid) to train on.
         model: any ``nn.Module``; it is moved to the device of ``dls`` (or ``device``).
         loss_func: ``loss(pred, *targets)``; defaults to the task's (``dls.loss_func``) when it has one.
-        opt_func: an optimizer class or factory taking ``(param_groups, lr=...)``; `Adam` (fastai's defaults).
+        opt_func: an optimizer class or factory taking ``(param_groups, lr=...)``; AdamW by default.
         lr: the default learning rate of ``fit`` and friends.
         splitter: ``model -> list of parameter lists``, body first, head last (for freezing and
             discriminative learning rates).
@@ -89,7 +89,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
     """
 
     def __init__(self, dls: DataLoaders, model: nn.Module, loss_func: Callable | None = None,
-                 opt_func: Callable = Adam, lr: LR = 1e-3, splitter: Callable = default_splitter,
+                 opt_func: Callable = torch.optim.AdamW, lr: LR = 1e-3, splitter: Callable = default_splitter,
                  cbs: Callback | Sequence[Callback] | None = None, metrics: Any = None, wd: float | None = None,
                  path: str | Path | None = None, model_dir: str = "models", train_bn: bool = False,
                  device: str | torch.device | None = None, progress: bool = True):

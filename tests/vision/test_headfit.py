@@ -41,12 +41,12 @@ def multilabel_images(root, n: int = 60, seed: int = 0):
     return files, labels
 
 
-def multilabel_learner(tmp_path, batch_tfms=None, seed: int = 0):
+def multilabel_learner(tmp_path, batch_tfms=None, seed: int = 0, lin_ftrs=None):
     files, labels = multilabel_images(tmp_path)
     set_seed(seed)
     dls = ImageDataLoaders.from_lists(tmp_path, files, labels, bs=16, device="cpu", num_workers=0,
                                       batch_tfms=batch_tfms)
-    return vision_learner(dls, tiny_arch, pretrained=False, metrics=accuracy_multi, progress=False)
+    return vision_learner(dls, tiny_arch, pretrained=False, metrics=accuracy_multi, progress=False, lin_ftrs=lin_ftrs)
 
 
 def absent_accuracy(learn) -> float:
@@ -56,22 +56,27 @@ def absent_accuracy(learn) -> float:
 
 def test_head_fit_converges_where_one_frozen_epoch_does_not(tmp_path):
     """3 batches a frozen epoch: the old frozen phase (one pass, 3 steps) leaves the head near its random start
-    and below the all-absent baseline; HeadFit's passes fit it."""
+    and below the all-absent baseline; HeadFit fits it, by L-BFGS (the default head: one linear layer) or by
+    passes over the cached features (a head with a hidden layer)."""
     results = {}
-    for name, plan in (("old", HeadFit(min_steps=0, init_bias=False)), ("new", HeadFit())):
+    plans = {"old": (HeadFit(min_steps=0, init_bias=False, solver=None), None),
+             "lbfgs": (HeadFit(), None), "passes": (HeadFit(), [8])}
+    for name, (plan, lin_ftrs) in plans.items():
         (tmp_path / name).mkdir()
-        learn = multilabel_learner(tmp_path / name)
+        learn = multilabel_learner(tmp_path / name, lin_ftrs=lin_ftrs)
         learn.freeze()
-        learn.fit_frozen_head(1, 2e-3, plan=plan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            learn.fit_frozen_head(1, 2e-3, plan=plan)
         cache = next(cb for cb in learn.cbs if isinstance(cb, FrozenFeatureCache))
-        results[name] = (learn.validate(), len(learn.recorder.losses), cache.head_passes)
+        results[name] = (*learn.validate(), len(learn.recorder.losses), cache.head_passes, cache.head_solved)
         baseline = absent_accuracy(learn)
-    (old_loss, old_acc), old_steps, old_passes = results["old"]
-    (new_loss, new_acc), new_steps, new_passes = results["new"]
-    assert old_passes == 1 and old_steps == 3
-    assert new_passes == 100 and new_steps == 300  # ceil(300 / 3) passes of 3 batches
-    assert new_loss < 0.5 * old_loss
-    assert old_acc < baseline < new_acc
+    assert results["old"][2:] == (3, 1, False)
+    assert results["lbfgs"][2:] == (3, 1, True)      # solved, then the recipe's one pass
+    assert results["passes"][2:] == (300, 100, False)  # ceil(300 / 3) passes of 3 batches
+    for name in ("lbfgs", "passes"):
+        assert results[name][0] < 0.5 * results["old"][0]
+        assert results["old"][1] < baseline < results[name][1]
 
 
 def test_head_fit_with_augmentation_uses_unaugmented_features(tmp_path):
@@ -81,7 +86,7 @@ def test_head_fit_with_augmentation_uses_unaugmented_features(tmp_path):
     learn.fit_one_cycle(1)  # a plain fit with augmentation: no exact cache
     assert not cache.active and "random transforms" in cache.reason
     learn.fit_frozen_head(1, 2e-3)  # fine_tune's frozen phase: features of the un-augmented images
-    assert cache.reason == "active (fitting the head)" and cache.head_passes == 100
+    assert cache.reason == "active (fitting the head)" and cache.head_solved
     assert cache.bias_init == "multi-label log-odds"
     assert learn.validate()[1] > absent_accuracy(learn)
 
