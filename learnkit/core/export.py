@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .data import DataLoaders
+from .paths import expand_path, output_file, write_or_rescue
 from .device import default_device
 from .precision import restored_precision
 from .registry import DLS_REGISTRY, LEARNER_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY, NotRegisteredError
@@ -96,14 +97,14 @@ def _registered_name(registry: dict, obj: type, what: str, how: str) -> str:
 def export_learner(learn: "Learner", fname: str | Path = "export.safetensors") -> Path:
     """Write ``learn`` for inference to one safetensors file (see the module docstring); returns its path.
 
-    A relative ``fname`` is relative to ``learn.path``. Written atomically: a crash or a full disk leaves
-    any previous file intact.
+    A relative ``fname`` is relative to ``learn.path``; ``~`` and ``$VARS`` are expanded. An empty name or
+    the name of a folder writes ``export.safetensors`` (there, or in that folder), with a warning. Written
+    atomically: a crash or a full disk leaves any previous file intact; when the file cannot be written at all
+    (a read-only folder...), the model is written to `learnkit.core.paths.rescue_folder` and the error says where.
     """
     import learnkit
 
-    path = Path(fname)
-    if not path.is_absolute():
-        path = learn.path / path
+    path = output_file(fname, "export.safetensors", learn.path, what="the export")
     model_entry = _model_entry(learn)
     dls_cls = type(learn.dls)
     _registered_name(DLS_REGISTRY, dls_cls, "the DataLoaders type", "export needs a task DataLoaders "
@@ -131,7 +132,8 @@ def export_learner(learn: "Learner", fname: str | Path = "export.safetensors") -
         final = {k: float(v) for k, v in rec.final_record().items() if isinstance(v, (int, float)) and math.isfinite(v)}
         header["training"] = {"epochs": len(rec.values), "final": final}
     json.loads(json.dumps(header))  # fails here, not at load time, if anything is off
-    return save_tree(path, learn.model.state_dict(), header)
+    state = learn.model.state_dict()
+    return write_or_rescue(path, lambda p: save_tree(p, state, header), "the export")
 
 
 def _model_entry(learn: "Learner") -> dict[str, Any]:
@@ -193,7 +195,7 @@ def _resolve(registry: dict, entry: dict, key: str, what: str, path: Path) -> An
 
 def read_export_config(path: str | Path) -> dict[str, Any]:
     """The JSON config of an export, checked for format and version (no tensors are read)."""
-    path = Path(path)
+    path = expand_path(path)
     header = _read_header(path, "export")
     if header.get("format") != FORMAT:
         raise ExportError(f"{path} is a learnkit file but not an export (format {header.get('format')!r}); "
@@ -246,7 +248,7 @@ def load_learner(path: str | Path, cpu: bool | None = None, device: str | torch.
         raise ValueError(f"load_learner got cpu=True and device={device!r}; pass one of them")
     if cpu:
         device = "cpu"
-    path = Path(path)
+    path = expand_path(path)
     cfg = read_export_config(path)
     dev = default_device(device)
     dls_cls = _resolve(DLS_REGISTRY, cfg["dls"], "type", "DataLoaders type", path)

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from .paths import expand_path
 
 __all__ = ["get_files", "get_text_files", "ColReader", "using_attr", "RegexLabeller", "parent_label", "py_value", "make_labels",
            "make_vocab", "Lookup", "DatasetField", "DatasetLabel"]
@@ -42,7 +43,7 @@ def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, 
     >>> [f.name for f in get_files(root, folders=["valid"])]
     ['3.jpg']
     """
-    path = Path(path)
+    path = expand_path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"folder {path} does not exist (or is not a folder)")
     exts = None if extensions is None else {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}

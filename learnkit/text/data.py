@@ -37,6 +37,7 @@ from ..core.items import py_value
 from ..core.split import ColSplitter, GrandparentSplitter, RandomSplitter, check_split
 from .batching import BucketBatchSampler, PadCollate, TextDataset
 from .tokenize import WordTokenizer, clean_text, tokenizer_config, tokenizer_from_config
+from ..core.paths import expand_path
 
 __all__ = ["TextDataLoaders", "read_text", "make_tokenizer"]
 
@@ -52,7 +53,7 @@ def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
     Traceback (most recent call last):
     ValueError: .../review.txt: byte 0xe8 at position 2 is not valid utf-8 text. Pass encoding='latin-1' ...
     """
-    path = Path(path)
+    path = expand_path(path)
     data = path.read_bytes()
     try:
         return data.decode(encoding)
@@ -171,7 +172,7 @@ class TextDataLoaders(DataLoaders):
         from ..core.datablock import DataBlock
         from ..core.items import get_text_files, parent_label
         from .blocks import TextBlock
-        path = Path(path)
+        path = expand_path(path)
         if not (path / train).is_dir():
             raise FileNotFoundError(f"no training folder {path / train}; expected {path}/{train}/<label>/*.txt")
         has_valid = (path / valid).is_dir()
@@ -228,7 +229,7 @@ class TextDataLoaders(DataLoaders):
                  bs: int = 32, encoding: str = "utf-8", delimiter: str = ",",
                  device: str | torch.device | None = None) -> "TextDataLoaders":
         """`from_df` on ``path/csv_fname`` (read as ``encoding``; a clear error names the file otherwise)."""
-        fname = Path(path) / csv_fname
+        fname = expand_path(path) / csv_fname
         if not fname.is_file():
             raise FileNotFoundError(f"no CSV file at {fname}")
         try:

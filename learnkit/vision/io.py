@@ -24,6 +24,7 @@ import torch
 from torchvision.io import ImageReadMode, decode_image
 
 from ..core.items import get_files
+from ..core.paths import expand_path
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "get_image_files", "load_image", "decode_image_bytes",
            "max_image_pixels", "image_to_tensor"]
@@ -53,7 +54,7 @@ def get_image_files(path: str | os.PathLike, recurse: bool = True, folders: Sequ
     >>> [p.relative_to(d).as_posix() for p in get_image_files(d)], len(get_image_files(d, folders=["valid"]))
     (['train/cat/1.JPG', 'valid/2.png'], 1)
     """
-    path = Path(path)
+    path = expand_path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"image folder {path} does not exist (or is not a folder)")
     return get_files(path, extensions or IMAGE_EXTENSIONS, recurse=recurse, folders=folders)
@@ -100,7 +101,7 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     >>> img.shape, img.dtype, img[:, 0, 0].tolist()
     (torch.Size([3, 4, 6]), torch.uint8, [128, 128, 128])
     """
-    path = Path(path)
+    path = expand_path(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
