@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .data import DataLoaders
+from .export_check import build_model_checked, check_dls_sizes, check_kwargs, check_size_bounds, stored_shapes
 from .paths import expand_path, output_file, write_or_rescue
 from .device import default_device
 from .precision import restored_precision
@@ -193,6 +194,11 @@ def _resolve(registry: dict, entry: dict, key: str, what: str, path: Path) -> An
     return registry[name]
 
 
+def _is_learnkit(obj: Any) -> bool:
+    """Whether ``obj`` is defined in learnkit (its model builders take only sizes, counts and ids)."""
+    return bool(_MODULE_RE.fullmatch(getattr(obj, "__module__", "") or ""))
+
+
 def read_export_config(path: str | Path) -> dict[str, Any]:
     """The JSON config of an export, checked for format and version (no tensors are read)."""
     path = expand_path(path)
@@ -268,17 +274,33 @@ def load_learner(path: str | Path, cpu: bool | None = None, device: str | torch.
     kwargs, loss_kwargs = cfg["model"].get("kwargs", {}), cfg["loss"].get("config", {})
     if not isinstance(kwargs, dict) or not isinstance(loss_kwargs, dict):
         raise ExportError(f"{path}: the model kwargs and the loss config must be JSON objects; the file is damaged")
+    # every size in the config is checked against the stored tensors and sane bounds before anything is built
+    name = f"the model builder {cfg['model'].get('builder')!r}"
+    try:
+        check_kwargs(loss_cls, loss_kwargs, "loss.config", f"the loss {loss_cls.__name__}")
+        check_dls_sizes(cfg["dls"].get("config", {}))
+    except ExportError as e:
+        raise ExportError(f"{path}: {e}") from None
     try:
         dls = dls_cls.from_config(cfg["dls"].get("config", {}), device=dev)
     except NotRegisteredError as e:  # a custom transform or tokenizer whose module the caller did not import
         raise ExportError(f"{path}: {e}") from None
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:
         raise ExportError(f"{path}: {dls_cls.__name__}.from_config could not rebuild the data pipeline from the "
                           f"file's config ({type(e).__name__}: {e}); the file is damaged or from another version") from e
     if not isinstance(dls, DataLoaders):
         raise ExportError(f"{dls_cls.__name__}.from_config returned a {type(dls).__name__}, not a DataLoaders")
+    shapes = stored_shapes(path, cfg)
     if builder is not None:
-        model = builder(**kwargs)
+        try:
+            check_kwargs(builder, kwargs, "model.kwargs", name)
+            if _is_learnkit(builder):  # learnkit's builders take sizes, counts and ids only
+                check_size_bounds(kwargs, shapes, "model.kwargs")
+        except ExportError as e:
+            raise ExportError(f"{path}: {e}") from None
+    if builder is not None:
+        model = build_model_checked(builder, kwargs, shapes, cfg["model"]["builder"], path,
+                                    strict_meta=_is_learnkit(builder))
     _, state = load_tree(path, "export")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ExportError(f"{path}: the weights section is not a mapping of names to tensors; the file is damaged")
@@ -287,7 +309,11 @@ def load_learner(path: str | Path, cpu: bool | None = None, device: str | torch.
     except RuntimeError as e:
         arch = type(model).__name__ if builder is None else f"{cfg['model']['builder']}(**{kwargs})"
         raise ExportError(f"{path}: the weights do not fit the architecture {arch}: {e}") from None
-    loss = loss_cls(**loss_kwargs)
+    try:
+        loss = loss_cls(**loss_kwargs)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ExportError(f"{path}: the loss {loss_cls.__name__} could not be rebuilt from loss.config "
+                          f"({type(e).__name__}: {e}); the file is damaged or from another version") from None
     learner_cls = Learner
     if isinstance(cfg.get("learner"), dict):  # exports before learner types were recorded load as a Learner
         learner_cls = _resolve(LEARNER_REGISTRY, cfg["learner"], "type", "Learner type", path)

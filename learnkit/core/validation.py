@@ -15,12 +15,13 @@ ValueError: bs must be a positive integer, got 0
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
 
 __all__ = ["check_int", "check_number", "check_batch_size", "is_int", "check_lr", "check_wd", "check_moms",
-           "check_one_cycle", "check_fine_tune"]
+           "check_one_cycle", "check_fine_tune", "max_image_pixels"]
 
 
 def is_int(value: Any) -> bool:
@@ -203,3 +204,25 @@ def check_fine_tune(epochs: Any, base_lr: Any, freeze_epochs: Any, lr_mult: Any,
         raise ValueError(f"lr_mult must be a number > 0, got {lr_mult!r} (the body trains at base_lr / lr_mult)")
     check_one_cycle(div=div, pct_start=pct_start)
     check_wd(wd)
+
+
+def max_image_pixels() -> int | None:
+    """The decompression-bomb limit: ``LEARNKIT_MAX_IMAGE_PIXELS`` (``0``/``none`` turns it off), else
+    Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 89 million pixels). Images are refused above it, and so are
+    the image sizes of an export's transforms.
+
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"LEARNKIT_MAX_IMAGE_PIXELS": "1000000"}):
+    ...     max_image_pixels()
+    1000000
+    """
+    env = os.environ.get("LEARNKIT_MAX_IMAGE_PIXELS")
+    if env is not None and env.strip():
+        if env.strip().lower() in ("0", "none", "off"):
+            return None
+        try:
+            return int(env)
+        except ValueError:
+            raise ValueError(f"LEARNKIT_MAX_IMAGE_PIXELS must be a number of pixels or 'none', got {env!r}") from None
+    from PIL import Image
+    return Image.MAX_IMAGE_PIXELS

@@ -25,6 +25,7 @@ from torchvision.io import ImageReadMode, decode_image
 
 from ..core.items import get_files
 from ..core.paths import expand_path
+from ..core.validation import max_image_pixels
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "get_image_files", "load_image", "decode_image_bytes",
            "max_image_pixels", "image_to_tensor"]
@@ -129,21 +130,6 @@ def decode_image_bytes(data: bytes | bytearray | memoryview | IO[bytes], name: s
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"{name} must be bytes or a binary file object, got {type(data).__name__}")
     return _decode(bytes(data), name, "upload a JPEG, PNG, GIF, WebP, BMP or TIFF image")
-
-
-def max_image_pixels() -> int | None:
-    """The decompression-bomb limit: ``LEARNKIT_MAX_IMAGE_PIXELS`` (``0``/``none`` turns it off), else
-    Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 89 million pixels)."""
-    env = os.environ.get("LEARNKIT_MAX_IMAGE_PIXELS")
-    if env is not None and env.strip():
-        if env.strip().lower() in ("0", "none", "off"):
-            return None
-        try:
-            return int(env)
-        except ValueError:
-            raise ValueError(f"LEARNKIT_MAX_IMAGE_PIXELS must be a number of pixels or 'none', got {env!r}") from None
-    from PIL import Image
-    return Image.MAX_IMAGE_PIXELS
 
 
 def _check_pixels(raw: bytes, what: str) -> None:
