@@ -295,7 +295,7 @@ def load_learner(path: str | Path, cpu: bool | None = None, device: str | torch.
         try:
             check_kwargs(builder, kwargs, "model.kwargs", name)
             if _is_learnkit(builder):  # learnkit's builders take sizes, counts and ids only
-                check_size_bounds(kwargs, shapes, "model.kwargs")
+                check_size_bounds(builder, kwargs, shapes, "model.kwargs")
         except ExportError as e:
             raise ExportError(f"{path}: {e}") from None
     if builder is not None:

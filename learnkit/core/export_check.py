@@ -145,6 +145,9 @@ def check_kwargs(f: Callable, kwargs: Mapping[str, Any], where: str, name: str) 
               and k != "self"}
     open_kwargs = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
     for k, v in kwargs.items():
+        huge = [f for f, i in _ints(v, f"{where}[{k!r}]") if not -2**63 <= i < 2**63]
+        if huge:
+            raise ExportError(f"{huge[0]} is not a 64-bit integer: the config was edited or damaged")
         if k not in params:
             if open_kwargs:
                 continue
@@ -159,24 +162,34 @@ def check_kwargs(f: Callable, kwargs: Mapping[str, Any], where: str, name: str) 
         raise ExportError(f"{where} lacks {missing[0]!r}, a required argument of {name}")
 
 
-def check_size_bounds(kwargs: Mapping[str, Any], shapes: Mapping[str, tuple[tuple[int, ...], int]],
-                      where: str) -> None:
-    """Every integer in ``kwargs`` (at any depth) must be in ``[0, bound]`` and every list at most ``bound``
-    long, where ``bound`` is the largest size of any stored tensor (or their number): what learnkit's model
-    builders take are sizes, counts of layers and ids, and a size no weight has cannot be right.
+def _mentions_int(ann: Any) -> bool:
+    if ann is int:
+        return True
+    return any(_mentions_int(a) for a in typing.get_args(ann))
 
-    >>> check_size_bounds({"n_out": 10, "layers": [64]}, {"w": ((10, 64), 2560)}, "model.kwargs")
-    >>> check_size_bounds({"n_out": 10**11}, {"w": ((10, 64), 2560)}, "model.kwargs")
+
+def check_size_bounds(builder: Callable, kwargs: Mapping[str, Any], shapes: Mapping[str, tuple[tuple[int, ...], int]],
+                      where: str) -> None:
+    """Every integer of an ``int`` argument of ``builder`` (also inside lists) must be in ``[0, bound]``, and every
+    list at most ``bound`` long, where ``bound`` is the largest size of any stored tensor (or their number): the
+    integers learnkit's model builders take are sizes, counts of layers and ids, and a size that no weight has
+    cannot be right. (Values of other types, such as the user ids of a collaborative-filtering model, are only
+    counted.)
+
+    >>> def builder(n_out: int, layers: list[int] = (64,)): ...
+    >>> check_size_bounds(builder, {"n_out": 10, "layers": [64]}, {"w": ((10, 64), 2560)}, "model.kwargs")
+    >>> check_size_bounds(builder, {"n_out": 10**11}, {"w": ((10, 64), 2560)}, "model.kwargs")
     Traceback (most recent call last):
     ...
     learnkit.core.safefile.ExportError: model.kwargs['n_out'] is 100000000000, larger than any size in the file's weights (the largest is 64): the config was edited or damaged
     """
     bound = max([len(shapes)] + [d for shape, _ in shapes.values() for d in shape])
+    _, hints = _hints(builder)
 
-    def walk(v: Any, field: str) -> None:
+    def walk(v: Any, field: str, sizes: bool) -> None:
         if isinstance(v, bool) or v is None:
             return
-        if is_int(v):
+        if is_int(v) and sizes:
             if v < 0:
                 raise ExportError(f"{field} is {v}, a negative size or count: the config was edited or damaged")
             if v > bound:
@@ -187,15 +200,15 @@ def check_size_bounds(kwargs: Mapping[str, Any], shapes: Mapping[str, tuple[tupl
                 raise ExportError(f"{field} holds {len(v)} values, more than any size in the file's weights (the "
                                   f"largest is {bound}): the config was edited or damaged")
             for i, x in enumerate(v):
-                walk(x, f"{field}[{i}]")
+                walk(x, f"{field}[{i}]", sizes)
         elif isinstance(v, dict):
             for k, x in v.items():
-                walk(x, f"{field}[{k!r}]")
+                walk(x, f"{field}[{k!r}]", sizes)
 
     for k, v in kwargs.items():
         if isinstance(v, float) and not math.isfinite(v):
             raise ExportError(f"{where}[{k!r}] is {v}, not a finite number: the config was edited or damaged")
-        walk(v, f"{where}[{k!r}]")
+        walk(v, f"{where}[{k!r}]", _mentions_int(hints.get(k, Any)))
 
 
 # --- the model, built on the meta device first --------------------------------------------------------------
@@ -279,6 +292,8 @@ def check_dls_sizes(config: Any, where: str = "dls.config") -> None:
     learnkit.core.safefile.ExportError: dls.config['item_tfms'][0]['size'] is [200000, 200000]: 40,000,000,000 pixels, more than the limit of 89,478,485 (LEARNKIT_MAX_IMAGE_PIXELS); the config was edited or damaged, or raise the limit if you trust the file
     """
     limit = max_image_pixels()
+    if isinstance(config, dict) and "bs" in config and not (is_int(config["bs"]) and 1 <= config["bs"] <= 1 << 20):
+        raise ExportError(f"{where}['bs'] must be a batch size (an integer from 1 to {1 << 20}), got {config['bs']!r}")
 
     def walk(node: Any, field: str) -> None:
         if isinstance(node, dict):

@@ -33,7 +33,7 @@ from ..core.display import display_df
 from ..core.losses import CrossEntropyLossFlat
 from ..core.registry import register_dls
 from ..core.block import CategoryBlock
-from ..core.items import py_value
+from ..core.items import make_vocab, py_value
 from ..core.split import ColSplitter, GrandparentSplitter, RandomSplitter, check_split
 from .batching import BucketBatchSampler, PadCollate, TextDataset
 from .tokenize import WordTokenizer, clean_text, tokenizer_config, tokenizer_from_config
@@ -121,7 +121,7 @@ class TextDataLoaders(DataLoaders):
             train_idx = [i for i in train_idx if i not in drop]
             valid_idx = [i for i in valid_idx if i not in drop]
         check_split(train_idx, valid_idx, labels=list(labels), allow_empty_valid=allow_empty_valid, what="texts")
-        classes = _sorted_classes({labels[i] for i in [*train_idx, *valid_idx]}) if vocab is None else list(vocab)
+        classes = make_vocab([labels[i] for i in [*train_idx, *valid_idx]], vocab, what="texts")
         cidx = {c: i for i, c in enumerate(classes)}
         unknown = [labels[i] for i in [*train_idx, *valid_idx] if labels[i] not in cidx]
         if unknown:
@@ -187,7 +187,7 @@ class TextDataLoaders(DataLoaders):
         block = TextBlock.from_folder(path, tok=tok, max_len=max_len, min_freq=min_freq, max_vocab=max_vocab,
                                       truncation=truncation, encoding=encoding)
         block.dls_type = cls
-        classes = _sorted_classes({f.parent.name for f in files}) if vocab is None else vocab
+        classes = make_vocab([f.parent.name for f in files], vocab, example=files[0].parent, what="texts")
         dblock = DataBlock(blocks=(block, CategoryBlock(classes)), get_y=parent_label, splitter=splitter)
         return _checked(dblock.dataloaders(files, bs=bs, seed=seed, device=device), valid_pct == 0)
 
@@ -216,8 +216,10 @@ class TextDataLoaders(DataLoaders):
         block = TextBlock.from_df(text_col, tok=tok, max_len=max_len, min_freq=min_freq, max_vocab=max_vocab,
                                   truncation=truncation)
         block.dls_type = cls
-        # all the labels are the classes (as before): a class seen only in validation gets check_split's error
-        classes = _sorted_classes(set(labels.map(py_value))) if vocab is None else vocab
+        # all the labels are the classes (as before): a class seen only in validation gets check_split's error;
+        # one class, or numbers mixed with strings (1 and '1'), are refused as by the other tasks
+        classes = make_vocab(list(labels.map(py_value)), vocab, example=f"row {labels.index[0]!r}", what="texts",
+                             fix=f", e.g. df[{label_col!r}] = df[{label_col!r}].astype(str)")
         dblock = DataBlock(blocks=(block, CategoryBlock(classes)), get_y=ColReader(label_col), splitter=splitter)
         return _checked(dblock.dataloaders(df, bs=bs, seed=seed, device=device), valid_col is None and valid_pct == 0)
 
@@ -324,13 +326,6 @@ def _checked(dls: "TextDataLoaders", allow_empty_valid: bool) -> "TextDataLoader
     if dls.valid is None and not allow_empty_valid:
         check_split(range(len(dls.train.dataset)), [], what="texts")
     return dls
-
-
-def _sorted_classes(values: set) -> list:
-    try:
-        return sorted(values)
-    except TypeError:  # mixed types
-        return sorted(values, key=str)
 
 
 def _as_text(o: Any) -> str:
