@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .data import DataLoaders
-from .export_check import build_model_checked, check_dls_sizes, check_kwargs, check_size_bounds, stored_shapes
+from .export_check import build_model_checked, check_dls_sizes, check_kwargs, check_size_bounds, tensor_shapes
 from .paths import expand_path, output_file, write_or_rescue
 from .device import default_device
 from .precision import restored_precision
@@ -290,7 +290,10 @@ def load_learner(path: str | Path, cpu: bool | None = None, device: str | torch.
                           f"file's config ({type(e).__name__}: {e}); the file is damaged or from another version") from e
     if not isinstance(dls, DataLoaders):
         raise ExportError(f"{dls_cls.__name__}.from_config returned a {type(dls).__name__}, not a DataLoaders")
-    shapes = stored_shapes(path, cfg)
+    _, state = load_tree(path, "export")  # the tensors: no more memory than the file's size
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ExportError(f"{path}: the weights section is not a mapping of names to tensors; the file is damaged")
+    shapes = tensor_shapes(state)
     if builder is not None:
         try:
             check_kwargs(builder, kwargs, "model.kwargs", name)
@@ -301,9 +304,6 @@ def load_learner(path: str | Path, cpu: bool | None = None, device: str | torch.
     if builder is not None:
         model = build_model_checked(builder, kwargs, shapes, cfg["model"]["builder"], path,
                                     strict_meta=_is_learnkit(builder))
-    _, state = load_tree(path, "export")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ExportError(f"{path}: the weights section is not a mapping of names to tensors; the file is damaged")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

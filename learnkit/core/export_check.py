@@ -36,46 +36,19 @@ from torch import nn
 from .safefile import ExportError
 from .validation import is_int, max_image_pixels
 
-__all__ = ["stored_shapes", "check_kwargs", "check_size_bounds", "build_model_checked", "check_dls_sizes"]
+__all__ = ["tensor_shapes", "check_kwargs", "check_size_bounds", "build_model_checked", "check_dls_sizes"]
 
 #: Memory a model built from a config may take beyond the stored tensors (buffers that are not saved).
 _SLACK_BYTES = 64 << 20
 
 
-def stored_shapes(path: str | Path, header: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], int]]:
-    """``{state_dict key: (shape, bytes)}`` of the weights in an export, read from the safetensors header (no
-    tensor data is read). Empty when the file's structure is not the plain mapping an export writes.
+def tensor_shapes(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[tuple[int, ...], int]]:
+    """``{name: (shape, bytes)}`` of the stored weights: what the config's sizes are checked against.
 
-    >>> import tempfile, os
-    >>> from .safefile import save_tree
-    >>> f = save_tree(os.path.join(tempfile.mkdtemp(), "w.safetensors"), {"w": torch.zeros(2, 3)}, {})
-    >>> from .safefile import _read_header
-    >>> stored_shapes(f, _read_header(f, "file"))
+    >>> tensor_shapes({"w": torch.zeros(2, 3)})
     {'w': ((2, 3), 24)}
     """
-    from safetensors import SafetensorError, safe_open
-    tree = header.get("tree")
-    if not isinstance(tree, dict) or not all(isinstance(v, dict) and isinstance(v.get("@t"), str) for v in tree.values()):
-        return {}
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            names = set(f.keys())
-            out = {}
-            for key, ref in tree.items():
-                if ref["@t"] not in names:
-                    raise ExportError(f"{path}: the weights section names a tensor {ref['@t']!r} that the file does "
-                                      "not hold; the file is damaged")
-                sl = f.get_slice(ref["@t"])
-                shape = tuple(int(d) for d in sl.get_shape())
-                itemsize = _ITEMSIZE.get(str(sl.get_dtype()), 8)
-                out[key] = (shape, math.prod(shape) * itemsize)
-            return out
-    except SafetensorError as e:
-        raise ExportError(f"{path} is damaged and cannot be read ({e})") from None
-
-
-_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-             "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
+    return {k: (tuple(v.shape), v.numel() * v.element_size()) for k, v in state.items()}
 
 
 # --- keyword arguments against a signature ----------------------------------------------------------------
