@@ -4,6 +4,7 @@
     learnkit info pets.safetensors [--json]
     learnkit train images PATH --arch efficientnet_lite0 --epochs 1 --size 224 --out pets.safetensors
     learnkit train images PATH --label-re '^(.+)_\\d+\\.jpg$' ...     # labels from the file names
+    learnkit train images PATH --on-error skip ...                    # leave unreadable photos out
 
 ``predict`` takes image files or folders for image models, ``.txt`` files for text classifiers and CSV files
 (one prediction per row) for tabular and collaborative-filtering models. ``train images`` reads a folder of
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -182,10 +184,17 @@ def _print_table(rows: list[dict[str, Any]], top_k: int) -> None:
 
 # --- train -----------------------------------------------------------------------------------------------
 def train_images(path: str, arch: str, epochs: int, size: int, out: str, label_re: str | None, bs: int,
-                 valid_pct: float, pretrained: bool, lr: float | None) -> Any:
-    """``learnkit train images``: build the data, fine-tune, export. Returns the learner."""
+                 valid_pct: float, pretrained: bool, lr: float | None, on_error: str = "raise") -> Any:
+    """``learnkit train images``: build the data, fine-tune, export. Returns the learner. ``--out`` is checked
+    before anything is trained (a folder, an unwritable place); an export that still fails at the end is
+    written to a rescue file, and the error says where."""
+    from learnkit.core.paths import check_output_file, expand_path
     from learnkit.vision import ImageDataLoaders, Resize, error_rate, get_image_files, vision_learner
-    root = Path(path)
+    try:
+        out_path = check_output_file(out, "--out")
+    except OSError as e:
+        raise CLIError(f"{e}; nothing was trained") from None
+    root = expand_path(path)
     if not root.is_dir():
         raise CLIError(f"no such folder: {root}")
     if label_re is not None:
@@ -195,13 +204,13 @@ def train_images(path: str, arch: str, epochs: int, size: int, out: str, label_r
         except re.error as e:
             raise CLIError(f"--label-re {label_re!r} is not a valid regular expression: {e}") from None
         dls = ImageDataLoaders.from_name_re(root, get_image_files(root), label_re, valid_pct=valid_pct,
-                                            item_tfms=Resize(size), bs=bs)
+                                            item_tfms=Resize(size), bs=bs, on_error=on_error)
     else:
         if not any(p.is_dir() for p in root.iterdir()):
             raise CLIError(f"{root} has no class folders (PATH/<label>/image.jpg); for photos labelled by their "
                            "file names pass --label-re, e.g. --label-re '^(.+)_\\d+\\.\\w+$'")
         dls = ImageDataLoaders.from_folder(root, valid_pct=None if (root / "train").is_dir() else valid_pct,
-                                           item_tfms=Resize(size), bs=bs)
+                                           item_tfms=Resize(size), bs=bs, on_error=on_error)
     print(f"{len(dls.train.dataset)} training and {len(dls.valid.dataset) if dls.valid else 0} validation "
           f"images; classes: {', '.join(map(str, dls.vocab))}", file=sys.stderr)
     learn = vision_learner(dls, arch, pretrained=pretrained, metrics=error_rate)
@@ -209,7 +218,7 @@ def train_images(path: str, arch: str, epochs: int, size: int, out: str, label_r
         learn.fine_tune(epochs, base_lr=lr or 2e-3)
     else:
         learn.fit_one_cycle(epochs, lr or 1e-3)
-    fname = learn.export(Path(out).resolve())
+    fname = learn.export(out_path.resolve())
     final = learn.recorder.final_record()
     print(f"saved {fname}; " + ", ".join(f"{k} {v:.4f}" for k, v in final.items()))
     return learn
@@ -248,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--valid-pct", type=float, default=0.2)
     ti.add_argument("--lr", type=float, default=None)
     ti.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random init (offline)")
+    ti.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                    help="a photo that cannot be read or labelled: stop (raise, default) or leave it out (skip)")
     return ap
 
 
@@ -280,12 +291,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.epochs < 1 or args.size < 8:
                 raise CLIError("--epochs must be >= 1 and --size >= 8")
             train_images(args.path, args.arch, args.epochs, args.size, args.out, args.label_re, args.bs,
-                         args.valid_pct, args.pretrained, args.lr)
+                         args.valid_pct, args.pretrained, args.lr, args.on_error)
     except KeyboardInterrupt:
         print("learnkit: interrupted", file=sys.stderr)
         return 130
     except (CLIError, OSError, ValueError, TypeError, KeyError, ImportError, RuntimeError) as e:
         msg = _one_line(str(e).strip("'\"") if isinstance(e, KeyError) else str(e))
+        if args.command == "train":  # the Python option's name is not the command line's
+            msg = re.sub(r"(pass )?on_error='skip'", lambda m: f"{m.group(1) or ''}--on-error skip", msg)
         print(f"learnkit: error: {msg or type(e).__name__}", file=sys.stderr)
         return 1
     return 0

@@ -29,6 +29,7 @@ import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from .core.paths import expand_path
 
 __all__ = ["URLs", "untar_data", "find_data", "download_url", "learnkit_home", "DownloadError"]
 
@@ -102,7 +103,7 @@ def download_url(url: str, dest: str | Path, sha256: str | None = None, timeout:
     >>> download_url((d / "a.txt").as_uri(), d / "copy.txt", sha256=digest, show_progress=False).read_text()
     'hello'
     """
-    dest = Path(dest)
+    dest = expand_path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
@@ -185,12 +186,12 @@ def untar_data(url: str, dest: str | Path | None = None, sha256: str | None = No
     name = URLs.local_name(url)
     env = os.environ.get("LEARNKIT_DATA")
     if env and dest is None:
-        folder = Path(env).expanduser() / name
+        folder = expand_path(env) / name
         if not folder.is_dir():
             raise FileNotFoundError(f"LEARNKIT_DATA is set to {env}, but it has no folder {name!r} for {url}; "
                                     "put the data there or unset LEARNKIT_DATA to download it")
         return folder
-    folder = Path(dest) if dest is not None else learnkit_home() / "data" / name
+    folder = expand_path(dest) if dest is not None else learnkit_home() / "data" / name
     done = folder / ".learnkit-complete"
     if done.exists() and not force:
         return _content_root(folder)
@@ -228,15 +229,15 @@ def find_data(dataset: str, data: str | os.PathLike | None = None, *, marker: st
     name = URLs.local_name(dataset) if is_url else dataset
     what = f"{name} data" + (f" (with {marker})" if marker else "")
     hint = f"pass --data PATH (the folder holding {name}/) or set LEARNKIT_DATA"
-    if data is not None and Path(data).expanduser().is_file():
-        return Path(data).expanduser()
+    if data is not None and expand_path(data).is_file():
+        return expand_path(data)
     if data is None:
         if not os.environ.get("LEARNKIT_DATA") and not (is_url and download):
             raise FileNotFoundError(f"no {what}: {hint}")
         found = untar_data(dataset) if is_url else Path(os.environ["LEARNKIT_DATA"]).expanduser() / name
         candidates = [found, found / name]
     else:
-        root = Path(data).expanduser()
+        root = expand_path(data)
         candidates = [root / name, root]
     for cand in candidates:
         if cand.is_dir() and (marker is None or (cand / marker).exists()):

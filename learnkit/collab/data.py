@@ -31,6 +31,7 @@ from ..core.registry import register_dls
 from ..core.split import RandomSplitter, check_split
 from .ids import IdMap
 from .loader import TensorLoader
+from ..core.paths import expand_path
 
 __all__ = ["CollabDataLoaders"]
 
@@ -176,7 +177,7 @@ class CollabDataLoaders(DataLoaders):
                  encoding: str = "utf-8", valid_pct: float = 0.2, seed: int | None = 42, bs: int = 256,
                  splitter: Callable | None = None, device: str | torch.device | None = None) -> "CollabDataLoaders":
         """Ratings from a delimited text file (``sep='\\t', header=None, names=[...]`` for MovieLens' ``u.data``)."""
-        path = Path(csv)
+        path = expand_path(csv)
         if not path.is_file():
             raise FileNotFoundError(f"ratings file {path} not found")
         df = pd.read_csv(path, sep=sep, header=header, names=names, encoding=encoding)

@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Sampler, default_collate
+from torch.utils.data import DataLoader, Sampler, default_collate
 from .validation import check_int
 
 __all__ = ["DataBlockError", "BlockDataset", "ItemSampler", "SkipLog", "collate_skipping", "default_num_workers",
-           "workers_can_start", "item_name", "fixed_prefix"]
+           "workers_can_start", "item_name", "fixed_prefix", "TrainLoader", "merge_batches"]
 
 
 class DataBlockError(ValueError):
@@ -311,6 +311,66 @@ def collate_skipping(batch: Sequence[tuple | None]) -> tuple:
         else:
             out.append(default_collate(list(col)))
     return tuple(out)
+
+
+def _batch_len(batch: Any) -> int | None:
+    for col in batch if isinstance(batch, (tuple, list)) else (batch,):
+        if isinstance(col, torch.Tensor) and col.ndim:
+            return col.shape[0]
+        if isinstance(col, list):
+            return len(col)
+    return None
+
+
+def merge_batches(a: Any, b: Any) -> Any:
+    """One batch of the items of batches ``a`` and ``b`` (tensors are concatenated, lists joined, dicts and
+    tuples merged key by key); ``None`` when they cannot be merged.
+
+    >>> merge_batches((torch.zeros(1, 2), ["a"]), (torch.ones(2, 2), ["b", "c"]))
+    (tensor([[0., 0.],
+            [1., 1.],
+            [1., 1.]]), ['a', 'b', 'c'])
+    """
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return torch.cat([a, b]) if a.ndim and a.shape[1:] == b.shape[1:] else None
+    if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b):
+        parts = [merge_batches(x, y) for x, y in zip(a, b)]
+        return None if any(p is None for p in parts) else tuple(parts)
+    if isinstance(a, list) and isinstance(b, list):
+        return a + b
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        parts = {k: merge_batches(a[k], b[k]) for k in a}
+        return None if any(p is None for p in parts.values()) else parts
+    return None
+
+
+class TrainLoader(DataLoader):
+    """The training loader of a `DataBlock`: a batch left with a single item, by ``on_error='skip'`` or by a
+    last partial batch, is merged into the next batch (or dropped when it is the last of the epoch): batch
+    normalisation cannot train on one item, and would stop the fit with an error in the middle of an epoch.
+
+    >>> dl = TrainLoader(list(range(5)), batch_size=2)  # batches [0, 1], [2, 3], then [4] alone: dropped
+    >>> [b.tolist() for b in dl]
+    [[0, 1], [2, 3]]
+    """
+
+    def __iter__(self) -> Iterator:
+        held, n = None, 0
+        for batch in super().__iter__():
+            if held is not None:
+                merged = merge_batches(held, batch)
+                if merged is None:  # cannot be merged: the single item goes alone, as before
+                    yield held
+                else:
+                    batch = merged
+                held = None
+            elif (self.batch_size or 0) > 1 and _batch_len(batch) == 1:
+                held = batch
+                continue
+            n += 1
+            yield batch
+        if held is not None and n == 0:  # the only batch of the epoch: better one item than none
+            yield held
 
 
 def workers_can_start(dataset: Any = None) -> tuple[bool, str]:

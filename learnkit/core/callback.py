@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import inspect
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .learner import Learner
 
 __all__ = [
-    "EVENTS", "Callback", "CallbacksMixin", "check_hook_names", "describe_training_loop",
+    "EVENTS", "Callback", "CallbacksMixin", "check_hook_names", "describe_training_loop", "refuse_nested_fit",
+    "fitting",
     "CancelFitException", "CancelEpochException", "CancelTrainException", "CancelValidException",
     "CancelBatchException", "CancelBackwardException", "CancelStepException",
 ]
@@ -179,6 +181,51 @@ def check_hook_names(cb: Callback) -> None:
         raise ValueError(f"{type(cb).__name__}.{name} is not an event, so it would never run: {hint}(the events are "
                          "learnkit.core.callback.EVENTS; give a helper method a name that does not start with "
                          "before_/after_, or a leading underscore)")
+
+
+def _calling_callback() -> str | None:
+    """``"Class.event"`` of the nearest callback method on the call stack, if any."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, Callback):
+            return f"{type(owner).__name__}.{frame.f_code.co_name}"
+        frame = frame.f_back
+    return None
+
+
+def refuse_nested_fit(learn: Any) -> None:
+    """Raise a ``RuntimeError`` when ``learn.fit`` is called while a fit of the same learner runs (from a
+    callback): the inner fit would reset ``n_epoch``, the optimizer and the recorder under the outer one.
+
+    >>> import torch
+    >>> class Nested(Callback):
+    ...     def after_epoch(self): self.learn.fit(1)
+    >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
+    >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
+    ...                 progress=False)
+    >>> learn.fit(2, cbs=Nested())
+    Traceback (most recent call last):
+    ...
+    RuntimeError: learn.fit was called while learn.fit is running (from Nested.after_epoch): ...
+    """
+    if getattr(learn, "_fitting", False):
+        where = _calling_callback()
+        raise RuntimeError(f"learn.fit was called while learn.fit is running{f' (from {where})' if where else ''}: "
+                           "a nested fit would reset n_epoch, the optimizer and the recorder of the running one. "
+                           "To train more, let this fit end (a callback can raise CancelFitException) and call "
+                           "fit again afterwards; to train another model, give it its own Learner")
+
+
+@contextlib.contextmanager
+def fitting(learn: Any) -> Iterator[None]:
+    """Mark ``learn`` as fitting for the ``with`` block (what `refuse_nested_fit` checks)."""
+    refuse_nested_fit(learn)
+    learn._fitting = True
+    try:
+        yield
+    finally:
+        learn._fitting = False
 
 
 def _listify(o: Any) -> list:

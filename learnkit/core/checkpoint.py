@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .paths import expand_path, write_or_rescue
 from .process_group import distrib_barrier, is_rank0
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -135,7 +136,7 @@ class CheckpointMixin:
     run is `learnkit.core.callbacks.checkpoint`; a learner for inference elsewhere is `learnkit.core.export`.)"""
 
     def _ckpt_path(self: Learner, name: str | Path) -> Path:
-        p = Path(name)
+        p = expand_path(name)
         if p.suffix not in (".pth", ".pt", ".safetensors"):  # an explicit suffix is kept: "x.safetensors" stays
             p = p.with_name(p.name + ".pth")
         return p if p.is_absolute() or p.parent != Path(".") else self.path / self.model_dir / p
@@ -147,8 +148,7 @@ class CheckpointMixin:
         state = {"model": self.model.state_dict()}
         if with_opt and self.opt is not None:
             state["opt"] = self.opt.state_dict()
-        atomic_torch_save(state, path)
-        return path
+        return write_or_rescue(path, lambda p: atomic_torch_save(state, p), f"the model ({path.name})")
 
     def load(self: Learner, name: str | Path, with_opt: bool = True, strict: bool = True) -> Learner:
         """Load weights (and optimizer state, if saved) written by `save`."""

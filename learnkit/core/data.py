@@ -29,21 +29,23 @@ __all__ = ["DataLoaders", "make_loader"]
 
 def make_loader(dataset: Dataset, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
                 seed: int | None = 42, collate_fn: Callable | None = None, num_workers: int = 0,
-                device: torch.device | None = None, sampler: Any = None) -> DataLoader:
-    """A ``DataLoader`` with its own seeded generator (shuffling independent of the global RNG) and
-    ``pin_memory`` on CUDA.
+                device: torch.device | None = None, sampler: Any = None,
+                loader_cls: type[DataLoader] = DataLoader) -> DataLoader:
+    """A ``DataLoader`` (or ``loader_cls``) with its own seeded generator (shuffling independent of the global
+    RNG) and ``pin_memory`` on CUDA.
 
     >>> len(make_loader(list(range(10)), bs=4))
     3
     """
     check_batch_size(bs)
     if shuffle and sampler is None and hasattr(dataset, "__len__") and len(dataset) == 0:
-        raise ValueError("cannot shuffle an empty dataset (0 items): check that the data folder or table is not "
-                         "empty and that the split left items in the training set")
+        raise ValueError("cannot shuffle an empty dataset (0 items): the training set is empty. Check that the data "
+                         "source is not empty and that the split left items in training (a valid_pct close to 1, a "
+                         "splitter or valid column that puts every item in validation?)")
     g = torch.Generator()
     g.manual_seed(seed if seed is not None else int(torch.seed() % 2**62))
     device = torch.device(device) if device is not None else default_device()
-    return DataLoader(dataset, batch_size=bs, shuffle=shuffle if sampler is None else False, drop_last=drop_last,
+    return loader_cls(dataset, batch_size=bs, shuffle=shuffle if sampler is None else False, drop_last=drop_last,
                       collate_fn=collate_fn, num_workers=num_workers, generator=g, sampler=sampler,
                       pin_memory=device.type == "cuda", persistent_workers=num_workers > 0)
 

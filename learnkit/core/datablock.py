@@ -21,11 +21,12 @@ from typing import Any
 import torch
 
 from .block import CategoryBlock, TransformBlock
-from .blockdata import (BlockDataset, DataBlockError, ItemSampler, SkipLog, collate_skipping, default_num_workers,
-                        item_name)
+from .blockdata import (BlockDataset, DataBlockError, ItemSampler, SkipLog, TrainLoader, collate_skipping,
+                        default_num_workers, item_name)
 from .data import DataLoaders, make_loader
 from .device import default_device
-from .split import RandomSplitter, check_split
+from .items import is_missing
+from .split import RandomSplitter, as_indices, check_split
 
 __all__ = ["DataBlock", "Datasets", "BlockDataLoaders"]
 
@@ -194,7 +195,7 @@ class DataBlock:
             train, valid = splitter(raw)
         except Exception as e:  # noqa: BLE001
             raise DataBlockError(f"splitter {splitter!r} failed: {type(e).__name__}: {e}") from e
-        train, valid = [int(i) for i in train], [int(i) for i in valid]
+        train, valid = as_indices(train, "training"), as_indices(valid, "validation")  # not boolean masks
         bad = [i for i in train + valid if not 0 <= i < n]
         if bad:
             raise DataBlockError(f"the splitter returned index {bad[0]}, outside the {n} items")
@@ -217,8 +218,8 @@ class DataBlock:
                 o = items[i]
                 try:
                     v = g(o) if g is not None else o
-                    if v is None or (isinstance(v, float) and v != v):
-                        raise ValueError("the value is missing (None/NaN)")
+                    if is_missing(v):
+                        raise ValueError(f"the value is missing ({v!r})")
                     vals[i] = v
                 except Exception as e:  # noqa: BLE001 - a user function can raise anything; name the item
                     msg = f"{names[k]} failed on item {item_name(o)}: {type(e).__name__}: {e}"
@@ -288,7 +289,8 @@ class DataBlock:
         nw = default_num_workers(num_workers, train)
         sampler = ItemSampler(len(train), shuffle=shuffle, seed=seed, with_seeds=not train.deterministic)
         train_dl = make_loader(train, bs, drop_last=shuffle and len(train) > bs if drop_last is None else drop_last,
-                               collate_fn=collate_skipping, num_workers=nw, device=dev, sampler=sampler, seed=seed)
+                               collate_fn=collate_skipping, num_workers=nw, device=dev, sampler=sampler, seed=seed,
+                               loader_cls=TrainLoader)  # a batch that skipping left with one item is merged
         valid_dl = None if valid is None else make_loader(valid, val_bs or 2 * bs, collate_fn=collate_skipping,
                                                           num_workers=nw, device=dev, seed=seed)
         dls_type = next((b.dls_type for b in inputs if b.dls_type is not None), BlockDataLoaders)

@@ -50,6 +50,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .data import DataLoaders
+from .export_check import build_model_checked, check_dls_sizes, check_kwargs, check_size_bounds, tensor_shapes
+from .paths import expand_path, output_file, write_or_rescue
 from .device import default_device
 from .precision import restored_precision
 from .registry import DLS_REGISTRY, LEARNER_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY, NotRegisteredError
@@ -96,14 +98,14 @@ def _registered_name(registry: dict, obj: type, what: str, how: str) -> str:
 def export_learner(learn: "Learner", fname: str | Path = "export.safetensors") -> Path:
     """Write ``learn`` for inference to one safetensors file (see the module docstring); returns its path.
 
-    A relative ``fname`` is relative to ``learn.path``. Written atomically: a crash or a full disk leaves
-    any previous file intact.
+    A relative ``fname`` is relative to ``learn.path``; ``~`` and ``$VARS`` are expanded. An empty name or
+    the name of a folder writes ``export.safetensors`` (there, or in that folder), with a warning. Written
+    atomically: a crash or a full disk leaves any previous file intact; when the file cannot be written at all
+    (a read-only folder...), the model is written to `learnkit.core.paths.rescue_folder` and the error says where.
     """
     import learnkit
 
-    path = Path(fname)
-    if not path.is_absolute():
-        path = learn.path / path
+    path = output_file(fname, "export.safetensors", learn.path, what="the export")
     model_entry = _model_entry(learn)
     dls_cls = type(learn.dls)
     _registered_name(DLS_REGISTRY, dls_cls, "the DataLoaders type", "export needs a task DataLoaders "
@@ -131,7 +133,8 @@ def export_learner(learn: "Learner", fname: str | Path = "export.safetensors") -
         final = {k: float(v) for k, v in rec.final_record().items() if isinstance(v, (int, float)) and math.isfinite(v)}
         header["training"] = {"epochs": len(rec.values), "final": final}
     json.loads(json.dumps(header))  # fails here, not at load time, if anything is off
-    return save_tree(path, learn.model.state_dict(), header)
+    state = learn.model.state_dict()
+    return write_or_rescue(path, lambda p: save_tree(p, state, header), "the export")
 
 
 def _model_entry(learn: "Learner") -> dict[str, Any]:
@@ -191,9 +194,14 @@ def _resolve(registry: dict, entry: dict, key: str, what: str, path: Path) -> An
     return registry[name]
 
 
+def _is_learnkit(obj: Any) -> bool:
+    """Whether ``obj`` is defined in learnkit (its model builders take only sizes, counts and ids)."""
+    return bool(_MODULE_RE.fullmatch(getattr(obj, "__module__", "") or ""))
+
+
 def read_export_config(path: str | Path) -> dict[str, Any]:
     """The JSON config of an export, checked for format and version (no tensors are read)."""
-    path = Path(path)
+    path = expand_path(path)
     header = _read_header(path, "export")
     if header.get("format") != FORMAT:
         raise ExportError(f"{path} is a learnkit file but not an export (format {header.get('format')!r}); "
@@ -246,7 +254,7 @@ def load_learner(path: str | Path, cpu: bool | None = None, device: str | torch.
         raise ValueError(f"load_learner got cpu=True and device={device!r}; pass one of them")
     if cpu:
         device = "cpu"
-    path = Path(path)
+    path = expand_path(path)
     cfg = read_export_config(path)
     dev = default_device(device)
     dls_cls = _resolve(DLS_REGISTRY, cfg["dls"], "type", "DataLoaders type", path)
@@ -266,26 +274,46 @@ def load_learner(path: str | Path, cpu: bool | None = None, device: str | torch.
     kwargs, loss_kwargs = cfg["model"].get("kwargs", {}), cfg["loss"].get("config", {})
     if not isinstance(kwargs, dict) or not isinstance(loss_kwargs, dict):
         raise ExportError(f"{path}: the model kwargs and the loss config must be JSON objects; the file is damaged")
+    # every size in the config is checked against the stored tensors and sane bounds before anything is built
+    name = f"the model builder {cfg['model'].get('builder')!r}"
+    try:
+        check_kwargs(loss_cls, loss_kwargs, "loss.config", f"the loss {loss_cls.__name__}")
+        check_dls_sizes(cfg["dls"].get("config", {}))
+    except ExportError as e:
+        raise ExportError(f"{path}: {e}") from None
     try:
         dls = dls_cls.from_config(cfg["dls"].get("config", {}), device=dev)
     except NotRegisteredError as e:  # a custom transform or tokenizer whose module the caller did not import
         raise ExportError(f"{path}: {e}") from None
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:
         raise ExportError(f"{path}: {dls_cls.__name__}.from_config could not rebuild the data pipeline from the "
                           f"file's config ({type(e).__name__}: {e}); the file is damaged or from another version") from e
     if not isinstance(dls, DataLoaders):
         raise ExportError(f"{dls_cls.__name__}.from_config returned a {type(dls).__name__}, not a DataLoaders")
-    if builder is not None:
-        model = builder(**kwargs)
-    _, state = load_tree(path, "export")
+    _, state = load_tree(path, "export")  # the tensors: no more memory than the file's size
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ExportError(f"{path}: the weights section is not a mapping of names to tensors; the file is damaged")
+    shapes = tensor_shapes(state)
+    if builder is not None:
+        try:
+            check_kwargs(builder, kwargs, "model.kwargs", name)
+            if _is_learnkit(builder):  # learnkit's builders take sizes, counts and ids only
+                check_size_bounds(builder, kwargs, shapes, "model.kwargs")
+        except ExportError as e:
+            raise ExportError(f"{path}: {e}") from None
+    if builder is not None:
+        model = build_model_checked(builder, kwargs, shapes, cfg["model"]["builder"], path,
+                                    strict_meta=_is_learnkit(builder))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         arch = type(model).__name__ if builder is None else f"{cfg['model']['builder']}(**{kwargs})"
         raise ExportError(f"{path}: the weights do not fit the architecture {arch}: {e}") from None
-    loss = loss_cls(**loss_kwargs)
+    try:
+        loss = loss_cls(**loss_kwargs)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ExportError(f"{path}: the loss {loss_cls.__name__} could not be rebuilt from loss.config "
+                          f"({type(e).__name__}: {e}); the file is damaged or from another version") from None
     learner_cls = Learner
     if isinstance(cfg.get("learner"), dict):  # exports before learner types were recorded load as a Learner
         learner_cls = _resolve(LEARNER_REGISTRY, cfg["learner"], "type", "Learner type", path)

@@ -14,14 +14,18 @@ item in the main process.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .paths import expand_path
+
 __all__ = ["get_files", "get_text_files", "ColReader", "using_attr", "RegexLabeller", "parent_label", "py_value", "make_labels",
-           "make_vocab", "Lookup", "DatasetField", "DatasetLabel"]
+           "make_vocab", "Lookup", "DatasetField", "DatasetLabel", "is_missing", "sorted_classes"]
 
 
 def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, recurse: bool = True,
@@ -42,7 +46,7 @@ def get_files(path: str | os.PathLike, extensions: Iterable[str] | None = None, 
     >>> [f.name for f in get_files(root, folders=["valid"])]
     ['3.jpg']
     """
-    path = Path(path)
+    path = expand_path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"folder {path} does not exist (or is not a folder)")
     exts = None if extensions is None else {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
@@ -246,6 +250,51 @@ def py_value(v: Any) -> Any:
     return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) and getattr(v, "ndim", 0) == 0 else v
 
 
+def is_missing(v: Any) -> bool:
+    """Whether a label is missing: ``None``, a float NaN (NumPy's too), pandas' ``NA`` or ``NaT``.
+
+    >>> import pandas as pd
+    >>> [is_missing(v) for v in (None, float("nan"), pd.NA, pd.NaT, "NA", 0)]
+    [True, True, True, True, False, False]
+    """
+    if v is None:
+        return True
+    if isinstance(v, float) or type(v).__module__ == "numpy" and hasattr(v, "dtype") and v.dtype.kind == "f":
+        return math.isnan(v) if getattr(v, "ndim", 0) == 0 else False
+    pd = sys.modules.get("pandas")
+    return pd is not None and (v is pd.NA or v is pd.NaT)
+
+
+def sorted_classes(values: Iterable[Any], what: str = "labels", fix: str = "") -> list[Any]:
+    """The distinct values, sorted: the classes of a classifier. Numbers and strings mixed (``1`` and ``'1'``,
+    which would silently be two classes), or other values that do not sort, raise a ``ValueError`` naming one of
+    each; ``fix`` is added to it (how to make them one type).
+
+    >>> sorted_classes(["dog", "cat", "dog"])
+    ['cat', 'dog']
+    >>> sorted_classes([1, "1", 2])
+    Traceback (most recent call last):
+    ...
+    ValueError: labels mix types: 1 (int) and '1' (str) would be two different classes. Make them one type, e.g. all strings
+    """
+    found = list(dict.fromkeys(py_value(v) for v in values))
+    strs = [v for v in found if isinstance(v, str)]
+    others = [v for v in found if not isinstance(v, str)]
+    try:
+        if strs and others:
+            raise TypeError
+        return sorted(found)
+    except TypeError:
+        by_type: dict[str, Any] = {}
+        for v in found:
+            by_type.setdefault(type(v).__name__, v)
+        s_ex = next((v for v in strs if any(str(o) == v for o in others)), strs[0] if strs else None)
+        o_ex = next((o for o in others if str(o) == s_ex), others[0] if others else None)
+        a, b = (o_ex, s_ex) if strs and others else tuple(by_type.values())[:2]
+        raise ValueError(f"{what} mix types: {a!r} ({type(a).__name__}) and {b!r} ({type(b).__name__}) would be two "
+                         f"different classes. Make them one type{fix or ', e.g. all strings'}") from None
+
+
 def make_labels(items: Sequence[Any], label_func: Callable[[Any], Any], on_error: str
                 ) -> tuple[list[Any], list[tuple[int, str]]]:
     """``label_func`` over the items; failures raise a ``ValueError`` naming the item, or are collected."""
@@ -254,8 +303,8 @@ def make_labels(items: Sequence[Any], label_func: Callable[[Any], Any], on_error
     for i, o in enumerate(items):
         try:
             lab = label_func(o)
-            if lab is None or (isinstance(lab, float) and lab != lab):
-                raise ValueError("the label is missing (None/NaN)")
+            if is_missing(lab):
+                raise ValueError(f"the label is missing ({lab!r})")
         except Exception as e:  # noqa: BLE001 - a user function can raise anything; we name the file
             msg = f"labelling {o} failed: {type(e).__name__}: {e}"
             if on_error == "raise":
@@ -267,9 +316,18 @@ def make_labels(items: Sequence[Any], label_func: Callable[[Any], Any], on_error
 
 
 def make_vocab(labels: list[Any], vocab: Sequence[Any] | None = None, multi: bool = False,
-               example: Any = None) -> list[Any]:
-    """The sorted distinct labels (or check ``vocab`` covers them). Single-label tasks need two classes;
-    ``example`` (a file) is named in that error."""
+               example: Any = None, what: str = "images", fix: str = "") -> list[Any]:
+    """The sorted distinct labels (or check ``vocab`` covers them). Single-label tasks need two classes, and
+    labels of one type (`sorted_classes`); ``example`` (a file) is named in the error, ``what`` names the items
+    (``"images"``, ``"texts"``), ``fix`` says how to make the labels one type.
+
+    >>> make_vocab(["dog", "cat", "dog"])
+    ['cat', 'dog']
+    >>> make_vocab(["pos", "pos"], what="texts", example="row 0")
+    Traceback (most recent call last):
+    ...
+    ValueError: all 2 texts have the same label 'pos' (e.g. row 0): a classifier needs at least two classes. ...
+    """
     flat = [v for labs in labels for v in labs] if multi else labels
     if vocab is not None:
         vocab = [py_value(v) for v in vocab]
@@ -277,15 +335,15 @@ def make_vocab(labels: list[Any], vocab: Sequence[Any] | None = None, multi: boo
         if unknown:
             raise ValueError(f"label(s) {unknown[:5]} are not in the given vocab {vocab[:10]}")
         return vocab
-    found = set(flat)
-    try:
-        vocab = sorted(found)
-    except TypeError as e:
-        raise ValueError(f"labels mix types that cannot be sorted ({sorted({type(v).__name__ for v in found})}); "
-                         "make the label function return one type (e.g. str)") from e
+    missing = next((v for v in flat if is_missing(v)), "none")
+    if missing != "none":
+        raise ValueError(f"a label is missing ({missing!r}); drop or fill the unlabelled {what} first")
+    vocab = sorted_classes(flat, fix=fix or " (e.g. make the label function return str)")
     if not multi and len(vocab) < 2:
-        raise ValueError(f"all {len(labels)} images have the same label {vocab[0]!r} (e.g. {example}): a classifier "
-                         "needs at least two classes. Check the label function / folders.")
+        shown = f" (e.g. {example})" if example is not None else ""
+        raise ValueError(f"all {len(labels)} {what} have the same label {vocab[0]!r}{shown}: a classifier needs at "
+                         "least two classes. Check the labels (the label function, folders or column), and that the "
+                         "split left more than one class in training.")
     if multi and not vocab:
-        raise ValueError("no image has any label; check label_col and label_delim")
+        raise ValueError(f"no {what[:-1] if what.endswith('s') else what} has any label; check label_col and label_delim")
     return vocab

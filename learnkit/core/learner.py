@@ -32,7 +32,8 @@ from torch import nn
 
 from .acceleration import AccelerationMixin
 from .callback import (Callback, CallbacksMixin, CancelBackwardException, CancelBatchException, CancelEpochException,
-                       CancelFitException, CancelStepException, CancelTrainException, CancelValidException, _listify)
+                       CancelFitException, CancelStepException, CancelTrainException, CancelValidException, _listify,
+                       fitting, refuse_nested_fit)
 from .callbacks.checkpoint import resume_callbacks
 from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
@@ -48,10 +49,11 @@ from .headfit import HeadFit, phase_warnings
 from .inference import InferenceMixin
 from .metricbase import Metric, as_metric
 from .onnx import export_onnx as export_learner_onnx
+from .paths import expand_path
 from .optim import LR, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, spread_lr
 from .precision import cuda_speedups
 from .registry import register_learner
-from .validation import check_int
+from .validation import check_fine_tune, check_int
 
 __all__ = ["Learner"]
 
@@ -117,7 +119,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
             loss_func.to(self.device)
         self.loss_func = loss_func
         self.metrics = metrics
-        self.path = Path(path) if path is not None else Path(".")
+        self.path = expand_path(path) if path is not None else Path(".")
         self.model_dir, self.train_bn, self.show_progress = model_dir, train_bn, progress
         self.opt: torch.optim.Optimizer | None = None
         self.precision: str = "fp32"
@@ -208,6 +210,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
 
         ``resume="auto"`` (or a checkpoint path) writes a checkpoint every epoch and continues a killed run
         from its last one (see `learnkit.core.callbacks.checkpoint`)."""
+        refuse_nested_fit(self)  # a callback calling learn.fit inside a fit
         check_int("n_epoch", n_epoch, low=0)
         if lr is not None:
             check_lr(lr)
@@ -222,7 +225,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
             cbs = resume_callbacks(self, resume, cbs, start_epoch)
         if wd is not None:
             self.wd = wd
-        with self.added_cbs(cbs):
+        with fitting(self), self.added_cbs(cbs):
             if reset_opt or self.opt is None:
                 self.create_opt(lr)
             elif lr is not None:
@@ -335,7 +338,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
                   cbs: Callback | Sequence[Callback] | None = None) -> None:
         """Transfer learning: train the head with the body frozen for ``freeze_epochs``, then unfreeze and
         train everything for ``epochs`` with learning rates from ``base_lr/lr_mult`` (body) to ``base_lr`` (head)."""
-        check_lr(base_lr)
+        check_fine_tune(epochs, base_lr, freeze_epochs, lr_mult, pct_start, div, wd)
         self.freeze()
         if freeze_epochs:
             self.fit_frozen_head(freeze_epochs, base_lr, wd=wd, cbs=cbs)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Metric", "AvgMetric", "TorchMetric", "as_metric", "whole_set"]
+__all__ = ["Metric", "AvgMetric", "TorchMetric", "as_metric", "whole_set", "run_metric", "metric_value"]
 
 
 class Metric:
@@ -79,7 +79,14 @@ class AvgMetric(Metric):
     def accumulate(self, pred, targ) -> None:
         n = targ.shape[0] if targ.ndim else 1
         v = self.func(pred, targ)
-        v = v.detach().float() if isinstance(v, torch.Tensor) else float(v)
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            v = v.detach().float().reshape(())
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) or type(v).__module__ == "numpy" and getattr(v, "size", 0) == 1:
+            v = float(v)
+        else:
+            shown = f"a tensor of shape {list(v.shape)}" if isinstance(v, torch.Tensor) else f"{v!r} ({type(v).__name__})"
+            raise TypeError(f"the metric function returned {shown}; a metric returns one number per batch (a float "
+                            "or a one-element tensor), e.g. (pred.argmax(1) == targ).float().mean()")
         self.total = self.total + v * n  # a tensor stays on the device: no sync per batch
         self.count += n
 
@@ -133,6 +140,48 @@ class TorchMetric(Metric):
             raise ValueError(f"torchmetrics {self.name}.compute() returned a tensor of shape {list(v.shape)}; a "
                              "learnkit metric is one number per epoch: use an averaged version (e.g. average='macro')")
         return float(v)
+
+
+_SAME_TYPE = (ValueError, TypeError, RuntimeError, IndexError, KeyError, ZeroDivisionError, AttributeError,
+              NotImplementedError, AssertionError)
+
+
+def run_metric(m: Metric, step: str, f: Any, *args: Any) -> Any:
+    """``f(*args)`` (``m.accumulate``, or reading ``m.value``), re-raising an error with the metric's name and the
+    step in front of its message (of the same type for the common built-in errors, else a ``RuntimeError``).
+
+    >>> def broken(pred, targ): raise KeyError("boom")
+    >>> m = AvgMetric(broken)
+    >>> run_metric(m, "accumulate", m.accumulate, torch.zeros(2), torch.zeros(2))
+    Traceback (most recent call last):
+    ...
+    KeyError: "metric 'broken' failed (accumulate, on a validation batch): KeyError: 'boom'"
+    """
+    try:
+        return f(*args)
+    except Exception as e:  # noqa: BLE001 - re-raised with the metric's name
+        if f"metric {m.name!r}" in str(e):
+            raise
+        where = "on a validation batch" if step == "accumulate" else "at the end of validation"
+        msg = f"metric {m.name!r} failed ({step}, {where}): {type(e).__name__}: {e}"
+        cls = type(e) if type(e) in _SAME_TYPE else RuntimeError
+        raise cls(msg) from e
+
+
+def metric_value(m: Metric) -> float:
+    """``m.value`` as a float, or an error naming the metric when it is not one number.
+
+    >>> metric_value(AvgMetric(lambda p, t: p.mean(), name="avg"))  # no batch seen yet: NaN
+    nan
+    """
+    v = run_metric(m, "value", lambda: m.value)
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, (int, float)) and not (type(v).__module__ == "numpy"
+                                                                       and getattr(v, "size", 0) == 1):
+        shown = f"a tensor of shape {list(v.shape)}" if isinstance(v, torch.Tensor) else f"{v!r} ({type(v).__name__})"
+        raise TypeError(f"metric {m.name!r} has the value {shown}; a metric's value is one number per epoch")
+    return float(v)
 
 
 def _is_torchmetric(m: Any) -> bool:

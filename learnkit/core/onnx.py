@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from .paths import expand_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from .learner import Learner
@@ -167,7 +168,7 @@ def export_onnx(learn: "Learner", path: str | Path, opset: int | None = None) ->
     for mod in ("onnx", "onnxscript"):
         if importlib.util.find_spec(mod) is None:
             raise ImportError(f'export_onnx needs the {mod} package: pip install "learnkit[onnx]"')
-    path = Path(path)
+    path = expand_path(path)
     if not path.is_absolute():
         path = learn.path / path
     if path.suffix != ".onnx":

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .validation import check_lr, check_wd  # noqa: F401 - re-exported: the one check, in validation.py
+
 __all__ = ["Adam", "trainable_params", "default_splitter", "spread_lr", "check_lr", "LR"]
 
 LR = float | slice | Sequence[float]
@@ -62,21 +64,6 @@ def default_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
     [2, 2]
     """
     return [list(model.parameters())]
-
-
-def check_lr(lr: LR) -> None:
-    vals = [lr.start, lr.stop] if isinstance(lr, slice) else (list(lr) if isinstance(lr, (list, tuple)) else [lr])
-    for v in vals:
-        if v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v:
-            raise ValueError(f"learning rate must be a positive number (or a slice of two), got {lr!r}")
-
-
-def check_wd(wd: Any) -> None:
-    """Weight decay must be a number >= 0 (or ``None``: the optimizer's default)."""
-    if wd is not None and (isinstance(wd, bool) or not isinstance(wd, (int, float)) or not wd >= 0):
-        raise ValueError(f"wd (weight decay) must be a number >= 0 or None, got {wd!r}")
 
 
 def spread_lr(lr: LR, n_groups: int) -> list[float]:

@@ -12,11 +12,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = [
     "RandomSplitter", "GrandparentSplitter", "FolderSplitter", "ColSplitter", "IndexSplitter",
-    "FuncSplitter", "TrainTestSplitter", "EndSplitter", "check_split",
+    "FuncSplitter", "TrainTestSplitter", "EndSplitter", "check_split", "as_indices",
 ]
 
 Split = tuple[list[int], list[int]]
@@ -106,6 +107,7 @@ class ColSplitter:
         self.col = col
 
     def __call__(self, df) -> Split:
+        import pandas as pd
         if isinstance(self.col, int) and not isinstance(self.col, bool):
             if not -df.shape[1] <= self.col < df.shape[1]:
                 raise IndexError(f"valid column index {self.col} is out of range; the columns are {list(df.columns)}")
@@ -114,7 +116,7 @@ class ColSplitter:
             raise KeyError(f"valid column {self.col!r} not found; the columns are {list(df.columns)}")
         else:
             col = df[self.col]
-        if col.dtype == object:
+        if col.dtype == object or pd.api.types.is_string_dtype(col):  # 'True'/'False' read as text (a CSV)
             col = col.astype(str).str.strip().str.lower().map({"true": True, "1": True, "false": False, "0": False})
             if col.isna().any():
                 bad = df[self.col][col.isna()].iloc[0]
@@ -201,6 +203,29 @@ class EndSplitter:
         return idx[n_valid:], idx[:n_valid]
 
 
+def as_indices(idx: Any, which: str = "training") -> list[int]:
+    """The ``which`` set of a split as a list of ``int`` indices. A boolean mask (one ``True``/``False`` per
+    item), or anything else than integers, raises a ``ValueError`` that says indices are expected.
+
+    >>> as_indices(np.array([0, 3]))
+    [0, 3]
+    >>> as_indices([True, False, True])
+    Traceback (most recent call last):
+    ...
+    ValueError: the splitter returned a boolean mask for the training set (True/False per item); expected indices: ...
+    """
+    vals = idx.tolist() if isinstance(idx, (np.ndarray, torch.Tensor)) else list(idx)
+    if vals and all(isinstance(v, (bool, np.bool_)) for v in vals):
+        raise ValueError(f"the splitter returned a boolean mask for the {which} set (True/False per item); expected "
+                         "indices: return (train_idx, valid_idx) lists of integer positions, e.g. "
+                         "np.flatnonzero(~mask), np.flatnonzero(mask)")
+    bad = next((v for v in vals if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))), None)
+    if bad is not None:
+        raise ValueError(f"the splitter returned {bad!r} ({type(bad).__name__}) in the {which} set; expected indices: "
+                         "integer positions of the items")
+    return [int(v) for v in vals]
+
+
 def check_split(train_idx: Sequence[int], valid_idx: Sequence[int], labels: Sequence[Any] | None = None,
                 allow_empty_valid: bool = False, what: str = "items") -> None:
     """Raise a clear error when a split is unusable; warn-free when it is fine.
@@ -214,6 +239,7 @@ def check_split(train_idx: Sequence[int], valid_idx: Sequence[int], labels: Sequ
     ...
     ValueError: class(es) ['bird'] appear only in the validation set, so the model can never learn them; ...
     """
+    train_idx, valid_idx = as_indices(train_idx, "training"), as_indices(valid_idx, "validation")
     if len(train_idx) == 0:
         raise ValueError(f"the split left the training set empty ({len(valid_idx)} {what} in validation); "
                          "check the folder names, valid column or valid_pct.")

@@ -15,11 +15,13 @@ ValueError: bs must be a positive integer, got 0
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
 
-__all__ = ["check_int", "check_number", "check_batch_size", "is_int"]
+__all__ = ["check_int", "check_number", "check_batch_size", "is_int", "check_lr", "check_wd", "check_moms",
+           "check_one_cycle", "check_fine_tune", "max_image_pixels"]
 
 
 def is_int(value: Any) -> bool:
@@ -98,3 +100,129 @@ def check_batch_size(bs: Any) -> int:
     32
     """
     return check_int("bs", bs, low=1, what="(batch size)")
+
+
+# --- learning rates and schedule parameters: one check wherever they enter (fit, fit_one_cycle, fine_tune...) --
+def _finite_positive(v: Any) -> bool:
+    return (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+            and math.isfinite(v) and v > 0)
+
+
+def check_lr(lr: Any, name: str = "learning rate") -> None:
+    """Refuse a learning rate (a number, ``slice(lo, hi)``, ``slice(hi)`` or one per parameter group) that is
+    not a finite positive number: ``inf`` or ``1e400`` turn the weights into NaN at the first step, ``0`` or a
+    negative one never trains or trains backwards.
+
+    >>> check_lr(slice(1e-5, 1e-3))
+    >>> check_lr(float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: learning rate must be a positive number (or a slice of two) and finite, got inf
+    """
+    vals = [lr.start, lr.stop] if isinstance(lr, slice) else (list(lr) if isinstance(lr, (list, tuple)) else [lr])
+    if isinstance(lr, slice) and lr.stop is None:
+        vals = [None]
+    if not vals or any(v is not None and not _finite_positive(v) for v in vals) or all(v is None for v in vals):
+        raise ValueError(f"{name} must be a positive number (or a slice of two) and finite, got {lr!r}")
+
+
+def check_wd(wd: Any) -> None:
+    """Weight decay must be a finite number >= 0, or ``None`` (the optimizer's default).
+
+    >>> check_wd(0.01); check_wd(None)
+    >>> check_wd(float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: wd (weight decay) must be a number >= 0 (and finite) or None, got inf
+    """
+    ok = wd is None or (isinstance(wd, (int, float, np.integer, np.floating)) and not isinstance(wd, (bool, np.bool_))
+                        and math.isfinite(wd) and wd >= 0)
+    if not ok:
+        raise ValueError(f"wd (weight decay) must be a number >= 0 (and finite) or None, got {wd!r}")
+
+
+def check_moms(moms: Any) -> None:
+    """``moms``: ``None`` (leave momentum alone) or three momentums ``(start, middle, end)``, each in ``[0, 1)``
+    (Adam's beta1 or SGD's momentum; 1 or more never forgets a gradient, a negative one trains backwards).
+
+    >>> check_moms((0.95, 0.85, 0.95)); check_moms(None)
+    >>> check_moms((2, -1, 5))
+    Traceback (most recent call last):
+    ...
+    ValueError: moms must be None or three momentums (start, middle, end), each a number in [0, 1), got (2, -1, 5)
+    """
+    if moms is None:
+        return
+    ok = isinstance(moms, (list, tuple)) and len(moms) == 3 and all(
+        isinstance(m, (int, float, np.integer, np.floating)) and not isinstance(m, (bool, np.bool_))
+        and math.isfinite(m) and 0 <= m < 1 for m in moms)
+    if not ok:
+        raise ValueError(f"moms must be None or three momentums (start, middle, end), each a number in [0, 1), "
+                         f"got {moms!r}")
+
+
+def _check_pct(name: str, v: Any) -> None:
+    ok = (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+          and 0 <= v <= 1)
+    if not ok:
+        raise ValueError(f"{name} must be in [0, 1], got {v!r}")
+
+
+def check_one_cycle(div: Any = 25.0, div_final: Any = 1e5, pct_start: Any = 0.25, moms: Any = None) -> None:
+    """The one-cycle parameters (`Learner.fit_one_cycle`, `OneCycleScheduler`): ``div`` and ``div_final`` finite
+    and positive (the cycle starts at ``lr_max / div`` and ends at ``lr_max / div_final``), ``pct_start`` in
+    ``[0, 1]``, ``moms`` as `check_moms`.
+
+    >>> check_one_cycle(div=25, div_final=1e5, pct_start=0.25)
+    >>> check_one_cycle(div=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: div must be a number > 0, got 0 (the schedule starts at lr_max / div)
+    """
+    for name, v, where in (("div", div, "starts at lr_max / div"), ("div_final", div_final, "ends at lr_max / div_final")):
+        if not _finite_positive(v):
+            raise ValueError(f"{name} must be a number > 0, got {v!r} (the schedule {where})")
+    _check_pct("pct_start", pct_start)
+    check_moms(moms)
+
+
+def check_fine_tune(epochs: Any, base_lr: Any, freeze_epochs: Any, lr_mult: Any, pct_start: Any, div: Any,
+                    wd: Any = None) -> None:
+    """Every argument of `Learner.fine_tune`, checked before the frozen phase starts (a bad ``div`` would
+    otherwise fail only after the head had trained).
+
+    >>> check_fine_tune(1, 2e-3, 1, 100, 0.3, 5.0)
+    >>> check_fine_tune(1, 2e-3, 1, 0, 0.3, 5.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: lr_mult must be a number > 0, got 0 (the body trains at base_lr / lr_mult)
+    """
+    check_int("epochs", epochs, low=0)
+    check_int("freeze_epochs", freeze_epochs, low=0)
+    check_lr(base_lr)
+    if not _finite_positive(lr_mult):
+        raise ValueError(f"lr_mult must be a number > 0, got {lr_mult!r} (the body trains at base_lr / lr_mult)")
+    check_one_cycle(div=div, pct_start=pct_start)
+    check_wd(wd)
+
+
+def max_image_pixels() -> int | None:
+    """The decompression-bomb limit: ``LEARNKIT_MAX_IMAGE_PIXELS`` (``0``/``none`` turns it off), else
+    Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 89 million pixels). Images are refused above it, and so are
+    the image sizes of an export's transforms.
+
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"LEARNKIT_MAX_IMAGE_PIXELS": "1000000"}):
+    ...     max_image_pixels()
+    1000000
+    """
+    env = os.environ.get("LEARNKIT_MAX_IMAGE_PIXELS")
+    if env is not None and env.strip():
+        if env.strip().lower() in ("0", "none", "off"):
+            return None
+        try:
+            return int(env)
+        except ValueError:
+            raise ValueError(f"LEARNKIT_MAX_IMAGE_PIXELS must be a number of pixels or 'none', got {env!r}") from None
+    from PIL import Image
+    return Image.MAX_IMAGE_PIXELS

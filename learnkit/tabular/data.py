@@ -27,6 +27,7 @@ from .procs import Categorify
 from .show import display_df
 from .table import TabularLoader
 from .tabular_pandas import TabularPandas
+from ..core.paths import expand_path
 
 __all__ = ["TabularDataLoaders", "rows_to_df"]
 
@@ -77,7 +78,7 @@ class TabularDataLoaders(DataLoaders):
     def __init__(self, train: TabularLoader | None, valid: TabularLoader | None, processor: TabularProcessor,
                  path: str | Path = ".", device: str | torch.device | None = None, bs: int = 64):
         super().__init__(train, valid, device=device, n_inp=2, vocab=processor.vocab)
-        self.procs, self.path, self.bs = processor, Path(path), bs
+        self.procs, self.path, self.bs = processor, expand_path(path), bs
         self.loss_func = CrossEntropyLossFlat() if processor.y_block == "classification" else MSELossFlat()
         self.to(self.device)
 
@@ -137,7 +138,7 @@ class TabularDataLoaders(DataLoaders):
         ``path`` (where ``learn.save`` writes ``models/``) is the working directory, not the data folder:
         learnkit never writes beside your data unless you point ``path`` there.
         """
-        csv = Path(csv)
+        csv = expand_path(csv)
         if not csv.is_file():
             raise FileNotFoundError(f"no CSV file at {csv}; check the path (or LEARNKIT_DATA)")
         df = pd.read_csv(csv, sep=sep, skipinitialspace=True, low_memory=False)

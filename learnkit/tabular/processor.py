@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..core.items import sorted_classes
 from .procs import NA_CLASS, Categorify, FillMissing, Normalize, TabularProc, _lookup, proc_from_state
 from .table import TabularTensors
 
@@ -229,11 +230,10 @@ class TabularProcessor:
             if len(self.y_names) != 1:
                 raise ValueError(f"classification takes one target column, got y_names={self.y_names}; "
                                  "pass y_block='regression' for several float targets")
-            vals = [v.item() if isinstance(v, np.generic) else v for v in pd.unique(clean[self.y_names[0]].dropna())]
-            try:
-                self.vocab = sorted(set(vals))
-            except TypeError:
-                self.vocab = sorted(set(vals), key=lambda v: (type(v).__name__, str(v)))
+            y = self.y_names[0]
+            vals = [v.item() if isinstance(v, np.generic) else v for v in pd.unique(clean[y].dropna())]
+            self.vocab = sorted_classes(vals, what=f"the values of target {y!r}",  # 1 and '1' would be two classes: refused
+                                        fix=f", e.g. df[{y!r}] = df[{y!r}].astype(str)")
             if len(self.vocab) < 2:
                 raise ValueError(f"target {self.y_names[0]!r} has a single class {self.vocab} in the training rows; "
                                  "a classifier needs at least two")

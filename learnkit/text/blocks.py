@@ -30,6 +30,7 @@ from ..core.block import CategoryBlock, TransformBlock
 from ..core.blockdata import DataBlockError, item_name
 from .data import TextDataLoaders, make_tokenizer, read_text
 from .tokenize import clean_text
+from ..core.paths import expand_path
 
 __all__ = ["TextBlock"]
 
@@ -64,7 +65,7 @@ class TextBlock(TransformBlock):
                     encoding: str = "utf-8") -> "TextBlock":
         """A block for ``.txt`` files under ``path`` (items from `get_text_files`)."""
         block = cls(tok, max_len, min_freq, max_vocab, truncation, encoding)
-        block.path = Path(path)
+        block.path = expand_path(path)
         return block
 
     @classmethod

@@ -33,10 +33,11 @@ from ..core.display import display_df
 from ..core.losses import CrossEntropyLossFlat
 from ..core.registry import register_dls
 from ..core.block import CategoryBlock
-from ..core.items import py_value
+from ..core.items import make_vocab, py_value
 from ..core.split import ColSplitter, GrandparentSplitter, RandomSplitter, check_split
 from .batching import BucketBatchSampler, PadCollate, TextDataset
 from .tokenize import WordTokenizer, clean_text, tokenizer_config, tokenizer_from_config
+from ..core.paths import expand_path
 
 __all__ = ["TextDataLoaders", "read_text", "make_tokenizer"]
 
@@ -52,7 +53,7 @@ def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
     Traceback (most recent call last):
     ValueError: .../review.txt: byte 0xe8 at position 2 is not valid utf-8 text. Pass encoding='latin-1' ...
     """
-    path = Path(path)
+    path = expand_path(path)
     data = path.read_bytes()
     try:
         return data.decode(encoding)
@@ -120,7 +121,7 @@ class TextDataLoaders(DataLoaders):
             train_idx = [i for i in train_idx if i not in drop]
             valid_idx = [i for i in valid_idx if i not in drop]
         check_split(train_idx, valid_idx, labels=list(labels), allow_empty_valid=allow_empty_valid, what="texts")
-        classes = _sorted_classes({labels[i] for i in [*train_idx, *valid_idx]}) if vocab is None else list(vocab)
+        classes = make_vocab([labels[i] for i in [*train_idx, *valid_idx]], vocab, what="texts")
         cidx = {c: i for i, c in enumerate(classes)}
         unknown = [labels[i] for i in [*train_idx, *valid_idx] if labels[i] not in cidx]
         if unknown:
@@ -171,7 +172,7 @@ class TextDataLoaders(DataLoaders):
         from ..core.datablock import DataBlock
         from ..core.items import get_text_files, parent_label
         from .blocks import TextBlock
-        path = Path(path)
+        path = expand_path(path)
         if not (path / train).is_dir():
             raise FileNotFoundError(f"no training folder {path / train}; expected {path}/{train}/<label>/*.txt")
         has_valid = (path / valid).is_dir()
@@ -186,7 +187,7 @@ class TextDataLoaders(DataLoaders):
         block = TextBlock.from_folder(path, tok=tok, max_len=max_len, min_freq=min_freq, max_vocab=max_vocab,
                                       truncation=truncation, encoding=encoding)
         block.dls_type = cls
-        classes = _sorted_classes({f.parent.name for f in files}) if vocab is None else vocab
+        classes = make_vocab([f.parent.name for f in files], vocab, example=files[0].parent, what="texts")
         dblock = DataBlock(blocks=(block, CategoryBlock(classes)), get_y=parent_label, splitter=splitter)
         return _checked(dblock.dataloaders(files, bs=bs, seed=seed, device=device), valid_pct == 0)
 
@@ -215,8 +216,10 @@ class TextDataLoaders(DataLoaders):
         block = TextBlock.from_df(text_col, tok=tok, max_len=max_len, min_freq=min_freq, max_vocab=max_vocab,
                                   truncation=truncation)
         block.dls_type = cls
-        # all the labels are the classes (as before): a class seen only in validation gets check_split's error
-        classes = _sorted_classes(set(labels.map(py_value))) if vocab is None else vocab
+        # all the labels are the classes (as before): a class seen only in validation gets check_split's error;
+        # one class, or numbers mixed with strings (1 and '1'), are refused as by the other tasks
+        classes = make_vocab(list(labels.map(py_value)), vocab, example=f"row {labels.index[0]!r}", what="texts",
+                             fix=f", e.g. df[{label_col!r}] = df[{label_col!r}].astype(str)")
         dblock = DataBlock(blocks=(block, CategoryBlock(classes)), get_y=ColReader(label_col), splitter=splitter)
         return _checked(dblock.dataloaders(df, bs=bs, seed=seed, device=device), valid_col is None and valid_pct == 0)
 
@@ -228,7 +231,7 @@ class TextDataLoaders(DataLoaders):
                  bs: int = 32, encoding: str = "utf-8", delimiter: str = ",",
                  device: str | torch.device | None = None) -> "TextDataLoaders":
         """`from_df` on ``path/csv_fname`` (read as ``encoding``; a clear error names the file otherwise)."""
-        fname = Path(path) / csv_fname
+        fname = expand_path(path) / csv_fname
         if not fname.is_file():
             raise FileNotFoundError(f"no CSV file at {fname}")
         try:
@@ -323,13 +326,6 @@ def _checked(dls: "TextDataLoaders", allow_empty_valid: bool) -> "TextDataLoader
     if dls.valid is None and not allow_empty_valid:
         check_split(range(len(dls.train.dataset)), [], what="texts")
     return dls
-
-
-def _sorted_classes(values: set) -> list:
-    try:
-        return sorted(values)
-    except TypeError:  # mixed types
-        return sorted(values, key=str)
 
 
 def _as_text(o: Any) -> str:

@@ -23,6 +23,7 @@ from ..core.display import display_df
 from ..core.learner import Learner
 from ..core.registry import register_learner
 from ..core.optim import LR, check_lr
+from ..core.validation import check_fine_tune
 from .cache import FrozenFeatureCache, StageStates, cache_start
 from .data import TextDataLoaders
 from .models import lstm_classifier, lstm_splitter
@@ -81,7 +82,7 @@ class TextLearner(Learner):
         where the second phase trains the parameter groups from ``unfreeze_to`` on: ``0`` everything (fastai's
         rule), ``-3`` the last two transformer layers and the head (several times cheaper on a CPU: the frozen
         layers' output is computed once, in the same pass as the head phase's features)."""
-        check_lr(base_lr)
+        check_fine_tune(epochs, base_lr, freeze_epochs, lr_mult, pct_start, div, wd)
         if head_lr is not None:
             check_lr(head_lr)
         if isinstance(unfreeze_to, bool) or not isinstance(unfreeze_to, int):

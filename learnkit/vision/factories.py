@@ -35,6 +35,7 @@ from ..core.items import (DatasetField, DatasetLabel, Lookup, RegexLabeller, mak
 from ..core.split import ColSplitter, GrandparentSplitter, IndexSplitter, RandomSplitter, check_split
 from .blocks import ImageBlock
 from .io import get_image_files
+from ..core.paths import expand_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import ImageDataLoaders
@@ -55,7 +56,7 @@ class ImageFactories:
                     on_error: str = "raise", cache: bool | None = None, num_workers: int | None = None) -> ImageDataLoaders:
         """Label = the parent folder. With ``path/train`` and ``path/valid`` folders (and no ``valid_pct``)
         they are the split; otherwise a random ``valid_pct`` (default 20 %) of all images is."""
-        path = Path(path)
+        path = expand_path(path)
         use_folders = valid_pct is None and (path / train).is_dir() and (path / valid).is_dir()
         files = get_image_files(path, folders=[train, valid] if use_folders else None)
         splitter = GrandparentSplitter(train, valid) if use_folders else RandomSplitter(valid_pct or 0.2, seed)
@@ -120,7 +121,7 @@ class ImageFactories:
                    shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
                    cache: bool | None = None, num_workers: int | None = None) -> ImageDataLoaders:
         """One label per file (a list of labels per file for multi-label). Relative names are under ``path``."""
-        files = [Path(f) if Path(f).is_absolute() else Path(path) / f for f in fnames]
+        files = [expand_path(f) if expand_path(f).is_absolute() else expand_path(path) / f for f in fnames]
         if len(files) != len(labels):
             raise ValueError(f"got {len(files)} file names but {len(labels)} labels")
         table = {str(f): py_value(lab) for f, lab in zip(files, labels)}
@@ -148,7 +149,7 @@ class ImageFactories:
             return df[c]
         if len(df) == 0:
             raise ValueError("the data frame has no rows")
-        root = Path(path) / folder if folder else Path(path)
+        root = expand_path(path) / folder if folder else expand_path(path)
         files = [root / f"{name}{suff}" for name in col(fn_col).astype(str)]
         labels = list(col(label_col))
         if label_delim is not None:
@@ -170,7 +171,7 @@ class ImageFactories:
                  val_bs: int | None = None, shuffle: bool = True, device: str | torch.device | None = None,
                  on_error: str = "raise", cache: bool | None = None, num_workers: int | None = None) -> ImageDataLoaders:
         """`from_df` on the CSV file ``path/csv_fname``."""
-        csv = Path(path) / csv_fname
+        csv = expand_path(path) / csv_fname
         if not csv.is_file():
             raise FileNotFoundError(f"CSV file {csv} not found")
         df = pd.read_csv(csv, header=header, sep="," if delimiter is None else delimiter)

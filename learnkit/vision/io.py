@@ -24,6 +24,8 @@ import torch
 from torchvision.io import ImageReadMode, decode_image
 
 from ..core.items import get_files
+from ..core.paths import expand_path
+from ..core.validation import max_image_pixels
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "get_image_files", "load_image", "decode_image_bytes",
            "max_image_pixels", "image_to_tensor"]
@@ -53,7 +55,7 @@ def get_image_files(path: str | os.PathLike, recurse: bool = True, folders: Sequ
     >>> [p.relative_to(d).as_posix() for p in get_image_files(d)], len(get_image_files(d, folders=["valid"]))
     (['train/cat/1.JPG', 'valid/2.png'], 1)
     """
-    path = Path(path)
+    path = expand_path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"image folder {path} does not exist (or is not a folder)")
     return get_files(path, extensions or IMAGE_EXTENSIONS, recurse=recurse, folders=folders)
@@ -100,7 +102,7 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     >>> img.shape, img.dtype, img[:, 0, 0].tolist()
     (torch.Size([3, 4, 6]), torch.uint8, [128, 128, 128])
     """
-    path = Path(path)
+    path = expand_path(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -128,21 +130,6 @@ def decode_image_bytes(data: bytes | bytearray | memoryview | IO[bytes], name: s
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"{name} must be bytes or a binary file object, got {type(data).__name__}")
     return _decode(bytes(data), name, "upload a JPEG, PNG, GIF, WebP, BMP or TIFF image")
-
-
-def max_image_pixels() -> int | None:
-    """The decompression-bomb limit: ``LEARNKIT_MAX_IMAGE_PIXELS`` (``0``/``none`` turns it off), else
-    Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 89 million pixels)."""
-    env = os.environ.get("LEARNKIT_MAX_IMAGE_PIXELS")
-    if env is not None and env.strip():
-        if env.strip().lower() in ("0", "none", "off"):
-            return None
-        try:
-            return int(env)
-        except ValueError:
-            raise ValueError(f"LEARNKIT_MAX_IMAGE_PIXELS must be a number of pixels or 'none', got {env!r}") from None
-    from PIL import Image
-    return Image.MAX_IMAGE_PIXELS
 
 
 def _check_pixels(raw: bytes, what: str) -> None:

@@ -96,7 +96,7 @@ def test_from_df_bad_columns_and_values(review_df, tmp_path):
     df.loc[5, "text"] = 42
     with pytest.raises(ValueError, match="row 5 holds 42"):
         TextDataLoaders.from_df(df, **words())
-    (tmp_path / "bad.csv").write_bytes("text,label\ncaf\xe9,pos\n".encode("latin-1"))
+    (tmp_path / "bad.csv").write_bytes("text,label\ncaf\xe9,pos\nth\xe9,neg\n".encode("latin-1"))  # two classes
     with pytest.raises(ValueError, match=r"bad\.csv.*encoding"):
         TextDataLoaders.from_csv(tmp_path, "bad.csv", **words())
     assert TextDataLoaders.from_csv(tmp_path, "bad.csv", encoding="latin-1", valid_pct=0.0, **words()).valid is None

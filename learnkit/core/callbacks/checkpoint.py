@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..paths import expand_path
 from ..callback import Callback
 from ..export import ExportError, _read_header, load_tree, save_tree
 from ..process_group import _initialized
@@ -183,7 +184,7 @@ class CheckpointCallback(Callback):
 
     @property
     def path(self) -> Path:
-        p = Path(self.fname)
+        p = expand_path(self.fname)
         if p.suffix != ".safetensors":
             p = p.with_name(p.name + ".safetensors")
         return p if p.is_absolute() else self.learn.path / self.learn.model_dir / p
@@ -220,7 +221,7 @@ class CheckpointCallback(Callback):
         self._start_lrs = [float(pg["lr"]) for pg in self.learn.opt.param_groups]
         if resume is None or self._lr_find():
             return
-        path = self.path if resume == "auto" else Path(resume)
+        path = self.path if resume == "auto" else expand_path(resume)
         if not path.exists():
             if resume == "auto":
                 return  # first run: nothing to resume yet

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from ..paths import expand_path
 from ..callback import Callback
 from ..distributed import is_rank0
 
@@ -31,7 +32,7 @@ class CSVLogger(Callback):
     order = 70
 
     def __init__(self, fname: str | Path = "history.csv", append: bool = False):
-        self.fname, self.append = Path(fname), append
+        self.fname, self.append = expand_path(fname), append
 
     def before_fit(self):
         self.path = self.fname if self.fname.is_absolute() else self.learn.path / self.fname

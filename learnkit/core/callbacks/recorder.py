@@ -10,6 +10,7 @@ import torch
 
 from ..callback import Callback
 from ..device import batch_size
+from ..metricbase import metric_value, run_metric
 from ..process_group import all_reduce_sum, num_distrib
 
 __all__ = ["Recorder", "NonFiniteLossWarning"]
@@ -154,8 +155,8 @@ class Recorder(Callback):
         else:
             self._valid_sum = self._valid_sum + loss.float() * n
             self._valid_n += n
-            for m in learn.metrics:
-                m.accumulate(learn.pred.detach(), learn.yb[0])
+            for m in learn.metrics:  # an error names the metric
+                run_metric(m, "accumulate", m.accumulate, learn.pred.detach(), learn.yb[0])
 
     def mean_losses_over_ranks(self) -> None:
         """Replace this fit's batch losses by their mean over ranks and recompute the smoothed curve (one
@@ -178,7 +179,7 @@ class Recorder(Callback):
 
     def valid_summary(self) -> list[float]:
         loss = float(self._valid_sum) / self._valid_n if self._valid_n else float("nan")
-        return [loss] + [m.value for m in self.learn.metrics]
+        return [loss] + [metric_value(m) for m in self.learn.metrics]
 
     def after_epoch(self):
         train_loss = float(self._train_sum) / self._train_n if self._train_n else float("nan")

@@ -20,6 +20,7 @@ import numpy as np
 from ..callback import Callback, CancelFitException, CancelValidException
 from ..optim import LR, spread_lr
 from ..process_group import any_rank
+from ..validation import check_int, check_lr, check_number, check_one_cycle
 
 __all__ = ["sched_cos", "sched_lin", "sched_exp", "sched_const", "combine_scheds", "ParamScheduler",
            "OneCycleScheduler", "flat_cos_scheduler", "sgdr_scheduler", "LRFinder", "SuggestedLRs",
@@ -154,8 +155,8 @@ class OneCycleScheduler(ParamScheduler):
 
     def __init__(self, lr_max: LR, div: float = 25.0, div_final: float = 1e5, pct_start: float = 0.25,
                  moms: tuple[float, float, float] | None = (0.95, 0.85, 0.95)):
-        if not 0 <= pct_start <= 1:
-            raise ValueError(f"pct_start must be in [0, 1], got {pct_start}")
+        check_lr(lr_max)
+        check_one_cycle(div, div_final, pct_start, moms)
         self.lr_max, self.div, self.div_final, self.pct_start, self.moms = lr_max, div, div_final, pct_start, moms
         super().__init__({})
 
@@ -178,8 +179,7 @@ def flat_cos_scheduler(lr: LR, n_groups: int, pct_start: float = 0.75, div_final
     >>> [f"{f(pct):.1e}" for pct in (0.0, 0.5, 0.75, 1.0)]
     ['1.0e-03', '1.0e-03', '5.0e-04', '1.0e-08']
     """
-    if not 0 <= pct_start <= 1:
-        raise ValueError(f"pct_start must be in [0, 1], got {pct_start}")
+    check_one_cycle(pct_start=pct_start, div_final=div_final)
     lrs = spread_lr(lr, n_groups)
     p = [pct_start, 1 - pct_start]
     return ParamScheduler({"lr": [combine_scheds(p, [sched_const(v), sched_cos(v, v / div_final)]) for v in lrs]})
@@ -196,8 +196,8 @@ def sgdr_scheduler(lr_max: LR, n_groups: int, n_cycles: int, cycle_len: int, cyc
     >>> [f"{f(pct):.1e}" for pct in (0.0, 1 / 6, 1 / 3, 1.0)]  # anneal, restart at the second cycle, anneal
     ['1.0e-03', '5.0e-04', '1.0e-03', '0.0e+00']
     """
-    if n_cycles < 1 or cycle_len < 1 or cycle_mult < 1:
-        raise ValueError(f"need n_cycles, cycle_len and cycle_mult >= 1, got {n_cycles}, {cycle_len}, {cycle_mult}")
+    for name, v in (("n_cycles", n_cycles), ("cycle_len", cycle_len), ("cycle_mult", cycle_mult)):
+        check_int(name, v, low=1)
     lengths = [cycle_len * cycle_mult ** i for i in range(n_cycles)]
     total = sum(lengths)
     pcts = [n / total for n in lengths]
@@ -296,8 +296,11 @@ class LRFinder(Callback):
     run_valid = False
 
     def __init__(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True):
+        check_number("start_lr", start_lr)
+        check_number("end_lr", end_lr)  # finite numbers: an infinite end_lr would train on an infinite rate
         if not 0 < start_lr < end_lr:
             raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr}, {end_lr}")
+        check_int("num_it", num_it, low=1)
         self.start_lr, self.end_lr, self.num_it, self.stop_div = start_lr, end_lr, num_it, stop_div
 
     def before_fit(self):

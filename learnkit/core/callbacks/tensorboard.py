@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..paths import expand_path
 from .experiment import ExperimentCallback, images_figure, require
 
 __all__ = ["TensorBoardCallback"]
@@ -40,7 +41,7 @@ class TensorBoardCallback(ExperimentCallback):
     def __init__(self, log_dir: str | Path | None = None, log_preds: bool = False, log_every: int = 50,
                  n_preds: int = 4, log_graph: bool = False):
         super().__init__(log_every=log_every, log_preds=log_preds, n_preds=n_preds)
-        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.log_dir = expand_path(log_dir) if log_dir is not None else None
         self.log_graph = log_graph
         self.writer: Any = None
 

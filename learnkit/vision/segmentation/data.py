@@ -44,6 +44,7 @@ from .blocks import MaskBlock
 from .dataset import check_masks_exist
 from .masks import read_codes, resolve_void_code
 from .transforms import apply_seg_batch_tfms
+from ...core.paths import expand_path
 
 __all__ = ["SegmentationDataLoaders", "FolderMaskLabeller"]
 
@@ -82,7 +83,7 @@ class FolderMaskLabeller:
     """
 
     def __init__(self, path: str | Path, folders: dict[str, str]):
-        self.path, self.folders = Path(path), dict(folders)
+        self.path, self.folders = expand_path(path), dict(folders)
 
     def __call__(self, image: str | Path) -> Path:
         image = Path(image)
@@ -257,7 +258,7 @@ class SegmentationDataLoaders(DataLoaders):
         ``path/codes.txt``. ``void_code``: a class name or mask value ignored by the loss and metrics.
         ``cache=True``: keep the decoded, presized pairs in a memory-mapped file the loader workers share.
         """
-        path = Path(path)
+        path = expand_path(path)
         images = [Path(f) for f in fnames]
         if not images:
             raise ValueError(f"no image files given (fnames is empty); e.g. fnames=get_image_files({str(path)!r})")
@@ -278,7 +279,7 @@ class SegmentationDataLoaders(DataLoaders):
         """Images in ``path/images``, their masks under the same file names in ``path/masks``; validation
         pairs in ``path/valid_images`` and ``path/valid_masks`` (SegNet's CamVid layout). With
         ``valid_images=None`` a random ``valid_pct`` of the training pairs is the validation set."""
-        path = Path(path)
+        path = expand_path(path)
         for name in [images, masks] + ([valid_images, valid_masks] if valid_images is not None else []):
             if name is None or not (path / name).is_dir():
                 raise FileNotFoundError(f"folder {path / str(name)} does not exist; the folders of {path} are "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ...core.paths import expand_path
 
 __all__ = ["read_codes", "resolve_void_code", "load_mask", "check_mask_values", "mask_size", "image_size"]
 
@@ -78,7 +79,7 @@ def resolve_void_code(void_code: int | str | None, codes: Sequence[str]) -> int 
 
 def _open(path: Path):
     from PIL import Image
-    path = Path(path)
+    path = expand_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"file {path} not found")
     try:
@@ -149,7 +150,7 @@ def load_mask(path: str | Path, n_codes: int | None = None, void_code: int | Non
     tensor([[  0,   1],
             [  2, 255]], dtype=torch.uint8)
     """
-    path = Path(path)
+    path = expand_path(path)
     with _open(path) as im:
         _check_mode(im.mode, path)
         if im.mode == "1":
