@@ -190,7 +190,8 @@ def serve(model: str | Path | Predictor, config: ServeConfig | None = None, devi
     sock.listen(2048)
     uv = uvicorn.Config(app, http=slow_client_protocol(cfg.header_timeout), ws="none", lifespan="on",
                         limit_concurrency=cfg.max_connections, h11_max_incomplete_event_size=cfg.max_header_kb * 1024,
-                        timeout_keep_alive=5, log_level="info" if verbose else "warning", access_log=verbose)
+                        timeout_keep_alive=5, timeout_graceful_shutdown=3, log_level="info" if verbose else "warning",
+                        access_log=verbose)
     host, port = sock.getsockname()[:2]
     host = f"[{host}]" if family == socket.AF_INET6 else host
     print(f"serving {model if not isinstance(model, Predictor) else predictor.task} on http://{host}:{port}",
