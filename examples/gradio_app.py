@@ -10,6 +10,7 @@ serves ``model.safetensors`` beside it, with the images in ``examples/`` beside 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", nargs="?", default=str(HERE / "model.safetensors"), help="a learnkit export")
     ap.add_argument("--examples", default=str(HERE / "examples"), help="a folder of example images")
-    ap.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to be reachable from other machines")
-    ap.add_argument("--port", type=int, default=7860)
+    ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                    help="0.0.0.0 to be reachable from other machines (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
+    ap.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     ap.add_argument("--top-k", type=int, default=5)
     args = ap.parse_args()
     demo = build_demo(args.model, example_files(Path(args.examples)), args.top_k)
