@@ -7,9 +7,12 @@ cat-vs-dog EfficientNet-Lite0 at 224 px that `vision_learner` builds (ImageNet b
 throughput does not depend on the head's weights), or ``--model FILE``.
 
     python benchmarks/serve.py [--data DIR] [--clients 64] [--seconds 30] [--max-batch 32] [--max-wait-ms 5]
+    python benchmarks/serve.py --task adult ...    # JSON rows of the Adult census table to a tabular model
 
 The clients run in this process (threads blocked on sockets), the server in its own; on a small machine they
-share the cores, so the numbers are a lower bound for a server on its own machine.
+share the cores, so the numbers are a lower bound for a server on its own machine. The server inherits this
+environment: ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP threads sleep instead of spinning) changes the
+result a lot on a machine shared with other work, so the table says which policy ran.
 """
 from __future__ import annotations
 
@@ -24,7 +27,6 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -40,6 +42,25 @@ def build_model(data: Path, out: Path, size: int) -> tuple[Path, list[Path]]:
     return learn.export(out), files
 
 
+def build_adult(data: Path, out: Path) -> tuple[Path, list[bytes]]:
+    """A tabular classifier on the Adult census (one short epoch), and one JSON ``{"row": ...}`` body per row."""
+    import json
+
+    import pandas as pd
+
+    from learnkit.tabular import TabularDataLoaders, tabular_learner
+    df = pd.read_csv(data / "adult" / "adult.csv", skipinitialspace=True, na_values=["?"])
+    cats = ["workclass", "education", "marital-status", "occupation", "relationship", "race", "sex"]
+    conts = ["age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week"]
+    dls = TabularDataLoaders.from_df(df.sample(4000, random_state=0), cat_names=cats, cont_names=conts,
+                                     y_names="salary", bs=256, device="cpu")
+    learn = tabular_learner(dls, layers=[200, 100], progress=False)
+    learn.fit(1, 1e-2)
+    rows = df[cats + conts].head(500).astype(object).where(df[cats + conts].head(500).notna(), None)
+    bodies = [json.dumps({"row": r}).encode() for r in rows.to_dict("records")]
+    return learn.export(out), bodies
+
+
 def start(model: Path, flags: list[str]) -> tuple[subprocess.Popen, str, int]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "LEARNKIT_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "learnkit", "serve", str(model), "--port", "0", *flags],
@@ -52,7 +73,8 @@ def start(model: Path, flags: list[str]) -> tuple[subprocess.Popen, str, int]:
     return proc, host, int(port)
 
 
-def load(host: str, port: int, photos: list[bytes], clients: int, seconds: float) -> dict:
+def load(host: str, port: int, photos: list[bytes], clients: int, seconds: float,
+         ctype: str = "image/jpeg") -> dict:
     """``clients`` threads posting photos for ``seconds``; latencies of the requests that finished in time."""
     latencies: list[float] = []
     errors = [0]
@@ -67,7 +89,7 @@ def load(host: str, port: int, photos: list[bytes], clients: int, seconds: float
             i += clients
             t0 = time.monotonic()
             try:
-                conn.request("POST", "/predict", body=body, headers={"Content-Type": "image/jpeg"})
+                conn.request("POST", "/predict", body=body, headers={"Content-Type": ctype})
                 res = conn.getresponse()
                 res.read()
                 ok = res.status == 200
@@ -107,23 +129,29 @@ def main() -> None:
     ap.add_argument("--max-wait-ms", type=float, default=5)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--photos", type=int, default=200, help="distinct photos the clients cycle through")
+    ap.add_argument("--task", choices=["pets", "adult"], default="pets")
     args = ap.parse_args()
     data = data_root(args.data)
     with tempfile.TemporaryDirectory() as tmp:
-        if args.model:
-            from learnkit.vision import get_image_files
-            model, files = Path(args.model), get_image_files(data / "pets" / "images")
+        ctype = "image/jpeg"
+        if args.task == "adult":
+            model, photos = build_adult(data, Path(tmp) / "adult.safetensors")
+            ctype = "application/json"
         else:
-            model, files = build_model(data, Path(tmp) / "pets.safetensors", args.size)
-        photos = [f.read_bytes() for f in files[3::3][: args.photos]]
+            if args.model:
+                from learnkit.vision import get_image_files
+                model, files = Path(args.model), get_image_files(data / "pets" / "images")
+            else:
+                model, files = build_model(data, Path(tmp) / "pets.safetensors", args.size)
+            photos = [f.read_bytes() for f in files[3::3][: args.photos]]
         rows = []
         for name, flags in (("unbatched (--max-batch 1)", ["--max-batch", "1"]),
                             (f"batched (--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g})",
                              ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)])):
             proc, host, port = start(model, flags + ["--max-inflight", str(max(64, args.clients))])
             try:
-                load(host, port, photos, args.clients, args.warmup)
-                r = load(host, port, photos, args.clients, args.seconds)
+                load(host, port, photos, args.clients, args.warmup, ctype)
+                r = load(host, port, photos, args.clients, args.seconds, ctype)
                 conn = http.client.HTTPConnection(host, port, timeout=30)
                 conn.request("GET", "/health")
                 import json
@@ -134,8 +162,9 @@ def main() -> None:
             rows.append((name, r))
             print(f"{name}: {r['rps']:.1f} req/s, p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms, "
                   f"{r['requests']} requests, {r['errors']} errors, mean batch {r['mean_batch']}", flush=True)
-    print(f"\n{args.clients} clients, {args.seconds:g} s each, {len(photos)} pets photos, {args.size} px; "
-          f"{machine()}\n")
+    what = f"{len(photos)} pets photos, {args.size} px" if args.task == "pets" else f"{len(photos)} Adult rows (JSON)"
+    print(f"\n{args.clients} clients, {args.seconds:g} s each, {what}; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; {machine()}\n")
     print("| server | requests/s | p50 latency | p95 latency | mean batch | errors |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, r in rows:
