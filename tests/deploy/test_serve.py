@@ -48,15 +48,14 @@ def stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """A resnet10t trained a few steps on red (cat) / blue (dog) images, served with a 1 MB limit, short
-    timeouts and batching: ``(url, learner, image_dir)``."""
+    """A resnet10t (random init: the answers need only be the same as `learn.predict`'s) for red (cat) / blue
+    (dog) images, served with a 1 MB limit, short timeouts and batching: ``(url, learner, image_dir)``."""
     from learnkit.vision import ImageDataLoaders, Resize, get_image_files, vision_learner
     root = tmp_path_factory.mktemp("serve")
     _make_images(root / "imgs", n=6)
     dls = ImageDataLoaders.from_name_re(root / "imgs", get_image_files(root / "imgs"), r"^(\w+)_\d+",
                                         item_tfms=Resize(32), bs=4, device="cpu")
     learn = vision_learner(dls, "resnet10t", pretrained=False, progress=False, path=root, lin_ftrs=[8])
-    learn.fit_one_cycle(2, 1e-2)
     model = learn.export(root / "model.safetensors")
     proc, url = start_server(model, "--max-mb", str(MAX_MB), "--max-batch", "8", "--max-wait-ms", "20",
                              "--header-timeout", "1", "--body-timeout", "2", "--max-header-kb", "8", cwd=root)
