@@ -342,6 +342,28 @@ def test_tabular_and_text_models_take_json():
             assert "<textarea" in res.read().decode()
 
 
+def test_requests_past_max_inflight_get_503():
+    import pandas as pd
+
+    from learnkit.serve import Predictor, ServeConfig, create_app
+    from learnkit.tabular import TabularDataLoaders, tabular_learner
+    df = pd.DataFrame({"x": range(20), "y": ["a", "b"] * 10})
+    dls = TabularDataLoaders.from_df(df, cont_names="x", y_names="y", bs=4, device="cpu")
+    app = create_app(Predictor(tabular_learner(dls, layers=[4], progress=False)),
+                     ServeConfig(max_inflight=1, body_timeout=5))
+    with ThreadServer(app) as url:
+        with connect(url) as slow:  # holds the one slot: its body never finishes
+            slow.sendall(head(url, "Content-Length: 1000\r\n").replace(b"image/png", b"application/json") + b"{")
+            time.sleep(0.3)
+            status, answer = post(url, b'{"row": {"x": 3}}', "application/json")
+            assert status == 503 and "busy" in answer["error"]
+        deadline = time.monotonic() + 10  # the slot frees when the slow request ends
+        while (status := post(url, b'{"row": {"x": 3}}', "application/json")[0]) == 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status == 200
+        assert get(url, "/health")["limits"]["refused"]["503"] >= 1
+
+
 def test_serve_flags_are_checked(tmp_path, capsys):
     from learnkit.cli import main
     assert main(["serve", str(tmp_path / "model.safetensors"), "--max-mb", "0"]) == 1
