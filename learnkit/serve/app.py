@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from .batching import DynamicBatcher
 from .limits import LimitStats, RequestLimits, slow_client_protocol
@@ -129,6 +130,8 @@ def create_app(predictor: Predictor, config: ServeConfig | None = None) -> FastA
             answers = await batcher.submit(items)
         except RequestError as e:
             return JSONResponse({"error": str(e)}, status_code=e.status)
+        except ClientDisconnect:  # the client went away mid-upload: nobody to answer
+            return JSONResponse({"error": "the client disconnected"}, status_code=400)
         except asyncio.QueueFull:
             return JSONResponse({"error": "the server is busy; retry shortly"}, status_code=503)
         except (OSError, ValueError, KeyError, TypeError) as e:  # ImageLoadError is an OSError

@@ -29,12 +29,14 @@ MAX_MB = 1
 
 def start_server(model: Path, *flags: str, cwd: Path) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "LEARNKIT_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
+    log = open(cwd / "server.log", "w")  # a file, not a pipe: a full pipe would block the server's logging
     proc = subprocess.Popen([sys.executable, "-m", "learnkit", "serve", str(model), "--port", "0", *flags],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+                            stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=cwd)
+    log.close()
     line = proc.stdout.readline()  # "serving MODEL on http://127.0.0.1:PORT"
     if not line.startswith("serving"):
         proc.kill()
-        raise AssertionError((line, proc.stderr.read()))
+        raise AssertionError((line, (cwd / "server.log").read_text()))
     return proc, line.split()[-1]
 
 
@@ -44,6 +46,7 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
+        raise AssertionError("the server did not stop within 30 s of SIGTERM")
 
 
 @pytest.fixture(scope="module")
@@ -368,6 +371,8 @@ def test_serve_flags_are_checked(tmp_path, capsys):
     from learnkit.cli import main
     assert main(["serve", str(tmp_path / "model.safetensors"), "--max-mb", "0"]) == 1
     assert "--max-mb must be positive" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path / "nope.safetensors"), "--port", "0"]) == 1
+    assert "no learnkit export" in capsys.readouterr().err
 
 
 # --- pets (integration) ----------------------------------------------------------------------------------
@@ -378,8 +383,7 @@ def test_serve_answers_like_predict_on_20_pets_photos(data_path, tmp_path):
     train, test = files[::20][:40], files[7::40][:20]
     dls = ImageDataLoaders.from_name_func(files[0].parent, train, lambda n: "cat" if n[0].isupper() else "dog",
                                           item_tfms=Resize(128), bs=16)
-    learn = vision_learner(dls, "efficientnet_lite0", progress=False)
-    learn.fit_one_cycle(1, 1e-2)
+    learn = vision_learner(dls, "efficientnet_lite0", progress=False)  # ImageNet body, untrained head
     model = learn.export(tmp_path / "pets.safetensors")
     proc, url = start_server(model, cwd=tmp_path)
     try:
