@@ -5,6 +5,7 @@
     learnkit train images PATH --arch efficientnet_lite0 --epochs 1 --size 224 --out pets.safetensors
     learnkit train images PATH --label-re '^(.+)_\\d+\\.jpg$' ...     # labels from the file names
     learnkit train images PATH --on-error skip ...                    # leave unreadable photos out
+    learnkit serve pets.safetensors --port 8000 [--max-batch 32] [--max-wait-ms 5] [--max-mb 20]
 
 ``predict`` takes image files or folders for image models, ``.txt`` files for text classifiers and CSV files
 (one prediction per row) for tabular and collaborative-filtering models. ``train images`` reads a folder of
@@ -234,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     ap = argparse.ArgumentParser(prog="learnkit", description="Predict with, inspect and train learnkit models.")
     ap.add_argument("--version", action="version", version=f"learnkit {_version()}")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{predict,info,train}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{predict,info,train,serve}")
     p = sub.add_parser("predict", help="predict with an export: images, .txt files or CSV rows")
     p.add_argument("model", help="a learnkit export (.safetensors)")
     p.add_argument("inputs", nargs="+", metavar="FILES", help="image files or folders, .txt files, or CSV files")
@@ -259,7 +260,39 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random init (offline)")
     ti.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                     help="a photo that cannot be read or labelled: stop (raise, default) or leave it out (skip)")
+    _add_serve_parser(sub)
     return ap
+
+
+def _add_serve_parser(sub: Any) -> None:
+    s = sub.add_parser("serve", help="serve an export as a JSON API with an upload page (the serve extra)")
+    s.add_argument("model", help="a learnkit export (.safetensors)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    s.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    s.add_argument("--max-batch", type=int, default=32, help="most items in one batched forward (1: no batching)")
+    s.add_argument("--max-wait-ms", type=float, default=5.0, help="longest wait to fill a batch")
+    s.add_argument("--max-mb", type=float, default=20.0, help="largest request body accepted (413 past it)")
+    s.add_argument("--max-inflight", type=int, default=64, help="requests with a body at once (503 past it)")
+    s.add_argument("--max-connections", type=int, default=1000, help="open connections (503 past it)")
+    s.add_argument("--max-header-kb", type=int, default=16, help="largest request head (400 past it)")
+    s.add_argument("--header-timeout", type=float, default=10.0, help="seconds for a request's headers to arrive")
+    s.add_argument("--body-timeout", type=float, default=30.0, help="seconds for a request's body to arrive")
+    s.add_argument("--top-k", type=int, default=5, help="classes in each answer")
+    s.add_argument("--verbose", action="store_true", help="log each request")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    try:
+        from learnkit.serve import ServeConfig, serve
+    except ImportError as e:
+        raise CLIError(str(e)) from None
+    cfg = ServeConfig(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                      max_mb=args.max_mb, max_inflight=args.max_inflight, max_connections=args.max_connections,
+                      max_header_kb=args.max_header_kb, header_timeout=args.header_timeout,
+                      body_timeout=args.body_timeout, top_k=args.top_k)
+    cfg.check()
+    serve(args.model, cfg, device=None if args.device == "auto" else args.device, verbose=args.verbose)
 
 
 def _version() -> str:
@@ -292,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise CLIError("--epochs must be >= 1 and --size >= 8")
             train_images(args.path, args.arch, args.epochs, args.size, args.out, args.label_re, args.bs,
                          args.valid_pct, args.pretrained, args.lr, args.on_error)
+        elif args.command == "serve":
+            _serve(args)
     except KeyboardInterrupt:
         print("learnkit: interrupted", file=sys.stderr)
         return 130

@@ -31,7 +31,7 @@ DOCS = REPO / "docs"
 SLOW_DOCTESTS: dict[str, str] = {}
 
 #: Modules that need an optional extra: their doctests are skipped when it is not installed.
-OPTIONAL_DEPS = {"learnkit.text": ("transformers", "tokenizers")}
+OPTIONAL_DEPS = {"learnkit.text": ("transformers", "tokenizers"), "learnkit.serve": ("fastapi", "uvicorn", "multipart")}
 
 #: Guide pages whose ```python blocks are executed (task pages need the real data: the notebooks cover them).
 GUIDES = ["guides/callbacks.md", "guides/training.md", "guides/export.md"]

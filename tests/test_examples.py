@@ -66,7 +66,7 @@ def test_example_takes_the_common_options(name: str):
 
 
 #: scripts that are not training runs, and the test that runs them.
-APPS: dict[str, str] = {"app.py": "tests/deploy/test_app.py"}
+APPS: dict[str, str] = {"app.py": "tests/deploy/test_app.py", "gradio_app.py": "tests/deploy/test_gradio_app.py"}
 
 
 def test_every_script_is_known():

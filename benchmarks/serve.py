@@ -1,0 +1,178 @@
+"""``learnkit serve`` under load, with and without dynamic batching: requests/s and p50/p95 latency.
+
+N concurrent clients (one keep-alive connection each) post pets photos (JPEG bytes, cycling through the
+folder) to a ``learnkit serve`` process for T seconds; the server runs once with ``--max-batch 1`` (no
+batching: one forward per request) and once with ``--max-batch B --max-wait-ms W``. The model is the pets
+cat-vs-dog EfficientNet-Lite0 at 224 px that `vision_learner` builds (ImageNet body, untrained head:
+throughput does not depend on the head's weights), or ``--model FILE``.
+
+    python benchmarks/serve.py [--data DIR] [--clients 64] [--seconds 30] [--max-batch 32] [--max-wait-ms 5]
+    python benchmarks/serve.py --task adult ...    # JSON rows of the Adult census table to a tabular model
+
+The clients run in this process (threads blocked on sockets), the server in its own; on a small machine they
+share the cores, so the numbers are a lower bound for a server on its own machine. The server inherits this
+environment: ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP threads sleep instead of spinning) changes the
+result a lot on a machine shared with other work, so the table says which policy ran.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks._harness import data_root, machine  # noqa: E402
+
+
+def build_model(data: Path, out: Path, size: int) -> tuple[Path, list[Path]]:
+    from learnkit.vision import ImageDataLoaders, Resize, get_image_files, vision_learner
+    files = get_image_files(data / "pets" / "images")
+    dls = ImageDataLoaders.from_name_func(files[0].parent, files[::10], lambda n: "cat" if n[0].isupper() else "dog",
+                                          item_tfms=Resize(size), bs=16, device="cpu")
+    learn = vision_learner(dls, "efficientnet_lite0", progress=False)
+    return learn.export(out), files
+
+
+def build_adult(data: Path, out: Path) -> tuple[Path, list[bytes]]:
+    """A tabular classifier on the Adult census (one short epoch), and one JSON ``{"row": ...}`` body per row."""
+    import json
+
+    import pandas as pd
+
+    from learnkit.tabular import TabularDataLoaders, tabular_learner
+    df = pd.read_csv(data / "adult" / "adult.csv", skipinitialspace=True, na_values=["?"])
+    cats = ["workclass", "education", "marital-status", "occupation", "relationship", "race", "sex"]
+    conts = ["age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week"]
+    dls = TabularDataLoaders.from_df(df.sample(4000, random_state=0), cat_names=cats, cont_names=conts,
+                                     y_names="salary", bs=256, device="cpu")
+    learn = tabular_learner(dls, layers=[200, 100], progress=False)
+    learn.fit(1, 1e-2)
+    rows = df[cats + conts].head(500).astype(object).where(df[cats + conts].head(500).notna(), None)
+    bodies = [json.dumps({"row": r}).encode() for r in rows.to_dict("records")]
+    return learn.export(out), bodies
+
+
+def start(model: Path, flags: list[str]) -> tuple[subprocess.Popen, str, int]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LEARNKIT_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "learnkit", "serve", str(model), "--port", "0", *flags],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    line = proc.stdout.readline()
+    if not line.startswith("serving"):
+        proc.kill()
+        sys.exit(f"the server did not start: {line!r}")
+    host, port = line.split()[-1].removeprefix("http://").rsplit(":", 1)
+    return proc, host, int(port)
+
+
+def load(host: str, port: int, photos: list[bytes], clients: int, seconds: float,
+         ctype: str = "image/jpeg") -> dict:
+    """``clients`` threads posting photos for ``seconds``; latencies of the requests that finished in time."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    t_end = time.monotonic() + seconds
+
+    def client(k: int) -> None:
+        conn = http.client.HTTPConnection(host, port, timeout=60)
+        i = k
+        while time.monotonic() < t_end:
+            body = photos[i % len(photos)]
+            i += clients
+            t0 = time.monotonic()
+            try:
+                conn.request("POST", "/predict", body=body, headers={"Content-Type": ctype})
+                res = conn.getresponse()
+                res.read()
+                ok = res.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection(host, port, timeout=60)
+            t1 = time.monotonic()
+            with lock:
+                if ok and t1 <= t_end + 5:
+                    latencies.append(t1 - t0)
+                elif not ok:
+                    errors[0] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - t0
+    lat = sorted(latencies)
+    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [float("nan")] * 99
+    return {"requests": len(lat), "errors": errors[0], "wall_s": wall, "rps": len(lat) / wall,
+            "p50_ms": 1000 * q[49], "p95_ms": 1000 * q[94]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--model", default=None, help="an export to serve (default: the pets model, built here)")
+    ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--warmup", type=float, default=3, help="seconds of load before each measured run")
+    ap.add_argument("--max-batch", type=int, default=32)
+    ap.add_argument("--max-wait-ms", type=float, default=5)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--photos", type=int, default=200, help="distinct photos the clients cycle through")
+    ap.add_argument("--task", choices=["pets", "adult"], default="pets")
+    args = ap.parse_args()
+    data = data_root(args.data)
+    with tempfile.TemporaryDirectory() as tmp:
+        ctype = "image/jpeg"
+        if args.task == "adult":
+            model, photos = build_adult(data, Path(tmp) / "adult.safetensors")
+            ctype = "application/json"
+        else:
+            if args.model:
+                from learnkit.vision import get_image_files
+                model, files = Path(args.model), get_image_files(data / "pets" / "images")
+            else:
+                model, files = build_model(data, Path(tmp) / "pets.safetensors", args.size)
+            photos = [f.read_bytes() for f in files[3::3][: args.photos]]
+        rows = []
+        for name, flags in (("unbatched (--max-batch 1)", ["--max-batch", "1"]),
+                            (f"batched (--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g})",
+                             ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)])):
+            proc, host, port = start(model, flags + ["--max-inflight", str(max(64, args.clients))])
+            try:
+                load(host, port, photos, args.clients, args.warmup, ctype)
+                r = load(host, port, photos, args.clients, args.seconds, ctype)
+                conn = http.client.HTTPConnection(host, port, timeout=30)
+                conn.request("GET", "/health")
+                import json
+                r["mean_batch"] = json.loads(conn.getresponse().read())["batching"]["mean_batch"]
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+            rows.append((name, r))
+            print(f"{name}: {r['rps']:.1f} req/s, p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms, "
+                  f"{r['requests']} requests, {r['errors']} errors, mean batch {r['mean_batch']}", flush=True)
+    what = f"{len(photos)} pets photos, {args.size} px" if args.task == "pets" else f"{len(photos)} Adult rows (JSON)"
+    print(f"\n{args.clients} clients, {args.seconds:g} s each, {what}; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; {machine()}\n")
+    print("| server | requests/s | p50 latency | p95 latency | mean batch | errors |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, r in rows:
+        print(f"| {name} | {r['rps']:.1f} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms | {r['mean_batch']} | "
+              f"{r['errors']} |")
+    (_, a), (_, b) = rows
+    print(f"\nbatching: {b['rps'] / a['rps']:.2f}x the requests/s, p95 {b['p95_ms'] / a['p95_ms']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
