@@ -1,0 +1,76 @@
+"""`LMDataLoader`: batches for a language model, as in fastai.
+
+Every epoch the documents are shuffled (training only) and concatenated into one stream of token ids; the
+stream is cut into ``bs`` contiguous rows, and a batch is the next ``seq_len`` columns of every row, with the
+targets shifted by one token. Row ``r`` of batch ``i + 1`` continues row ``r`` of batch ``i``, so a model that
+keeps its hidden state between batches (`AWD_LSTM` with `ModelResetter`) reads each row as one long text.
+
+>>> dl = LMDataLoader([[1, 2, 3], [4, 5, 6, 7], [8, 9]], bs=2, seq_len=2, shuffle=False)
+>>> [(x.tolist(), y.tolist()) for x, y in dl]    # stream 1..9: rows [1 2 3 4] and [5 6 7 8]
+[([[1, 2], [5, 6]], [[2, 3], [6, 7]]), ([[3, 4], [7, 8]], [[4, 5], [8, 9]])]
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from ..core.validation import check_batch_size, check_int
+
+__all__ = ["LMDataLoader"]
+
+
+class LMDataLoader:
+    """Language-model batches ``(x [bs, seq_len], y [bs, seq_len])`` over tokenised documents ``docs``.
+
+    Args:
+        docs: the token ids of each document (lists or 1-d tensors).
+        bs: the number of contiguous rows the stream is cut into (the batch size).
+        seq_len: the columns per batch (the last batch of an epoch may be shorter).
+        shuffle: shuffle the documents before concatenating them, anew every epoch (training).
+        seed: the seed of that shuffling (a private generator; the global RNG does not matter).
+
+    The stream keeps ``bs * (n - 1) // bs`` tokens (``n``: all the tokens), so each row holds
+    ``(n - 1) // bs`` of them; as in fastai, the few left over are not used that epoch.
+
+    >>> dl = LMDataLoader([list(range(100))], bs=4, seq_len=10, shuffle=False)
+    >>> len(dl), [x.shape[1] for x, _ in dl]          # rows of 24 tokens: 10 + 10 + 4
+    (3, [10, 10, 4])
+    """
+
+    def __init__(self, docs: Sequence[Sequence[int]], bs: int = 64, seq_len: int = 72, shuffle: bool = False,
+                 seed: int | None = 42):
+        check_batch_size(bs)
+        check_int("seq_len", seq_len)
+        self.docs = [torch.as_tensor(d, dtype=torch.long).reshape(-1) for d in docs]
+        self.bs, self.seq_len, self.shuffle = bs, seq_len, shuffle
+        self.n_tokens = sum(len(d) for d in self.docs)
+        if self.n_tokens - 1 < bs:
+            raise ValueError(f"a language-model loader of bs={bs} rows needs more than {bs} tokens, but the "
+                             f"{len(self.docs)} document(s) hold {self.n_tokens}: lower bs or add text")
+        self.generator = torch.Generator()
+        self.generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**62))
+        self.row_len = (self.n_tokens - 1) // bs
+
+    def __len__(self) -> int:
+        return -(-self.row_len // self.seq_len)
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.docs)
+
+    def stream(self) -> torch.Tensor:
+        """This epoch's concatenated documents (in a new random order when shuffling)."""
+        order = (torch.randperm(len(self.docs), generator=self.generator).tolist() if self.shuffle
+                 else range(len(self.docs)))
+        return torch.cat([self.docs[i] for i in order])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        s, n = self.stream(), self.bs * self.row_len
+        x, y = s[:n].view(self.bs, self.row_len), s[1: n + 1].view(self.bs, self.row_len)
+        for i in range(0, self.row_len, self.seq_len):
+            yield x[:, i: i + self.seq_len].contiguous(), y[:, i: i + self.seq_len].contiguous()
+
+    def __repr__(self) -> str:
+        return (f"LMDataLoader({self.n_docs} documents, {self.n_tokens} tokens, bs={self.bs}, "
+                f"seq_len={self.seq_len}, shuffle={self.shuffle})")
