@@ -183,7 +183,11 @@ class TextDataLoaders(DataLoaders):
             tokenizer = WordTokenizer(vocab, max_len=LM_MAX_LEN)
             ids = tokenizer.encode_tokens(tokens)
         else:
-            tokenizer = make_tokenizer(tok, [], None, min_freq, max_vocab, "head")
+            if isinstance(tok, (str, os.PathLike)):  # the folder of a causal language model (GPT-2 style)
+                from .causal import CausalTokenizer
+                tokenizer = CausalTokenizer(tok)
+            else:
+                tokenizer = make_tokenizer(tok, [], None, min_freq, max_vocab, "head")
             if not hasattr(tokenizer, "encode_docs"):
                 raise TypeError(f"the tokenizer {tokenizer!r} cannot tokenise whole documents for a language model: "
                                 "use tok='words' or the folder of a causal language model (GPT-2 style)")
