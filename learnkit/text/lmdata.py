@@ -30,12 +30,14 @@ class LMDataLoader:
         shuffle: shuffle the documents before concatenating them, anew every epoch (training).
         seed: the seed of that shuffling (a private generator; the global RNG does not matter).
 
-    The stream keeps ``bs * (n - 1) // bs`` tokens (``n``: all the tokens), so each row holds
-    ``(n - 1) // bs`` of them; as in fastai, the few left over are not used that epoch.
+    Each row holds ``(n - 1) // bs`` tokens (``n``: all the tokens) cut down to a multiple of ``seq_len``, so
+    that every batch has the same shape (`Learner.get_preds` concatenates them; a compiled model sees one
+    shape); fastai keeps a shorter last batch instead. The few tokens left over wait for another epoch's
+    order. A corpus shorter than ``bs * seq_len`` gives one batch of shorter rows.
 
     >>> dl = LMDataLoader([list(range(100))], bs=4, seq_len=10, shuffle=False)
-    >>> len(dl), [x.shape[1] for x, _ in dl]          # rows of 24 tokens: 10 + 10 + 4
-    (3, [10, 10, 4])
+    >>> len(dl), [x.shape[1] for x, _ in dl]          # rows of 24 tokens: 2 batches of 10
+    (2, [10, 10])
     """
 
     def __init__(self, docs: Sequence[Sequence[int]], bs: int = 64, seq_len: int = 72, shuffle: bool = False,
@@ -50,7 +52,8 @@ class LMDataLoader:
                              f"{len(self.docs)} document(s) hold {self.n_tokens}: lower bs or add text")
         self.generator = torch.Generator()
         self.generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**62))
-        self.row_len = (self.n_tokens - 1) // bs
+        row_len = (self.n_tokens - 1) // bs
+        self.row_len = row_len if row_len < seq_len else row_len - row_len % seq_len
 
     def __len__(self) -> int:
         return -(-self.row_len // self.seq_len)

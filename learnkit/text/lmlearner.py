@@ -111,7 +111,8 @@ class LMLearner(TextLearner):
         vocab = getattr(tok, "vocab", None)
         if vocab is not None and hasattr(vocab, "itos"):
             words = [vocab.itos[i] for i in new if vocab.itos[i] != BOS]
-            return (text.rstrip() + " " + detokenize(words)).rstrip()
+            sep = "" if not words or words[0] in _NO_SPACE_BEFORE else " "
+            return text.rstrip() + sep + detokenize(words)
         return text + tok.decode(new)
 
 
