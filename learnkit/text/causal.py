@@ -10,6 +10,7 @@ download. Needs ``pip install "learnkit[text]"``.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -184,7 +185,7 @@ def causal_lm_model(arch: str | os.PathLike, dls: Any, pretrained: bool = True,
     if dls.tokenizer.vocab_size > model.get_input_embeddings().num_embeddings:
         raise ValueError(f"the tokenizer has {dls.tokenizer.vocab_size} tokens but the model only "
                          f"{model.get_input_embeddings().num_embeddings} embeddings")
-    return CausalLM(model), {"config": model.config.to_dict()}
+    return CausalLM(model), {"config": json.loads(model.config.to_json_string(use_diff=False))}
 
 
 @register_learner
