@@ -55,8 +55,8 @@ class CausalTokenizer:
     ...                                           eos_token="<|endoftext|>")
     >>> _ = hf.save_pretrained(folder)
     >>> tok = CausalTokenizer(folder)
-    >>> tok.encode_docs(["a b"]), tok.decode([1, 4]), tok.pad_id
-    ([[0, 1, 4]], 'a b', 0)
+    >>> tok.encode_docs(["a", "b"]), tok.decode([1, 4]), tok.pad_id
+    ([[0, 1], [0, 2]], 'a b', 0)
     """
 
     def __init__(self, source: str | os.PathLike | None = None, max_len: int = 1024,
@@ -127,7 +127,8 @@ class CausalLM(nn.Module):
     """A Hugging Face ``AutoModelForCausalLM`` that maps ids ``[B, L]`` to logits ``[B, L, V]``.
 
     >>> import transformers
-    >>> cfg = transformers.GPT2Config(vocab_size=20, n_positions=16, n_embd=8, n_layer=1, n_head=2)
+    >>> cfg = transformers.GPT2Config(vocab_size=20, n_positions=16, n_embd=8, n_layer=1, n_head=2, bos_token_id=0,
+    ...                               eos_token_id=0)
     >>> CausalLM(transformers.GPT2LMHeadModel(cfg))(torch.tensor([[1, 2, 3]])).shape
     torch.Size([1, 3, 20])
     """
@@ -151,7 +152,8 @@ def causal_lm(config: dict) -> CausalLM:
     loads its own).
 
     >>> import transformers
-    >>> cfg = transformers.GPT2Config(vocab_size=20, n_positions=16, n_embd=8, n_layer=1, n_head=2).to_dict()
+    >>> cfg = transformers.GPT2Config(vocab_size=20, n_positions=16, n_embd=8, n_layer=1, n_head=2, bos_token_id=0,
+    ...                               eos_token_id=0).to_dict()
     >>> type(causal_lm(cfg).model).__name__
     'GPT2LMHeadModel'
     """

@@ -135,6 +135,13 @@ def language_model_learner(dls: TextDataLoaders, arch: Any = AWD_LSTM, config: d
         The other arguments are `Learner`'s.
 
     A pretrained `AWD_LSTM` starts frozen but for its embedding and decoder (fastai's rule).
+
+    >>> import pandas as pd
+    >>> dls = TextDataLoaders.from_df(pd.DataFrame({"text": ["a b c d e f g h"] * 4}), tok="words", is_lm=True,
+    ...                               bs=2, seq_len=4, min_freq=1, device="cpu")
+    >>> learn = language_model_learner(dls, AWD_LSTM, config=dict(emb_sz=8, n_hid=8, n_layers=1), pretrained=False)
+    >>> type(learn).__name__, learn.model[1].decoder.out_features == len(dls.vocab), learn.model_spec["builder"]
+    ('LMLearner', True, 'text.awd_lstm_lm')
     """
     if not isinstance(dls, TextDataLoaders) or not dls.is_lm:
         raise TypeError("language_model_learner needs a language model's TextDataLoaders: build them with "
