@@ -1,4 +1,6 @@
-"""Text classification: `TextDataLoaders`, a pretrained encoder (offline) or a from-scratch LSTM.
+"""Text classification (`TextDataLoaders`, a pretrained encoder offline or a from-scratch LSTM, or fastai's
+ULMFiT `AWD_LSTM`) and language models (``is_lm=True``, `language_model_learner`, generation with
+``learn.predict(text, n_words)``, a local Hugging Face causal LM folder).
 
 >>> from learnkit.text import *
 >>> # dls = TextDataLoaders.from_folder(path/"imdb")                 # pretrained tokenizer (minilm)

@@ -316,3 +316,15 @@ def test_pretrained_weights_load_through_the_download_path(monkeypatch, tmp_path
     mean = src[0].encoder.weight.detach().mean(0)
     assert torch.allclose(emb[vocab.index("dog")], mean)  # a word WT103 does not know: the mean vector
     assert learn.frozen_groups == 2  # fastai: a pretrained LM trains its embedding and decoder first
+
+
+def test_accuracy_and_cross_entropy_read_scores_last_for_token_targets():
+    """fastbook ch. 12's ``CrossEntropyLossFlat()`` and ``accuracy`` on ``[B, L, V]`` scores (fastai's axis=-1)."""
+    from learnkit.core import CrossEntropyLossFlat
+    pred = torch.randn(2, 5, 30)
+    targ = pred.argmax(-1)
+    assert float(accuracy(pred, targ)) == 1.0
+    ref = torch.nn.functional.cross_entropy(pred.reshape(-1, 30), targ.reshape(-1))
+    assert float(CrossEntropyLossFlat()(pred, targ)) == pytest.approx(float(ref))
+    seg = torch.randn(2, 3, 4, 4)  # segmentation scores stay on axis 1
+    assert float(CrossEntropyLossFlat()(seg, seg.argmax(1))) < float(CrossEntropyLossFlat()(seg, seg.argmin(1)))
