@@ -36,14 +36,11 @@ from ..core.block import CategoryBlock
 from ..core.items import py_value
 from ..core.split import ColSplitter, FuncSplitter, GrandparentSplitter, RandomSplitter, check_split
 from .batching import BucketBatchSampler, PadCollate, TextDataset
-from .lmdata import LMDataLoader
+from .lmdata import _as_vocab, lm_loaders, token_list
 from .tokenize import WordTokenizer, clean_text, tokenizer_config, tokenizer_from_config
-from .vocab import BOS, Vocab
+from .vocab import Vocab
 
-__all__ = ["TextDataLoaders", "read_text", "make_tokenizer", "token_list"]
-
-#: the ``max_len`` of a language model's word tokenizer: documents are never truncated
-LM_MAX_LEN = 2**31 - 1
+__all__ = ["TextDataLoaders", "read_text", "make_tokenizer"]
 
 
 def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
@@ -165,41 +162,12 @@ class TextDataLoaders(DataLoaders):
                        sources: Sequence[Any] | None, tok: Any, min_freq: int, max_vocab: int, bs: int,
                        seed: int | None, device: str | torch.device | None, seq_len: int,
                        text_vocab: Sequence[str] | None) -> "TextDataLoaders":
-        """A language model's loaders: each text tokenised whole (``xxbos`` first with ``tok="words"``), the
-        training texts shuffled every epoch, the validation texts in order."""
-        sources = list(sources) if sources is not None else list(range(len(texts)))
+        """A language model's loaders (`lm_loaders`: texts tokenised whole, the training ones shuffled)."""
         texts = [clean_text(t) for t in texts]
-        keep = {i for i, t in enumerate(texts) if t}
-        if len(keep) < len(texts):
-            first = next(i for i, t in enumerate(texts) if not t)
-            warnings.warn(f"skipping {len(texts) - len(keep)} empty text(s), e.g. {sources[first]}", stacklevel=4)
-        train_idx, valid_idx = [i for i in train_idx if i in keep], [i for i in valid_idx if i in keep]
-        if not train_idx:
-            raise ValueError("a language model needs training texts, and the training split has none")
-        if isinstance(tok, str) and tok == "words":
-            tokens = [[BOS, *t] for t in WordTokenizer.split_batch(texts)]
-            vocab = (_as_vocab(text_vocab) if text_vocab is not None else
-                     Vocab.build([tokens[i] for i in train_idx], min_freq=min_freq, max_vocab=max_vocab))
-            tokenizer = WordTokenizer(vocab, max_len=LM_MAX_LEN)
-            ids = tokenizer.encode_tokens(tokens)
-        else:
-            if isinstance(tok, (str, os.PathLike)):  # the folder of a causal language model (GPT-2 style)
-                from .causal import CausalTokenizer
-                tokenizer = CausalTokenizer(tok)
-            else:
-                tokenizer = make_tokenizer(tok, [], None, min_freq, max_vocab, "head")
-            if not hasattr(tokenizer, "encode_docs"):
-                raise TypeError(f"the tokenizer {tokenizer!r} cannot tokenise whole documents for a language model: "
-                                "use tok='words' or the folder of a causal language model (GPT-2 style)")
-            ids = tokenizer.encode_docs(texts)
-        train = LMDataLoader([ids[i] for i in train_idx], bs=bs, seq_len=seq_len, shuffle=True, seed=seed)
-        valid = None
-        if valid_idx:  # a small validation set gets fewer rows rather than an error
-            n_valid = sum(len(ids[i]) for i in valid_idx)
-            if n_valid < 2:
-                raise ValueError(f"the validation texts hold {n_valid} token(s); a language model needs at least 2")
-            valid = LMDataLoader([ids[i] for i in valid_idx], bs=min(bs, n_valid - 1), seq_len=seq_len)
+        train, valid, tokenizer = lm_loaders(texts, train_idx, valid_idx, sources, tok, min_freq, max_vocab, bs,
+                                             seed, seq_len, text_vocab)
         return cls(train, valid, tokenizer, None, device=device, bs=bs, is_lm=True, seq_len=seq_len)
+
 
     @classmethod
     def from_datasets(cls, train_ds: TextDataset, valid_ds: TextDataset | None, tokenizer: Any,
@@ -427,27 +395,6 @@ class TextDataLoaders(DataLoaders):
         is_lm = bool(config.get("is_lm", False))
         return cls(None, None, tokenizer_from_config(config["tokenizer"]), None if is_lm else config["vocab"],
                    device=device, bs=int(config.get("bs", 32)), is_lm=is_lm, seq_len=int(config.get("seq_len", 72)))
-
-
-def token_list(tokenizer: Any) -> list[str]:
-    """The tokens of a tokenizer by id (a language model's ``dls.vocab``).
-
-    >>> token_list(WordTokenizer(Vocab(["xxpad", "xxunk", "xxbos", "film"])))
-    ['xxpad', 'xxunk', 'xxbos', 'film']
-    """
-    if isinstance(getattr(tokenizer, "vocab", None), Vocab):
-        return list(tokenizer.vocab.itos)
-    if hasattr(tokenizer, "tokens"):
-        return list(tokenizer.tokens())
-    raise TypeError(f"cannot list the tokens of {tokenizer!r}: give it a tokens() method")
-
-
-def _as_vocab(text_vocab: Any) -> Vocab:
-    if isinstance(text_vocab, Vocab):
-        return text_vocab
-    if isinstance(text_vocab, str) or not isinstance(text_vocab, Sequence):
-        raise TypeError(f"text_vocab must be a token list (a language model's dls_lm.vocab), got {text_vocab!r}")
-    return Vocab(text_vocab)
 
 
 def _checked(dls: "TextDataLoaders", allow_empty_valid: bool) -> "TextDataLoaders":

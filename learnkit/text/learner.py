@@ -33,7 +33,7 @@ from ..core.sharding import unshuffled
 from .awdclas import awd_lstm_clas, awd_lstm_clas_split
 from .awdlstm import AWD_LSTM
 from .callbacks import ModelResetter, RNNRegularizer
-from .data import token_list
+from .lmdata import token_list
 from .cache import FrozenFeatureCache, StageStates, cache_start
 from .data import TextDataLoaders
 from .models import lstm_classifier, lstm_splitter

@@ -11,13 +11,21 @@ keeps its hidden state between batches (`AWD_LSTM` with `ModelResetter`) reads e
 """
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
 from ..core.validation import check_batch_size, check_int
+from .tokenize import WordTokenizer
+from .vocab import BOS, Vocab
 
-__all__ = ["LMDataLoader"]
+__all__ = ["LMDataLoader", "lm_loaders", "token_list"]
+
+#: the ``max_len`` of a language model's word tokenizer: documents are never truncated
+LM_MAX_LEN = 2**31 - 1
 
 
 class LMDataLoader:
@@ -77,3 +85,69 @@ class LMDataLoader:
     def __repr__(self) -> str:
         return (f"LMDataLoader({self.n_docs} documents, {self.n_tokens} tokens, bs={self.bs}, "
                 f"seq_len={self.seq_len}, shuffle={self.shuffle})")
+
+
+def lm_loaders(texts: Sequence[str], train_idx: Sequence[int], valid_idx: Sequence[int],
+               sources: Sequence[Any] | None, tok: Any, min_freq: int, max_vocab: int, bs: int, seed: int | None,
+               seq_len: int, text_vocab: Sequence[str] | None) -> tuple[LMDataLoader, LMDataLoader | None, Any]:
+    """The training and validation `LMDataLoader` of cleaned ``texts`` and their tokenizer: ``tok="words"``
+    learns a vocabulary on the training texts (or takes ``text_vocab``) and puts ``xxbos`` before each text;
+    a folder is a causal language model's tokenizer (`learnkit.text.causal.CausalTokenizer`).
+
+    >>> train, valid, tok = lm_loaders(["a b a", "b a b", "a a"], [0, 1], [2], None, "words", 1, 100, 2, 0, 2, None)
+    >>> tok.vocab.itos, train.n_tokens, valid.n_tokens
+    (['xxpad', 'xxunk', 'a', 'b', 'xxbos'], 8, 3)
+    """
+    sources = list(sources) if sources is not None else list(range(len(texts)))
+    keep = {i for i, t in enumerate(texts) if t}
+    if len(keep) < len(texts):
+        first = next(i for i, t in enumerate(texts) if not t)
+        warnings.warn(f"skipping {len(texts) - len(keep)} empty text(s), e.g. {sources[first]}", stacklevel=5)
+    train_idx, valid_idx = [i for i in train_idx if i in keep], [i for i in valid_idx if i in keep]
+    if not train_idx:
+        raise ValueError("a language model needs training texts, and the training split has none")
+    if isinstance(tok, str) and tok == "words":
+        tokens = [[BOS, *t] for t in WordTokenizer.split_batch(texts)]
+        vocab = (_as_vocab(text_vocab) if text_vocab is not None else
+                 Vocab.build([tokens[i] for i in train_idx], min_freq=min_freq, max_vocab=max_vocab))
+        tokenizer = WordTokenizer(vocab, max_len=LM_MAX_LEN)
+        ids = tokenizer.encode_tokens(tokens)
+    else:
+        if isinstance(tok, (str, os.PathLike)):  # the folder of a causal language model (GPT-2 style)
+            from .causal import CausalTokenizer
+            tokenizer = CausalTokenizer(tok)
+        else:
+            tokenizer = tok
+        if not hasattr(tokenizer, "encode_docs"):
+            raise TypeError(f"the tokenizer {tokenizer!r} cannot tokenise whole documents for a language model: "
+                            "use tok='words' or the folder of a causal language model (GPT-2 style)")
+        ids = tokenizer.encode_docs(texts)
+    train = LMDataLoader([ids[i] for i in train_idx], bs=bs, seq_len=seq_len, shuffle=True, seed=seed)
+    valid = None
+    if valid_idx:  # a small validation set gets fewer rows rather than an error
+        n_valid = sum(len(ids[i]) for i in valid_idx)
+        if n_valid < 2:
+            raise ValueError(f"the validation texts hold {n_valid} token(s); a language model needs at least 2")
+        valid = LMDataLoader([ids[i] for i in valid_idx], bs=min(bs, n_valid - 1), seq_len=seq_len)
+    return train, valid, tokenizer
+
+
+def token_list(tokenizer: Any) -> list[str]:
+    """The tokens of a tokenizer by id (a language model's ``dls.vocab``).
+
+    >>> token_list(WordTokenizer(Vocab(["xxpad", "xxunk", "xxbos", "film"])))
+    ['xxpad', 'xxunk', 'xxbos', 'film']
+    """
+    if isinstance(getattr(tokenizer, "vocab", None), Vocab):
+        return list(tokenizer.vocab.itos)
+    if hasattr(tokenizer, "tokens"):
+        return list(tokenizer.tokens())
+    raise TypeError(f"cannot list the tokens of {tokenizer!r}: give it a tokens() method")
+
+
+def _as_vocab(text_vocab: Any) -> Vocab:
+    if isinstance(text_vocab, Vocab):
+        return text_vocab
+    if isinstance(text_vocab, str) or not isinstance(text_vocab, Sequence):
+        raise TypeError(f"text_vocab must be a token list (a language model's dls_lm.vocab), got {text_vocab!r}")
+    return Vocab(text_vocab)

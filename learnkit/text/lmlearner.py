@@ -25,7 +25,8 @@ from ..core.registry import register_learner
 from ..core.validation import check_number
 from .awdclas import awd_lstm_lm
 from .awdlstm import AWD_LSTM, _config, awd_lstm_lm_config, awd_lstm_lm_split
-from .data import TextDataLoaders, token_list
+from .data import TextDataLoaders
+from .lmdata import token_list
 from .generate import check_sampling, generate
 from .learner import TextLearner
 from .vocab import BOS
