@@ -234,8 +234,11 @@ def text_classifier_learner(dls: TextDataLoaders, arch: str = "minilm", pretrain
     Args:
         arch: ``"minilm"`` (the pretrained all-MiniLM-L6-v2 encoder, loaded offline; ``dls`` must be built
             with ``tok="minilm"``), the folder of another local BERT-style encoder (with the same ``tok``),
-            or ``"lstm"`` (from scratch, any tokenizer; best with ``tok="words"``).
-        pretrained: load the encoder's pretrained weights (``False``: random init, for tests).
+            or ``"lstm"`` (from scratch, any tokenizer; best with ``tok="words"``), or `AWD_LSTM` (fastai's
+            ULMFiT classifier: ``config`` overrides `awd_lstm_clas_config`; ``seq_len``, ``lin_ftrs``, ``ps`` as
+            in fastai; load a language model's encoder with ``learn.load_encoder(name)``).
+        pretrained: load the encoder's pretrained weights (``False``: random init, for tests). For `AWD_LSTM`,
+            fastai's WikiText-103 weights, downloaded once (offline: pass ``False``).
         drop_mult: multiplies every dropout probability of the head (and of the LSTM).
         config: extra keyword arguments of the model builder (``emb_dim``, ``hidden``, ``n_layers`` for the
             LSTM; ``head_dropout`` for the encoder); unknown names raise an error.
