@@ -24,6 +24,7 @@ and classifier reviews are cut to 256 words, so that a CPU run takes minutes.
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> float:
     print(f"\nclassifier with the LM encoder: validation accuracy {acc:.4f} on {len(dls.valid.dataset)} reviews")
     print(f"the same classifier without the LM encoder: validation accuracy {acc0:.4f}")
     print(f"time: {time.perf_counter() - t0:.0f} s wall")
+    shutil.rmtree(tmp, ignore_errors=True)  # the saved encoder
     return acc
 
 
