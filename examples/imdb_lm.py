@@ -17,7 +17,12 @@ fastbook chapter 10's:
 and, side by side in the same run, the same classifier trained for as many epochs without the encoder.
 As in ULMFiT, the language model reads the texts of every review, the validation reviews included (without
 their labels). Without ``--pretrained`` nothing is downloaded and the language model starts from random
-weights, so it learns English from these few thousand reviews alone: expect a modest gain, not ULMFiT's.
+weights, so it learns English from these reviews alone, and at this scale that is not enough: one run with
+``--reviews 250`` (500 training and 250 validation reviews, 2 LM epochs, 11 minutes on a shared 2-core CPU)
+gave an LM perplexity of 218, 0.556 accuracy with the encoder and 0.820 without it. A logistic regression on
+that frozen encoder's pooled features reaches 0.556 too: the features carry little sentiment yet, and the
+gradual-unfreezing learning rates (made for a strong WT103 encoder) barely move it. ULMFiT's gain needs the
+WT103 start (``--pretrained``) and far more text.
 The model is a small AWD-LSTM (``--emb``, ``--hid``, ``--layers``) on a third of the reviews (``--reviews``),
 and classifier reviews are cut to 256 words, so that a CPU run takes minutes.
 """
