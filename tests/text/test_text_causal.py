@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -68,6 +70,11 @@ def test_tiny_gpt2_fine_tunes_generates_and_exports(gpt2_folder, tmp_path):
     try:
         new = load_learner(fname, cpu=True)
         assert type(new).__name__ == "CausalLMLearner" and new.predict("the cat", n_words=12, temperature=0) == greedy
+        code = ("from learnkit import load_learner; import sys; "
+                "print(load_learner(sys.argv[1], cpu=True).predict('the cat', n_words=12, temperature=0))")
+        out = subprocess.run([sys.executable, "-c", code, str(fname)], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parents[2])
+        assert out.stdout.strip() == greedy  # in a fresh process too
     finally:
         shutil.move(str(moved), gpt2_folder)
 
