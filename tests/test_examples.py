@@ -31,6 +31,7 @@ SCRIPTS: dict[str, str] = {
     "camvid_tiny.py": rf"pixel accuracy \(void excluded\) ({METRIC})",
     "imdb.py": rf"validation accuracy ({METRIC})",
     "imdb_sample.py": rf"validation accuracy ({METRIC})",
+    "imdb_lm.py": rf"with the LM encoder: validation accuracy ({METRIC})",
     "adult.py": rf"validation accuracy ({METRIC})",
     "movielens.py": rf"validation MSE ({METRIC})",
 }
@@ -43,6 +44,8 @@ ARGS: dict[str, list[str]] = {"imdb_sample.py": ["--arch", "lstm"]}
 MUST_PRINT: dict[str, list[str]] = {
     "imdb.py": ["predict('This movie was wonderful'):"],
     "imdb_sample.py": ["arch=lstm", "predict('This movie was wonderful'):"],
+    "imdb_lm.py": ["validation perplexity", "sample 1: I liked this movie because", "sample 2:",
+                   "without the LM encoder: validation accuracy"],
     "movielens.py": ["highest bias:", "lowest bias:", "10 recommendations for user 1"],
 }
 

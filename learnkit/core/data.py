@@ -80,8 +80,10 @@ class DataLoaders:
     def from_dsets(cls, train_ds: Dataset, valid_ds: Dataset | None = None, bs: int = 64,
                    shuffle: bool = True, drop_last: bool = False, collate_fn: Callable | None = None,
                    num_workers: int = 0, seed: int | None = 42, device: str | torch.device | None = None,
-                   n_inp: int = 1, vocab: Sequence[Any] | None = None) -> "DataLoaders":
-        """Wrap any map-style datasets in loaders (validation at twice the batch size, never shuffled).
+                   n_inp: int = 1, vocab: Sequence[Any] | None = None, val_bs: int | None = None) -> "DataLoaders":
+        """Wrap any map-style datasets in loaders (validation never shuffled, at ``val_bs``: by default twice the
+        batch size, or ``bs`` as in fastai when ``shuffle=False`` — ordered batches, such as fastbook's
+        ``group_chunks`` for a stateful ``LMModel3``, must keep their size).
 
         ``vocab`` defaults to the dataset's ``classes`` (torchvision's ``CIFAR10``, ``FashionMNIST``,
         ``ImageFolder``...); with one, the default loss is cross-entropy.
@@ -89,8 +91,10 @@ class DataLoaders:
         dev = default_device(device)
         train = make_loader(train_ds, bs, shuffle=shuffle, drop_last=drop_last, seed=seed, collate_fn=collate_fn,
                             num_workers=num_workers, device=dev)
-        valid = None if valid_ds is None else make_loader(valid_ds, bs * 2, collate_fn=collate_fn,
-                                                          num_workers=num_workers, device=dev)
+        if val_bs is None:
+            val_bs = bs * 2 if shuffle else bs
+        valid = None if valid_ds is None else make_loader(valid_ds, val_bs,
+                                                          collate_fn=collate_fn, num_workers=num_workers, device=dev)
         classes = getattr(train_ds, "classes", None)
         vocab = vocab if vocab is not None else (list(classes) if isinstance(classes, (list, tuple)) else None)
         dls = cls(train, valid, device=dev, n_inp=n_inp, vocab=vocab)

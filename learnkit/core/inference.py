@@ -51,7 +51,7 @@ class InferenceMixin:
             for batch in dl:
                 batch = self.dls.on_device(to_device(tuple(batch), self.device), False)
                 xb, yb = tuple(batch[: self.dls.n_inp]), tuple(batch[self.dls.n_inp:])
-                out = self.model(*xb)
+                out = self.pred_from_output(self.model(*xb))
                 preds.append(to_cpu(act(out.float())))
                 if yb:
                     targs.append(to_cpu(yb[0]))
@@ -69,6 +69,17 @@ class InferenceMixin:
         if with_input:
             res.append(gather_preds(dl, cat_nested(inputs)))
         return tuple(res)
+
+    def pred_from_output(self: Learner, out: Any) -> Any:
+        """The prediction in a model's output, for `get_preds`: the output itself here. A learner whose models
+        return more than their scores (text's ``(logits, raw, dropped)``) overrides it.
+
+        >>> learn = Learner(DataLoaders.from_dsets([(torch.zeros(1), 0)], bs=1, device="cpu"), torch.nn.Linear(1, 2),
+        ...                 loss_func=CrossEntropyLossFlat(), progress=False)
+        >>> learn.pred_from_output(torch.ones(2)).tolist()
+        [1.0, 1.0]
+        """
+        return out
 
     def _item_losses(self: Learner, out: torch.Tensor, yb: tuple) -> torch.Tensor:
         return torch.stack([self.loss_func(out[i: i + 1], *(y[i: i + 1] for y in yb)).float()

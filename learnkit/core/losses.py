@@ -67,6 +67,9 @@ class CrossEntropyLossFlat(nn.Module):
     def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
         if self.axis != 1:
             pred = pred.movedim(self.axis, 1)
+        elif (pred.dim() == targ.dim() + 1 > 2 and pred.shape[:-1] == targ.shape
+              and pred.shape[:1] + pred.shape[2:] != targ.shape):
+            pred = pred.movedim(-1, 1)  # scores last ([B, L, V] for [B, L] tokens: a language model; fastai's axis=-1)
         name = type(self).__name__
         if pred.dim() != targ.dim() + 1 or pred.shape[:1] + pred.shape[2:] != targ.shape:
             hint = (f"the model outputs {pred.shape[1]} values per item: one per class" if pred.dim() > 1 else

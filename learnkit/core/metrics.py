@@ -44,6 +44,19 @@ def _lower_is_better(f):
 
 
 # --- classification ---------------------------------------------------------------------------------
+def _class_axis(pred: torch.Tensor, targ: torch.Tensor, axis: int = 1) -> int:
+    """``axis``, or the last one when the scores come last and ``axis`` does not fit the targets (a language
+    model's ``[B, L, V]`` scores for ``[B, L]`` tokens, as fastai's ``axis=-1``).
+
+    >>> _class_axis(torch.zeros(2, 5, 30), torch.zeros(2, 5)), _class_axis(torch.zeros(2, 3, 4, 4), torch.zeros(2, 4, 4))
+    (2, 1)
+    """
+    if axis == 1 and pred.ndim == targ.ndim + 1 and pred.ndim > 2 and pred.shape[:-1] == targ.shape \
+            and pred.shape[:1] + pred.shape[2:] != targ.shape:
+        return pred.ndim - 1
+    return axis
+
+
 def _check_class_scores(pred: torch.Tensor, targ: torch.Tensor, name: str, axis: int = 1) -> None:
     """Clear errors when a classification metric gets a regression problem."""
     if targ.is_floating_point():
@@ -61,6 +74,7 @@ def accuracy(pred: torch.Tensor, targ: torch.Tensor, axis: int = 1) -> torch.Ten
     >>> round(float(accuracy(pred, torch.tensor([0, 1, 1]))), 4)  # Learner(..., metrics=accuracy)
     0.6667
     """
+    axis = _class_axis(pred, targ, axis)
     _check_class_scores(pred, targ, "accuracy", axis)
     return (pred.argmax(dim=axis) == targ).float().mean()
 

@@ -1,4 +1,6 @@
-"""Text classification: `TextDataLoaders`, a pretrained encoder (offline) or a from-scratch LSTM.
+"""Text classification (`TextDataLoaders`, a pretrained encoder offline or a from-scratch LSTM, or fastai's
+ULMFiT `AWD_LSTM`) and language models (``is_lm=True``, `language_model_learner`, generation with
+``learn.predict(text, n_words)``, a local Hugging Face causal LM folder).
 
 >>> from learnkit.text import *
 >>> # dls = TextDataLoaders.from_folder(path/"imdb")                 # pretrained tokenizer (minilm)
@@ -35,7 +37,17 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
                     whole_set)
 from ..datasets import URLs, find_data, untar_data
 from ..core import __all__ as _core_all
+from .awdclas import (PoolingLinearClassifier, SentenceEncoder, awd_lstm_clas, awd_lstm_clas_split, awd_lstm_lm,
+                      get_text_classifier, masked_concat_pool)
+from .awdlstm import (AWD_LSTM, EmbeddingDropout, LinearDecoder, RNNDropout, SequentialRNN, WeightDropout,
+                      awd_lstm_lm_config, awd_lstm_clas_config, awd_lstm_lm_split, dropout_mask, get_language_model)
 from .batching import BucketBatchSampler, PadCollate, TextDataset
+from .callbacks import ModelResetter, RNNRegularizer
+from .causal import CausalLM, CausalLMLearner, CausalTokenizer
+from .generate import generate, sample_next
+from .lmdata import LMDataLoader
+from .lmlearner import LMLearner, detokenize, language_model_learner
+from .wt103 import load_wt103, match_embeds
 from .blocks import TextBlock
 from .cache import ActivationCache, StageStates, cache_start
 from .data import TextDataLoaders, make_tokenizer, read_text
@@ -56,4 +68,10 @@ __all__ = [
     "staged_splitter", "ActivationCache", "StageStates", "cache_start", "PRETRAINED_SOURCES", "PretrainedTokenizer", "load_encoder",
     "load_hf_tokenizer", "pretrained_folder", "WordTokenizer", "Vocab", "clean_text", "tokenizer_from_config",
     "truncate",
+    "LMDataLoader", "language_model_learner", "LMLearner", "AWD_LSTM", "awd_lstm_lm_config", "awd_lstm_clas_config",
+    "ModelResetter", "RNNRegularizer", "get_language_model", "get_text_classifier", "SequentialRNN", "LinearDecoder",
+    "RNNDropout", "WeightDropout", "EmbeddingDropout", "dropout_mask", "SentenceEncoder", "PoolingLinearClassifier",
+    "masked_concat_pool", "awd_lstm_lm_split", "awd_lstm_clas_split", "awd_lstm_lm", "awd_lstm_clas",
+    "sample_next", "generate", "detokenize", "CausalTokenizer", "CausalLM", "CausalLMLearner", "load_wt103",
+    "match_embeds",
 ]

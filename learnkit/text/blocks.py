@@ -50,8 +50,12 @@ class TextBlock(TransformBlock):
 
     def __init__(self, tok: Any = "minilm", max_len: int | None = None, min_freq: int = 3,
                  max_vocab: int = 30_000, truncation: str = "head_tail", encoding: str = "utf-8",
-                 text_cols: str | Sequence[str] | None = None):
+                 text_cols: str | Sequence[str] | None = None, vocab: Sequence[str] | None = None,
+                 is_lm: bool = False, seq_len: int = 72):
         super().__init__()
+        #: ``is_lm``: a language model's input (the only block; `LMDataLoader` batches of ``seq_len`` tokens);
+        #: ``vocab``: the token list of a word tokenizer to reuse (a language model's ``dls_lm.vocab``)
+        self.vocab, self.is_lm, self.seq_len = vocab, is_lm, seq_len
         self.tok, self.max_len, self.min_freq, self.max_vocab = tok, max_len, min_freq, max_vocab
         self.truncation, self.encoding = truncation, encoding
         self.text_cols = [text_cols] if isinstance(text_cols, str) else (list(text_cols) if text_cols else None)
@@ -62,17 +66,21 @@ class TextBlock(TransformBlock):
     @classmethod
     def from_folder(cls, path: str | os.PathLike, tok: Any = "minilm", max_len: int | None = None,
                     min_freq: int = 3, max_vocab: int = 30_000, truncation: str = "head_tail",
-                    encoding: str = "utf-8") -> "TextBlock":
+                    encoding: str = "utf-8", vocab: Sequence[str] | None = None, is_lm: bool = False,
+                    seq_len: int = 72) -> "TextBlock":
         """A block for ``.txt`` files under ``path`` (items from `get_text_files`)."""
-        block = cls(tok, max_len, min_freq, max_vocab, truncation, encoding)
+        block = cls(tok, max_len, min_freq, max_vocab, truncation, encoding, vocab=vocab, is_lm=is_lm,
+                    seq_len=seq_len)
         block.path = expand_path(path)
         return block
 
     @classmethod
     def from_df(cls, text_cols: str | Sequence[str], tok: Any = "minilm", max_len: int | None = None,
-                min_freq: int = 3, max_vocab: int = 30_000, truncation: str = "head_tail") -> "TextBlock":
+                min_freq: int = 3, max_vocab: int = 30_000, truncation: str = "head_tail",
+                vocab: Sequence[str] | None = None, is_lm: bool = False, seq_len: int = 72) -> "TextBlock":
         """A block for the text column(s) ``text_cols`` of a data frame (its rows are the items)."""
-        return cls(tok, max_len, min_freq, max_vocab, truncation, text_cols=text_cols)
+        return cls(tok, max_len, min_freq, max_vocab, truncation, text_cols=text_cols, vocab=vocab, is_lm=is_lm,
+                   seq_len=seq_len)
 
     # --- one value -----------------------------------------------------------------------------------
     def text_of(self, value: Any) -> str:
@@ -113,6 +121,8 @@ class TextBlock(TransformBlock):
         """The `TextDataLoaders` of a DataBlock's datasets (called by `DataBlock.dataloaders`): every text read
         and tokenised once, the word vocabulary built on the training split."""
         blocks = dsets.blocks
+        if self.is_lm:
+            return self._lm_dataloaders(dsets, bs, seed, device)
         if len(blocks) != 2 or dsets.n_inp != 1 or not isinstance(blocks[1], CategoryBlock):
             raise DataBlockError(f"a DataBlock with a TextBlock needs blocks=(TextBlock, CategoryBlock), got "
                                  f"{[type(b).__name__ for b in blocks]}")
@@ -135,7 +145,30 @@ class TextBlock(TransformBlock):
         dls = self.dls_type.from_texts(
             texts, labels, range(n_train), range(n_train, len(texts)), sources=sources, vocab=blocks[1].vocab,
             tok=self.tok, max_len=self.max_len, min_freq=self.min_freq, max_vocab=self.max_vocab,
-            truncation=self.truncation, bs=bs, seed=seed, device=device, allow_empty_valid=dsets.valid is None)
+            truncation=self.truncation, bs=bs, seed=seed, device=device, allow_empty_valid=dsets.valid is None,
+            text_vocab=self.vocab)
+        self.tokenizer = dls.tokenizer
+        return dls
+
+    def _lm_dataloaders(self, dsets: Any, bs: int, seed: int | None,
+                        device: str | torch.device | None) -> TextDataLoaders:
+        """A language model's loaders: the texts of both splits, no labels."""
+        if len(dsets.blocks) != 1:
+            raise DataBlockError(f"a language model's TextBlock(is_lm=True) is the only block (the targets are the "
+                                 f"next tokens), got {[type(b).__name__ for b in dsets.blocks]}: drop the label "
+                                 "block and get_y")
+        texts, sources = [], []
+        for d in (d for d in (dsets.train, dsets.valid) if d is not None):
+            get_x = d.getters[0]
+            for i in range(len(d)):
+                o = d.item(i)
+                texts.append(self.text_of(get_x(o) if get_x is not None else o))
+                sources.append(_source(o))
+        n_train = len(dsets.train)
+        dls = self.dls_type.from_texts(texts, None, range(n_train), range(n_train, len(texts)), sources=sources,
+                                       tok=self.tok, min_freq=self.min_freq, max_vocab=self.max_vocab, bs=bs,
+                                       seed=seed, device=device, is_lm=True, seq_len=self.seq_len,
+                                       text_vocab=self.vocab)
         self.tokenizer = dls.tokenizer
         return dls
 

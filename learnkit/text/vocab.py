@@ -15,9 +15,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from ..core.validation import check_int
 
-__all__ = ["Vocab", "PAD", "UNK", "SPECIALS"]
+__all__ = ["Vocab", "PAD", "UNK", "BOS", "SPECIALS"]
 
 PAD, UNK = "xxpad", "xxunk"
+#: the token a language model's word tokenizer puts before each document (an ordinary vocabulary entry)
+BOS = "xxbos"
 SPECIALS = (PAD, UNK)
 
 

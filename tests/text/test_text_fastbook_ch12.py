@@ -1,0 +1,167 @@
+"""fastbook chapter 12 (a language model from scratch), ported by the import change.
+
+The human-numbers data is generated here (fastai's ``URLs.HUMAN_NUMBERS`` is "one", "two"... "nine thousand
+nine hundred ninety nine", one per line, train 1-7999 and valid 8000-9999). fastai's ``L`` becomes a list and
+``Module`` an ``nn.Module`` (with ``super().__init__()``); everything else is the chapter's code. fastbook
+prints about 0.50 (LMModel1), 0.57 (LMModel3) and 0.84 (LMModel7); the accuracies reached here are printed
+(``-s``) and asserted well above chance.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from learnkit.text import (CrossEntropyLossFlat, DataLoaders, Learner, ModelResetter, TextLearner, accuracy,
+                           set_seed)
+
+pytestmark = pytest.mark.slow
+
+_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " \
+        "seventeen eighteen nineteen".split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def _words(n: int) -> str:
+    """English words of 1 <= n < 10000, as in fastai's human numbers ('one hundred one', no 'and')."""
+    parts = []
+    if n >= 1000:
+        parts += [_ONES[n // 1000], "thousand"]
+        n %= 1000
+    if n >= 100:
+        parts += [_ONES[n // 100], "hundred"]
+        n %= 100
+    if n >= 20:
+        parts.append(_TENS[n // 10])
+        n %= 10
+    if n:
+        parts.append(_ONES[n])
+    return " ".join(parts)
+
+
+def human_numbers() -> tuple[list[str], list[int]]:
+    lines = [_words(i) + " \n" for i in range(1, 10000)]  # train.txt then valid.txt, as the chapter reads them
+    text = " . ".join([line.strip() for line in lines])
+    tokens = text.split(" ")
+    vocab = list(dict.fromkeys(tokens))  # L(*tokens).unique()
+    word2idx = {w: i for i, w in enumerate(vocab)}
+    nums = [word2idx[i] for i in tokens]
+    return vocab, nums
+
+
+def group_chunks(ds, bs):
+    m = len(ds) // bs
+    new_ds = []
+    for i in range(m):
+        new_ds += [ds[i + m * j] for j in range(bs)]
+    return new_ds
+
+
+class LMModel1(nn.Module):
+    def __init__(self, vocab_sz, n_hidden):
+        super().__init__()
+        self.i_h = nn.Embedding(vocab_sz, n_hidden)
+        self.h_h = nn.Linear(n_hidden, n_hidden)
+        self.h_o = nn.Linear(n_hidden, vocab_sz)
+
+    def forward(self, x):
+        h = F.relu(self.h_h(self.i_h(x[:, 0])))
+        h = h + self.i_h(x[:, 1])
+        h = F.relu(self.h_h(h))
+        h = h + self.i_h(x[:, 2])
+        h = F.relu(self.h_h(h))
+        return self.h_o(h)
+
+
+class LMModel3(nn.Module):
+    def __init__(self, vocab_sz, n_hidden):
+        super().__init__()
+        self.i_h = nn.Embedding(vocab_sz, n_hidden)
+        self.h_h = nn.Linear(n_hidden, n_hidden)
+        self.h_o = nn.Linear(n_hidden, vocab_sz)
+        self.h = 0
+
+    def forward(self, x):
+        for i in range(3):
+            self.h = self.h + self.i_h(x[:, i])
+            self.h = F.relu(self.h_h(self.h))
+        out = self.h_o(self.h)
+        self.h = self.h.detach()
+        return out
+
+    def reset(self):
+        self.h = 0
+
+
+class LMModel7(nn.Module):
+    def __init__(self, vocab_sz, n_hidden, n_layers, p, bs=64):
+        super().__init__()
+        self.i_h = nn.Embedding(vocab_sz, n_hidden)
+        self.rnn = nn.LSTM(n_hidden, n_hidden, n_layers, batch_first=True)
+        self.drop = nn.Dropout(p)
+        self.h_o = nn.Linear(n_hidden, vocab_sz)
+        self.h_o.weight = self.i_h.weight
+        self.h = [torch.zeros(n_layers, bs, n_hidden) for _ in range(2)]
+
+    def forward(self, x):
+        raw, h = self.rnn(self.i_h(x), self.h)
+        out = self.drop(raw)
+        self.h = [h_.detach() for h_ in h]
+        return self.h_o(out), raw, out
+
+    def reset(self):
+        for h in self.h:
+            h.zero_()
+
+
+@pytest.fixture(scope="module")
+def numbers():
+    return human_numbers()
+
+
+def test_lmmodel1_plain_learner(numbers):
+    vocab, nums = numbers
+    assert len(vocab) == 30 and vocab[:4] == ["one", ".", "two", "three"]  # as fastbook shows
+    set_seed(42)
+    seqs = [(torch.tensor(nums[i:i + 3]), nums[i + 3]) for i in range(0, len(nums) - 4, 3)]
+    cut = int(len(seqs) * 0.8)
+    dls = DataLoaders.from_dsets(seqs[:cut], seqs[cut:], bs=64, shuffle=False, device="cpu")
+    learn = Learner(dls, LMModel1(len(vocab), 64), loss_func=F.cross_entropy, metrics=accuracy, progress=False)
+    learn.fit_one_cycle(4, 1e-3)
+    acc = learn.recorder.final_record()["accuracy"]
+    print(f"LMModel1 accuracy {acc:.3f} (fastbook: about 0.50)")
+    assert acc > 0.4
+
+
+def test_lmmodel3_model_resetter_and_group_chunks(numbers):
+    vocab, nums = numbers
+    set_seed(42)
+    bs = 64
+    seqs = [(torch.tensor(nums[i:i + 3]), nums[i + 3]) for i in range(0, len(nums) - 4, 3)]
+    cut = int(len(seqs) * 0.8)
+    dls = DataLoaders.from_dsets(group_chunks(seqs[:cut], bs), group_chunks(seqs[cut:], bs), bs=bs, drop_last=True,
+                                 shuffle=False, device="cpu")
+    learn = Learner(dls, LMModel3(len(vocab), 64), loss_func=F.cross_entropy, metrics=accuracy, cbs=ModelResetter,
+                    progress=False)
+    learn.fit_one_cycle(10, 3e-3)
+    acc = learn.recorder.final_record()["accuracy"]
+    print(f"LMModel3 accuracy {acc:.3f} (fastbook: about 0.57)")
+    assert acc > 0.45
+
+
+def test_lmmodel7_text_learner(numbers):
+    vocab, nums = numbers
+    set_seed(42)
+    bs, sl = 64, 16
+    seqs = [(torch.tensor(nums[i:i + sl]), torch.tensor(nums[i + 1:i + sl + 1])) for i in range(0, len(nums) - sl - 1, sl)]
+    cut = int(len(seqs) * 0.8)
+    dls = DataLoaders.from_dsets(group_chunks(seqs[:cut], bs), group_chunks(seqs[cut:], bs), bs=bs, drop_last=True,
+                                 shuffle=False, device="cpu")
+    learn = TextLearner(dls, LMModel7(len(vocab), 64, 2, 0.4), loss_func=CrossEntropyLossFlat(), metrics=accuracy,
+                        progress=False)
+    learn.fit_one_cycle(15, 1e-2, wd=0.1)
+    acc = learn.recorder.final_record()["accuracy"]
+    print(f"LMModel7 accuracy {acc:.3f} (fastbook: about 0.84)")
+    assert acc > 0.7
+    assert learn.validate()[1] == pytest.approx(acc, abs=0.02)  # validate keeps the RNN callbacks
