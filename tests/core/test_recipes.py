@@ -247,10 +247,15 @@ def test_show_training_loop(capsys):
     learn = reg_learner()
     learn.show_training_loop()
     out = capsys.readouterr().out
-    assert "Start Fit" in out and "End Batch: Recorder" in out.replace("ProgressCallback, ", "")
+    assert "Start Fit (before_fit)" in out and "End Batch (after_batch): Recorder" in out.replace("ProgressCallback, ", "")
     lines = out.splitlines()
-    assert lines.index("   Start Train" if "   Start Train" in lines else next(
-        ln for ln in lines if ln.strip().startswith("Start Train"))) < len(lines)
+    assert "      Start Train (before_train)" in lines or any(  # indented one level under the epoch
+        ln.strip().startswith("Start Train (before_train)") for ln in lines)
+    # every event is named by the method a callback author overrides, beside its phase
+    from learnkit.core.callback import EVENTS
+    named = {ln.split("(", 1)[1].split(")", 1)[0] for ln in lines[1:]}
+    assert named <= set(EVENTS) and {"before_fit", "before_batch", "after_loss", "after_batch", "after_epoch",
+                                     "after_fit"} <= named
 
 
 def test_mixup_turns_the_frozen_feature_cache_off(tmp_path):
