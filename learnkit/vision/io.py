@@ -1,17 +1,21 @@
 """Finding and decoding images: every image becomes a ``uint8`` RGB tensor ``[3, H, W]``.
 
-Decoding uses ``torchvision.io`` (JPEG, PNG, GIF, WebP...), honours the EXIF orientation and converts any
-mode (grey, grey+alpha, palette, RGBA, CMYK, 16-bit) to RGB; formats torchvision cannot read (BMP, TIFF...)
-fall back to Pillow. A file that cannot be decoded raises `ImageLoadError` naming the file and the reason.
-Files are only ever read.
+Decoding uses TorchCodec's image decoders (``torchcodec.decoders.decode_image``: JPEG, PNG, GIF, WebP, AVIF;
+libjpeg-turbo and libpng inside the wheel, no FFmpeg needed; the successor of ``torchvision.io.decode_image``,
+deprecated since torchvision 0.29), honours the EXIF orientation and converts any mode (grey, grey+alpha,
+palette, RGBA, CMYK, 16-bit) to RGB; formats it cannot read (BMP, TIFF...) fall back to Pillow, and so does
+everything where TorchCodec is not installed or does not load against this torch (`image_decoder` says
+which). ``benchmarks/decode.py`` compares the decoders. A file that cannot be decoded raises `ImageLoadError`
+naming the file and the reason. Files are only ever read.
 
->>> import tempfile, torchvision
->>> d = Path(tempfile.mkdtemp()); _ = torchvision.io.write_png(torch.zeros(1, 4, 6, dtype=torch.uint8), str(d / "a.png"))
+>>> import tempfile; from PIL import Image
+>>> d = Path(tempfile.mkdtemp()); Image.new("L", (6, 4)).save(d / "a.png")
 >>> load_image(d / "a.png").shape, [p.name for p in get_image_files(d)]
 (torch.Size([3, 4, 6]), ['a.png'])
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
@@ -21,12 +25,10 @@ from typing import IO, Any
 
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_image
-
 from ..core.items import get_files
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "get_image_files", "load_image", "decode_image_bytes",
-           "max_image_pixels", "image_to_tensor"]
+           "max_image_pixels", "image_to_tensor", "image_decoder"]
 
 #: File suffixes `get_image_files` picks up (lower case; matching ignores case).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({
@@ -170,30 +172,58 @@ def _check_pixels(raw: bytes, what: str) -> None:
                              "variable LEARNKIT_MAX_IMAGE_PIXELS=<pixels> (or 'none' to turn it off) if you trust it")
 
 
+@functools.lru_cache(maxsize=None)
+def _torchcodec_decode() -> Any:
+    """``torchcodec.decoders.decode_image``, or ``None`` where TorchCodec is missing or fails to load (its
+    wheels are built for one torch release each: an older torch gets Pillow, with one warning)."""
+    try:
+        from torchcodec.decoders import decode_image
+    except ImportError as e:
+        if getattr(e, "name", None) != "torchcodec":  # installed, but broken against this torch
+            warnings.warn(f"TorchCodec does not load here ({e}); learnkit decodes images with Pillow instead "
+                          "(slower). Install the torchcodec release built for your torch "
+                          f"{torch.__version__.split('+')[0]} to fix it", RuntimeWarning, stacklevel=3)
+        return None
+    except (OSError, RuntimeError) as e:  # a native library that does not load
+        warnings.warn(f"TorchCodec does not load here ({type(e).__name__}: {e}); learnkit decodes images with "
+                      "Pillow instead (slower). Install the torchcodec release built for your torch "
+                      f"{torch.__version__.split('+')[0]} to fix it", RuntimeWarning, stacklevel=3)
+        return None
+    return decode_image
+
+
+def image_decoder() -> str:
+    """Which library decodes JPEG, PNG, GIF and WebP files here: ``'torchcodec'``, or ``'pillow'`` where
+    TorchCodec is not installed or does not load (Pillow always reads BMP, TIFF and the rest).
+
+    >>> image_decoder() in ("torchcodec", "pillow")
+    True
+    """
+    return "torchcodec" if _torchcodec_decode() is not None else "pillow"
+
+
 def _decode(raw: bytes, what: str, fix: str) -> torch.Tensor:
-    """The decoder behind `load_image` and `decode_image_bytes`: torchvision, then Pillow."""
+    """The decoder behind `load_image` and `decode_image_bytes`: TorchCodec, then Pillow."""
     if not raw:
         raise ImageLoadError(f"{what} is empty (0 bytes); {fix}")
     _check_pixels(raw, what)
-    try:
-        data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
-        with warnings.catch_warnings():  # torchvision 0.29 announces its decoders' move to TorchCodec on every
-            warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)  # call; they still work
-            image = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
-        return _to_rgb_uint8(image)
-    except RuntimeError as tv_error:
-        tv_msg = str(tv_error).strip().splitlines()[-1] if str(tv_error).strip() else type(tv_error).__name__
-    # torchvision could not decode it: Pillow reads more formats (BMP, TIFF...) and fails clearly on broken files.
+    decode, first_msg = _torchcodec_decode(), "TorchCodec is not in use"
+    if decode is not None:
+        try:  # EXIF orientation applied; CMYK, grey, palette and 16-bit (scaled) come back as uint8 RGB
+            return _to_rgb_uint8(decode(raw, mode="RGB"))
+        except (RuntimeError, ValueError) as e:  # an unknown format (ValueError) or a broken file (RuntimeError)
+            first_msg = "TorchCodec: " + (str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__)
+    # Pillow reads more formats (BMP, TIFF...) and fails clearly on broken files.
     from PIL import Image, ImageOps, UnidentifiedImageError
     try:
         with Image.open(io.BytesIO(raw)) as im:
             im.load()
             return _pil_to_tensor(ImageOps.exif_transpose(im))
     except UnidentifiedImageError as e:
-        raise ImageLoadError(f"{what} is not an image that torchvision or Pillow can read ({len(raw)} bytes "
+        raise ImageLoadError(f"{what} is not an image that TorchCodec or Pillow can read ({len(raw)} bytes "
                              f"starting with {raw[:16]!r}); {fix}") from e
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageLoadError(f"cannot decode {what}: {e} (torchvision: {tv_msg}). It is probably truncated or "
+        raise ImageLoadError(f"cannot decode {what}: {e} ({first_msg}). It is probably truncated or "
                              f"corrupt; {fix}") from e
 
 
