@@ -1,11 +1,12 @@
 """Finding and decoding images: every image becomes a ``uint8`` RGB tensor ``[3, H, W]``.
 
-Decoding uses TorchCodec's image decoders (``torchcodec.decoders.decode_image``: JPEG, PNG, GIF, WebP, AVIF;
-libjpeg-turbo and libpng inside the wheel, no FFmpeg needed; the successor of ``torchvision.io.decode_image``,
-deprecated since torchvision 0.29), honours the EXIF orientation and converts any mode (grey, grey+alpha,
-palette, RGBA, CMYK, 16-bit) to RGB; formats it cannot read (BMP, TIFF...) fall back to Pillow, and so does
-everything where TorchCodec is not installed or does not load against this torch (`image_decoder` says
-which). ``benchmarks/decode.py`` compares the decoders. A file that cannot be decoded raises `ImageLoadError`
+Upright colour and grey JPEGs decode with simplejpeg (libjpeg-turbo: the fastest JPEG decoder measured by
+``benchmarks/decode.py``); everything else with TorchCodec's image decoders (``torchcodec.decoders.decode_image``:
+JPEG, PNG, GIF, WebP, AVIF; libjpeg-turbo and libpng inside the wheel, no FFmpeg needed; the successor of
+``torchvision.io.decode_image``, deprecated since torchvision 0.29), which honours the EXIF orientation and
+converts any mode (grey, grey+alpha, palette, RGBA, CMYK, 16-bit) to RGB. Formats neither reads (BMP, TIFF...)
+fall back to Pillow, and so does everything where they are not installed or TorchCodec does not load against
+this torch (`image_decoder` says which). A file that cannot be decoded raises `ImageLoadError`
 naming the file and the reason. Files are only ever read.
 
 >>> import tempfile; from PIL import Image
@@ -147,29 +148,50 @@ def max_image_pixels() -> int | None:
     return Image.MAX_IMAGE_PIXELS
 
 
-def _check_pixels(raw: bytes, what: str) -> None:
-    """Refuse an image whose header announces more pixels than `max_image_pixels`, before decoding it (a
-    12000x12000 PNG of a few KB would take 430 MB as RGB)."""
+def _probe(raw: bytes, what: str) -> tuple[str | None, str | None, int]:
+    """Read the header with Pillow (no pixels): refuse an image whose header announces more pixels than
+    `max_image_pixels` before decoding it (a 12000x12000 PNG of a few KB would take 430 MB as RGB), and return
+    ``(format, mode, EXIF orientation)`` (``None, None, 1`` where Pillow cannot tell)."""
     limit = max_image_pixels()
-    if limit is None:
-        return
     from PIL import Image
+    fmt = mode = None
+    orientation = 1
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(raw)) as im:  # reads the header only
                 w, h = im.size
+                fmt, mode = im.format, im.mode
+                if "exif" in im.info:
+                    orientation = im.getexif().get(0x0112, 1)
     except Image.DecompressionBombError:
-        if limit >= 2 * (Image.MAX_IMAGE_PIXELS or 0):
-            return  # a limit raised past Pillow's own: the size is not known here, let the decoders try
+        if limit is None or limit >= 2 * (Image.MAX_IMAGE_PIXELS or 0):
+            return None, None, 1  # a limit raised past Pillow's own: the size is not known here, let the decoders try
         w = h = None  # over twice Pillow's limit: refused below without the size
     except Exception:  # not something Pillow identifies: the decoders below say what is wrong
-        return
-    if w is None or w * h > limit:
+        return None, None, 1
+    if limit is not None and (w is None or w * h > limit):
         size = "over twice Pillow's limit" if w is None else f"{w}x{h} = {w * h:,} pixels"
         raise ImageLoadError(f"{what} is {size}, more than the limit of {limit:,} pixels (a guard against "
                              "decompression bombs); shrink the image, or raise the limit with the environment "
                              "variable LEARNKIT_MAX_IMAGE_PIXELS=<pixels> (or 'none' to turn it off) if you trust it")
+    return fmt, mode, orientation
+
+
+def _check_pixels(raw: bytes, what: str) -> None:
+    """`_probe`'s pixel-limit check alone."""
+    _probe(raw, what)
+
+
+@functools.lru_cache(maxsize=None)
+def _simplejpeg_decode() -> Any:
+    """``simplejpeg.decode_jpeg`` (libjpeg-turbo, the fastest JPEG decoder measured: ``benchmarks/decode.py``), or
+    ``None`` where it is not installed."""
+    try:
+        from simplejpeg import decode_jpeg
+    except ImportError:
+        return None
+    return decode_jpeg
 
 
 @functools.lru_cache(maxsize=None)
@@ -193,20 +215,28 @@ def _torchcodec_decode() -> Any:
 
 
 def image_decoder() -> str:
-    """Which library decodes JPEG, PNG, GIF and WebP files here: ``'torchcodec'``, or ``'pillow'`` where
-    TorchCodec is not installed or does not load (Pillow always reads BMP, TIFF and the rest).
+    """Which libraries decode images here: ``'simplejpeg+torchcodec'`` (upright RGB and grey JPEGs with simplejpeg,
+    the rest of JPEG, PNG, GIF, WebP with TorchCodec), ``'torchcodec'`` or ``'pillow'`` where those are not
+    installed or do not load (Pillow always reads BMP, TIFF and the rest).
 
-    >>> image_decoder() in ("torchcodec", "pillow")
+    >>> image_decoder() in ("simplejpeg+torchcodec", "simplejpeg+pillow", "torchcodec", "pillow")
     True
     """
-    return "torchcodec" if _torchcodec_decode() is not None else "pillow"
+    rest = "torchcodec" if _torchcodec_decode() is not None else "pillow"
+    return f"simplejpeg+{rest}" if _simplejpeg_decode() is not None else rest
 
 
 def _decode(raw: bytes, what: str, fix: str) -> torch.Tensor:
     """The decoder behind `load_image` and `decode_image_bytes`: TorchCodec, then Pillow."""
     if not raw:
         raise ImageLoadError(f"{what} is empty (0 bytes); {fix}")
-    _check_pixels(raw, what)
+    fmt, mode, orientation = _probe(raw, what)
+    jpeg = _simplejpeg_decode() if fmt == "JPEG" and mode in ("RGB", "L") and orientation == 1 else None
+    if jpeg is not None:  # the common case: a colour or grey JPEG, upright; CMYK and rotated ones go on below
+        try:
+            return torch.from_numpy(jpeg(raw, colorspace="RGB")).permute(2, 0, 1)  # HWC in memory, as the others
+        except ValueError:  # corrupt or truncated (strict): the decoders below say what is wrong
+            pass
     decode, first_msg = _torchcodec_decode(), "TorchCodec is not in use"
     if decode is not None:
         try:  # EXIF orientation applied; CMYK, grey, palette and 16-bit (scaled) come back as uint8 RGB

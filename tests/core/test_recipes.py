@@ -261,13 +261,13 @@ def test_show_training_loop(capsys):
 def test_mixup_turns_the_frozen_feature_cache_off(tmp_path):
     """The frozen body's features cannot be cached when the images change batch by batch (MixUp would mix the
     cached features instead of the images, and CutMix would fail on them)."""
-    import torchvision
+    from PIL import Image
 
     from learnkit.vision import FrozenFeatureCache, ImageDataLoaders, Resize, get_image_files, vision_learner
     g = torch.Generator().manual_seed(0)
     for i in range(16):
         img = (torch.full((3, 16, 16), 60 if i % 2 else 190) + torch.randint(-30, 30, (3, 16, 16), generator=g))
-        torchvision.io.write_png(img.clamp(0, 255).to(torch.uint8), str(tmp_path / f"{'ab'[i % 2]}_{i}.png"))
+        Image.fromarray(img.clamp(0, 255).to(torch.uint8).permute(1, 2, 0).squeeze(-1).numpy()).save(tmp_path / f"{'ab'[i % 2]}_{i}.png")
     dls = ImageDataLoaders.from_name_func(tmp_path, get_image_files(tmp_path), lambda n: n[0], item_tfms=Resize(16),
                                           bs=4, device="cpu")
     learn = vision_learner(dls, "resnet18", pretrained=False, progress=False)

@@ -141,13 +141,23 @@ def _cases(tmp_path, rgb):
     return [tmp_path / n for n in files]
 
 
-def test_torchcodec_decodes_when_installed(tmp_path, rgb):
+def test_torchcodec_and_simplejpeg_decode_when_installed(tmp_path, rgb, monkeypatch):
     pytest.importorskip("torchcodec")
-    from learnkit.vision.io import image_decoder
-    assert image_decoder() == "torchcodec"
+    pytest.importorskip("simplejpeg")
+    import learnkit.vision.io as vio
+    assert vio.image_decoder() == "simplejpeg+torchcodec"
     p = tmp_path / "x.png"
     Image.fromarray(rgb).save(p)
     assert torch.equal(load_image(p), torch.from_numpy(rgb).permute(2, 0, 1))
+    jpegs = []
+    for mode in ("RGB", "L"):
+        jpegs.append(tmp_path / f"{mode}.jpg")
+        Image.fromarray(np.repeat(np.repeat(rgb, 4, 0), 4, 1)).convert(mode).save(jpegs[-1], quality=90)
+    fast = [load_image(j) for j in jpegs]  # simplejpeg
+    monkeypatch.setattr(vio, "_simplejpeg_decode", lambda: None)
+    assert vio.image_decoder() == "torchcodec"
+    for j, x in zip(jpegs, fast):  # the same libjpeg-turbo settings: the very same pixels as TorchCodec's
+        assert torch.equal(x, load_image(j)), j.name
 
 
 def test_pillow_fallback_gives_the_same_pixels(tmp_path, rgb, monkeypatch):
@@ -156,6 +166,7 @@ def test_pillow_fallback_gives_the_same_pixels(tmp_path, rgb, monkeypatch):
     paths = _cases(tmp_path, rgb)
     first = [load_image(p) for p in paths]
     monkeypatch.setattr(vio, "_torchcodec_decode", lambda: None)
+    monkeypatch.setattr(vio, "_simplejpeg_decode", lambda: None)
     assert vio.image_decoder() == "pillow"
     for p, x in zip(paths, first):
         y = load_image(p)
@@ -181,7 +192,7 @@ def test_a_torchcodec_that_does_not_load_falls_back_with_one_warning(monkeypatch
     vio._torchcodec_decode.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match="TorchCodec does not load here.*Pillow instead"):
-            assert vio.image_decoder() == "pillow"
+            assert vio.image_decoder().endswith("pillow")
     finally:
         monkeypatch.undo()
         vio._torchcodec_decode.cache_clear()
