@@ -227,7 +227,7 @@ def image_decoder() -> str:
 
 
 def _decode(raw: bytes, what: str, fix: str) -> torch.Tensor:
-    """The decoder behind `load_image` and `decode_image_bytes`: TorchCodec, then Pillow."""
+    """The decoder behind `load_image` and `decode_image_bytes`: simplejpeg, TorchCodec, then Pillow."""
     if not raw:
         raise ImageLoadError(f"{what} is empty (0 bytes); {fix}")
     fmt, mode, orientation = _probe(raw, what)
