@@ -31,6 +31,7 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
 from ..datasets import URLs, find_data, untar_data
 from ..core import __all__ as _core_all
 from .data import CollabDataLoaders
+from .factors import factor_pca, plot_factors
 from .ids import UNKNOWN, IdMap, UnknownIdError
 from .learner import BiasWeightDecay, CollabLearner, collab_learner, collab_splitter, recommend, similar_items
 from .loader import TensorLoader
@@ -40,6 +41,6 @@ __all__ = [
     "URLs", "untar_data", "find_data",
     "CollabDataLoaders", "IdMap", "UNKNOWN", "UnknownIdError", "BiasWeightDecay", "CollabLearner", "collab_learner",
     "collab_splitter", "recommend", "similar_items", "TensorLoader", "EmbeddingDotBias", "EmbeddingNN",
-    "sigmoid_range",
+    "sigmoid_range", "factor_pca", "plot_factors",
     *_core_all,
 ]

@@ -138,14 +138,15 @@ _LOOP = (
 
 
 def describe_training_loop(cbs: list[Callback]) -> str:
-    """The events of ``fit`` in order, indented by loop level, each with the callbacks that implement it.
+    """The events of ``fit`` in order, indented by loop level: each phase, the method a callback defines to run
+    there (``after_batch``), and the callbacks that implement it.
 
     >>> class Hello(Callback):
     ...     def before_fit(self): pass
-    >>> describe_training_loop([Hello()]).splitlines()[1]
-    'Start Fit: Hello'
+    >>> describe_training_loop([Hello()]).splitlines()[1:3]
+    ['Start Fit (before_fit): Hello', '   Start Epoch (before_epoch)']
     """
-    lines = ["(the callbacks that run at each event, in order)"]
+    lines = ["(each phase of fit, the Callback method that runs there, and the callbacks that define it, in order)"]
     for event, depth in _LOOP:
         names = [type(cb).__name__ for cb in cbs if callable(getattr(cb, event, None))]
         label = event.replace("_", " ").title()
@@ -155,7 +156,7 @@ def describe_training_loop(cbs: list[Callback]) -> str:
             label = "Cancelled " + label[len("After Cancel "):]
         elif event.startswith("after_"):
             label = "End " + label[len("After "):]
-        lines.append("   " * depth + label + (f": {', '.join(names)}" if names else ""))
+        lines.append("   " * depth + f"{label} ({event})" + (f": {', '.join(names)}" if names else ""))
     return "\n".join(lines)
 
 

@@ -39,8 +39,8 @@ from .points import PointBlock
 from .data import ImageDataLoaders
 from .feature_cache import FrozenFeatureCache
 from .interpret import ClassificationInterpretation
-from .io import (IMAGE_EXTENSIONS, ImageLoadError, decode_image_bytes, get_image_files, image_to_tensor,
-                 load_image)
+from .io import (IMAGE_EXTENSIONS, ImageLoadError, decode_image_bytes, get_image_files, image_decoder,
+                 image_to_tensor, load_image)
 from .labels import RegexLabeller, parent_label
 from .learner import VisionLearner, vision_learner
 from .models import (ARCH_ALIASES, ModelMeta, PretrainedWeightsError, create_body, create_encoder,
@@ -55,7 +55,7 @@ __all__ = [
     "AdaptiveConcatPool2d", "ClassifierHead", "VisionClassifier", "body_from_callable", "build_vision_classifier",
     "create_head", "vision_splitter", "ImageDataLoaders", "RegexLabeller", "parent_label", "ImageBlock", "PointBlock", "verify_images",
     "FrozenFeatureCache", "ClassificationInterpretation", "IMAGE_EXTENSIONS", "ImageLoadError",
-    "get_image_files", "image_to_tensor", "load_image", "decode_image_bytes", "VisionLearner", "vision_learner", "ARCH_ALIASES",
+    "get_image_files", "image_to_tensor", "load_image", "decode_image_bytes", "image_decoder", "VisionLearner", "vision_learner", "ARCH_ALIASES",
     "ModelMeta", "PretrainedWeightsError", "create_body", "create_encoder", "load_lite0_pretrained", "model_meta",
     "timm_name", "show_image", "show_images", "show_points", "show_results", "BatchResize", "BatchTransform", "GeometricAug", "ItemTransform",
     "LightingAug", "Normalize", "RandomResizedCrop", "Resize", "aug_transforms", "imagenet_stats",

@@ -4,10 +4,10 @@
 (``uint8 [3, H, W]`` RGB), then runs the item transforms (``Resize``...). Batches reach the device as
 ``uint8`` and become normalised floats there (`ImageDataLoaders.prepare_images`), with the batch transforms.
 
->>> import tempfile, torchvision
+>>> import tempfile; from PIL import Image
 >>> d = Path(tempfile.mkdtemp())
 >>> for name in ["cat_1.png", "cat_2.png", "dog_1.png", "dog_2.png", "dog_3.png"]:
-...     _ = torchvision.io.write_png(torch.zeros(3, 8, 8, dtype=torch.uint8), str(d / name))
+...     Image.new("RGB", (8, 8)).save(d / name)
 >>> dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
 ...                    get_y=using_attr(RegexLabeller(r"^(\\w+)_\\d+"), "name"), splitter=RandomSplitter(0.4, seed=1))
 >>> dls = dblock.dataloaders(d, bs=2, num_workers=0, device="cpu")

@@ -11,10 +11,10 @@ memory-mapped file the workers share; default off) and ``device``. Images are de
 workers. Labels may be any hashable values (strings, ints, bools); a list of labels per image (or
 ``label_delim``) makes a multi-label task. Data folders are only read.
 
->>> import tempfile, torchvision
+>>> import tempfile; from PIL import Image
 >>> d = Path(tempfile.mkdtemp())
 >>> for name in ["cat_1.png", "cat_2.png", "dog_1.png", "dog_2.png", "dog_3.png"]:
-...     _ = torchvision.io.write_png(torch.zeros(3, 8, 8, dtype=torch.uint8), str(d / name))
+...     Image.new("RGB", (8, 8)).save(d / name)
 >>> dls = ImageDataLoaders.from_name_re(d, get_image_files(d), r"^(\\w+)_\\d+", valid_pct=0.4, bs=2, device="cpu")
 >>> dls.vocab, dls.one_batch()[0].shape
 (['cat', 'dog'], torch.Size([2, 3, 8, 8]))

@@ -1,17 +1,22 @@
 """Finding and decoding images: every image becomes a ``uint8`` RGB tensor ``[3, H, W]``.
 
-Decoding uses ``torchvision.io`` (JPEG, PNG, GIF, WebP...), honours the EXIF orientation and converts any
-mode (grey, grey+alpha, palette, RGBA, CMYK, 16-bit) to RGB; formats torchvision cannot read (BMP, TIFF...)
-fall back to Pillow. A file that cannot be decoded raises `ImageLoadError` naming the file and the reason.
-Files are only ever read.
+Upright colour and grey JPEGs decode with simplejpeg (libjpeg-turbo: the fastest JPEG decoder measured by
+``benchmarks/decode.py``); everything else with TorchCodec's image decoders (``torchcodec.decoders.decode_image``:
+JPEG, PNG, GIF, WebP, AVIF; libjpeg-turbo and libpng inside the wheel, no FFmpeg needed; the successor of
+``torchvision.io.decode_image``, deprecated since torchvision 0.29), which honours the EXIF orientation and
+converts any mode (grey, grey+alpha, palette, RGBA, CMYK, 16-bit) to RGB. Formats neither reads (BMP, TIFF...)
+fall back to Pillow, and so does everything where they are not installed or TorchCodec does not load against
+this torch (`image_decoder` says which). A file that cannot be decoded raises `ImageLoadError`
+naming the file and the reason. Files are only ever read.
 
->>> import tempfile, torchvision
->>> d = Path(tempfile.mkdtemp()); _ = torchvision.io.write_png(torch.zeros(1, 4, 6, dtype=torch.uint8), str(d / "a.png"))
+>>> import tempfile; from PIL import Image
+>>> d = Path(tempfile.mkdtemp()); Image.new("L", (6, 4)).save(d / "a.png")
 >>> load_image(d / "a.png").shape, [p.name for p in get_image_files(d)]
 (torch.Size([3, 4, 6]), ['a.png'])
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
@@ -21,14 +26,12 @@ from typing import IO, Any
 
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_image
-
 from ..core.items import get_files
 from ..core.paths import expand_path
 from ..core.validation import max_image_pixels
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "get_image_files", "load_image", "decode_image_bytes",
-           "max_image_pixels", "image_to_tensor"]
+           "max_image_pixels", "image_to_tensor", "image_decoder"]
 
 #: File suffixes `get_image_files` picks up (lower case; matching ignores case).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({
@@ -132,55 +135,112 @@ def decode_image_bytes(data: bytes | bytearray | memoryview | IO[bytes], name: s
     return _decode(bytes(data), name, "upload a JPEG, PNG, GIF, WebP, BMP or TIFF image")
 
 
-def _check_pixels(raw: bytes, what: str) -> None:
-    """Refuse an image whose header announces more pixels than `max_image_pixels`, before decoding it (a
-    12000x12000 PNG of a few KB would take 430 MB as RGB)."""
+def _probe(raw: bytes, what: str) -> tuple[str | None, str | None, int]:
+    """Read the header with Pillow (no pixels): refuse an image whose header announces more pixels than
+    `max_image_pixels` before decoding it (a 12000x12000 PNG of a few KB would take 430 MB as RGB), and return
+    ``(format, mode, EXIF orientation)`` (``None, None, 1`` where Pillow cannot tell)."""
     limit = max_image_pixels()
-    if limit is None:
-        return
     from PIL import Image
+    fmt = mode = None
+    orientation = 1
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(raw)) as im:  # reads the header only
                 w, h = im.size
+                fmt, mode = im.format, im.mode
+                if "exif" in im.info:
+                    orientation = im.getexif().get(0x0112, 1)
     except Image.DecompressionBombError:
-        if limit >= 2 * (Image.MAX_IMAGE_PIXELS or 0):
-            return  # a limit raised past Pillow's own: the size is not known here, let the decoders try
+        if limit is None or limit >= 2 * (Image.MAX_IMAGE_PIXELS or 0):
+            return None, None, 1  # a limit raised past Pillow's own: the size is not known here, let the decoders try
         w = h = None  # over twice Pillow's limit: refused below without the size
     except Exception:  # not something Pillow identifies: the decoders below say what is wrong
-        return
-    if w is None or w * h > limit:
+        return None, None, 1
+    if limit is not None and (w is None or w * h > limit):
         size = "over twice Pillow's limit" if w is None else f"{w}x{h} = {w * h:,} pixels"
         raise ImageLoadError(f"{what} is {size}, more than the limit of {limit:,} pixels (a guard against "
                              "decompression bombs); shrink the image, or raise the limit with the environment "
                              "variable LEARNKIT_MAX_IMAGE_PIXELS=<pixels> (or 'none' to turn it off) if you trust it")
+    return fmt, mode, orientation
+
+
+def _check_pixels(raw: bytes, what: str) -> None:
+    """`_probe`'s pixel-limit check alone."""
+    _probe(raw, what)
+
+
+@functools.lru_cache(maxsize=None)
+def _simplejpeg_decode() -> Any:
+    """``simplejpeg.decode_jpeg`` (libjpeg-turbo, the fastest JPEG decoder measured: ``benchmarks/decode.py``), or
+    ``None`` where it is not installed."""
+    try:
+        from simplejpeg import decode_jpeg
+    except ImportError:
+        return None
+    return decode_jpeg
+
+
+@functools.lru_cache(maxsize=None)
+def _torchcodec_decode() -> Any:
+    """``torchcodec.decoders.decode_image``, or ``None`` where TorchCodec is missing or fails to load (its
+    wheels are built for one torch release each: an older torch gets Pillow, with one warning)."""
+    try:
+        from torchcodec.decoders import decode_image
+    except ImportError as e:
+        if getattr(e, "name", None) != "torchcodec":  # installed, but broken against this torch
+            warnings.warn(f"TorchCodec does not load here ({e}); learnkit decodes images with Pillow instead "
+                          "(slower). Install the torchcodec release built for your torch "
+                          f"{torch.__version__.split('+')[0]} to fix it", RuntimeWarning, stacklevel=3)
+        return None
+    except (OSError, RuntimeError) as e:  # a native library that does not load
+        warnings.warn(f"TorchCodec does not load here ({type(e).__name__}: {e}); learnkit decodes images with "
+                      "Pillow instead (slower). Install the torchcodec release built for your torch "
+                      f"{torch.__version__.split('+')[0]} to fix it", RuntimeWarning, stacklevel=3)
+        return None
+    return decode_image
+
+
+def image_decoder() -> str:
+    """Which libraries decode images here: ``'simplejpeg+torchcodec'`` (upright RGB and grey JPEGs with simplejpeg,
+    the rest of JPEG, PNG, GIF, WebP with TorchCodec), ``'torchcodec'`` or ``'pillow'`` where those are not
+    installed or do not load (Pillow always reads BMP, TIFF and the rest).
+
+    >>> image_decoder() in ("simplejpeg+torchcodec", "simplejpeg+pillow", "torchcodec", "pillow")
+    True
+    """
+    rest = "torchcodec" if _torchcodec_decode() is not None else "pillow"
+    return f"simplejpeg+{rest}" if _simplejpeg_decode() is not None else rest
 
 
 def _decode(raw: bytes, what: str, fix: str) -> torch.Tensor:
-    """The decoder behind `load_image` and `decode_image_bytes`: torchvision, then Pillow."""
+    """The decoder behind `load_image` and `decode_image_bytes`: simplejpeg, TorchCodec, then Pillow."""
     if not raw:
         raise ImageLoadError(f"{what} is empty (0 bytes); {fix}")
-    _check_pixels(raw, what)
-    try:
-        data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
-        with warnings.catch_warnings():  # torchvision 0.29 announces its decoders' move to TorchCodec on every
-            warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)  # call; they still work
-            image = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
-        return _to_rgb_uint8(image)
-    except RuntimeError as tv_error:
-        tv_msg = str(tv_error).strip().splitlines()[-1] if str(tv_error).strip() else type(tv_error).__name__
-    # torchvision could not decode it: Pillow reads more formats (BMP, TIFF...) and fails clearly on broken files.
+    fmt, mode, orientation = _probe(raw, what)
+    jpeg = _simplejpeg_decode() if fmt == "JPEG" and mode in ("RGB", "L") and orientation == 1 else None
+    if jpeg is not None:  # the common case: a colour or grey JPEG, upright; CMYK and rotated ones go on below
+        try:
+            return torch.from_numpy(jpeg(raw, colorspace="RGB")).permute(2, 0, 1)  # HWC in memory, as the others
+        except ValueError:  # corrupt or truncated (strict): the decoders below say what is wrong
+            pass
+    decode, first_msg = _torchcodec_decode(), "TorchCodec is not in use"
+    if decode is not None:
+        try:  # EXIF orientation applied; CMYK, grey, palette and 16-bit (scaled) come back as uint8 RGB
+            return _to_rgb_uint8(decode(raw, mode="RGB"))
+        except (RuntimeError, ValueError) as e:  # an unknown format (ValueError) or a broken file (RuntimeError)
+            first_msg = "TorchCodec: " + (str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__)
+    # Pillow reads more formats (BMP, TIFF...) and fails clearly on broken files.
     from PIL import Image, ImageOps, UnidentifiedImageError
     try:
         with Image.open(io.BytesIO(raw)) as im:
             im.load()
             return _pil_to_tensor(ImageOps.exif_transpose(im))
     except UnidentifiedImageError as e:
-        raise ImageLoadError(f"{what} is not an image that torchvision or Pillow can read ({len(raw)} bytes "
+        raise ImageLoadError(f"{what} is not an image that TorchCodec or Pillow can read ({len(raw)} bytes "
                              f"starting with {raw[:16]!r}); {fix}") from e
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageLoadError(f"cannot decode {what}: {e} (torchvision: {tv_msg}). It is probably truncated or "
+        raise ImageLoadError(f"cannot decode {what}: {e} ({first_msg}). It is probably truncated or "
                              f"corrupt; {fix}") from e
 
 

@@ -1,10 +1,10 @@
 """`vision_learner`: a pretrained body, a new head, the model's normalisation, and fine-tuning that is fast
 on a CPU.
 
->>> import tempfile, torchvision
+>>> import tempfile; from PIL import Image
 >>> d = Path(tempfile.mkdtemp())
 >>> for i in range(8):
-...     _ = torchvision.io.write_png(torch.full((3, 32, 32), 40 * (i % 2), dtype=torch.uint8), str(d / f"{'ab'[i % 2]}_{i}.png"))
+...     Image.new("RGB", (32, 32), (40 * (i % 2),) * 3).save(d / f"{'ab'[i % 2]}_{i}.png")
 >>> dls = ImageDataLoaders.from_name_func(d, get_image_files(d), lambda n: n[0], bs=4, device="cpu")
 >>> learn = vision_learner(dls, "resnet18", pretrained=False, metrics=error_rate, progress=False)
 >>> learn.model_spec["builder"], learn.dls.normalize.mean

@@ -15,10 +15,10 @@ outside ``[-1, 1]``); it is neither clipped nor dropped. Loss: `MSELossFlat`; ``
 ``vision_learner(dls, arch, y_range=(-1, 1))``. `PointBlock.decode` turns the target (or a prediction) back into
 ``[N, 2]`` pixel coordinates of the model input.
 
->>> import pathlib, tempfile, torchvision
+>>> import pathlib, tempfile; from PIL import Image
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> for i in range(4):
-...     _ = torchvision.io.write_png(torch.zeros(3, 16, 24, dtype=torch.uint8), str(d / f"{i}.png"))
+...     Image.new("RGB", (24, 16)).save(d / f"{i}.png")
 >>> dblock = DataBlock(blocks=(ImageBlock, PointBlock), get_items=get_image_files, get_y=lambda o: [[3.0, 5.0]],
 ...                    splitter=EndSplitter(0.25), item_tfms=Resize((8, 12)))
 >>> dls = dblock.dataloaders(d, bs=2, num_workers=0, device="cpu")

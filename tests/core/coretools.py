@@ -47,7 +47,7 @@ def body_head_splitter(m: BodyHead):
 
 def write_two_class_images(folder, n: int = 12, size: int = 16, spread: int = 30) -> list:
     """``n`` noisy PNGs in ``folder``: ``a_<i>.png`` bright, ``b_<i>.png`` dark (label = first letter)."""
-    import torchvision
+    from PIL import Image
 
     from learnkit.vision import get_image_files
     folder.mkdir(parents=True, exist_ok=True)
@@ -55,5 +55,5 @@ def write_two_class_images(folder, n: int = 12, size: int = 16, spread: int = 30
     for i in range(n):
         base = 60 if i % 2 else 190
         img = (base + torch.randint(-spread, spread, (3, size, size), generator=g)).clamp(0, 255).to(torch.uint8)
-        torchvision.io.write_png(img, str(folder / f"{'ab'[i % 2]}_{i}.png"))
+        Image.fromarray(img.permute(1, 2, 0).squeeze(-1).numpy()).save(folder / f"{'ab'[i % 2]}_{i}.png")
     return get_image_files(folder)

@@ -15,13 +15,13 @@ from learnkit.vision import (CrossEntropyLossFlat, ImageDataLoaders, Resize, Vis
 
 
 def _images(folder: Path, n: int = 12) -> list[Path]:
-    import torchvision
+    from PIL import Image
     folder.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(0)
     for i in range(n):
         base = 60 if i % 2 else 190
         img = (base + torch.randint(-30, 30, (3, 16, 16), generator=g)).clamp(0, 255).to(torch.uint8)
-        torchvision.io.write_png(img, str(folder / f"{'ab'[i % 2]}_{i}.png"))
+        Image.fromarray(img.permute(1, 2, 0).squeeze(-1).numpy()).save(folder / f"{'ab'[i % 2]}_{i}.png")
     return get_image_files(folder)
 
 

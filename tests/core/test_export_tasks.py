@@ -31,7 +31,7 @@ def need(module: str, *names: str) -> Any:
 
 # --- vision ------------------------------------------------------------------------------------------------
 def _write_images(folder: Path, n: int, size: int = 32, prefix: str = "") -> list[Path]:
-    import torchvision
+    from PIL import Image
     folder.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(len(prefix) + n)
     files = []
@@ -40,7 +40,7 @@ def _write_images(folder: Path, n: int, size: int = 32, prefix: str = "") -> lis
         base = torch.full((3, size, size), 60 if cls == "a" else 190, dtype=torch.int32)
         img = (base + torch.randint(-40, 40, (3, size, size), generator=g)).clamp(0, 255).to(torch.uint8)
         f = folder / f"{prefix}{cls}_{i}.png"
-        torchvision.io.write_png(img, str(f))
+        Image.fromarray(img.permute(1, 2, 0).squeeze(-1).numpy()).save(f)
         files.append(f)
     return files
 
@@ -61,7 +61,7 @@ def test_vision_export_in_a_fresh_process(tmp_path, fresh_process):
 # --- segmentation ------------------------------------------------------------------------------------------
 def test_segmentation_export_in_a_fresh_process(tmp_path, fresh_process):
     seg = need("learnkit.vision.segmentation", "SegmentationDataLoaders", "unet_learner")
-    import torchvision
+    from PIL import Image
     data = tmp_path / "data"
     (data / "images").mkdir(parents=True)
     (data / "labels").mkdir()
@@ -70,8 +70,8 @@ def test_segmentation_export_in_a_fresh_process(tmp_path, fresh_process):
         mask = torch.zeros(32, 32, dtype=torch.uint8)
         mask[:, : 8 + 2 * i] = 1
         img = (mask * 150 + 50).expand(3, 32, 32) + torch.randint(0, 30, (3, 32, 32), generator=g).to(torch.uint8)
-        torchvision.io.write_png(img.contiguous(), str(data / "images" / f"f{i}.png"))
-        torchvision.io.write_png(mask[None].contiguous(), str(data / "labels" / f"f{i}_P.png"))
+        Image.fromarray(img.contiguous().permute(1, 2, 0).squeeze(-1).numpy()).save(data / "images" / f"f{i}.png")
+        Image.fromarray(mask[None].contiguous().permute(1, 2, 0).squeeze(-1).numpy()).save(data / "labels" / f"f{i}_P.png")
     new = _write_images(tmp_path / "new_images", 3, prefix="new_")
     fnames = sorted((data / "images").glob("*.png"))
     dls = seg.SegmentationDataLoaders.from_label_func(

@@ -1,5 +1,6 @@
 """Experiment trackers against the real libraries, offline: TensorBoard event files read back with
-tensorboard's EventAccumulator, MLflow with MlflowClient on a local file store, W&B's offline run folder."""
+tensorboard's EventAccumulator, MLflow with MlflowClient (the default store, a ``sqlite:`` URI, a real
+``mlflow server`` on 127.0.0.1, the legacy file store), W&B's offline run folder."""
 from __future__ import annotations
 
 import json
@@ -135,24 +136,22 @@ def test_tensorboard_survives_a_failed_fit(core_learner, tmp_path):
 
 # --- MLflow ----------------------------------------------------------------------------------------------
 @pytest.fixture
-def file_store(monkeypatch):
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3.x keeps file: stores behind this switch
+def mlflow_lib(tmp_path, monkeypatch):
+    """mlflow, with the working directory in ``tmp_path`` (MLflow's default store ``sqlite:///mlflow.db`` and its
+    ``./mlruns`` artifacts land there) and no tracking URI from the environment."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return pytest.importorskip("mlflow")
 
 
-def test_mlflow_params_metrics_artifact(image_learner, tmp_path, file_store):
-    mlflow = file_store
-    uri = (tmp_path / "mlruns").as_uri()
-    cb = MLflowCallback(tracking_uri=uri, experiment_name="tiny", run_name="r1", log_model=True, log_every=2,
-                        log_preds=True)
-    image_learner.fit(2, cbs=cb)
-    client = mlflow.MlflowClient(tracking_uri=uri)
+def _check_run(client, cb, learn, tmp_path, name="r1"):
+    """The run ``cb`` logged, read back through ``client``: status, params, metrics, figures, the model."""
     run = client.get_run(cb.run_id)
-    assert run.info.status == "FINISHED" and run.info.run_name == "r1"
+    assert run.info.status == "FINISHED" and run.info.run_name == name
     assert run.data.params["model.arch"] == "resnet10t" and run.data.params["n_epoch"] == "2"
     hist = client.get_metric_history(cb.run_id, "valid_loss")
     assert [m.step for m in hist] == [0, 1]
-    assert hist[-1].value == pytest.approx(image_learner.recorder.values[-1][1], rel=1e-6)
+    assert hist[-1].value == pytest.approx(learn.recorder.values[-1][1], rel=1e-6)
     assert client.get_metric_history(cb.run_id, "train_loss")  # per batch, every 2 batches
     shots = [f.path for f in client.list_artifacts(cb.run_id, "predictions")]
     assert len(shots) == 2 and all(p.endswith(".png") for p in shots)  # one figure per epoch
@@ -163,15 +162,117 @@ def test_mlflow_params_metrics_artifact(image_learner, tmp_path, file_store):
     assert load_learner(local, device="cpu").dls.vocab == ["cat", "dog"]
 
 
-def test_mlflow_failed_run(core_learner, tmp_path, file_store):
-    mlflow = file_store
-    uri = (tmp_path / "mlruns").as_uri()
+def test_mlflow_default_store(image_learner, tmp_path, mlflow_lib):
+    """No URI anywhere: MLflow 3.7+ writes to ``sqlite:///mlflow.db`` in the working directory (issue 29: the
+    extra lacked SQLAlchemy, so this failed at once)."""
+    mlflow = mlflow_lib
+    cb = MLflowCallback(experiment_name="tiny", run_name="r1", log_model=True, log_every=2, log_preds=True)
+    image_learner.fit(2, cbs=cb)
+    default = mlflow.get_tracking_uri()
+    if default.startswith("sqlite:"):  # MLflow >= 3.7; older releases default to ./mlruns
+        assert (tmp_path / "mlflow.db").is_file()
+    _check_run(mlflow.MlflowClient(), cb, image_learner, tmp_path / "dl")
+
+
+def test_mlflow_sqlite_uri(image_learner, tmp_path, mlflow_lib):
+    mlflow = mlflow_lib
+    uri = f"sqlite:///{tmp_path / 'runs.db'}"
+    cb = MLflowCallback(tracking_uri=uri, experiment_name="tiny", run_name="r1", log_model=True, log_every=2,
+                        log_preds=True)
+    image_learner.fit(2, cbs=cb)
+    assert (tmp_path / "runs.db").is_file() and not (tmp_path / "mlflow.db").exists()
+    _check_run(mlflow.MlflowClient(tracking_uri=uri), cb, image_learner, tmp_path / "dl")
+
+
+def test_mlflow_failed_run(core_learner, tmp_path, mlflow_lib):
+    mlflow = mlflow_lib
+    uri = f"sqlite:///{tmp_path / 'runs.db'}"
     cb = MLflowCallback(tracking_uri=uri)
     with pytest.raises(RuntimeError, match="boom"):
         core_learner.fit(3, cbs=[cb, Boom()])
     run = mlflow.MlflowClient(tracking_uri=uri).get_run(cb.run_id)
     assert run.info.status == "FAILED"
     assert len(mlflow.MlflowClient(tracking_uri=uri).get_metric_history(cb.run_id, "valid_loss")) == 1
+
+
+def test_mlflow_legacy_file_store(core_learner, tmp_path, mlflow_lib, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3.x keeps file: stores behind this switch
+    uri = (tmp_path / "mlruns").as_uri()
+    cb = MLflowCallback(tracking_uri=uri)
+    core_learner.fit(1, cbs=cb)
+    assert mlflow_lib.MlflowClient(tracking_uri=uri).get_run(cb.run_id).info.status == "FINISHED"
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` on 127.0.0.1 with a SQLite backend (artifacts proxied by the server); its URL.
+
+    Skipped where there is no server: no ``mlflow`` command beside this Python or on PATH, or only
+    ``mlflow-skinny`` (whose ``mlflow server`` lacks Flask and the rest of the server's dependencies)."""
+    import importlib.metadata
+    import os
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    pytest.importorskip("mlflow")
+    exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
+    if exe is None:
+        pytest.skip("no mlflow command: the tracking server comes with `pip install mlflow`")
+    try:
+        importlib.metadata.distribution("mlflow")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("only mlflow-skinny is installed, which has no tracking server: `pip install mlflow`")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    d = tmp_path_factory.mktemp("mlflow-server")
+    log = open(d / "server.log", "wb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    proc = subprocess.Popen([exe, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                             "--backend-store-uri", f"sqlite:///{d / 'mlflow.db'}",
+                             "--artifacts-destination", str(d / "artifacts")],
+                            cwd=d, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120  # a cold start creates the tables (about 10 s here, more when loaded)
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited with {proc.returncode}:\n"
+                            + (d / "server.log").read_text(errors="replace")[-3000:])
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("mlflow server did not answer /health within 120 s:\n"
+                            + (d / "server.log").read_text(errors="replace")[-3000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and the workers it started
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def test_mlflow_tracking_server(image_learner, tmp_path, mlflow_lib, mlflow_server):
+    """The run goes to a real server over HTTP and is read back from it with MlflowClient (artifacts too)."""
+    mlflow = mlflow_lib
+    cb = MLflowCallback(tracking_uri=mlflow_server, experiment_name="tiny", run_name="r1", log_model=True,
+                        log_every=2, log_preds=True)
+    image_learner.fit(2, cbs=cb)
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()  # nothing written here
+    _check_run(mlflow.MlflowClient(tracking_uri=mlflow_server), cb, image_learner, tmp_path / "dl")
 
 
 # --- W&B -------------------------------------------------------------------------------------------------

@@ -115,3 +115,84 @@ def test_get_image_files(tmp_path, rgb):
         get_image_files(tmp_path, folders=["zzz"])
     with pytest.raises(FileNotFoundError, match="does not exist"):
         get_image_files(tmp_path / "missing")
+
+
+# --- the decoder: TorchCodec, Pillow where it is missing (issue 29) -------------------------------------------
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pillow(tmp_path, rgb, orientation):
+    im = Image.fromarray(rgb)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    p = tmp_path / f"o{orientation}.png"  # lossless, so the pixels must match exactly
+    im.save(p, exif=exif)
+    from PIL import ImageOps
+    with Image.open(p) as ref:
+        expected = torch.from_numpy(np.array(ImageOps.exif_transpose(ref).convert("RGB"))).permute(2, 0, 1)
+    assert torch.equal(load_image(p), expected)
+
+
+def _cases(tmp_path, rgb):
+    a16 = np.linspace(0, 65535, 40 * 10).reshape(10, 40).astype(np.uint16)
+    files = {"g16.png": Image.fromarray(a16), "grey.jpg": Image.fromarray(rgb).convert("L"),
+             "cmyk.jpg": Image.fromarray(rgb).convert("CMYK"), "rgba.png": Image.fromarray(rgb).convert("RGBA"),
+             "la.png": Image.fromarray(rgb).convert("LA"), "rgb.webp": Image.fromarray(rgb)}
+    for name, im in files.items():
+        im.save(tmp_path / name)
+    return [tmp_path / n for n in files]
+
+
+def test_torchcodec_and_simplejpeg_decode_when_installed(tmp_path, rgb, monkeypatch):
+    pytest.importorskip("torchcodec")
+    pytest.importorskip("simplejpeg")
+    import learnkit.vision.io as vio
+    assert vio.image_decoder() == "simplejpeg+torchcodec"
+    p = tmp_path / "x.png"
+    Image.fromarray(rgb).save(p)
+    assert torch.equal(load_image(p), torch.from_numpy(rgb).permute(2, 0, 1))
+    jpegs = []
+    for mode in ("RGB", "L"):
+        jpegs.append(tmp_path / f"{mode}.jpg")
+        Image.fromarray(np.repeat(np.repeat(rgb, 4, 0), 4, 1)).convert(mode).save(jpegs[-1], quality=90)
+    fast = [load_image(j) for j in jpegs]  # simplejpeg
+    monkeypatch.setattr(vio, "_simplejpeg_decode", lambda: None)
+    assert vio.image_decoder() == "torchcodec"
+    for j, x in zip(jpegs, fast):  # the same libjpeg-turbo settings: the very same pixels as TorchCodec's
+        assert torch.equal(x, load_image(j)), j.name
+
+
+def test_pillow_fallback_gives_the_same_pixels(tmp_path, rgb, monkeypatch):
+    """Where TorchCodec is missing (or built for another torch), Pillow decodes every mode to the same RGB."""
+    import learnkit.vision.io as vio
+    paths = _cases(tmp_path, rgb)
+    first = [load_image(p) for p in paths]
+    monkeypatch.setattr(vio, "_torchcodec_decode", lambda: None)
+    monkeypatch.setattr(vio, "_simplejpeg_decode", lambda: None)
+    assert vio.image_decoder() == "pillow"
+    for p, x in zip(paths, first):
+        y = load_image(p)
+        assert y.shape == x.shape and y.dtype == torch.uint8, p.name
+        tol = 2 if p.suffix in (".jpg", ".webp") else 1  # 16-bit: (v >> 8) against round(v / 257)
+        assert int((y.int() - x.int()).abs().max()) <= tol, p.name
+    with pytest.raises(ImageLoadError, match=r"notes\.png is not an image that TorchCodec or Pillow can read"):
+        (tmp_path / "notes.png").write_text("no pixels")
+        load_image(tmp_path / "notes.png")
+
+
+def test_a_torchcodec_that_does_not_load_falls_back_with_one_warning(monkeypatch):
+    import builtins
+
+    import learnkit.vision.io as vio
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name.startswith("torchcodec"):
+            raise OSError("libtorchcodec_image.so: undefined symbol")  # as with a wheel built for another torch
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", broken)
+    vio._torchcodec_decode.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="TorchCodec does not load here.*Pillow instead"):
+            assert vio.image_decoder().endswith("pillow")
+    finally:
+        monkeypatch.undo()
+        vio._torchcodec_decode.cache_clear()

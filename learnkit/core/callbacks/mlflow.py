@@ -1,8 +1,8 @@
 """`MLflowCallback`: params, per-epoch metrics and the safetensors export in an MLflow run
-(``pip install "learnkit[mlflow]"``).
+(``pip install "learnkit[mlflow]"``: the full ``mlflow`` package, with its SQLite store, server and UI).
 
->>> # learn.fit_one_cycle(3, cbs=MLflowCallback("file:./mlruns", experiment_name="pets", log_model=True))
->>> # then: mlflow ui --backend-store-uri ./mlruns
+>>> # learn.fit_one_cycle(3, cbs=MLflowCallback(experiment_name="pets", log_model=True))  # ./mlflow.db (MLflow's default)
+>>> # then: mlflow ui --backend-store-uri sqlite:///mlflow.db
 """
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ class MLflowCallback(ExperimentCallback):
     only under DDP).
 
     Args:
-        tracking_uri: where runs go, e.g. ``"sqlite:///mlflow.db"``, ``"http://host:5000"`` or a
-            ``file:`` folder (MLflow 3 wants ``MLFLOW_ALLOW_FILE_STORE=true`` for those); default: MLflow's
-            own (``$MLFLOW_TRACKING_URI``).
+        tracking_uri: where runs go, e.g. ``"sqlite:///mlflow.db"``, a tracking server ``"http://host:5000"``
+            (``mlflow server --backend-store-uri sqlite:///mlflow.db``) or a legacy ``file:`` folder (MLflow 3
+            wants ``MLFLOW_ALLOW_FILE_STORE=true`` for those); default: ``$MLFLOW_TRACKING_URI``, else MLflow's
+            own default (``sqlite:///mlflow.db`` in the working directory since MLflow 3.7, artifacts in
+            ``./mlruns``).
         experiment_name: created when missing (default ``"learnkit"``).
         run_name: the run's display name (default: MLflow picks one).
         log_model: at the end, ``learn.export()`` the model and attach the safetensors file as the artifact
