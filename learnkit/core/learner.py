@@ -249,6 +249,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
 
     def _set_phase(self, dl: Iterable, training: bool) -> None:
         self.dl, self.training, self.n_iter = dl, training, len(dl)
+        self.first_iter = 0  # a mid-epoch resume starts later (CheckpointCallback sets it in before_train)
 
     def _do_train(self) -> None:
         self.model.train()
@@ -261,7 +262,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
             self._all_batches()
 
     def _all_batches(self) -> None:
-        for i, batch in enumerate(self.dl):
+        for i, batch in enumerate(self.dl, self.first_iter):
             self.iter = i
             batch = self.dls.on_device(to_device(tuple(batch), self.device), self.training)
             self.xb, self.yb = tuple(batch[: self.dls.n_inp]), tuple(batch[self.dls.n_inp:])
