@@ -35,6 +35,7 @@ from .callbacks.checkpoint import resume_callbacks
 from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
 from .callbacks.schedule import LRFinder, OneCycleScheduler, flat_cos_scheduler, sgdr_scheduler
+from .callbacks.steps import step_callbacks
 from .checkpoint import CheckpointMixin
 from .data import DataLoaders
 from .device import default_device, to_device
@@ -199,11 +200,13 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
     # --- the loop ------------------------------------------------------------------------------------
     def fit(self, n_epoch: int, lr: LR | None = None, wd: float | None = None,
             cbs: Callback | Sequence[Callback] | None = None, reset_opt: bool = False, start_epoch: int = 0,
-            resume: str | Path | None = None) -> None:
+            resume: str | Path | None = None, max_steps: int | None = None,
+            validate_every: int | None = None) -> None:
         """Train for ``n_epoch`` epochs at a constant learning rate (schedules come from callbacks).
 
         ``resume="auto"`` (or a checkpoint path) writes a checkpoint every epoch and continues a killed run
-        from its last one (see `learnkit.core.callbacks.checkpoint`)."""
+        from its last one (see `learnkit.core.callbacks.checkpoint`). ``max_steps`` stops after that many
+        training steps; ``validate_every`` validates every that many steps (see `learnkit.core.callbacks.steps`)."""
         check_int("n_epoch", n_epoch, low=0)
         if lr is not None:
             check_lr(lr)
@@ -214,6 +217,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
         if n_epoch and len(self.dls.train) == 0:
             raise ValueError("the training loader has no batches: the training set is empty, or smaller than the "
                              "batch size with drop_last=True; lower bs or add data")
+        cbs = step_callbacks(cbs, max_steps, validate_every)
         if resume is not None:
             cbs = resume_callbacks(self, resume, cbs, start_epoch)
         if wd is not None:
