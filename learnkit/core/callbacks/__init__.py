@@ -1,5 +1,6 @@
 """Built-in callbacks, one concept per module."""
 from .checkpoint import CheckpointCallback
+from .ema import EMACallback
 from .experiment import ExperimentCallback
 from .logging import CSVLogger
 from .mixup import CutMix, MixUp
@@ -22,5 +23,5 @@ __all__ = [
     "TerminateOnNaNCallback", "TrackerCallback", "GradientAccumulation", "GradientClip", "MixUp", "CutMix",
     "flat_cos_scheduler", "sgdr_scheduler", "sched_const", "minimum", "steep", "valley", "slide", "ShowGraphCallback",
     "ReduceLROnPlateau", "ExperimentCallback", "TensorBoardCallback", "MLflowCallback", "WandbCallback",
-    "ShortEpochCallback", "StepLimitCallback", "ValidateEveryCallback",
+    "ShortEpochCallback", "StepLimitCallback", "ValidateEveryCallback", "EMACallback",
 ]
