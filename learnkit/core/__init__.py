@@ -40,7 +40,7 @@ from .interpret import ClassificationInterpretation
 from .split import (ColSplitter, EndSplitter, FolderSplitter, FuncSplitter, GrandparentSplitter, IndexSplitter,
                     RandomSplitter, TrainTestSplitter, check_split)
 from .vocab import CategoryMap, emb_sizes, emb_sz_rule, get_emb_sz
-from .callbacks import EMACallback, ShortEpochCallback, StepLimitCallback, ValidateEveryCallback  # issue 27
+from .callbacks import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, ValidateEveryCallback  # issue 27
 from .steps import StepsLoader
 
 __all__ = [

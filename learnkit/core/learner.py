@@ -32,6 +32,7 @@ from .acceleration import AccelerationMixin
 from .callback import (Callback, CallbacksMixin, CancelBackwardException, CancelBatchException, CancelEpochException,
                        CancelFitException, CancelStepException, CancelTrainException, CancelValidException, _listify)
 from .callbacks.checkpoint import resume_callbacks
+from .callbacks.profiler import profile_learner
 from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
 from .callbacks.schedule import LRFinder, OneCycleScheduler, flat_cos_scheduler, sgdr_scheduler
@@ -360,6 +361,12 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
         if show_plot:
             self.recorder.plot_lr_find(suggestions=finder.suggest(suggest_funcs))
         return finder.suggest(suggest_funcs)
+
+    def profile(self, n_batches: int = 50, skip: int = 5, trace: str | Path | None = None, show: bool = True):
+        """Train ``n_batches`` batches (after ``skip`` warm-up ones), print where each step's time goes (data wait,
+        host→device, forward, loss, backward, step, callbacks, validation) and the bottleneck's knob, then put the
+        weights back. ``trace=path`` adds a torch.profiler Chrome trace. See `learnkit.core.callbacks.profiler`."""
+        return profile_learner(self, n_batches, skip=skip, trace=trace, show=show)
 
     # --- export (the machinery is in export.py and onnx.py) -----------------------------------------
     def export(self, fname: str | Path = "export.safetensors") -> Path:

@@ -5,6 +5,7 @@ from .experiment import ExperimentCallback
 from .logging import CSVLogger
 from .mixup import CutMix, MixUp
 from .mlflow import MLflowCallback
+from .profiler import ProfileReport, ProfilerCallback
 from .progress import ProgressCallback
 from .recorder import NonFiniteLossWarning, Recorder
 from .schedule import (LRFinder, OneCycleScheduler, ParamScheduler, SuggestedLRs, combine_scheds, flat_cos_scheduler,
@@ -24,4 +25,5 @@ __all__ = [
     "flat_cos_scheduler", "sgdr_scheduler", "sched_const", "minimum", "steep", "valley", "slide", "ShowGraphCallback",
     "ReduceLROnPlateau", "ExperimentCallback", "TensorBoardCallback", "MLflowCallback", "WandbCallback",
     "ShortEpochCallback", "StepLimitCallback", "ValidateEveryCallback", "EMACallback",
+    "ProfilerCallback", "ProfileReport",
 ]

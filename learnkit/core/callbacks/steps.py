@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from ..callback import Callback, CancelTrainException, CancelValidException
 from ..steps import StepsLoader
+from .profiler import ProfilerCallback, env_profiler
 from ..validation import check_int
 
 __all__ = ["ShortEpochCallback", "StepLimitCallback", "ValidateEveryCallback", "step_callbacks"]
@@ -21,7 +22,8 @@ __all__ = ["ShortEpochCallback", "StepLimitCallback", "ValidateEveryCallback", "
 
 def step_callbacks(cbs: Callback | Sequence[Callback] | None, max_steps: int | None,
                    validate_every: int | None) -> list[Callback]:
-    """``cbs`` plus the callbacks of ``fit(..., max_steps=, validate_every=)``.
+    """``cbs`` plus the callbacks of ``fit(..., max_steps=, validate_every=)`` (and a printing `ProfilerCallback`
+    when ``LEARNKIT_PROFILE=1`` is set).
 
     >>> [type(cb).__name__ for cb in step_callbacks(None, max_steps=100, validate_every=20)]
     ['StepLimitCallback', 'ValidateEveryCallback']
@@ -31,6 +33,8 @@ def step_callbacks(cbs: Callback | Sequence[Callback] | None, max_steps: int | N
         out.append(StepLimitCallback(max_steps))
     if validate_every is not None:
         out.append(ValidateEveryCallback(validate_every))
+    if not any(isinstance(cb, ProfilerCallback) for cb in out):
+        out += env_profiler()
     return out
 
 
