@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     ap = argparse.ArgumentParser(prog="learnkit", description="Predict with, inspect and train learnkit models.")
     ap.add_argument("--version", action="version", version=f"learnkit {_version()}")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{predict,info,train}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{predict,info,train,shards}")
     p = sub.add_parser("predict", help="predict with an export: images, .txt files or CSV rows")
     p.add_argument("model", help="a learnkit export (.safetensors)")
     p.add_argument("inputs", nargs="+", metavar="FILES", help="image files or folders, .txt files, or CSV files")
@@ -248,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--valid-pct", type=float, default=0.2)
     ti.add_argument("--lr", type=float, default=None)
     ti.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random init (offline)")
+    sh = sub.add_parser("shards", help="write an image folder as WebDataset tar shards")
+    shsub = sh.add_subparsers(dest="shards_command", required=True, metavar="{make}")
+    sm = shsub.add_parser("make", help="class folders of images -> OUT/shard-000000.tar ... and OUT/vocab.json")
+    sm.add_argument("folder", help="the image folder (labelled by each image's parent folder)")
+    sm.add_argument("out", help="the folder to write the shards into")
+    sm.add_argument("--per-shard", type=int, default=1000, help="samples per shard (default 1000)")
+    sm.add_argument("--prefix", default="shard", help="shard file name prefix (default 'shard')")
     return ap
 
 
@@ -281,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise CLIError("--epochs must be >= 1 and --size >= 8")
             train_images(args.path, args.arch, args.epochs, args.size, args.out, args.label_re, args.bs,
                          args.valid_pct, args.pretrained, args.lr)
+        elif args.command == "shards":
+            if args.per_shard < 1:
+                raise CLIError(f"--per-shard must be at least 1, got {args.per_shard}")
+            from .vision.shards import write_image_shards
+            shards = write_image_shards(args.folder, args.out, args.per_shard, prefix=args.prefix)
+            print(f"wrote {len(shards)} shards to {args.out} ({shards[0].name} ... {shards[-1].name}) and vocab.json")
     except KeyboardInterrupt:
         print("learnkit: interrupted", file=sys.stderr)
         return 130

@@ -46,12 +46,13 @@ from .learner import VisionLearner, vision_learner
 from .models import (ARCH_ALIASES, ModelMeta, PretrainedWeightsError, create_body, create_encoder,
                      load_lite0_pretrained, model_meta, resnet18, resnet34, resnet50, timm_name)
 from .segmentation import MaskBlock, SegmentationDataLoaders, SegmentationInterpretation, unet_learner
+from .shards import write_image_shards
 from .show import show_image, show_images, show_points, show_results
 from .transforms import (BatchResize, BatchTransform, GeometricAug, ItemTransform, LightingAug, Normalize, RandomResizedCrop,
                          Resize, aug_transforms, imagenet_stats)
 
 __all__ = [
-    *_core_all,
+    *_core_all, "write_image_shards",
     "AdaptiveConcatPool2d", "ClassifierHead", "VisionClassifier", "body_from_callable", "build_vision_classifier",
     "create_head", "vision_splitter", "ImageDataLoaders", "RegexLabeller", "parent_label", "ImageBlock", "PointBlock", "verify_images",
     "FrozenFeatureCache", "ClassificationInterpretation", "IMAGE_EXTENSIONS", "ImageLoadError",
