@@ -47,7 +47,9 @@ def make_loader(dataset: Dataset, bs: int = 64, shuffle: bool = False, drop_last
         shuffle = False  # a stream shuffles itself (its shard order, a shuffle buffer)
     return DataLoader(dataset, batch_size=bs, shuffle=shuffle if sampler is None else False, drop_last=drop_last,
                       collate_fn=collate_fn, num_workers=num_workers, generator=g, sampler=sampler,
-                      pin_memory=device.type == "cuda", persistent_workers=num_workers > 0)
+                      pin_memory=device.type == "cuda",
+                      # a stream's workers start again each epoch, so that set_epoch reaches their copy of it
+                      persistent_workers=num_workers > 0 and not isinstance(dataset, IterableDataset))
 
 
 class DataLoaders:

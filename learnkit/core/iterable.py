@@ -10,7 +10,9 @@ The loop, progress bars and schedules (``fit_one_cycle``) count an epoch in step
   again when it ends (`learnkit.core.steps.StepsLoader`); under DDP every rank then takes the same number of
   steps whatever its shards hold.
 
-Which shards each rank and each worker read is `learnkit.core.sharding.split_shards`.
+Which shards each rank and each worker read is `learnkit.core.sharding.split_shards`. A stream's loader workers
+are started again each epoch (not persistent), so that the epoch a ``set_epoch(epoch)`` gives the dataset (a
+new shard order) reaches the copy of it in each worker.
 
 >>> import torch
 >>> class Count(torch.utils.data.IterableDataset):
