@@ -30,6 +30,7 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
                     register_tokenizer, register_transform, rmse, sched_const, sched_cos, sched_exp, sched_lin,
                     set_seed, sgdr_scheduler, sigmoid_range, slide, spread_lr, steep, to_cpu, to_device,
                     top_k_accuracy, trainable_params, using_attr, valley, whole_set)
+from ..core import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, StepsLoader, ValidateEveryCallback  # issue 27
 from ..core import __all__ as _core_all
 from ..datasets import URLs, find_data, untar_data
 from .classifier import (AdaptiveConcatPool2d, ClassifierHead, VisionClassifier, body_from_callable,
