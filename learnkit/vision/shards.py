@@ -3,7 +3,8 @@
 
 A shard is a tar file of samples: ``<key>.jpg`` (the encoded image) beside ``<key>.cls`` (the class index as
 text), the layout timm's ``wds/`` and OpenCLIP read. ``write_image_shards`` also writes ``vocab.json`` (the
-class names, index i = class i) next to the shards, which ``from_shards`` reads when no ``vocab`` is given.
+class names, index i = class i), which ``from_shards`` reads when no ``vocab`` is given, and ``counts.json``
+(samples per shard), next to the shards.
 
 Training shards are split over the ranks and the loader workers (`learnkit.core.sharding.split_by_rank`, then
 ``split_by_worker``), their order reshuffled each epoch, the items shuffled in a buffer; the validation shards
@@ -80,11 +81,15 @@ def write_image_shards(source: str | Path, out: str | Path, per_shard: int = 100
             ext = f.suffix.lower().lstrip(".").replace("jpeg", "jpg")
             sink.write({"__key__": f"{i:08d}", ext: f.read_bytes(), "cls": str(index[lab]).encode()})
     (out / "vocab.json").write_text(json.dumps(vocab))
-    return sorted(out.glob(f"{prefix}-*.tar"))
+    shards = sorted(out.glob(f"{prefix}-*.tar"))
+    sizes = [min(per_shard, len(files) - i * per_shard) for i in range(len(shards))]
+    (out / "counts.json").write_text(json.dumps({p.name: n for p, n in zip(shards, sizes)}))
+    return shards
 
 
 def count_shard_items(urls: str | Sequence[str]) -> int | None:
-    """Samples in local tar shards (reads the tar headers only), or ``None`` if any URL is not a local file.
+    """Samples in local tar shards (from ``counts.json`` beside them, as `write_image_shards` writes it, else
+    from the tar headers), or ``None`` if any URL is not a local file.
 
     >>> count_shard_items("pipe:cat x.tar") is None
     True
@@ -94,6 +99,11 @@ def count_shard_items(urls: str | Sequence[str]) -> int | None:
         return None
     n = 0
     for u in expanded:
+        counts = Path(u).parent / "counts.json"
+        known = json.loads(counts.read_text()) if counts.is_file() else {}
+        if Path(u).name in known:
+            n += int(known[Path(u).name])
+            continue
         with tarfile.open(u) as t:
             n += len({m.name.split(".", 1)[0] for m in t.getmembers() if m.isfile()})
     return n

@@ -37,7 +37,10 @@ def _ids(x: torch.Tensor) -> list[int]:
 
 
 def test_cli_writes_shards_and_vocab(shards):
-    assert sorted(p.name for p in shards.iterdir()) == [f"shard-{i:06d}.tar" for i in range(4)] + ["vocab.json"]
+    assert sorted(p.name for p in shards.iterdir()) == ["counts.json"] + [f"shard-{i:06d}.tar" for i in range(4)] + [
+        "vocab.json"]
+    from learnkit.vision.shards import count_shard_items
+    assert count_shard_items([str(p) for p in shards.glob("*.tar")]) == 2 * N_PER_CLASS
     assert main(["shards", "make", str(shards), str(shards / "x"), "--per-shard", "0"]) == 1
 
 
