@@ -135,3 +135,16 @@ def test_mnist_tiny_validates_exports_and_predicts_with_the_average(data_path, t
     exported = load_learner(learn.export(tmp_path / "ema.safetensors"))
     for k, v in exported.model.state_dict().items():
         assert torch.equal(v, ema.averages[k].cpu()), k
+
+
+def test_lr_find_and_profile_leave_the_average_alone(tmp_path):
+    learn = _learner(tmp_path)
+    ema = EMACallback(decay=0.5)
+    learn.add_cb(ema)
+    learn.fit(1)
+    before = {k: v.clone() for k, v in ema.averages.items()}
+    weights = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    learn.lr_find(num_it=5, show_plot=False)
+    learn.profile(n_batches=3, skip=1, show=False)
+    assert all(torch.equal(before[k], ema.averages[k]) for k in before)
+    assert all(torch.equal(weights[k], v) for k, v in learn.model.state_dict().items())

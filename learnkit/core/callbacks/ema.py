@@ -74,8 +74,16 @@ class EMACallback(Callback):
         self.n_updates = self._steps = 0
 
     def before_fit(self):
-        self._init_averages()
+        from .schedule import LRFinder
+        # lr_find's throw-away steps (their weights are put back) are not averaged
+        self._off = any(isinstance(cb, LRFinder) for cb in self.learn.cbs)
         self._backup, self._cancelled = None, False
+        if not self._off:
+            self._init_averages()
+
+    def __call__(self, event: str) -> None:
+        if event == "before_fit" or not getattr(self, "_off", False):
+            super().__call__(event)
 
     def after_cancel_step(self):
         self._cancelled = True

@@ -317,6 +317,7 @@ def profile_learner(learn: "Learner", n_batches: int = 50, skip: int = 5, valid_
                     trace: str | Path | None = None, show: bool = True) -> ProfileReport:
     """``learn.profile(n_batches)``: train ``skip + n_batches`` batches (and validate up to ``valid_batches``,
     by default ``n_batches // 5``), report where the time went, then put the weights and the optimizer back.
+    Checkpoint, EMA and SaveModel callbacks sit the profile out (their files and averages would outlast it).
 
     >>> import torch
     >>> dl = TensorLoader(torch.randn(64, 2), torch.randn(64, 1), bs=4)
@@ -337,8 +338,12 @@ def profile_learner(learn: "Learner", n_batches: int = 50, skip: int = 5, valid_
     steps = skip + n_batches
     n_epoch = max(1, math.ceil(steps / max(1, len(learn.dls.train))))
     cbs = [prof, StepLimitCallback(steps), _ValidLimit(valid_batches or max(2, n_batches // 5))]
-    try:
-        with learn.no_bar():
+    from .checkpoint import CheckpointCallback
+    from .ema import EMACallback
+    from .tracking import SaveModelCallback
+    lasting = [cb for cb in learn.cbs if isinstance(cb, (CheckpointCallback, EMACallback, SaveModelCallback))]
+    try:  # without the callbacks whose effects outlast the fit (files, the weights' average)
+        with learn.no_bar(), learn.removed_cbs(lasting):
             learn.fit(n_epoch, cbs=cbs)
     finally:
         learn.opt.zero_grad(set_to_none=True)
