@@ -69,7 +69,7 @@ WORKER = textwrap.dedent("""
     trained = Trained()
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, path=out, progress=False,
                     cbs=[trained, CheckpointCallback(every_batches=3)])
-    learn.fit_one_cycle(3, 1e-2, resume="auto")
+    learn.fit_one_cycle(2, 1e-2, resume="auto")
     save_file({k: v.contiguous() for k, v in learn.model.state_dict().items()}, str(out / "final.safetensors"))
     (out / "history.json").write_text(json.dumps(learn.recorder.values))
     (out / "trained_after.json").write_text(json.dumps(trained.seen))
@@ -110,7 +110,7 @@ def _kill_when_ready(p: subprocess.Popen, folder: Path) -> None:
 def test_sigkill_at_a_random_mid_epoch_batch_resumes_bit_identical(tmp_path, workers):
     ref = tmp_path / "ref"
     _finish(_run(ref, workers))
-    epoch, it = random.Random().choice([(e, i) for e in (0, 1, 2) for i in range(4, N_ITER - 1)])
+    epoch, it = random.Random().choice([(e, i) for e in (0, 1) for i in range(4, N_ITER - 1)])
     run = tmp_path / "run"
     _kill_when_ready(_run(run, workers, kill_at=f"{epoch},{it}"), run)
     header, _ = load_tree(run / "models" / "checkpoint.safetensors", "checkpoint")
@@ -119,7 +119,7 @@ def test_sigkill_at_a_random_mid_epoch_batch_resumes_bit_identical(tmp_path, wor
     _finish(_run(run, workers))  # the same script, resume="auto"
     trained_after = json.loads((run / "trained_after.json").read_text())
     # only the batches left: from batch `done` of that epoch to the end of the fit
-    assert trained_after == [[e, i] for e in range(epoch, 3) for i in range(N_ITER) if (e, i) >= (epoch, done)]
+    assert trained_after == [[e, i] for e in range(epoch, 2) for i in range(N_ITER) if (e, i) >= (epoch, done)]
     wa, wb = load_file(str(ref / "final.safetensors")), load_file(str(run / "final.safetensors"))
     for k in wa:
         assert torch.equal(wa[k], wb[k]), f"{k} differs after the mid-epoch resume (kill at {epoch},{it})"
