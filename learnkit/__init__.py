@@ -29,6 +29,7 @@ from .core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockData
                    register_learner, register_loss, register_model, register_tokenizer, register_transform, rmse,
                    sched_const, sched_cos, sched_exp, sched_lin, set_seed, sgdr_scheduler, sigmoid_range, slide,
                    spread_lr, steep, to_cpu, to_device, top_k_accuracy, trainable_params, Adam, using_attr, valley, whole_set)
+from .core import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, StepsLoader, ValidateEveryCallback  # issue 27
 from .core import __all__ as _core_all
 from .datasets import URLs, find_data, untar_data
 

@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     ap = argparse.ArgumentParser(prog="learnkit", description="Predict with, inspect and train learnkit models.")
     ap.add_argument("--version", action="version", version=f"learnkit {_version()}")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{predict,info,train,serve}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{predict,info,train,serve,shards}")
     p = sub.add_parser("predict", help="predict with an export: images, .txt files or CSV rows")
     p.add_argument("model", help="a learnkit export (.safetensors)")
     p.add_argument("inputs", nargs="+", metavar="FILES", help="image files or folders, .txt files, or CSV files")
@@ -261,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                     help="a photo that cannot be read or labelled: stop (raise, default) or leave it out (skip)")
     _add_serve_parser(sub)
+    sh = sub.add_parser("shards", help="write an image folder as WebDataset tar shards")
+    shsub = sh.add_subparsers(dest="shards_command", required=True, metavar="{make}")
+    sm = shsub.add_parser("make", help="class folders of images -> OUT/shard-000000.tar ... and OUT/vocab.json")
+    sm.add_argument("folder", help="the image folder (labelled by each image's parent folder)")
+    sm.add_argument("out", help="the folder to write the shards into")
+    sm.add_argument("--per-shard", type=int, default=1000, help="samples per shard (default 1000)")
+    sm.add_argument("--prefix", default="shard", help="shard file name prefix (default 'shard')")
     return ap
 
 
@@ -327,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
                          args.valid_pct, args.pretrained, args.lr, args.on_error)
         elif args.command == "serve":
             _serve(args)
+        elif args.command == "shards":
+            if args.per_shard < 1:
+                raise CLIError(f"--per-shard must be at least 1, got {args.per_shard}")
+            from .vision.shards import write_image_shards
+            shards = write_image_shards(args.folder, args.out, args.per_shard, prefix=args.prefix)
+            print(f"wrote {len(shards)} shards to {args.out} ({shards[0].name} ... {shards[-1].name}) and vocab.json")
     except KeyboardInterrupt:
         print("learnkit: interrupted", file=sys.stderr)
         return 130

@@ -40,6 +40,8 @@ from .interpret import ClassificationInterpretation
 from .split import (ColSplitter, EndSplitter, FolderSplitter, FuncSplitter, GrandparentSplitter, IndexSplitter,
                     RandomSplitter, TrainTestSplitter, check_split)
 from .vocab import CategoryMap, emb_sizes, emb_sz_rule, get_emb_sz
+from .callbacks import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, ValidateEveryCallback  # issue 27
+from .steps import StepsLoader
 
 __all__ = [
     "EVENTS", "Callback", "describe_training_loop", "LabelSmoothingCrossEntropy", "LabelSmoothingCrossEntropyFlat",
@@ -57,4 +59,5 @@ __all__ = [
     "CategoryMap", "ClassificationInterpretation", "emb_sz_rule", "emb_sizes", "get_emb_sz",
     "ForegroundAcc", "NotRegisteredError", "register_transform", "register_tokenizer", "FrozenFeatureCache",
     "TensorLoader", *_cb_all, *_metrics_all,
+    "StepsLoader",
 ]

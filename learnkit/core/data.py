@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from .device import default_device, to_device
 from .validation import check_batch_size
@@ -45,9 +45,13 @@ def make_loader(dataset: Dataset, bs: int = 64, shuffle: bool = False, drop_last
     g = torch.Generator()
     g.manual_seed(seed if seed is not None else int(torch.seed() % 2**62))
     device = torch.device(device) if device is not None else default_device()
+    if isinstance(dataset, IterableDataset):
+        shuffle = False  # a stream shuffles itself (its shard order, a shuffle buffer)
     return loader_cls(dataset, batch_size=bs, shuffle=shuffle if sampler is None else False, drop_last=drop_last,
                       collate_fn=collate_fn, num_workers=num_workers, generator=g, sampler=sampler,
-                      pin_memory=device.type == "cuda", persistent_workers=num_workers > 0)
+                      pin_memory=device.type == "cuda",
+                      # a stream's workers start again each epoch, so that set_epoch reaches their copy of it
+                      persistent_workers=num_workers > 0 and not isinstance(dataset, IterableDataset))
 
 
 class DataLoaders:
@@ -80,21 +84,33 @@ class DataLoaders:
     def from_dsets(cls, train_ds: Dataset, valid_ds: Dataset | None = None, bs: int = 64,
                    shuffle: bool = True, drop_last: bool = False, collate_fn: Callable | None = None,
                    num_workers: int = 0, seed: int | None = 42, device: str | torch.device | None = None,
-                   n_inp: int = 1, vocab: Sequence[Any] | None = None, val_bs: int | None = None) -> "DataLoaders":
-        """Wrap any map-style datasets in loaders (validation never shuffled, at ``val_bs``: by default twice the
+                   n_inp: int = 1, vocab: Sequence[Any] | None = None, val_bs: int | None = None,
+                   n_items: int | None = None, steps_per_epoch: int | None = None) -> "DataLoaders":
+        """Wrap any datasets in loaders (validation never shuffled, at ``val_bs``: by default twice the
         batch size, or ``bs`` as in fastai when ``shuffle=False`` — ordered batches, such as fastbook's
         ``group_chunks`` for a stateful ``LMModel3``, must keep their size).
+
+        A training ``IterableDataset`` (a stream) without a length needs ``n_items=`` (items per epoch) or
+        ``steps_per_epoch=``; see `learnkit.core.iterable`. A validation stream is read whole, in order.
 
         ``vocab`` defaults to the dataset's ``classes`` (torchvision's ``CIFAR10``, ``FashionMNIST``,
         ``ImageFolder``...); with one, the default loss is cross-entropy.
         """
         dev = default_device(device)
-        train = make_loader(train_ds, bs, shuffle=shuffle, drop_last=drop_last, seed=seed, collate_fn=collate_fn,
-                            num_workers=num_workers, device=dev)
+        if isinstance(train_ds, IterableDataset):
+            from .iterable import iterable_loader
+            train = iterable_loader(train_ds, bs, n_items, steps_per_epoch, collate_fn=collate_fn,
+                                    num_workers=num_workers, drop_last=drop_last, device=dev)
+        else:
+            train = make_loader(train_ds, bs, shuffle=shuffle, drop_last=drop_last, seed=seed, collate_fn=collate_fn,
+                                num_workers=num_workers, device=dev)
+        if isinstance(valid_ds, IterableDataset) and not hasattr(valid_ds, "__len__"):
+            raise ValueError(f"the validation stream {type(valid_ds).__name__} has no length: wrap it as "
+                             "SizedIterable(valid_ds, n_items) (learnkit.core.iterable) so that validation can be counted")
         if val_bs is None:
             val_bs = bs * 2 if shuffle else bs
-        valid = None if valid_ds is None else make_loader(valid_ds, val_bs,
-                                                          collate_fn=collate_fn, num_workers=num_workers, device=dev)
+        valid = None if valid_ds is None else make_loader(valid_ds, val_bs, collate_fn=collate_fn,
+                                                          num_workers=num_workers, device=dev)
         classes = getattr(train_ds, "classes", None)
         vocab = vocab if vocab is not None else (list(classes) if isinstance(classes, (list, tuple)) else None)
         dls = cls(train, valid, device=dev, n_inp=n_inp, vocab=vocab)

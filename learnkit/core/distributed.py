@@ -43,7 +43,8 @@ from torch import nn
 from .callback import Callback
 from .process_group import (_comm_device, _initialized, distrib_barrier, is_rank0, launched_by_torchrun, num_distrib,
                             rank_distrib, setup_distrib, teardown_distrib)
-from .sharding import DistributedDL, _broadcast_int, _is_shuffled, _loader_seed, unshuffled
+from .sharding import (DistributedDL, IterableShard, _broadcast_int, _is_shuffled, _loader_seed, is_iterable_loader,
+                       unshuffled)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .learner import Learner
@@ -85,8 +86,10 @@ class DistributedTrainer(Callback):
     def shard(self, dl: Any, training: bool) -> DistributedDL:
         """This rank's `DistributedDL` of ``dl`` (built once per loader and use, and kept): for training,
         shuffled when ``dl`` is; otherwise in dataset order with every item once (``drop_last=False``)."""
-        if isinstance(dl, DistributedDL):
+        if isinstance(dl, (DistributedDL, IterableShard)):
             return dl
+        if is_iterable_loader(dl):  # a stream splits itself by rank (training) or is read whole (validation)
+            return IterableShard(dl)
         key = (id(dl), training)
         hit = self._shards.get(key)
         if hit is not None and hit[0] is dl:

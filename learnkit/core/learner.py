@@ -35,9 +35,11 @@ from .callback import (Callback, CallbacksMixin, CancelBackwardException, Cancel
                        CancelFitException, CancelStepException, CancelTrainException, CancelValidException, _listify,
                        fitting, refuse_nested_fit)
 from .callbacks.checkpoint import resume_callbacks
+from .callbacks.profiler import profile_learner
 from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
 from .callbacks.schedule import LRFinder, OneCycleScheduler, flat_cos_scheduler, sgdr_scheduler
+from .callbacks.steps import step_callbacks
 from .checkpoint import CheckpointMixin
 from .data import DataLoaders
 from .device import default_device, to_device
@@ -205,11 +207,13 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
     # --- the loop ------------------------------------------------------------------------------------
     def fit(self, n_epoch: int, lr: LR | None = None, wd: float | None = None,
             cbs: Callback | Sequence[Callback] | None = None, reset_opt: bool = False, start_epoch: int = 0,
-            resume: str | Path | None = None) -> None:
+            resume: str | Path | None = None, max_steps: int | None = None,
+            validate_every: int | None = None) -> None:
         """Train for ``n_epoch`` epochs at a constant learning rate (schedules come from callbacks).
 
         ``resume="auto"`` (or a checkpoint path) writes a checkpoint every epoch and continues a killed run
-        from its last one (see `learnkit.core.callbacks.checkpoint`)."""
+        from its last one (see `learnkit.core.callbacks.checkpoint`). ``max_steps`` stops after that many
+        training steps; ``validate_every`` validates every that many steps (see `learnkit.core.callbacks.steps`)."""
         refuse_nested_fit(self)  # a callback calling learn.fit inside a fit
         check_int("n_epoch", n_epoch, low=0)
         if lr is not None:
@@ -221,6 +225,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
         if n_epoch and len(self.dls.train) == 0:
             raise ValueError("the training loader has no batches: the training set is empty, or smaller than the "
                              "batch size with drop_last=True; lower bs or add data")
+        cbs = step_callbacks(cbs, max_steps, validate_every)
         if resume is not None:
             cbs = resume_callbacks(self, resume, cbs, start_epoch)
         if wd is not None:
@@ -256,6 +261,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
 
     def _set_phase(self, dl: Iterable, training: bool) -> None:
         self.dl, self.training, self.n_iter = dl, training, len(dl)
+        self.first_iter = 0  # a mid-epoch resume starts later (CheckpointCallback sets it in before_train)
 
     def _do_train(self) -> None:
         self.model.train()
@@ -268,7 +274,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
             self._all_batches()
 
     def _all_batches(self) -> None:
-        for i, batch in enumerate(self.dl):
+        for i, batch in enumerate(self.dl, self.first_iter):
             self.iter = i
             batch = self.dls.on_device(to_device(tuple(batch), self.device), self.training)
             self.xb, self.yb = tuple(batch[: self.dls.n_inp]), tuple(batch[self.dls.n_inp:])
@@ -380,6 +386,12 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
         if show_plot:
             self.recorder.plot_lr_find(suggestions=finder.suggest(suggest_funcs))
         return finder.suggest(suggest_funcs)
+
+    def profile(self, n_batches: int = 50, skip: int = 5, trace: str | Path | None = None, show: bool = True):
+        """Train ``n_batches`` batches (after ``skip`` warm-up ones), print where each step's time goes (data wait,
+        host→device, forward, loss, backward, step, callbacks, validation) and the bottleneck's knob, then put the
+        weights back. ``trace=path`` adds a torch.profiler Chrome trace. See `learnkit.core.callbacks.profiler`."""
+        return profile_learner(self, n_batches, skip=skip, trace=trace, show=show)
 
     # --- export (the machinery is in export.py and onnx.py) -----------------------------------------
     def export(self, fname: str | Path = "export.safetensors") -> Path:

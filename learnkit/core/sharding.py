@@ -6,17 +6,91 @@ the items it repeated, so that metrics see every item exactly once. Used by `lea
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import (BatchSampler, DataLoader, DistributedSampler, IterableDataset, RandomSampler,
-                              SequentialSampler, TensorDataset)
+                              SequentialSampler, TensorDataset, get_worker_info)
 
-from .process_group import _comm_device, num_distrib
+from .process_group import _comm_device, num_distrib, rank_distrib
 
-__all__ = ["DistributedDL", "ShardedBatchSampler", "loader_batch_size", "rebatch", "unshuffled"]
+__all__ = ["DistributedDL", "ShardedBatchSampler", "loader_batch_size", "rebatch", "unshuffled", "split_by_rank",
+           "split_by_worker", "split_shards", "is_iterable_loader", "IterableShard"]
+
+
+# --- streams: which shards this rank and this worker read ------------------------------------------------------
+def split_by_rank(src: Iterable[Any]) -> Iterator[Any]:
+    """This rank's shards: items ``rank, rank + W, ...`` of ``src`` under DDP (all of them in one process). The
+    ``nodesplitter`` convention of the ``webdataset`` package.
+
+    >>> list(split_by_rank(["a.tar", "b.tar", "c.tar"]))  # one process: every shard
+    ['a.tar', 'b.tar', 'c.tar']
+    """
+    rank, world = rank_distrib(), num_distrib()
+    yield from itertools.islice(src, rank, None, world) if world > 1 else src
+
+
+def split_by_worker(src: Iterable[Any]) -> Iterator[Any]:
+    """This DataLoader worker's shards: items ``w, w + N, ...`` of ``src`` in worker ``w`` of ``N`` (all of them
+    in the main process). The ``workersplitter`` convention of the ``webdataset`` package.
+
+    >>> list(split_by_worker(range(4)))  # not in a worker: everything
+    [0, 1, 2, 3]
+    """
+    info = get_worker_info()
+    yield from itertools.islice(src, info.id, None, info.num_workers) if info is not None and info.num_workers > 1 else src
+
+
+def split_shards(shards: Iterable[Any]) -> list[Any]:
+    """The shards this rank and this worker read (`split_by_rank`, then `split_by_worker`): over all ranks and
+    workers every shard is read once. Items are seen once per epoch up to the last shards: with ``S`` shards,
+    ``W`` ranks and ``N`` workers, a worker has ``S / (W N)`` shards rounded up or down, so give ``S`` a multiple
+    of ``W N`` shards of equal size to keep the ranks' epochs the same length (or use ``steps_per_epoch``).
+
+    >>> split_shards([f"shard-{i}.tar" for i in range(4)])
+    ['shard-0.tar', 'shard-1.tar', 'shard-2.tar', 'shard-3.tar']
+    """
+    return list(split_by_worker(split_by_rank(list(shards))))
+
+
+def is_iterable_loader(dl: Any) -> bool:
+    """Whether ``dl`` reads a stream (an ``IterableDataset``, possibly through a `StepsLoader`).
+
+    >>> is_iterable_loader(DataLoader(range(4)))
+    False
+    """
+    inner = getattr(dl, "dl", dl)  # StepsLoader, SkipBatches... keep the loader they wrap as `dl`
+    return isinstance(getattr(inner, "dataset", None), IterableDataset) or isinstance(getattr(dl, "dataset", None),
+                                                                                     IterableDataset)
+
+
+class IterableShard:
+    """What `DistributedTrainer` makes of a stream under DDP: the loader itself (its dataset splits the shards by
+    rank, `split_by_rank`), with ``set_epoch`` passed on to the dataset (a new shard order each epoch). Its
+    batches are not gathered: a validation stream is read whole on every rank, so the metrics agree.
+
+    >>> len(IterableShard(DataLoader(range(6), batch_size=2)))
+    3
+    """
+
+    def __init__(self, dl: Any):
+        self.dl = dl
+
+    def set_epoch(self, epoch: int) -> None:
+        for owner in (self.dl, getattr(self.dl, "dataset", None), getattr(getattr(self.dl, "dl", None), "dataset", None)):
+            f = getattr(owner, "set_epoch", None)
+            if callable(f):
+                f(epoch)
+                return
+
+    def __len__(self) -> int:
+        return len(self.dl)
+
+    def __iter__(self) -> Iterator:
+        return iter(self.dl)
 
 
 # --- gathering -----------------------------------------------------------------------------------------

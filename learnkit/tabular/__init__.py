@@ -30,6 +30,7 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
                     spread_lr, steep, to_cpu, to_device, top_k_accuracy, trainable_params, Adam, using_attr, valley,
                     whole_set)
 from ..datasets import URLs, find_data, untar_data
+from ..core import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, StepsLoader, ValidateEveryCallback  # issue 27
 from ..core import __all__ as _core_all
 from .data import TabularDataLoaders, rows_to_df
 from .learner import TabularLearner, fused_adamw, tabular_learner

@@ -30,6 +30,7 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
                     register_tokenizer, register_transform, rmse, sched_const, sched_cos, sched_exp, sched_lin,
                     set_seed, sgdr_scheduler, sigmoid_range, slide, spread_lr, steep, to_cpu, to_device,
                     top_k_accuracy, trainable_params, Adam, using_attr, valley, whole_set)
+from ..core import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, StepsLoader, ValidateEveryCallback  # issue 27
 from ..core import __all__ as _core_all
 from ..datasets import URLs, find_data, untar_data
 from .classifier import (AdaptiveConcatPool2d, ClassifierHead, VisionClassifier, body_from_callable,
@@ -46,12 +47,13 @@ from .learner import VisionLearner, vision_learner
 from .models import (ARCH_ALIASES, ModelMeta, PretrainedWeightsError, create_body, create_encoder,
                      load_lite0_pretrained, model_meta, resnet18, resnet34, resnet50, timm_name)
 from .segmentation import MaskBlock, SegmentationDataLoaders, SegmentationInterpretation, unet_learner
+from .shards import write_image_shards
 from .show import show_image, show_images, show_points, show_results
 from .transforms import (BatchResize, BatchTransform, GeometricAug, ItemTransform, LightingAug, Normalize, RandomResizedCrop,
                          Resize, aug_transforms, imagenet_stats)
 
 __all__ = [
-    *_core_all,
+    *_core_all, "write_image_shards",
     "AdaptiveConcatPool2d", "ClassifierHead", "VisionClassifier", "body_from_callable", "build_vision_classifier",
     "create_head", "vision_splitter", "ImageDataLoaders", "RegexLabeller", "parent_label", "ImageBlock", "PointBlock", "verify_images",
     "FrozenFeatureCache", "ClassificationInterpretation", "IMAGE_EXTENSIONS", "ImageLoadError",

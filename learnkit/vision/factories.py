@@ -202,6 +202,39 @@ class ImageFactories:
         return dblock.dataloaders(refs, bs=bs, val_bs=val_bs, shuffle=shuffle, num_workers=num_workers, seed=seed,
                                   device=device)
 
+    @classmethod
+    def from_shards(cls, train_urls: str | Sequence[str], valid_urls: str | Sequence[str] | None = None, *,
+                    image_key: str = "jpg", label_key: str = "cls", vocab: Sequence[Any] | None = None,
+                    n_train: int | None = None, n_valid: int | None = None, steps_per_epoch: int | None = None,
+                    item_tfms: Sequence[Any] | Any = None, batch_tfms: Sequence[Any] | Any = None, bs: int = 64,
+                    num_workers: int | None = None, shuffle_buffer: int = 1000, seed: int = 42,
+                    device: str | torch.device | None = None) -> ImageDataLoaders:
+        """Image classification loaders streaming WebDataset tar shards (``<key>.jpg`` + ``<key>.cls``, the class
+        index), on the ``webdataset`` package (``pip install "learnkit[shards]"``); see `learnkit.vision.shards`.
+
+        ``train_urls``/``valid_urls``: paths, brace patterns, ``pipe:`` or ``http(s)://`` URLs. ``vocab``: the class
+        names (default: ``vocab.json`` beside the first training shard, as ``learnkit shards make`` writes it).
+        ``n_train``/``n_valid``: items per epoch (counted from the tar headers for local shards); or
+        ``steps_per_epoch``. Training shards are split over ranks and workers; validation is read in order.
+
+        >>> import tempfile; from PIL import Image
+        >>> from learnkit.vision.shards import write_image_shards
+        >>> d = Path(tempfile.mkdtemp())
+        >>> for lab in ("cat", "dog"):
+        ...     (d / lab).mkdir()
+        ...     for i in range(4): Image.new("RGB", (8, 8)).save(d / lab / f"{i}.jpg")
+        >>> _ = write_image_shards(d, d / "wds", per_shard=3)
+        >>> dls = ImageDataLoaders.from_shards(str(d / "wds" / "shard-{000000..000002}.tar"), bs=4, num_workers=0,
+        ...                                    device="cpu")
+        >>> dls.vocab, len(dls.train), dls.one_batch()[0].shape
+        (['cat', 'dog'], 2, torch.Size([4, 3, 8, 8]))
+        """
+        from .shards import image_shards_dataloaders
+        return image_shards_dataloaders(cls, train_urls, valid_urls, image_key=image_key, label_key=label_key,
+                                        vocab=vocab, n_train=n_train, n_valid=n_valid, steps_per_epoch=steps_per_epoch,
+                                        item_tfms=item_tfms, batch_tfms=batch_tfms, bs=bs, num_workers=num_workers,
+                                        shuffle_buffer=shuffle_buffer, seed=seed, device=device)
+
     # --- the one place that builds the loaders: a DataBlock ------------------------------------------
     @classmethod
     def _build(cls, files: list[Path], labeller: Callable[[Any], Any], split: tuple[list[int], list[int]], path: Path,

@@ -12,7 +12,9 @@ a checkpoint of the same run exists, restores it and continues at the next epoch
 their position from ``epoch``/``iter``, so the resumed run ends with the weights an uninterrupted run
 would have (bit for bit on CPU with ``torch.use_deterministic_algorithms(True)``). With ``"auto"`` and no
 checkpoint yet, training starts from the beginning, so one script serves the first run and every restart.
-A run is resumed at the last completed epoch: the work of a partly trained epoch is done again.
+With ``every_batches=N`` (or ``every_minutes=``) it also writes in the middle of an epoch, and a resume
+continues after the last batch written: it trains only the batches left, in the same order, with the same
+random streams (see `learnkit.core.loader_state`); otherwise a partly trained epoch is done again.
 A finished run (``complete`` in the header) is not resumed by ``"auto"``: a new run starts, with a warning.
 
 >>> cb = CheckpointCallback(every=2)
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -36,7 +39,8 @@ import torch.distributed as dist
 from ..paths import expand_path
 from ..callback import Callback
 from ..export import ExportError, _read_header, load_tree, save_tree
-from ..process_group import _initialized
+from ..loader_state import SkipBatches, _generators, epoch_loader, loader_snapshot, restore_snapshot  # noqa: F401
+from ..process_group import _initialized, any_rank
 from .schedule import LRFinder, OneCycleScheduler, ParamScheduler
 from ..validation import check_int
 
@@ -47,17 +51,6 @@ __all__ = ["CheckpointCallback", "resume_callbacks", "CKPT_FORMAT"]
 
 CKPT_FORMAT = "learnkit-checkpoint"
 _CKPT_VERSION = 1
-
-
-def _generators(dl: Any) -> list[torch.Generator]:
-    """The distinct torch.Generators that drive a loader's order (DataLoader, its sampler, batch sampler)."""
-    found: list[torch.Generator] = []
-    batch_sampler = getattr(dl, "batch_sampler", None)
-    for owner in (dl, getattr(dl, "sampler", None), batch_sampler, getattr(batch_sampler, "sampler", None)):
-        g = getattr(owner, "generator", None)
-        if isinstance(g, torch.Generator) and all(g is not h for h in found):
-            found.append(g)
-    return found
 
 
 def _process_rng() -> dict[str, Any]:
@@ -80,11 +73,7 @@ def _rng_state(loaders: Iterable[Any]) -> dict[str, Any]:
         ranks: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(ranks, _process_rng())
         state["ranks"] = ranks
-    for dl in loaders:
-        if hasattr(dl, "state_dict") and hasattr(dl, "load_state_dict"):
-            state["loaders"].append({"state": dl.state_dict()})
-        else:
-            state["loaders"].append({"generators": [g.get_state() for g in _generators(dl)]})
+    state["loaders"] = [loader_snapshot(dl) for dl in loaders]
     return state
 
 
@@ -100,19 +89,19 @@ def _set_rng_state(state: dict[str, Any], loaders: Sequence[Any], path: Path) ->
         raise ValueError(f"{path} was saved with {len(state['loaders'])} data loaders, this run has {len(loaders)}; "
                          "resume with the same DataLoaders (same splits and batch size)")
     for i, (dl, s) in enumerate(zip(loaders, state["loaders"])):
-        if "state" in s:
-            dl.load_state_dict(s["state"])
-            continue
-        gens = _generators(dl)
-        if len(gens) != len(s["generators"]):
-            raise ValueError(f"{path}: loader {i} had {len(s['generators'])} random generators, now {len(gens)}; "
-                             "resume with the same DataLoaders")
-        for g, gs in zip(gens, s["generators"]):
-            g.set_state(gs)
+        restore_snapshot(dl, s, f"{path}: loader {i}")
+    _set_process_rng(_own_rng(state))
+
+
+def _own_rng(state: dict[str, Any]) -> dict[str, Any]:
+    """This rank's own process streams in a saved `_rng_state` (under DDP with the same world size)."""
     ranks = state.get("ranks")
-    own = state
     if ranks and _initialized() and dist.get_world_size() == len(ranks):
-        own = ranks[dist.get_rank()]  # this rank's own streams (same world size as when saved)
+        return ranks[dist.get_rank()]
+    return state
+
+
+def _set_process_rng(own: dict[str, Any]) -> None:
     torch.set_rng_state(own["torch"])
     if torch.cuda.is_available():
         if "cuda_device" in own:
@@ -163,6 +152,19 @@ class CheckpointCallback(Callback):
         every: write after every ``every``-th epoch (the last epoch is always written).
         resume: ``None`` (just write), ``"auto"`` (resume from ``fname`` if it exists) or a checkpoint
             path (must exist). ``learn.fit(..., resume=...)`` sets this for you.
+        every_batches: also write in the middle of an epoch, after every ``every_batches`` training batches.
+        every_minutes: also write after a training batch when this many minutes have passed since the last write
+            (for preemptible cloud jobs). Under DDP the ranks agree on it with one tiny collective per batch.
+        replay_workers: on a mid-epoch resume, read again (without training) the batches already trained when
+            the loader has workers, so that the workers' random streams (item augmentation) match the
+            uninterrupted run bit for bit; ``False`` skips them unread (same batches, other augmentation draws).
+
+    A mid-epoch checkpoint holds the train loader's state at the start of its epoch and the number of
+    batches done; the resumed run draws the same order and trains only the remaining batches (see
+    `learnkit.core.loader_state`). A batch whose optimizer step was deferred (`GradientAccumulation`) is
+    never a checkpoint point: the next batch that steps is. A loader with persistent workers is iterated
+    through a twin that restarts its workers each epoch (`epoch_loader`), so that workers' random state
+    depends only on what the checkpoint restores.
 
     >>> import tempfile
     >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
@@ -176,11 +178,19 @@ class CheckpointCallback(Callback):
 
     order = 75  # after the Recorder (50) and the trackers (70) have handled the epoch
 
-    def __init__(self, fname: str | Path = "checkpoint", every: int = 1, resume: str | Path | None = None):
+    def __init__(self, fname: str | Path = "checkpoint", every: int = 1, resume: str | Path | None = None,
+                 every_batches: int | None = None, every_minutes: float | None = None, replay_workers: bool = True):
         check_int("every", every, what="(epochs between checkpoints)")
+        if every_batches is not None:
+            check_int("every_batches", every_batches, what="(training batches between checkpoints)")
+        if every_minutes is not None and not (isinstance(every_minutes, (int, float)) and every_minutes > 0):
+            raise ValueError(f"every_minutes must be a positive number of minutes, got {every_minutes!r}")
         self.fname, self.every, self.resume = str(fname), every, resume
+        self.every_batches, self.every_minutes, self.replay_workers = every_batches, every_minutes, replay_workers
         self.resumed_from: Path | None = None
+        self.resumed_at: tuple[int, int] | None = None  # (epoch, batch) a mid-epoch resume continued from
         self._start_lrs: list[float] | None = None
+        self._pending: tuple[int, dict, list] | None = None
 
     @property
     def path(self) -> Path:
@@ -201,24 +211,79 @@ class CheckpointCallback(Callback):
         return any(isinstance(cb, LRFinder) for cb in self.learn.cbs)
 
     # --- writing ---------------------------------------------------------------------------------------
+    def _write(self, batches_done: int | None) -> None:
+        """Write the checkpoint: at the end of an epoch (``batches_done=None``) or after ``batches_done``
+        training batches of the current one."""
+        learn = self.learn
+        rng = _rng_state(self._loaders())
+        tree = {"model": learn.model.state_dict(), "opt": learn.opt.state_dict(), "scaler": learn.scaler.state_dict(),
+                "callbacks": self._callback_states(), "rng": rng}
+        last = batches_done is None and learn.epoch == learn.n_epoch - 1
+        if batches_done is not None:  # the train loader as it was when this epoch started, and the epoch's sums
+            rng["loaders"][0] = self._epoch_start
+            tree["epoch_states"] = [[cb.name, cb.epoch_state_dict()] for cb in learn.cbs
+                                    if cb is not self and hasattr(cb, "epoch_state_dict")]
+        import learnkit
+        header = {"format": CKPT_FORMAT, "format_version": _CKPT_VERSION, "epoch": learn.epoch, "complete": last,
+                  "batches_done": batches_done, "fit": _fingerprint(learn, self._start_lrs),
+                  "learnkit_version": learnkit.__version__, "torch_version": torch.__version__}
+        save_tree(self.path, tree, header)
+        self._last_write = time.monotonic()
+
     def after_epoch(self):
         learn = self.learn
         last = learn.epoch == learn.n_epoch - 1
         if ((learn.epoch + 1) % self.every and not last) or self._lr_find():
             return
-        tree = {"model": learn.model.state_dict(), "opt": learn.opt.state_dict(), "scaler": learn.scaler.state_dict(),
-                "callbacks": self._callback_states(), "rng": _rng_state(self._loaders())}
-        import learnkit
-        header = {"format": CKPT_FORMAT, "format_version": _CKPT_VERSION, "epoch": learn.epoch, "complete": last,
-                  "fit": _fingerprint(learn, self._start_lrs), "learnkit_version": learnkit.__version__,
-                  "torch_version": torch.__version__}
-        save_tree(self.path, tree, header)
+        self._write(None)
+
+    def before_train(self):
+        learn = self.learn
+        if learn.dl is learn.dls.train and self._twin is not None:
+            learn.dl = self._twin  # workers restarted each epoch, seeded from the generator alone
+        self._epoch_start = loader_snapshot(learn.dls.train)
+        self._stepped = self._owed = False
+        if self._pending is None:
+            return
+        k, own, epoch_states = self._pending
+        self._pending = None
+        by_name = {name: state for name, state in epoch_states}
+        for cb in learn.cbs:  # after their own resets of this epoch (they run before this callback)
+            if cb is not self and cb.name in by_name and hasattr(cb, "load_epoch_state_dict"):
+                cb.load_epoch_state_dict(by_name[cb.name])
+        learn.dl = SkipBatches(learn.dl, k, on_start=lambda: _set_process_rng(own),
+                               replay=None if self.replay_workers else False)
+        learn.first_iter = k
+
+    def after_cancel_step(self):
+        self._step_cancelled = True
+
+    def after_step(self):  # fires after a cancelled step too
+        self._stepped, self._step_cancelled = not getattr(self, "_step_cancelled", False), False
+
+    def after_batch(self):
+        learn = self.learn
+        if not learn.training or self._lr_find() or (self.every_batches is None and self.every_minutes is None):
+            return
+        stepped, self._stepped = self._stepped, False
+        due = bool(self.every_batches and (learn.iter + 1) % self.every_batches == 0)
+        if self.every_minutes is not None:
+            late = time.monotonic() - self._last_write >= 60 * self.every_minutes
+            due = due or (any_rank(late) if getattr(learn, "distributed_trainer", None) is not None else late)
+        self._owed = self._owed or due
+        if self._owed and stepped:  # never with gradients accumulated but not yet applied: the next step then
+            self._write(learn.iter + 1)
+            self._owed = False
 
     # --- resuming --------------------------------------------------------------------------------------
     def before_fit(self):
-        resume, self.resumed_from = self.resume, None
+        resume, self.resumed_from, self.resumed_at = self.resume, None, None
         # the lrs the fit starts with (ReduceLROnPlateau and the like change them later)
         self._start_lrs = [float(pg["lr"]) for pg in self.learn.opt.param_groups]
+        self._pending, self._last_write = None, time.monotonic()
+        self._twin = None if self._lr_find() else epoch_loader(self.learn.dls.train)
+        if self._twin is self.learn.dls.train:
+            self._twin = None
         if resume is None or self._lr_find():
             return
         path = self.path if resume == "auto" else expand_path(resume)
@@ -274,7 +339,13 @@ class CheckpointCallback(Callback):
             if i is not None:
                 cb.load_state_dict(saved.pop(i)[1])
         _set_rng_state(tree["rng"], self._loaders(), path)
-        learn.start_epoch = header["epoch"] + 1
+        done = header.get("batches_done")
+        if done is None:
+            learn.start_epoch = header["epoch"] + 1
+        else:  # mid-epoch: this epoch again, from its batch `done` (see before_train)
+            learn.start_epoch = header["epoch"]
+            self._pending = (int(done), _own_rng(tree["rng"]), list(tree.get("epoch_states", [])))
+            self.resumed_at = (header["epoch"], int(done))
         self.resumed_from = path
 
 

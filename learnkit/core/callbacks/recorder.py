@@ -114,6 +114,14 @@ class Recorder(Callback):
         self.lrs, self.moms, self.values = list(state["lrs"]), list(state["moms"]), [list(v) for v in state["values"]]
         self._avg, self._n_avg = state["avg"], state["n_avg"]
 
+    def epoch_state_dict(self) -> dict:
+        """The running sums of the epoch in progress (a mid-epoch checkpoint keeps them; see `CheckpointCallback`)."""
+        return {"train_sum": torch.as_tensor(self._train_sum).detach().clone(), "train_n": self._train_n}
+
+    def load_epoch_state_dict(self, state: dict) -> None:
+        self._train_sum = state["train_sum"].to(self.learn.device)  # exact: sums go on from the same float32
+        self._train_n = int(state["train_n"])
+
     def before_epoch(self):
         self.start_epoch = time.perf_counter()
         self._train_sum, self._train_n = 0.0, 0

@@ -116,6 +116,9 @@ class ParamScheduler(Callback):
     def _pct(self) -> float:
         learn = self.learn
         total = learn.n_epoch * learn.n_iter
+        limit = getattr(learn, "step_limit", None)  # fit(..., max_steps=): the schedule spans those steps
+        if limit is not None:
+            total = limit.total_steps(learn.n_epoch, learn.n_iter)
         return min(1.0, (learn.epoch * learn.n_iter + learn.iter) / max(1, total - 1))
 
     def before_batch(self):

@@ -14,12 +14,13 @@ import math
 import operator
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..callback import Callback, CancelFitException
-from ..process_group import any_rank
+from ..process_group import any_rank, is_rank0
 
 __all__ = ["TrackerCallback", "EarlyStoppingCallback", "SaveModelCallback", "TerminateOnNaNCallback",
            "ReduceLROnPlateau", "monitor_mode"]
@@ -217,6 +218,10 @@ class SaveModelCallback(TrackerCallback):
     """Save the model when ``monitor`` improves (``fname``), or every epoch (``every_epoch=True``:
     ``fname_<epoch>``); at the end of training, load the best weights back (``at_end=False``).
 
+    ``top_k=k`` keeps the ``k`` best epochs instead, as ``fname_<epoch>`` files (a file that falls out of
+    the k best is deleted; ``top_files`` lists them, best first); the best is loaded back at the end. With
+    ``fit(..., validate_every=N)`` an epoch is N steps.
+
     >>> import tempfile, torch
     >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
     >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
@@ -226,34 +231,73 @@ class SaveModelCallback(TrackerCallback):
     >>> best = torch.load(learn.path / "models" / "best.pth", weights_only=True)["model"]
     >>> [p.name for p in (learn.path / "models").iterdir()], torch.equal(best["weight"], learn.model.weight)
     (['best.pth'], True)
+    >>> top = SaveModelCallback(fname="top", top_k=2)
+    >>> learn.fit(4, cbs=top)
+    >>> len(top.top_files), sorted(p.name for p in (learn.path / "models").glob("top_*"))  == sorted(
+    ...     p.name for _, _, p in top.top_files)
+    (2, True)
     """
 
     def __init__(self, monitor: str = "valid_loss", comp: Callable | None = None, min_delta: float = 0.0,
                  fname: str = "model", every_epoch: bool = False, at_end: bool = False, with_opt: bool = False,
-                 reset_on_fit: bool = True, *, mode: str = "auto"):
+                 reset_on_fit: bool = True, *, mode: str = "auto", top_k: int | None = None):
         super().__init__(monitor, comp, min_delta, reset_on_fit, mode=mode)
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k is how many of the best checkpoints to keep, a positive integer; got {top_k!r}")
         self.fname, self.every_epoch, self.at_end, self.with_opt = fname, every_epoch, at_end, with_opt
+        self.top_k = top_k
+        self.top_files: list[tuple[float, int, Path]] = []  # (value, epoch, path), best first
         self.best_epoch = None
 
+    def before_fit(self):
+        super().before_fit()
+        if self.reset_on_fit:
+            self.top_files = []
+
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "best_epoch": self.best_epoch}
+        return {**super().state_dict(), "best_epoch": self.best_epoch,
+                "top_files": [[v, e, str(p)] for v, e, p in self.top_files]}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.best_epoch = state["best_epoch"]
+        self.top_files = [(v, e, Path(p)) for v, e, p in state.get("top_files", [])]
+
+    def _keep_top_k(self) -> None:
+        value, epoch = self.monitored_value(), self.learn.epoch
+        if not math.isfinite(value):
+            return
+        key = (lambda t: -t[0]) if self.resolved_mode == "max" else (lambda t: t[0])
+        if len(self.top_files) >= self.top_k and key((value, 0, None)) >= key(self.top_files[-1]):
+            return  # not among the k best
+        path = self.learn.save(f"{self.fname}_{epoch}", with_opt=self.with_opt)
+        self.top_files = sorted(self.top_files + [(value, epoch, path)], key=key)
+        for _, _, old in self.top_files[self.top_k:]:
+            if is_rank0():
+                old.unlink(missing_ok=True)
+        self.top_files = self.top_files[: self.top_k]
+        self.best_epoch = self.top_files[0][1]
 
     def after_epoch(self):
         if self.every_epoch:
             self.learn.save(f"{self.fname}_{self.learn.epoch}", with_opt=self.with_opt)
             return
         super().after_epoch()
+        if self.top_k is not None:
+            self._keep_top_k()
+            return
         if self.new_best:
             self.best_epoch = self.learn.epoch
             self.learn.save(self.fname, with_opt=self.with_opt)
 
     def after_fit(self):
-        if not self.every_epoch and not self.at_end and self.best_epoch is not None:
-            self.learn.load(self.fname, with_opt=False)
+        if self.every_epoch or self.at_end or self.best_epoch is None:
+            return
+        if self.top_k is not None:
+            if self.top_files:
+                self.learn.load(self.top_files[0][2], with_opt=False)
+            return
+        self.learn.load(self.fname, with_opt=False)
 
 
 class TerminateOnNaNCallback(Callback):

@@ -12,6 +12,9 @@ class GradientAccumulation(Callback):
     """Step the optimizer once every ``n_acc`` items (not batches), summing gradients in between, so
     ``bs=16, n_acc=64`` trains like ``bs=64``. The loss is scaled so that the sum equals the mean.
 
+    Under DDP the micro-batches before the last of each step run inside ``DistributedDataParallel.no_sync()``:
+    gradients are all-reduced once per optimizer step, not once per micro-batch.
+
     >>> import torch
     >>> dl = TensorLoader(torch.randn(16, 2), torch.randn(16, 1), bs=4)
     >>> learn = Learner(DataLoaders(dl, dl, device="cpu"), torch.nn.Linear(2, 1), loss_func=MSELossFlat(),
@@ -29,6 +32,32 @@ class GradientAccumulation(Callback):
 
     def before_fit(self):
         self.count = 0
+        self._no_sync = None
+
+    def _steps_now(self, bs: int) -> bool:
+        return self.count + bs >= self.n_acc or self.learn.iter == self.learn.n_iter - 1
+
+    def before_batch(self):
+        ddp = self.learn.ddp_model
+        if ddp is None or not self.learn.yb or not hasattr(ddp, "no_sync"):
+            return
+        if not self._steps_now(self.learn.yb[0].shape[0]):  # no_sync must wrap the forward pass too
+            self._no_sync = ddp.no_sync()
+            self._no_sync.__enter__()
+
+    def _end_no_sync(self) -> None:
+        if self._no_sync is not None:
+            ctx, self._no_sync = self._no_sync, None
+            ctx.__exit__(None, None, None)
+
+    def after_batch(self):
+        self._end_no_sync()
+
+    def after_cancel_batch(self):
+        self._end_no_sync()
+
+    def after_fit_exception(self):
+        self._end_no_sync()
 
     def before_backward(self):
         bs = self.learn.yb[0].shape[0]

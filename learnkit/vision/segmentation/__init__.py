@@ -32,6 +32,7 @@ from ...core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDa
                      spread_lr, steep, to_cpu, to_device, top_k_accuracy, trainable_params, using_attr, valley,
                      whole_set)
 from ...datasets import URLs, find_data, untar_data
+from ...core import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, StepsLoader, ValidateEveryCallback  # issue 27
 from ...core import __all__ as _core_all
 from ..blocks import ImageBlock
 from ..io import get_image_files, load_image

@@ -1,0 +1,124 @@
+"""Streaming shards against a folder: the generated photo set as WebDataset tar shards
+(`ImageDataLoaders.from_shards`) and as a folder (`ImageDataLoaders.from_folder`), same photos, same workers,
+side by side in one run.
+
+    python benchmarks/shards.py                        # 20,000 photos, 20 shards, 2 workers, 30 batches
+    python benchmarks/shards.py --n 2000 --shards 4 --batches 10
+
+The photos are `benchmarks/image_scale.py`'s (generated once under ``--cache`` from the pets photos); the shards
+are written once beside them with `write_image_shards` (``learnkit shards make``). Each side runs in its own
+fresh process; measured as in image_scale.py: first batch (from building the loaders to the first batch out of
+the training loader, imports apart), warm images/s over the next ``--batches`` batches of 64 (uint8 224x224),
+CPU ms per image (process and workers), and peak memory (PSS of the process and its workers). Targets
+(issue 27): shards >= 1.0x the folder's warm throughput with the same workers, first batch <= 5 s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+SIDES = ("folder (from_folder)", "shards (from_shards)")
+
+
+def run_one(side: str, folder: Path, shards: Path, workers: int, batches: int, bs: int) -> dict:
+    from image_scale import PeakMemory
+    mem = PeakMemory()
+    t_import = time.perf_counter()
+    sys.path.insert(0, str(REPO))
+    from learnkit.vision import ImageDataLoaders, Resize
+    t0 = time.perf_counter()
+    if side == SIDES[0]:
+        dl = ImageDataLoaders.from_folder(folder, item_tfms=Resize(224), bs=bs, num_workers=workers, device="cpu").train
+    else:
+        urls = [str(p) for p in sorted(shards.glob("shard-*.tar"))]
+        dl = ImageDataLoaders.from_shards(urls, item_tfms=Resize(224), bs=bs, num_workers=workers, device="cpu").train
+    it = iter(dl)
+    x = next(it)[0]
+    first = time.perf_counter() - t0
+    t1, n, cpu0 = time.perf_counter(), 0, mem.cpu_seconds()
+    for _ in range(batches):
+        try:
+            x = next(it)[0]
+        except StopIteration:
+            it = iter(dl)
+            x = next(it)[0]
+        n += len(x)
+    warm = n / (time.perf_counter() - t1)
+    cpu_ms = (mem.cpu_seconds() - cpu0) / n * 1000
+    peak = mem.stop()
+    assert tuple(x.shape[1:]) == (3, 224, 224) and str(x.dtype) == "torch.uint8", (x.shape, x.dtype)
+    return {"side": side, "import_s": t0 - t_import, "first_batch_s": first, "images_per_s": warm,
+            "cpu_ms_per_image": cpu_ms, "peak_mib": peak / 2**20}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=None, help="data root holding pets/ (default $LEARNKIT_DATA)")
+    ap.add_argument("--cache", default="/tmp/learnkit-image-scale", help="where the generated photos are kept")
+    ap.add_argument("--n", type=int, default=20000, help="photos")
+    ap.add_argument("--shards", type=int, default=20, help="number of shards to write")
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers for both sides")
+    ap.add_argument("--batches", type=int, default=30, help="warm batches timed after the first")
+    ap.add_argument("--rounds", type=int, default=2, help="runs per side (order alternates); median kept")
+    ap.add_argument("--bs", type=int, default=64)
+    ap.add_argument("--gen-workers", type=int, default=os.cpu_count() or 2, help="processes generating photos")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--folder", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--shard-dir", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        r = run_one(args.one, Path(args.folder), Path(args.shard_dir), args.workers, args.batches, args.bs)
+        print("@@" + json.dumps(r))
+        return
+    from image_scale import generate
+    data = Path(args.data or os.environ.get("LEARNKIT_DATA") or REPO.parent / "shared" / "data")
+    pets = data / "pets" / "images" if (data / "pets" / "images").is_dir() else data / "pets"
+    folder = generate(pets, Path(args.cache), args.n, args.gen_workers)
+    shard_dir = Path(args.cache) / f"{args.n}-shards{args.shards}"
+    if not (shard_dir / "counts.json").exists():
+        sys.path.insert(0, str(REPO))
+        from learnkit.vision.shards import write_image_shards
+        t = time.perf_counter()
+        write_image_shards(folder, shard_dir, per_shard=-(-args.n // args.shards))
+        print(f"wrote {args.shards} shards in {time.perf_counter() - t:.0f} s", flush=True)
+    env = {**os.environ, "LEARNKIT_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    env.pop("LEARNKIT_NUM_WORKERS", None)
+    runs: dict[str, list[dict]] = {side: [] for side in SIDES}
+    for rnd in range(args.rounds):
+        for side in (SIDES if rnd % 2 == 0 else SIDES[::-1]):
+            cmd = [sys.executable, __file__, "--one", side, "--folder", str(folder), "--shard-dir", str(shard_dir),
+                   "--workers", str(args.workers), "--batches", str(args.batches), "--bs", str(args.bs)]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+            line = [ln for ln in out.stdout.splitlines() if ln.startswith("@@")]
+            if out.returncode or not line:
+                sys.exit(f"{side} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+            r = json.loads(line[-1][2:])
+            runs[side].append(r)
+            print(f"{side:<22} first batch {r['first_batch_s']:6.2f} s  warm {r['images_per_s']:6.0f} img/s  "
+                  f"{r['cpu_ms_per_image']:5.2f} CPU ms/img  peak {r['peak_mib']:6.0f} MiB", flush=True)
+    rows = {side: {k: statistics.median(r[k] for r in runs[side])
+                   for k in ("import_s", "first_batch_s", "images_per_s", "cpu_ms_per_image", "peak_mib")}
+            for side in SIDES}
+    print(f"\n{args.n:,} photos, {args.shards} shards, medians of {args.rounds} runs, {args.workers} workers, "
+          f"bs {args.bs}, {args.batches} warm batches\n")
+    print("| loader | first batch | warm images/s | CPU ms per image | peak memory (PSS, workers incl.) |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for side, r in rows.items():
+        print(f"| {side} | {r['first_batch_s']:.2f} s | {r['images_per_s']:,.0f} | {r['cpu_ms_per_image']:.2f} | "
+              f"{r['peak_mib']:,.0f} MiB |")
+    f, s = rows[SIDES[0]], rows[SIDES[1]]
+    print(f"\nshards / folder: warm throughput {s['images_per_s'] / f['images_per_s']:.2f}x (wall clock), "
+          f"{f['cpu_ms_per_image'] / s['cpu_ms_per_image']:.2f}x (images per CPU second); "
+          f"first batch {s['first_batch_s']:.2f} s vs {f['first_batch_s']:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
