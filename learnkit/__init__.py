@@ -30,6 +30,8 @@ from .core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockData
                    sched_const, sched_cos, sched_exp, sched_lin, set_seed, sgdr_scheduler, sigmoid_range, slide,
                    spread_lr, steep, to_cpu, to_device, top_k_accuracy, trainable_params, using_attr, valley, whole_set)
 from .core import __all__ as _core_all
+from .core import (ActivationStats, ConvLayer, Flatten, Hook, HookCallback, Hooks, NormType, ResBlock, SEModule,  # hooks
+                   init_cnn, hook_output, hook_outputs, model_sizes, num_features_model, sequential)
 from .datasets import URLs, find_data, untar_data
 
 __all__ = ["__version__", "URLs", "untar_data", "find_data", *_core_all]

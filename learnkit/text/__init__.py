@@ -35,6 +35,8 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
                     whole_set)
 from ..datasets import URLs, find_data, untar_data
 from ..core import __all__ as _core_all
+from ..core import (ActivationStats, ConvLayer, Flatten, Hook, HookCallback, Hooks, NormType, ResBlock, SEModule,  # hooks
+                    init_cnn, hook_output, hook_outputs, model_sizes, num_features_model, sequential)
 from .batching import BucketBatchSampler, PadCollate, TextDataset
 from .blocks import TextBlock
 from .cache import ActivationCache, StageStates, cache_start

@@ -31,6 +31,8 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
                     set_seed, sgdr_scheduler, sigmoid_range, slide, spread_lr, steep, to_cpu, to_device,
                     top_k_accuracy, trainable_params, using_attr, valley, whole_set)
 from ..core import __all__ as _core_all
+from ..core import (ActivationStats, ConvLayer, Flatten, Hook, HookCallback, Hooks, NormType, ResBlock, SEModule,  # hooks
+                    init_cnn, hook_output, hook_outputs, model_sizes, num_features_model, sequential)
 from ..datasets import URLs, find_data, untar_data
 from .classifier import (AdaptiveConcatPool2d, ClassifierHead, VisionClassifier, body_from_callable,
                          build_vision_classifier, create_head, vision_splitter)
