@@ -49,6 +49,10 @@ from .models import (ARCH_ALIASES, ModelMeta, PretrainedWeightsError, create_bod
                      load_lite0_pretrained, model_meta, resnet18, resnet34, resnet50, timm_name)
 from .segmentation import MaskBlock, SegmentationDataLoaders, SegmentationInterpretation, unet_learner
 from .show import show_image, show_images, show_points, show_results
+from .blocks import PILImage, PILImageBW, to_grey  # greyscale images
+from .models import adapt_input_channels
+from .cam import CAM_METHODS, cam_layer, grad_cam
+from .xresnet import XResNet, build_xresnet_classifier, xresnet18, xresnet34, xresnet50
 from .transforms import (BatchResize, BatchTransform, GeometricAug, ItemTransform, LightingAug, Normalize, RandomResizedCrop,
                          Resize, aug_transforms, imagenet_stats)
 
@@ -62,4 +66,6 @@ __all__ = [
     "timm_name", "show_image", "show_images", "show_points", "show_results", "BatchResize", "BatchTransform", "GeometricAug", "ItemTransform",
     "LightingAug", "Normalize", "RandomResizedCrop", "Resize", "aug_transforms", "imagenet_stats",
     "URLs", "untar_data", "find_data", "SegmentationDataLoaders", "SegmentationInterpretation", "MaskBlock", "unet_learner", "resnet18", "resnet34", "resnet50",
+    "PILImage", "PILImageBW", "to_grey", "adapt_input_channels", "XResNet", "build_xresnet_classifier", "xresnet18",
+    "xresnet34", "xresnet50", "grad_cam", "cam_layer", "CAM_METHODS",
 ]
