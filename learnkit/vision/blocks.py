@@ -36,7 +36,7 @@ def to_grey(x: torch.Tensor) -> torch.Tensor:
     (``(299 R + 587 G + 114 B) / 1000``, rounded); a grey image keeps its values exactly.
 
     >>> to_grey(torch.tensor([[[255]], [[255]], [[0]]], dtype=torch.uint8)).tolist()   # yellow
-    [[[225]]]
+    [[[226]]]
     """
     if x.shape[0] == 1:
         return x

@@ -71,6 +71,12 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: int | torch.Tensor | Non
         size: resize the maps (bilinear) to ``(H, W)``; default: the layer's grid ``(h, w)``.
 
     Returns ``(maps [B, h, w] in [0, 1], targets [B])``; the model is left in eval mode.
+
+    >>> body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU())
+    >>> model = VisionClassifier(body, create_head(8, 2))
+    >>> maps, targets = grad_cam(model, torch.rand(2, 3, 32, 32), target=1)   # the body's 15x15 grid
+    >>> maps.shape, targets.tolist()
+    (torch.Size([2, 15, 15]), [1, 1])
     """
     if method not in CAM_METHODS:
         raise ValueError(f"method must be one of {CAM_METHODS}, got {method!r}")

@@ -60,6 +60,12 @@ class XResNet(nn.Sequential):
                          nn.Linear(block_szs[len(layers)] * expansion, n_out))
         init_cnn(self)
 
+    def __getitem__(self, idx: int | slice) -> nn.Module:
+        """A layer, or for a slice an ``nn.Sequential`` of them (``model[:-4]``: the body)."""
+        if isinstance(idx, slice):
+            return nn.Sequential(*list(self.children())[idx])
+        return super().__getitem__(idx)
+
     def _make_layer(self, ni: int, nf: int, blocks: int, stride: int, **kwargs: Any) -> nn.Sequential:
         return nn.Sequential(*[self.block(self.expansion, ni if i == 0 else nf, nf, stride=stride if i == 0 else 1,
                                           act_cls=self.act_cls, ndim=self.ndim, ks=self.ks, **kwargs)

@@ -214,6 +214,7 @@ def test_activation_stats_records_per_layer_and_batch():
     ax = st.color_dim(-2)
     assert ax.images and ax.images[0].get_array().shape == (40, 8)
     assert _n_hooks(model) == 0
+    assert [a.get_ylabel() for a in learn.recorder.plot_sched().axes] == ["lr", "mom"]  # fastbook ch. 13
 
 
 def test_activation_stats_values_match_the_activations():
