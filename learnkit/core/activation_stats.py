@@ -35,7 +35,8 @@ class ActivationStats(HookCallback):
     Per layer and batch: ``mean``, ``std`` and ``near_zero`` (the fraction of activations ``<= 0.05``); with
     ``with_hist=True`` also a 40-bin histogram of the values in ``[0, 10]`` (fastai's). Read them with
     ``layer_stats(idx)``, ``hist(idx)`` and ``stats`` (fastai's list, per batch, of a dict per layer); draw them
-    with ``plot_layer_stats(idx)`` and ``color_dim(idx)`` (``idx`` counts layers, negative from the end).
+    with ``plot_layer_stats(idx)`` and ``color_dim(idx)`` (``idx`` counts layers, negative from the end). A layer
+    that did not run in a batch (a frozen body whose features `FrozenFeatureCache` serves) has NaN there.
 
     >>> cb = ActivationStats(with_hist=True, every=2)
     >>> cb.name, cb.order
@@ -73,11 +74,17 @@ class ActivationStats(HookCallback):
 
     def after_batch(self) -> None:
         if self._record_now() and self.hooks is not None:
-            stored = [s for s in self.hooks.stored]
-            if all(s is not None for s in stored) and stored:
+            stored = self.hooks.stored
+            ref = next((s for s in stored if s is not None), None)
+            if ref is not None:  # a layer that did not run this batch (e.g. a cached frozen body) records NaN
+                nan = (torch.full_like(ref[0], float("nan")),
+                       torch.full_like(ref[1], float("nan")) if self.with_hist else None)
+                stored = [s if s is not None else nan for s in stored]
                 self._recorded.append(torch.stack([s[0] for s in stored]))   # [layers, 3], on the device
                 if self.with_hist:
                     self._hists.append(torch.stack([s[1] for s in stored]))  # [layers, 40]
+            for h in self.hooks:
+                h.stored = None  # a layer skipped next batch must not repeat this batch's values
         super().after_batch()
 
     # --- reading -------------------------------------------------------------------------------------

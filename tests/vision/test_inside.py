@@ -247,3 +247,16 @@ def test_fastbook_ch18_hand_written_hooks_on_model_0(grey_folder):
     maps, _ = grad_cam(learn.model, x, target=cls)
     ref = torch.relu(cam_map)
     assert torch.allclose(maps[0], ref / ref.max().clamp_min(1e-12), atol=1e-4)
+
+
+def test_activation_stats_with_a_cached_frozen_body(grey_folder):
+    """While `FrozenFeatureCache` serves the body's features the body does not run: its layers record NaN,
+    the head's are recorded as usual."""
+    from learnkit.vision import ActivationStats
+    learn = vision_learner(_grey_dls(grey_folder), "resnet18", pretrained=False, progress=False)
+    learn.freeze()
+    cb = ActivationStats()
+    learn.fit(2, cbs=cb)
+    head_means = cb.layer_stats(-1)[0]
+    assert len(head_means) == 4 and bool(torch.isfinite(head_means).all())
+    assert learn.frozen_feature_cache.active == bool(torch.isnan(cb.layer_stats(0)[0]).any())
