@@ -260,3 +260,16 @@ def test_activation_stats_with_a_cached_frozen_body(grey_folder):
     head_means = cb.layer_stats(-1)[0]
     assert len(head_means) == 4 and bool(torch.isfinite(head_means).all())
     assert learn.frozen_feature_cache.active == bool(torch.isnan(cb.layer_stats(0)[0]).any())
+
+
+def test_greyscale_onnx_export_takes_one_channel(grey_folder, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    learn = vision_learner(_grey_dls(grey_folder), "resnet18", pretrained=False, progress=False)
+    path = learn.export_onnx(tmp_path / "grey.onnx")
+    sess = ort.InferenceSession(str(path))
+    assert sess.get_inputs()[0].shape[1:] == [1, 20, 20]
+    item = get_image_files(grey_folder)[0]
+    x = learn.dls.test_dl([item]).dataset[0][0][None].numpy()
+    out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert np.allclose(out[0], learn.predict(item)[2].numpy(), atol=1e-4)
