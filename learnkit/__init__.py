@@ -31,6 +31,8 @@ from .core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockData
                    spread_lr, steep, to_cpu, to_device, top_k_accuracy, trainable_params, Adam, using_attr, valley, whole_set)
 from .core import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, StepsLoader, ValidateEveryCallback  # issue 27
 from .core import __all__ as _core_all
+from .core import (ActivationStats, ConvLayer, Flatten, Hook, HookCallback, Hooks, NormType, ResBlock, SEModule,  # hooks
+                   init_cnn, hook_output, hook_outputs, model_sizes, num_features_model, sequential)
 from .datasets import URLs, find_data, untar_data
 
 __all__ = ["__version__", "URLs", "untar_data", "find_data", *_core_all]

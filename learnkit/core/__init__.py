@@ -21,6 +21,9 @@ from .distributed import DistributedDL, DistributedTrainer, distrib_barrier, is_
 from .device import batch_size, default_device, to_cpu, to_device
 from .export import ExportError, load_learner
 from .layers import SigmoidRange, sigmoid_range
+from .layers import ConvLayer, Flatten, NormType, ResBlock, SEModule, init_cnn, sequential
+from .hooks import Hook, HookCallback, Hooks, hook_output, hook_outputs, model_sizes, num_features_model
+from .activation_stats import ActivationStats
 from .learner import Learner
 from .items import ColReader, RegexLabeller, get_files, get_text_files, parent_label, using_attr
 from .losses import (BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, LabelSmoothingCrossEntropy,
@@ -43,6 +46,10 @@ from .vocab import CategoryMap, emb_sizes, emb_sz_rule, get_emb_sz
 from .callbacks import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, ValidateEveryCallback  # issue 27
 from .steps import StepsLoader
 
+#: hooks (fastbook ch. 13, 18) and fastai's building blocks (ch. 13-15)
+_HOOK_NAMES = ["Hook", "HookCallback", "Hooks", "hook_output", "hook_outputs", "model_sizes", "num_features_model",
+               "ActivationStats", "ConvLayer", "Flatten", "NormType", "ResBlock", "SEModule", "init_cnn", "sequential"]
+
 __all__ = [
     "EVENTS", "Callback", "describe_training_loop", "LabelSmoothingCrossEntropy", "LabelSmoothingCrossEntropyFlat",
     "CancelBackwardException", "CancelBatchException", "CancelEpochException",
@@ -60,4 +67,5 @@ __all__ = [
     "ForegroundAcc", "NotRegisteredError", "register_transform", "register_tokenizer", "FrozenFeatureCache",
     "TensorLoader", *_cb_all, *_metrics_all,
     "StepsLoader",
+    *_HOOK_NAMES,
 ]

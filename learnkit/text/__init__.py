@@ -42,6 +42,8 @@ from .awdclas import (PoolingLinearClassifier, SentenceEncoder, awd_lstm_clas, a
                       get_text_classifier, masked_concat_pool)
 from .awdlstm import (AWD_LSTM, EmbeddingDropout, LinearDecoder, RNNDropout, SequentialRNN, WeightDropout,
                       awd_lstm_lm_config, awd_lstm_clas_config, awd_lstm_lm_split, dropout_mask, get_language_model)
+from ..core import (ActivationStats, ConvLayer, Flatten, Hook, HookCallback, Hooks, NormType, ResBlock, SEModule,  # hooks
+                    init_cnn, hook_output, hook_outputs, model_sizes, num_features_model, sequential)
 from .batching import BucketBatchSampler, PadCollate, TextDataset
 from .callbacks import ModelResetter, RNNRegularizer
 from .causal import CausalLM, CausalLMLearner, CausalTokenizer

@@ -32,6 +32,8 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
                     top_k_accuracy, trainable_params, Adam, using_attr, valley, whole_set)
 from ..core import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, StepsLoader, ValidateEveryCallback  # issue 27
 from ..core import __all__ as _core_all
+from ..core import (ActivationStats, ConvLayer, Flatten, Hook, HookCallback, Hooks, NormType, ResBlock, SEModule,  # hooks
+                    init_cnn, hook_output, hook_outputs, model_sizes, num_features_model, sequential)
 from ..datasets import URLs, find_data, untar_data
 from .classifier import (AdaptiveConcatPool2d, ClassifierHead, VisionClassifier, body_from_callable,
                          build_vision_classifier, create_head, vision_splitter)
@@ -49,6 +51,10 @@ from .models import (ARCH_ALIASES, ModelMeta, PretrainedWeightsError, create_bod
 from .segmentation import MaskBlock, SegmentationDataLoaders, SegmentationInterpretation, unet_learner
 from .shards import write_image_shards
 from .show import show_image, show_images, show_points, show_results
+from .blocks import PILImage, PILImageBW, to_grey  # greyscale images
+from .models import adapt_input_channels
+from .cam import CAM_METHODS, cam_layer, grad_cam
+from .xresnet import XResNet, build_xresnet_classifier, xresnet18, xresnet34, xresnet50
 from .transforms import (BatchResize, BatchTransform, GeometricAug, ItemTransform, LightingAug, Normalize, RandomResizedCrop,
                          Resize, aug_transforms, imagenet_stats)
 
@@ -62,4 +68,6 @@ __all__ = [
     "timm_name", "show_image", "show_images", "show_points", "show_results", "BatchResize", "BatchTransform", "GeometricAug", "ItemTransform",
     "LightingAug", "Normalize", "RandomResizedCrop", "Resize", "aug_transforms", "imagenet_stats",
     "URLs", "untar_data", "find_data", "SegmentationDataLoaders", "SegmentationInterpretation", "MaskBlock", "unet_learner", "resnet18", "resnet34", "resnet50",
+    "PILImage", "PILImageBW", "to_grey", "adapt_input_channels", "XResNet", "build_xresnet_classifier", "xresnet18",
+    "xresnet34", "xresnet50", "grad_cam", "cam_layer", "CAM_METHODS",
 ]

@@ -1,7 +1,8 @@
 """`VisionClassifier`: a pretrained body and a new head (pooling, batch-norm, dropout, linear).
 
 ``model.body`` maps images to feature maps, ``model.head.pool`` pools them to one vector per image and
-``model.head.fc`` classifies the vector. The model also accepts those pooled vectors directly (a 2-D
+``model.head.fc`` classifies the vector. As in fastai, ``model[0]`` is the body and ``model[1]`` the head,
+whose layers index in order (``model[1][-1]``: the last linear layer, unless ``bn_final``/``y_range`` add one). The model also accepts those pooled vectors directly (a 2-D
 input), which is how `FrozenFeatureCache` trains the head on features computed once.
 
 >>> m = build_vision_classifier("resnet18", n_out=3)
@@ -15,7 +16,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ..core.layers import SigmoidRange
+from ..core.hooks import in_channels
+from ..core.layers import Flatten, SigmoidRange
 from ..core.registry import register_model
 from .models import create_body
 
@@ -53,6 +55,8 @@ class ClassifierHead(nn.Module):
     >>> head = ClassifierHead(nf=16, n_out=3, lin_ftrs=[8]).eval()
     >>> head.n_features, head(torch.rand(2, 16, 4, 4)).shape    # concat pooling: 2 x 16 features
     (32, torch.Size([2, 3]))
+    >>> type(head[0]).__name__, head[-1]                        # fastai's indexing: pooling first, last linear last
+    ('AdaptiveConcatPool2d', Linear(in_features=8, out_features=3, bias=True))
     """
 
     def __init__(self, nf: int, n_out: int, lin_ftrs: Sequence[int] | None = None, ps: float = 0.5,
@@ -74,9 +78,25 @@ class ClassifierHead(nn.Module):
         if y_range is not None:
             layers.append(SigmoidRange(*y_range))
         self.fc = nn.Sequential(*layers)
+        self.flatten = Flatten()  # no parameters: the state dict keys stay pool.* and fc.*
+
+    def _layers(self) -> list[nn.Module]:
+        return [self.pool, self.flatten, *self.fc]
+
+    def __getitem__(self, i: int | slice) -> nn.Module:
+        """fastai's indexing: ``head[0]`` the pooling, ``head[1]`` the flatten, then the layers of ``fc``
+        (``head[-1]``: the last one); a slice gives an ``nn.Sequential``."""
+        layers = self._layers()
+        return nn.Sequential(*layers[i]) if isinstance(i, slice) else layers[i]
+
+    def __len__(self) -> int:
+        return 2 + len(self.fc)
+
+    def __iter__(self):
+        return iter(self._layers())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(x).flatten(1))
+        return self.fc(self.flatten(self.pool(x)))
 
 
 def create_head(nf: int, n_out: int, lin_ftrs: Sequence[int] | None = None, ps: float = 0.5,
@@ -93,7 +113,12 @@ def create_head(nf: int, n_out: int, lin_ftrs: Sequence[int] | None = None, ps: 
 
 class VisionClassifier(nn.Module):
     """``head(body(images))``; a 2-D input ``[B, head.n_features]`` is taken as pooled body features and
-    goes straight to ``head.fc``.
+    goes straight to ``head.fc``. ``model[0]`` is ``model.body`` and ``model[1]`` is ``model.head`` (fastai's
+    indexing: ``learn.model[1][-1]`` is the last layer of the head).
+
+    >>> m = VisionClassifier(nn.Conv2d(3, 8, 3), create_head(8, 2))
+    >>> m[0] is m.body, m[1] is m.head, len(m), m[1][-1]
+    (True, True, 2, Linear(in_features=16, out_features=2, bias=True))
 
     >>> body = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())    # any [B, 3, H, W] -> [B, C, h, w] network
     >>> model = VisionClassifier(body, create_head(8, 2)).eval()
@@ -105,6 +130,16 @@ class VisionClassifier(nn.Module):
     def __init__(self, body: nn.Module, head: ClassifierHead):
         super().__init__()
         self.body, self.head = body, head
+
+    def __getitem__(self, i: int | slice) -> nn.Module:
+        parts = [self.body, self.head]
+        return nn.Sequential(*parts[i]) if isinstance(i, slice) else parts[i]
+
+    def __len__(self) -> int:
+        return 2
+
+    def __iter__(self):
+        return iter([self.body, self.head])
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled body features ``[B, head.n_features]`` of images."""
@@ -132,7 +167,7 @@ def _n_channels(body: nn.Module) -> int:
     was = body.training
     body.eval()
     with torch.no_grad():
-        out = body(torch.zeros(2, 3, 64, 64, device=next(body.parameters()).device))
+        out = body(torch.zeros(2, in_channels(body), 64, 64, device=next(body.parameters()).device))
     body.train(was)
     if out.ndim != 4:
         raise ValueError(f"the body must return a [B, C, H, W] feature map; it returned shape {tuple(out.shape)}")
@@ -167,12 +202,13 @@ def body_from_callable(arch: Callable[..., nn.Module], pretrained: bool) -> nn.M
 @register_model("vision.classifier")
 def build_vision_classifier(arch: str, n_out: int, lin_ftrs: Sequence[int] | None = None, ps: float = 0.5,
                             concat_pool: bool = True, bn_final: bool = False, pretrained: bool = False,
-                            y_range: Sequence[float] | None = None) -> VisionClassifier:
-    """A `VisionClassifier` on the timm arch ``arch`` (the builder `load_learner` calls, with ``pretrained=False``).
+                            y_range: Sequence[float] | None = None, in_chans: int = 3) -> VisionClassifier:
+    """A `VisionClassifier` on the timm arch ``arch`` (the builder `load_learner` calls, with ``pretrained=False``);
+    ``in_chans``: the channels of the images (1: greyscale).
 
     >>> m = build_vision_classifier("resnet18", n_out=2, lin_ftrs=[64])
     >>> m.head.n_features, m.head.fc[-1]                       # 512 channels, average + max pooled
     (1024, Linear(in_features=64, out_features=2, bias=True))
     """
-    body = create_body(arch, pretrained)
+    body = create_body(arch, pretrained, in_chans=in_chans)
     return VisionClassifier(body, create_head(_n_channels(body), n_out, lin_ftrs, ps, concat_pool, bn_final, y_range))

@@ -30,6 +30,7 @@ import torch
 from ..core.block import CategoryBlock, MultiCategoryBlock, TransformBlock, block_from_config
 from ..core.blockdata import BlockDataset, SkipLog, collate_skipping
 from ..core.data import DataLoaders, make_loader
+from ..core.device import to_device
 from ..core.datablock import Datasets
 from ..core.items import py_value
 from ..core.registry import register_dls
@@ -67,7 +68,8 @@ class ImageDataLoaders(ImageFactories, DataLoaders):
                  vocab: Sequence[Any] | None = None, multi_label: bool = False, item_tfms: Sequence[Any] = (),
                  batch_tfms: Sequence[Any] = (), normalize: Normalize | None = None, bs: int = 64,
                  labeller: Callable[[Any], Any] | None = None, skipped: Sequence[tuple[str, str]] = (),
-                 y_block: TransformBlock | None = None, skip_log: SkipLog | None = None):
+                 y_block: TransformBlock | None = None, skip_log: SkipLog | None = None,
+                 image_block: ImageBlock | None = None):
         if y_block is None and vocab is not None:
             y_block = MultiCategoryBlock(vocab) if multi_label else CategoryBlock(vocab)
         super().__init__(train, valid, device=device, n_inp=1, vocab=getattr(y_block, "vocab", None))
@@ -76,6 +78,12 @@ class ImageDataLoaders(ImageFactories, DataLoaders):
         self._skipped, self.skip_log = list(skipped), skip_log
         self.loss_func = y_block.loss_func() if y_block is not None else None
         self.cache: dict[str, Any] = {}
+        self.image_block = image_block if image_block is not None else ImageBlock()
+
+    @property
+    def n_channels(self) -> int:
+        """Channels of the images: 3, or 1 with ``ImageBlock(cls=PILImageBW)``."""
+        return self.image_block.n_channels
 
     @classmethod
     def from_datasets(cls, dsets: Datasets, train: Any, valid: Any, batch_tfms: Sequence[Any], bs: int,
@@ -88,12 +96,23 @@ class ImageDataLoaders(ImageFactories, DataLoaders):
             raise ValueError(f"ImageDataLoaders takes one image input and at most one target block; this DataBlock "
                              f"has {dsets.n_inp} inputs and {len(dsets.targets)} targets")
         y_block = dsets.targets[0] if dsets.targets else None
+        image_block = dsets.blocks[0] if isinstance(dsets.blocks[0], ImageBlock) else None
         dls = cls(train, valid, device=device, item_tfms=dsets.train.item_tfms, batch_tfms=batch_tfms, bs=bs,
                   labeller=dsets.train.getters[1] if y_block is not None else None, y_block=y_block,
-                  skip_log=dsets.skip_log)
+                  skip_log=dsets.skip_log, image_block=image_block)
         dls.cache = {name: ds.cache for name, ds in (("train", dsets.train), ("valid", dsets.valid))
                      if ds is not None and ds.cache is not None}
+        dls.setup_normalize()
         return dls
+
+    def setup_normalize(self) -> None:
+        """Give a `Normalize` of the batch transforms created without statistics (``Normalize()``) the
+        per-channel mean and std of the first training batch, after the transforms before it (fastai's)."""
+        for i, t in enumerate(self.batch_tfms):
+            if isinstance(t, Normalize) and t.mean is None and self.train is not None and len(self.train):
+                x = next(iter(self.train))[0]
+                x = apply_batch_tfms(self.batch_tfms[:i], to_device(x, self.device).float().div_(255), training=True)
+                t.setup(x)
 
     @property
     def multi_label(self) -> bool:
@@ -185,7 +204,7 @@ class ImageDataLoaders(ImageFactories, DataLoaders):
         was labelled."""
         items = image_items(items)
         getters: list[Any] = [None]
-        blocks: list[TransformBlock] = [ImageBlock()]
+        blocks: list[TransformBlock] = [self.image_block]
         if with_labels:
             if self.labeller is None or self.y_block is None:
                 raise ValueError("with_labels=True needs the labelling rule of the training data, which an exported "
@@ -233,11 +252,12 @@ class ImageDataLoaders(ImageFactories, DataLoaders):
         return {"vocab": [py_value(v) for v in self.vocab] if self.vocab is not None else None,
                 "multi_label": self.multi_label,
                 "target": self.y_block.export_config() if self.y_block is not None else None,
-                **tfms_to_config(self.item_tfms, self.batch_tfms, self.normalize), "bs": self.bs}
+                **tfms_to_config(self.item_tfms, self.batch_tfms, self.normalize), "bs": self.bs,
+                **({"image_block": self.image_block.export_config()} if self.n_channels != 3 else {})}
 
     @classmethod
     def from_config(cls, config: dict, device: str | torch.device | None = None) -> "ImageDataLoaders":
         target = config.get("target")
         return cls(None, None, device=device, vocab=config["vocab"], multi_label=config["multi_label"],
                    y_block=block_from_config(target) if target else None, **tfms_from_config(config),
-                   bs=int(config.get("bs", 64)))
+                   bs=int(config.get("bs", 64)), image_block=ImageBlock.from_config(config.get("image_block")))

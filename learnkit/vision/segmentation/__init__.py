@@ -34,6 +34,8 @@ from ...core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDa
 from ...datasets import URLs, find_data, untar_data
 from ...core import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, StepsLoader, ValidateEveryCallback  # issue 27
 from ...core import __all__ as _core_all
+from ...core import (ActivationStats, ConvLayer, Flatten, Hook, HookCallback, Hooks, NormType, ResBlock, SEModule,  # hooks
+                     init_cnn, hook_output, hook_outputs, model_sizes, num_features_model, sequential)
 from ..blocks import ImageBlock
 from ..io import get_image_files, load_image
 from ..models import create_encoder, model_meta

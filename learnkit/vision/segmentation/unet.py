@@ -187,6 +187,8 @@ class UNet(nn.Module):
     >>> model = UNet(encoder, n_out=5, decoder_channels=(32, 16), block="plain")
     >>> model.skip_channels, model(torch.randn(2, 3, 48, 40)).shape      # any size, not only multiples of 32
     ([256, 128], torch.Size([2, 5, 48, 40]))
+    >>> model[0] is model.encoder, model[-1] is model.head                # fastai's indexing
+    (True, True)
     """
 
     def __init__(self, encoder: nn.Module, n_out: int, decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
@@ -233,6 +235,21 @@ class UNet(nn.Module):
                 n_in = n
         self.decoder = nn.ModuleList(blocks)
         self.head = nn.Conv2d(n_in, n_out, kernel_size=1)
+
+    def _parts(self) -> list[nn.Module]:
+        return [self.encoder, *([self.middle] if self.middle is not None else []), self.decoder,
+                *([self.final] if self.final is not None else []), self.head]
+
+    def __getitem__(self, i: int) -> nn.Module:
+        """fastai's indexing: ``unet[0]`` is the encoder, then the middle block, the decoder levels, the final
+        block and ``unet[-1]`` the 1x1 head (those present). Skip connections join them, so a slice of
+        them is not a network: there is no slicing."""
+        if isinstance(i, slice):
+            raise TypeError("a U-Net's parts are joined by skip connections; index one part (unet[0]: the encoder)")
+        return self._parts()[i]
+
+    def __len__(self) -> int:
+        return len(self._parts())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # channels-last activations: about 20 % faster convolutions on CPU (oneDNN), the same on GPU

@@ -1,0 +1,82 @@
+"""What `ActivationStats` adds to an epoch of a small CNN (the issue's bound: at most 5 %).
+
+fastbook ch. 13's ``simple_cnn`` (five stride-2 conv + batch-norm blocks; ``--model xresnet18``: fastai's
+XResNet-18, 1 channel in) on MNIST-sized generated images (``[1, 28, 28]``), in memory. Epochs are interleaved (plain, stats, stats with histograms, plain, ...) so that
+machine noise hits every variant alike, and the median epoch time of each is printed with its overhead over
+the plain fit. One epoch is a training and a validation pass.
+
+    python benchmarks/activation_stats.py [--epochs 7] [--n 8192] [--bs 64] [--threads N] [--device cpu|cuda]
+                                          [--clock wall|cpu]
+
+``--clock cpu`` times the process's CPU time (all threads) instead of the wall clock: on a shared, busy machine
+it measures the work each variant does rather than how long it waited for a core. On a GPU use the wall clock.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from learnkit import ActivationStats, DataLoaders, Flatten, Learner, TensorLoader, accuracy, sequential
+from learnkit.vision import xresnet18
+
+
+def conv(ni, nf, ks=3, act=True):
+    layers = [nn.Conv2d(ni, nf, stride=2, kernel_size=ks, padding=ks // 2), nn.BatchNorm2d(nf)]
+    return nn.Sequential(*layers, *([nn.ReLU()] if act else []))
+
+
+def simple_cnn():
+    return sequential(conv(1, 8, ks=5), conv(8, 16), conv(16, 32), conv(32, 64), conv(64, 10, act=False), Flatten())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=7)
+    ap.add_argument("--n", type=int, default=8192)
+    ap.add_argument("--bs", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    ap.add_argument("--model", choices=("simple_cnn", "xresnet18"), default="simple_cnn")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (args.n,), generator=g)
+    x = torch.randn(args.n, 1, 28, 28, generator=g) + y.view(-1, 1, 1, 1) / 5
+    n_valid = args.n // 8
+    dls = DataLoaders(TensorLoader(x[n_valid:], y[n_valid:], bs=args.bs, shuffle=True),
+                      TensorLoader(x[:n_valid], y[:n_valid], bs=2 * args.bs), device=args.device)
+    variants = {"plain": lambda: [], "stats": lambda: [ActivationStats()],
+                "stats+hist": lambda: [ActivationStats(with_hist=True)]}
+    make = simple_cnn if args.model == "simple_cnn" else (lambda: xresnet18(n_out=10, c_in=1))
+    learners = {k: Learner(dls, make(), loss_func=F.cross_entropy, metrics=accuracy, progress=False)
+                for k in variants}
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    for learn in learners.values():  # warm-up epoch, not timed
+        learn.fit(1)
+    for epoch in range(args.epochs):
+        order = list(variants) if epoch % 2 == 0 else list(variants)[::-1]
+        for k in order:
+            sync()
+            t0 = clock()
+            learners[k].fit(1, cbs=variants[k]())
+            sync()
+            times[k].append(clock() - t0)
+    base = statistics.median(times["plain"])
+    print(f"{args.model}, {args.n - n_valid} training / {n_valid} validation images [1, 28, 28], bs {args.bs}, "
+          f"{args.device}, {torch.get_num_threads()} threads, {args.clock} clock, {args.epochs} epochs each (median)")
+    for k, ts in times.items():
+        med = statistics.median(ts)
+        print(f"{k:>11}: {med:.3f} s/epoch ({100 * (med / base - 1):+.1f} %)")
+
+
+if __name__ == "__main__":
+    main()
