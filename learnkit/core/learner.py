@@ -52,7 +52,7 @@ from .inference import InferenceMixin
 from .metricbase import Metric, as_metric
 from .onnx import export_onnx as export_learner_onnx
 from .paths import expand_path
-from .optim import LR, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, spread_lr
+from .optim import LR, Adam, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, spread_lr
 from .precision import cuda_speedups
 from .registry import register_learner
 from .validation import check_fine_tune, check_int
@@ -68,7 +68,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
         dls: the `DataLoaders` (train, valid) to train on.
         model: any ``nn.Module``; it is moved to the device of ``dls`` (or ``device``).
         loss_func: ``loss(pred, *targets)``; defaults to the task's (``dls.loss_func``) when it has one.
-        opt_func: an optimizer class or factory taking ``(param_groups, lr=...)``; AdamW by default.
+        opt_func: an optimizer class or factory taking ``(param_groups, lr=...)``; `Adam` by default (torch AdamW with fastai's values).
         lr: the default learning rate of ``fit`` and friends.
         splitter: ``model -> list of parameter lists``, body first, head last (for freezing and
             discriminative learning rates).
@@ -93,7 +93,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
     """
 
     def __init__(self, dls: DataLoaders, model: nn.Module, loss_func: Callable | None = None,
-                 opt_func: Callable = torch.optim.AdamW, lr: LR = 1e-3, splitter: Callable = default_splitter,
+                 opt_func: Callable = Adam, lr: LR = 1e-3, splitter: Callable = default_splitter,
                  cbs: Callback | Sequence[Callback] | None = None, metrics: Any = None, wd: float | None = None,
                  path: str | Path | None = None, model_dir: str = "models", train_bn: bool = False,
                  device: str | torch.device | None = None, progress: bool = True):
@@ -363,14 +363,18 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
         cache = next((cb for cb in self.cbs if isinstance(cb, FrozenFeatureCache)), None)
         with cache.fitting_head(plan or HeadFit()) if cache is not None else nullcontext():
             self.fit_one_cycle(freeze_epochs, slice(lr), pct_start=0.99, wd=wd, cbs=cbs, reset_opt=True)
-        self._warn_short_phase("frozen", freeze_epochs)
+        fitted = cache is not None and cache.active and (cache.head_solved or cache.head_passes > 1)
+        self._warn_short_phase("frozen", freeze_epochs, fitted=fitted)
 
-    def _warn_short_phase(self, phase: str, epochs: int) -> None:
+    def _warn_short_phase(self, phase: str, epochs: int, fitted: bool = False) -> None:
+        """The small-data warnings of `phase_warnings`; none for a head that `HeadFit` fitted to convergence."""
+        if fitted:
+            return
         train = self.dls.train
         n_items = len(train.dataset) if hasattr(train, "dataset") else 0
         losses = [float(v) for v in getattr(self.recorder, "losses", [])]
         for msg in phase_warnings(phase, len(losses), losses, n_items, getattr(train, "batch_size", None), epochs):
-            warnings.warn(msg, stacklevel=3)
+            warnings.warn(msg, stacklevel=4)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True,
                 show_plot: bool = True, suggest_funcs: Sequence[str | Callable] = ("valley",)):

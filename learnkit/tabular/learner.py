@@ -32,9 +32,10 @@ from .table import TabularLoader
 __all__ = ["TabularLearner", "tabular_learner", "fused_adamw"]
 
 
-def fused_adamw(params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+def fused_adamw(params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.99), eps: float = 1e-5,
                 weight_decay: float = 0.01) -> torch.optim.AdamW:
-    """``torch.optim.AdamW(..., fused=True)``: the same updates with one fused kernel (CPU and CUDA).
+    """``torch.optim.AdamW(..., fused=True)`` with `Adam`'s (fastai's) values: the same updates with one fused
+    kernel (CPU and CUDA).
 
     The default of `tabular_learner`: for a small MLP the per-tensor optimizer loop is a third of a
     step; measured here, fused saves ~22 % of the CPU time per step (3.5 vs 4.5 ms at bs 64).

@@ -28,7 +28,7 @@ from ..core.data import DataLoaders
 from ..core.display import display_df
 from ..core.learner import Learner
 from ..core.registry import register_learner
-from ..core.optim import LR, check_lr, default_splitter
+from ..core.optim import LR, Adam, check_lr, default_splitter
 from ..core.sharding import unshuffled
 from ..core.validation import check_fine_tune
 from .awdclas import awd_lstm_clas, awd_lstm_clas_split
@@ -224,7 +224,7 @@ def _check_arch(arch: Any, dls: TextDataLoaders) -> Any:
 
 def text_classifier_learner(dls: TextDataLoaders, arch: str = "minilm", pretrained: bool = True,
                             drop_mult: float = 1.0, config: dict | None = None, metrics: Any = None,
-                            loss_func: Callable | None = None, opt_func: Callable = torch.optim.AdamW,
+                            loss_func: Callable | None = None, opt_func: Callable = Adam,
                             lr: LR = 1e-3, cbs: Callback | Sequence[Callback] | None = None, wd: float | None = None,
                             path: str | Path | None = None, model_dir: str = "models", cache_frozen: bool = True,
                             max_cache_mb: float = 2048, device: str | torch.device | None = None,

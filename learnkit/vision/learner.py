@@ -23,7 +23,7 @@ from ..core.callback import Callback
 from ..core.device import default_device, to_cpu, to_device
 from ..core.learner import Learner
 from ..core.registry import register_learner
-from ..core.optim import LR
+from ..core.optim import LR, Adam
 from .classifier import VisionClassifier, _n_channels, body_from_callable, create_head, vision_splitter
 from .data import ImageDataLoaders
 from .feature_cache import BodyFeatures, FrozenFeatureCache
@@ -138,7 +138,7 @@ def _channel_stats(rgb: Sequence[float], n: int) -> tuple[float, ...]:
 def vision_learner(dls: ImageDataLoaders, arch: str | Callable[..., nn.Module], pretrained: bool = True,
                    metrics: Any = None, n_out: int | None = None, loss_func: Callable | None = None, lr: LR = 1e-3,
                    cbs: Callback | Sequence[Callback] | None = None, path: str | Path | None = None,
-                   model_dir: str = "models", opt_func: Callable = torch.optim.AdamW, wd: float | None = None,
+                   model_dir: str = "models", opt_func: Callable = Adam, wd: float | None = None,
                    lin_ftrs: Sequence[int] | None = None, ps: float = 0.5, concat_pool: bool = True,
                    bn_final: bool = False, y_range: Sequence[float] | None = None, normalize: bool = True,
                    cache_frozen_features: bool = True,

@@ -25,7 +25,7 @@ from torch import nn
 from ...core.callback import Callback
 from ...core.learner import Learner
 from ...core.registry import register_learner
-from ...core.optim import LR
+from ...core.optim import LR, Adam
 from ..models import create_encoder, model_meta
 from ..transforms import Normalize
 from .data import SegmentationDataLoaders
@@ -79,7 +79,7 @@ def unet_learner(dls: SegmentationDataLoaders, arch: str | Callable[..., nn.Modu
                  pretrained: bool = True, metrics: Any = None, n_out: int | None = None,
                  loss_func: Callable | None = None, decoder_channels: Sequence[int] = DEFAULT_DECODER_CHANNELS,
                  lr: LR = 1e-3, cbs: Callback | Sequence[Callback] | None = None, path: str | Path | None = None,
-                 model_dir: str = "models", opt_func: Callable = torch.optim.AdamW, wd: float | None = None,
+                 model_dir: str = "models", opt_func: Callable = Adam, wd: float | None = None,
                  normalize: bool = True, train_bn: bool = False, block: str = "dynamic", blur: bool = True,
                  blur_final: bool = True, self_attention: bool = True, last_cross: bool = False,
                  device: str | torch.device | None = None, progress: bool = True) -> SegmentationLearner:
