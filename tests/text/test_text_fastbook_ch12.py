@@ -121,17 +121,22 @@ def numbers():
 
 
 def test_lmmodel1_plain_learner(numbers):
+    """The chapter's recipe, mean accuracy over seeds 0-2 (issue 24: as well as fastai, whose 4 runs gave
+    0.46-0.49 here). With the default `Adam` (fastai's betas and eps) seeds 0-2 give 0.462, 0.446, 0.490;
+    with torch's AdamW values 0.427, 0.429, 0.492."""
     vocab, nums = numbers
     assert len(vocab) == 30 and vocab[:4] == ["one", ".", "two", "three"]  # as fastbook shows
-    set_seed(42)
     seqs = [(torch.tensor(nums[i:i + 3]), nums[i + 3]) for i in range(0, len(nums) - 4, 3)]
     cut = int(len(seqs) * 0.8)
-    dls = DataLoaders.from_dsets(seqs[:cut], seqs[cut:], bs=64, shuffle=False, device="cpu")
-    learn = Learner(dls, LMModel1(len(vocab), 64), loss_func=F.cross_entropy, metrics=accuracy, progress=False)
-    learn.fit_one_cycle(4, 1e-3)
-    acc = learn.recorder.final_record()["accuracy"]
-    print(f"LMModel1 accuracy {acc:.3f} (fastbook: about 0.50)")
-    assert acc > 0.4
+    accs = []
+    for seed in range(3):
+        set_seed(seed)
+        dls = DataLoaders.from_dsets(seqs[:cut], seqs[cut:], bs=64, shuffle=False, device="cpu")
+        learn = Learner(dls, LMModel1(len(vocab), 64), loss_func=F.cross_entropy, metrics=accuracy, progress=False)
+        learn.fit_one_cycle(4, 1e-3)
+        accs.append(learn.recorder.final_record()["accuracy"])
+    print(f"LMModel1 accuracy {accs} (fastbook: about 0.50)")
+    assert sum(accs) / 3 >= 0.455, accs
 
 
 def test_lmmodel3_model_resetter_and_group_chunks(numbers):
