@@ -13,7 +13,8 @@ For each small task built from ``../shared/data`` (``--data`` / ``$LEARNKIT_DATA
   regression on the frozen MiniLM encoder's mean-pooled sentence features;
 - **learnkit**: learnkit's ``fine_tune`` on fastai's recipe for that kind of task, unchanged (``RECIPES``);
 - **fastai** (when ``--fastai-python`` exists): fastai 2.8 on the same split, items, recipe and starting
-  weights, run in its own venv through ``_harness.Worker`` (as ``vs_fastai.py`` does).
+  weights, run in its own venv through ``_harness.Worker`` (as ``vs_fastai.py`` does); for the image tasks
+  (breeds, multilabel, regression) only so far: segmentation and text show "n/a".
 
 Every metric is computed here, the same way for every column, from validation-set predictions
 (``get_preds``): ``error_rate``; ``accuracy_multi`` (threshold 0.5 on the sigmoid, over all labels); R²
@@ -340,23 +341,84 @@ def run_learnkit(name: str, root: Path, seed: int, fast: bool = False) -> dict[s
 
 
 # --- the probe ----------------------------------------------------------------------------------------------------------
-def frozen_features(learn: Any, ds_idx: int) -> tuple[Any, Any]:
-    """Pooled features of the pretrained body (``learn.model.features``, eval mode) for every item of split
-    ``ds_idx`` in order, with the validation transforms (no augmentation), and the targets: numpy arrays."""
-    import numpy as np
-    import torch
+def _plain_batches(learn: Any, ds_idx: int):
+    """The batches of split ``ds_idx`` in dataset order, on the device, with the validation transforms (no
+    augmentation)."""
     from learnkit.vision import make_loader, to_device
     dl = learn.dls[ds_idx]
-    plain = make_loader(dl.dataset, 64, shuffle=False, collate_fn=dl.collate_fn,
+    plain = make_loader(dl.dataset, 32, shuffle=False, collate_fn=dl.collate_fn,
                         num_workers=getattr(dl, "num_workers", 0), device=learn.device)
+    for batch in plain:
+        yield learn.dls.on_device(to_device(tuple(batch), learn.device), training=False)
+
+
+def _pooled(learn: Any, x: Any) -> Any:
+    """The frozen body's pooled features: the vision classifier's ``features`` (concat pool of the body), or the
+    text transformer's masked mean over its last layer (every stage but the head)."""
+    model = learn.model
+    if hasattr(model, "features"):
+        return model.features(x)
+    return model.run_stages({"ids": x}, 0, model.n_stages - 1)["hidden"]
+
+
+def frozen_features(learn: Any, ds_idx: int) -> tuple[Any, Any]:
+    """Pooled features of the pretrained body (eval mode) for every item of split ``ds_idx`` in order, with the
+    validation transforms (no augmentation), and the targets: numpy arrays."""
+    import numpy as np
+    import torch
     learn.model.eval()
     feats, targs = [], []
     with torch.inference_mode():
-        for batch in plain:
-            batch = learn.dls.on_device(to_device(tuple(batch), learn.device), training=False)
-            feats.append(learn.model.features(batch[0]).float().cpu().numpy())
+        for batch in _plain_batches(learn, ds_idx):
+            feats.append(_pooled(learn, batch[0]).float().cpu().numpy())
             targs.append(batch[1].cpu().numpy())
     return np.concatenate(feats), np.concatenate(targs)
+
+
+def _pixel_features(learn: Any, x: Any, size: Any) -> Any:
+    """The U-Net encoder's feature maps (every stride), upsampled bilinearly to ``size`` and concatenated:
+    ``[B, sum of channels, H, W]``."""
+    import torch
+    from torch.nn import functional as F
+    maps = learn.model.encoder(x.contiguous(memory_format=torch.channels_last))
+    return torch.cat([F.interpolate(m.float(), size=tuple(size), mode="bilinear", align_corners=False) for m in maps], 1)
+
+
+def segmentation_probe(learn: Any, per_image: int = 200, seed: int = SPLIT_SEED) -> dict[str, Any]:
+    """A per-pixel multinomial logistic regression on the frozen encoder's upsampled feature maps, fitted on
+    ``per_image`` random pixels of each training image (void included, as a class like any other), scored on
+    every validation pixel; with the majority-pixel-class baseline."""
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    rng = np.random.default_rng(seed)
+    learn.model.eval()
+    xs, ys, y_all = [], [], []
+    with torch.inference_mode():
+        for batch in _plain_batches(learn, 0):
+            y = batch[1].cpu().numpy()
+            f = _pixel_features(learn, batch[0], y.shape[-2:]).cpu().numpy()
+            f = f.transpose(0, 2, 3, 1).reshape(len(y), -1, f.shape[1])
+            for i in range(len(y)):
+                pick = rng.choice(f.shape[1], size=min(per_image, f.shape[1]), replace=False)
+                xs.append(f[i, pick])
+                ys.append(y[i].reshape(-1)[pick])
+            y_all.append(y)
+        scaler = StandardScaler().fit(np.concatenate(xs))
+        model = LogisticRegression(max_iter=300).fit(scaler.transform(np.concatenate(xs)), np.concatenate(ys))
+        right = total = 0
+        y_valid = []
+        for batch in _plain_batches(learn, 1):
+            y = batch[1].cpu().numpy()
+            f = _pixel_features(learn, batch[0], y.shape[-2:]).cpu().numpy()
+            pred = model.predict(scaler.transform(f.transpose(0, 2, 3, 1).reshape(-1, f.shape[1])))
+            right += int((pred == y.reshape(-1)).sum())
+            total += y.size
+            y_valid.append(y)
+    y_train, y_valid_arr = np.concatenate(y_all), np.concatenate(y_valid)
+    return {"probe": right / total, "baseline": baseline("segmentation", y_train, y_valid_arr),
+            "n_train": len(y_train), "n_valid": len(y_valid_arr)}
 
 
 def fit_probe(task: str, x_train: Any, y_train: Any, x_valid: Any) -> Any:
@@ -397,13 +459,16 @@ def run_probe(name: str, root: Path, fast: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     dls, make, _ = build_task(name, root, 0, fast)
     learn = make()
+    if name == "segmentation":
+        return {**segmentation_probe(learn), "probe_seconds": time.perf_counter() - t0,
+                "probe_kind": "per-pixel logistic on upsampled encoder maps"}
     x_train, y_train = frozen_features(learn, 0)
     x_valid, y_valid = frozen_features(learn, 1)
     preds = fit_probe(name, x_train, y_train, x_valid)
     return {"probe": score(name, preds, y_valid), "baseline": baseline(name, y_train, y_valid),
             "n_train": len(y_train), "n_valid": len(y_valid), "probe_seconds": time.perf_counter() - t0,
             "probe_kind": {"breeds": "LogisticRegression", "multilabel": "logistic per label",
-                           "regression": "Ridge"}[name]}
+                           "regression": "Ridge", "text": "LogisticRegression on mean-pooled MiniLM"}[name]}
 
 
 # --- fastai: the same items, split, recipe and starting weights, in its own venv -----------------------------------------
