@@ -33,10 +33,11 @@ The tasks (``TASKS``; ``build_task(name, root, seed)`` gives ``(dls, learner_fac
 - ``breeds``: 37 pet breeds from the 940 photos in ``pets/images`` (34 breeds with 10 photos, 3 with 200),
   labelled by ``RegexLabeller(r'(.+)_\\d+.jpg$')`` on the file name, fastbook ch. 5's presizing DataBlock at
   a smaller size (``Resize(160)``, ``aug_transforms(size=128, min_scale=0.75)``: the 460/224 of the chapter
-  take 5-7 min per run here), ``fine_tune(2)``;
+  take 5-6 min per run here, see RESULTS.md), ``fine_tune(2)``;
 - ``multilabel``: the 200 COCO photos of ``coco_tiny`` (128x128), labelled with the set of object classes with
-  a box in ``train.json`` (6 classes: chair 107, book 53, vase 42, couch 27, tv 21, remote 14), ``bs=16``,
-  ``fine_tune(4)``;
+  a box in ``train.json`` (6 classes: chair 107, book 53, vase 42, couch 27, tv 21, remote 14), ``Resize(128)``
+  (fastbook ch. 6 uses ``RandomResizedCrop(128, min_scale=0.35)``; a fixed resize keeps the frozen phase
+  cacheable), ``bs=16``, ``fine_tune(4)``;
 - ``regression``: the 200 CamVid frames of ``camvid`` (150 + 50 from its train/val folders, pooled and split at
   random like every task here), the target is the fraction of the frame's pixels labelled ``Building`` in its
   mask (mean 0.24, sd 0.13), ``Resize((96, 128))``, ``RegressionBlock``, ``y_range=(0, 1)``, ``bs=16``,
