@@ -52,7 +52,7 @@ def test_summary_prints_and_returns_the_per_layer_table(capsys):
         ("Linear", "32 x 16", 48, False), ("ReLU", "32 x 16", 0, False), ("Linear", "32 x 16", 272, False),
         ("ReLU", "32 x 16", 0, False), ("Linear", "32 x 2", 34, True)]
     assert s.input_shape == "32 x 2" and (s.total_params, s.trainable_params) == (354, 34)
-    assert "Model frozen up to parameter group #1" in out and "Optimizer used: AdamW" in out
+    assert "Model frozen up to parameter group #1" in out and "Optimizer used: Adam" in out
     assert "Loss function:" in out and "  - Recorder" in out
     html = s._repr_html_()
     assert html.count("<tr>") == 6 and "Output Shape" in html
