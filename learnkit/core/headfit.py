@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,7 +33,10 @@ from torch import nn
 from .layers import SigmoidRange
 from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 
-__all__ = ["HeadFit", "init_output_bias", "fit_output_layer", "output_layer", "phase_warnings", "MIN_PHASE_STEPS"]
+__all__ = ["HeadFit", "init_output_bias", "fit_output_layer", "output_layer", "phase_warnings", "MIN_PHASE_STEPS", "C_GRID"]
+
+#: the inverse L2 strengths `fit_output_layer` chooses from by cross-validation
+C_GRID = (1e-3, 1e-2, 1e-1, 1.0)
 
 #: fewer optimizer steps than this in a phase of `fine_tune` triggers the small-data warning
 MIN_PHASE_STEPS = 8
@@ -51,6 +55,8 @@ class HeadFit:
             head), fit it to convergence on all the cached features at once (`fit_output_layer`: L-BFGS, the
             task's loss plus an L2 penalty of strength ``1 / (C * n_items)``, scikit-learn's linear probe); the
             frozen epochs then make one pass each. ``None``: passes only.
+        C: the inverse L2 strength; ``None`` picks it from `C_GRID` by 3-fold cross-validation on the training
+            features (the validation set is never used), as a probe would.
         max_iter: L-BFGS iterations (each one pass over the cached features, no image decoded).
 
     >>> HeadFit().passes(n_epoch=2, n_batches=4)  # 2 frozen epochs of 4 batches: 38 passes each
@@ -61,14 +67,14 @@ class HeadFit:
     max_passes: int = 200
     init_bias: bool = True
     solver: str | None = "lbfgs"
-    C: float = 1.0
+    C: float | None = None
     max_iter: int = 100
 
     def __post_init__(self) -> None:
         if self.solver not in (None, "lbfgs"):
             raise ValueError(f"HeadFit solver must be 'lbfgs' or None, got {self.solver!r}")
-        if not self.C > 0:
-            raise ValueError(f"HeadFit C (inverse L2 strength, as in scikit-learn) must be > 0, got {self.C!r}")
+        if self.C is not None and not self.C > 0:
+            raise ValueError(f"HeadFit C (inverse L2 strength, as in scikit-learn) must be > 0 or None, got {self.C!r}")
 
     def passes(self, n_epoch: int, n_batches: int) -> int:
         """Passes over the cached training features per frozen epoch."""
@@ -78,14 +84,15 @@ class HeadFit:
 
 
 def fit_output_layer(model: nn.Module, feats: torch.Tensor, targets: torch.Tensor, loss_func: object,
-                     C: float = 1.0, max_iter: int = 100) -> bool:
+                     C: float | None = None, max_iter: int = 100) -> bool:
     """Fit ``model``'s output layer to convergence on cached features, when that layer is all that trains.
 
     ``model(feats)`` must map the features to the outputs (a `VisionClassifier` does for 2-D inputs). Applies
     when the trainable parameters are one ``nn.Linear`` and at most a ``BatchNorm1d`` on its input: the
     batch-norm's statistics are set to the features' own (so in eval mode it standardises them, as a probe
     would), and the linear layer minimises ``loss_func(model(feats), targets) + ||W||² / (2 C n)`` by
-    full-batch L-BFGS in eval mode (no dropout). Returns whether it ran; the model is left as it was otherwise.
+    full-batch L-BFGS in eval mode (no dropout). ``C=None`` picks ``C`` from `C_GRID` by the mean held-out
+    loss of a 3-fold split of ``feats``. Returns whether it ran; the model is left as it was otherwise.
 
     >>> _ = torch.manual_seed(0)
     >>> x = torch.randn(200, 5); y = (x[:, 0] - x[:, 1] > 0).long()
@@ -112,33 +119,60 @@ def fit_output_layer(model: nn.Module, feats: torch.Tensor, targets: torch.Tenso
             bn.running_var.copy_(f.var(0, unbiased=True))
             bn.weight.fill_(1.0)
             bn.bias.zero_()
-    lam = 1.0 / (C * len(f))
     frozen = [p for p in model.parameters() if p.requires_grad and p is not linear.weight and p is not linear.bias]
     for p in frozen:
         p.requires_grad_(False)
     model.eval()
-    opt = torch.optim.LBFGS(list(linear.parameters()), lr=1, max_iter=max_iter, history_size=20,
-                            line_search_fn="strong_wolfe")
+    start = {k: v.detach().clone() for k, v in linear.state_dict().items()}
 
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = loss_func(model(f), y) + lam / 2 * linear.weight.pow(2).sum()
-        loss.backward()
-        return loss
+    def solve(idx: torch.Tensor, c: float, iters: int) -> None:
+        linear.load_state_dict(start)
+        xs, ys, lam = f[idx], y[idx], 1.0 / (c * len(idx))
+        opt = torch.optim.LBFGS(list(linear.parameters()), lr=1, max_iter=iters, history_size=20,
+                                line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = loss_func(model(xs), ys) + lam / 2 * linear.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        opt.zero_grad(set_to_none=True)
 
     try:
         with torch.enable_grad():
-            before = {k: v.detach().clone() for k, v in linear.state_dict().items()}
-            opt.step(closure)
+            if C is None:
+                C = _cross_validated_c(model, f, y, loss_func, solve, max_iter)
+            solve(torch.arange(len(f), device=f.device), C, max_iter)
             if not all(torch.isfinite(p).all() for p in linear.parameters()):
-                linear.load_state_dict(before)
+                linear.load_state_dict(start)
                 return False
     finally:
         for p in frozen:
             p.requires_grad_(True)
         model.train(was_training)
-        opt.zero_grad(set_to_none=True)
     return True
+
+
+def _cross_validated_c(model: nn.Module, f: torch.Tensor, y: torch.Tensor, loss_func: Any, solve: Any,
+                       max_iter: int, folds: int = 3) -> float:
+    """The ``C`` of `C_GRID` with the lowest mean held-out loss over a seeded ``folds``-fold split."""
+    if len(f) < 2 * folds:
+        return C_GRID[-1]
+    order = torch.randperm(len(f), generator=torch.Generator().manual_seed(0)).to(f.device)
+    parts = [order[k::folds] for k in range(folds)]
+    best, best_loss = C_GRID[-1], math.inf
+    for c in C_GRID:
+        total = 0.0
+        for k in range(folds):
+            train = torch.cat([parts[j] for j in range(folds) if j != k])
+            solve(train, c, max(20, max_iter // 2))
+            with torch.no_grad():
+                total += float(loss_func(model(f[parts[k]]), y[parts[k]]))
+        if total < best_loss:
+            best, best_loss = c, total
+    return best
 
 
 def output_layer(model: nn.Module) -> tuple[nn.Linear | None, SigmoidRange | None]:
