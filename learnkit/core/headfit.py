@@ -249,12 +249,13 @@ def phase_warnings(phase: str, n_steps: int, losses: Sequence[float], n_items: i
     ``phase``: ``'frozen'`` or ``'unfrozen'``; ``n_steps``: the optimizer steps it made; ``losses``: its
     per-batch training losses (the frozen phase's are checked for a loss still falling steeply at its end).
 
-    >>> phase_warnings("unfrozen", 4, [], n_items=40, bs=16, epochs=2)[0][:56]
-    'fine_tune: the unfrozen phase made only 4 optimizer steps'
+    >>> "unfrozen phase made only 4 optimizer steps" in phase_warnings("unfrozen", 4, [], n_items=40, bs=16, epochs=2)[0]
+    True
     >>> phase_warnings("frozen", 300, [1.0 / (1 + i) for i in range(300)], n_items=40, bs=16, epochs=1)  # flattened
     []
-    >>> phase_warnings("frozen", 12, [1.0 - 0.05 * i for i in range(12)], n_items=40, bs=4, epochs=1)[0][:48]
-    "fine_tune: the head's training loss was still f"
+    >>> "still falling steeply" in phase_warnings("frozen", 12, [1.0 - 0.05 * i for i in range(12)], n_items=40, bs=4,
+    ...                                          epochs=1)[0]
+    True
     """
     out = []
     data = f"{n_items} training items" + (f", bs={bs}" if bs else "")
