@@ -64,7 +64,9 @@ WORKER = textwrap.dedent("""
     torch.manual_seed(0); np.random.seed(0); random.seed(0)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(240, 4, generator=g); y = (x[:, 0] + x[:, 1] * x[:, 2] > 0).long() + (x[:, 3] > 1).long()
-    dls = AugDls.from_dsets(NoisyDs(x[48:], y[48:]), NoisyDs(x[:48], y[:48]), bs=16, device="cpu", num_workers=workers)
+    # validation items are fixed (random validation transforms are not replayed by a mid-epoch resume)
+    valid_ds = torch.utils.data.TensorDataset(x[:48], y[:48])
+    dls = AugDls.from_dsets(NoisyDs(x[48:], y[48:]), valid_ds, bs=16, device="cpu", num_workers=workers)
     model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 3))
     trained = Trained()
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, path=out, progress=False,
