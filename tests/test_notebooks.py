@@ -46,6 +46,7 @@ def run_notebook(path: Path, data_root: Path, workdir: Path, monkeypatch: pytest
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     monkeypatch.setenv("LEARNKIT_FAST", "1")
+    monkeypatch.setenv("LEARNKIT_SMALL_DATA_WARNINGS", "0")  # the tiny runs make a few steps by design
     monkeypatch.setenv("LEARNKIT_DATA", str(data_root))
     monkeypatch.setenv("LEARNKIT_PROGRESS", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

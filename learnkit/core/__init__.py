@@ -33,7 +33,7 @@ from .metrics import (AvgMetric, BalancedAccuracy, F1Score, F1ScoreMulti, Metric
                       mse, msle, rmse, top_k_accuracy, TorchMetric, whole_set)
 from .metrics import __all__ as _metrics_all
 from .optim import Adam, default_splitter, spread_lr, trainable_params
-from .headfit import HeadFit
+from .headfit import HeadFit, SmallDataWarning
 from .seed import set_seed
 from .segmetrics import Dice, DiceMulti, ForegroundAcc, JaccardCoeff, JaccardMulti, foreground_acc
 from .registry import (NotRegisteredError, Registry, get_dls_class, get_loss_class, get_model_builder, register_dls,
@@ -58,7 +58,7 @@ __all__ = [
     "atomic_torch_save", "atomic_write", "DistributedDL", "DistributedTrainer", "distrib_barrier", "is_rank0",
     "num_distrib", "rank_distrib", "DataLoaders", "make_loader", "batch_size", "default_device", "to_cpu",
     "to_device", "Learner", "BCEWithLogitsLossFlat", "CrossEntropyLossFlat", "L1LossFlat", "MSELossFlat",
-    "Adam", "HeadFit", "default_splitter", "spread_lr", "trainable_params", "ColSplitter", "FolderSplitter", "FuncSplitter",
+    "Adam", "HeadFit", "SmallDataWarning", "default_splitter", "spread_lr", "trainable_params", "ColSplitter", "FolderSplitter", "FuncSplitter",
     "GrandparentSplitter", "IndexSplitter", "RandomSplitter", "check_split", "register_dls", "register_model",
     "register_loss", "Dice", "DiceMulti", "JaccardCoeff", "JaccardMulti", "foreground_acc", "SigmoidRange", "sigmoid_range", "register_learner", "Registry", "set_seed", "get_dls_class", "get_model_builder", "get_loss_class", "load_learner", "ExportError",
     "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "DataBlock", "Datasets",

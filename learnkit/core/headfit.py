@@ -33,7 +33,17 @@ from torch import nn
 from .layers import SigmoidRange
 from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 
-__all__ = ["HeadFit", "init_output_bias", "fit_output_layer", "output_layer", "phase_warnings", "MIN_PHASE_STEPS", "C_GRID"]
+__all__ = ["SmallDataWarning", "HeadFit", "init_output_bias", "fit_output_layer", "output_layer", "phase_warnings", "MIN_PHASE_STEPS", "C_GRID"]
+
+class SmallDataWarning(UserWarning):
+    """`fine_tune`'s warning that a phase was too short for the data (see `phase_warnings`). Filter it like any
+    warning (``warnings.filterwarnings("ignore", category=SmallDataWarning)``), or set the environment variable
+    ``LEARNKIT_SMALL_DATA_WARNINGS=0`` (the notebooks' tiny CI runs do).
+
+    >>> issubclass(SmallDataWarning, UserWarning)
+    True
+    """
+
 
 #: the inverse L2 strengths `fit_output_layer` chooses from by cross-validation
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0)

@@ -21,6 +21,7 @@ True
 """
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
@@ -47,7 +48,7 @@ from .display import DisplayMixin
 from .distributed import maybe_distribute
 from .export import export_learner
 from .feature_cache import FrozenFeatureCache
-from .headfit import HeadFit, phase_warnings
+from .headfit import HeadFit, SmallDataWarning, phase_warnings
 from .inference import InferenceMixin
 from .metricbase import Metric, as_metric
 from .onnx import export_onnx as export_learner_onnx
@@ -368,13 +369,13 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
 
     def _warn_short_phase(self, phase: str, epochs: int, fitted: bool = False) -> None:
         """The small-data warnings of `phase_warnings`; none for a head that `HeadFit` fitted to convergence."""
-        if fitted:
+        if fitted or os.environ.get("LEARNKIT_SMALL_DATA_WARNINGS", "1") == "0":
             return
         train = self.dls.train
         n_items = len(train.dataset) if hasattr(train, "dataset") else 0
         losses = [float(v) for v in getattr(self.recorder, "losses", [])]
         for msg in phase_warnings(phase, len(losses), losses, n_items, getattr(train, "batch_size", None), epochs):
-            warnings.warn(msg, stacklevel=4)
+            warnings.warn(msg, SmallDataWarning, stacklevel=4)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True,
                 show_plot: bool = True, suggest_funcs: Sequence[str | Callable] = ("valley",)):

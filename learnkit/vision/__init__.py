@@ -29,7 +29,7 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
                     num_distrib, rank_distrib, register_dls, register_learner, register_loss, register_model,
                     register_tokenizer, register_transform, rmse, sched_const, sched_cos, sched_exp, sched_lin,
                     set_seed, sgdr_scheduler, sigmoid_range, slide, spread_lr, steep, to_cpu, to_device,
-                    top_k_accuracy, trainable_params, Adam, HeadFit, using_attr, valley, whole_set)
+                    top_k_accuracy, trainable_params, Adam, HeadFit, SmallDataWarning, using_attr, valley, whole_set)
 from ..core import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, StepsLoader, ValidateEveryCallback  # issue 27
 from ..core import __all__ as _core_all
 from ..core import (ActivationStats, ConvLayer, Flatten, Hook, HookCallback, Hooks, NormType, ResBlock, SEModule,  # hooks

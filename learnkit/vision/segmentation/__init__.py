@@ -29,7 +29,7 @@ from ...core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDa
                      mae, make_loader, minimum, mse, msle, num_distrib, parent_label, rank_distrib, register_dls,
                      register_learner, register_loss, register_model, register_tokenizer, register_transform, rmse,
                      sched_const, sched_cos, sched_exp, sched_lin, set_seed, sgdr_scheduler, sigmoid_range, slide,
-                     spread_lr, steep, to_cpu, to_device, top_k_accuracy, trainable_params, Adam, HeadFit, using_attr, valley,
+                     spread_lr, steep, to_cpu, to_device, top_k_accuracy, trainable_params, Adam, HeadFit, SmallDataWarning, using_attr, valley,
                      whole_set)
 from ...datasets import URLs, find_data, untar_data
 from ...core import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, StepsLoader, ValidateEveryCallback  # issue 27
