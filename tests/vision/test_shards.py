@@ -66,7 +66,7 @@ def test_a_learner_trains_and_predicts_on_shards(shards, tmp_path):
     dls = ImageDataLoaders.from_shards(urls[:3], urls[3:], item_tfms=Resize(8), bs=8, num_workers=0, device="cpu")
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
-    learn = Learner(dls, model, lr=3e-2, path=tmp_path, progress=False)
+    learn = Learner(dls, model, lr=1e-1, path=tmp_path, progress=False)
     learn.fit_one_cycle(4)  # schedules in steps: 4 steps per epoch (30 items, bs 8)
     assert len(learn.recorder.lrs) == 16
     preds, targs = learn.get_preds()
