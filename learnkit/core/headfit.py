@@ -23,7 +23,8 @@ all-absent baseline, an image regression with R² far below zero). Three pieces 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,8 @@ from torch import nn
 from .layers import SigmoidRange
 from .losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 
-__all__ = ["SmallDataWarning", "HeadFit", "init_output_bias", "fit_output_layer", "output_layer", "phase_warnings", "MIN_PHASE_STEPS", "C_GRID"]
+__all__ = ["SmallDataWarning", "HeadFit", "init_output_bias", "fit_output_layer", "hold_output_layer", "output_layer",
+           "phase_warnings", "MIN_PHASE_STEPS", "C_GRID"]
 
 class SmallDataWarning(UserWarning):
     """`fine_tune`'s warning that a phase was too short for the data (see `phase_warnings`). Filter it like any
@@ -68,6 +70,9 @@ class HeadFit:
         C: the inverse L2 strength; ``None`` picks it from `C_GRID` by 3-fold cross-validation on the training
             features (the validation set is never used), as a probe would.
         max_iter: L-BFGS iterations (each one pass over the cached features, no image decoded).
+        hold_output: when the solver fitted the output layer, keep it as fitted while the body fine-tunes
+            (`hold_output_layer`): the body's features adapt to the fitted classifier, and Adam's steps do not
+            undo its regularisation on small data (``False``: the output layer trains with the rest).
 
     >>> HeadFit().passes(n_epoch=2, n_batches=4)  # 2 frozen epochs of 4 batches: 38 passes each
     38
@@ -79,6 +84,7 @@ class HeadFit:
     solver: str | None = "lbfgs"
     C: float | None = None
     max_iter: int = 100
+    hold_output: bool = True
 
     def __post_init__(self) -> None:
         if self.solver not in (None, "lbfgs"):
@@ -183,6 +189,29 @@ def _cross_validated_c(model: nn.Module, f: torch.Tensor, y: torch.Tensor, loss_
         if total < best_loss:
             best, best_loss = c, total
     return best
+
+
+@contextmanager
+def hold_output_layer(model: nn.Module) -> Iterator[nn.Linear | None]:
+    """Within this block ``model``'s output layer (`output_layer`) does not train (``requires_grad=False``);
+    afterwards, or on an error, its parameters train again as before.
+
+    >>> head = nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 2))
+    >>> with hold_output_layer(head) as lin:
+    ...     [p.requires_grad for p in head.parameters()]
+    [True, True, False, False]
+    >>> all(p.requires_grad for p in head.parameters())
+    True
+    """
+    linear, _ = output_layer(model)
+    held = [p for p in linear.parameters() if p.requires_grad] if linear is not None else []
+    for p in held:
+        p.requires_grad_(False)
+    try:
+        yield linear
+    finally:
+        for p in held:
+            p.requires_grad_(True)
 
 
 def output_layer(model: nn.Module) -> tuple[nn.Linear | None, SigmoidRange | None]:

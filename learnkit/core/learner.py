@@ -48,7 +48,7 @@ from .display import DisplayMixin
 from .distributed import maybe_distribute
 from .export import export_learner
 from .feature_cache import FrozenFeatureCache
-from .headfit import HeadFit, SmallDataWarning, phase_warnings
+from .headfit import HeadFit, SmallDataWarning, hold_output_layer, phase_warnings
 from .inference import InferenceMixin
 from .metricbase import Metric, as_metric
 from .onnx import export_onnx as export_learner_onnx
@@ -347,25 +347,30 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
         train everything for ``epochs`` with learning rates from ``base_lr/lr_mult`` (body) to ``base_lr`` (head)."""
         check_fine_tune(epochs, base_lr, freeze_epochs, lr_mult, pct_start, div, wd)
         self.freeze()
-        if freeze_epochs:
-            self.fit_frozen_head(freeze_epochs, base_lr, wd=wd, cbs=cbs)
+        hold = self.fit_frozen_head(freeze_epochs, base_lr, wd=wd, cbs=cbs) if freeze_epochs else False
         base_lr /= 2
         self.unfreeze()
         if epochs:
-            self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, wd=wd,
-                               cbs=cbs, reset_opt=True)
+            with hold_output_layer(self.model) if hold else nullcontext():
+                self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, wd=wd,
+                                   cbs=cbs, reset_opt=True)
             self._warn_short_phase("unfrozen", epochs)
 
     def fit_frozen_head(self, freeze_epochs: int, lr: float, wd: float | None = None,
-                        cbs: Callback | Sequence[Callback] | None = None, plan: HeadFit | None = None) -> None:
+                        cbs: Callback | Sequence[Callback] | None = None, plan: HeadFit | None = None) -> bool:
         """`fine_tune`'s frozen phase: ``fit_one_cycle(freeze_epochs, slice(lr), pct_start=0.99)`` on the
-        head, which a task's `FrozenFeatureCache` turns into a `HeadFit` (many cheap passes over body features
-        computed once, the output bias started at the targets' prior); warns when the phase was too short."""
+        head, which a task's `FrozenFeatureCache` turns into a `HeadFit` (the output layer solved on body
+        features computed once, or many cheap passes over them; the output bias started at the targets'
+        prior); warns when the phase was too short. Returns whether the plan holds the solved output layer
+        while the body fine-tunes (`HeadFit.hold_output`)."""
+        plan = plan or HeadFit()
         cache = next((cb for cb in self.cbs if isinstance(cb, FrozenFeatureCache)), None)
-        with cache.fitting_head(plan or HeadFit()) if cache is not None else nullcontext():
+        with cache.fitting_head(plan) if cache is not None else nullcontext():
             self.fit_one_cycle(freeze_epochs, slice(lr), pct_start=0.99, wd=wd, cbs=cbs, reset_opt=True)
-        fitted = cache is not None and cache.active and (cache.head_solved or cache.head_passes > 1)
-        self._warn_short_phase("frozen", freeze_epochs, fitted=fitted)
+        solved = cache is not None and cache.active and cache.head_solved
+        self._warn_short_phase("frozen", freeze_epochs, fitted=solved or (cache is not None and cache.active
+                                                                          and cache.head_passes > 1))
+        return solved and plan.hold_output
 
     def _warn_short_phase(self, phase: str, epochs: int, fitted: bool = False) -> None:
         """The small-data warnings of `phase_warnings`; none for a head that `HeadFit` fitted to convergence."""

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from learnkit import set_seed
+from learnkit import Callback, set_seed
 from learnkit.core.headfit import HeadFit, MIN_PHASE_STEPS, init_output_bias, phase_warnings
 from learnkit.vision import (FrozenFeatureCache, ImageDataLoaders, accuracy_multi, aug_transforms, error_rate,
                              vision_learner)
@@ -89,6 +89,37 @@ def test_head_fit_with_augmentation_uses_unaugmented_features(tmp_path):
     assert cache.reason == "active (fitting the head)" and cache.head_solved
     assert cache.bias_init == "multi-label log-odds"
     assert learn.validate()[1] > absent_accuracy(learn)
+
+
+def test_fine_tune_holds_the_solved_output_layer(tmp_path):
+    """With the output layer solved in the frozen phase, the unfrozen epochs train the body (and the head's
+    batch-norm) against it and leave it as solved; after fine_tune everything trains again. Without the
+    solver nothing is held."""
+    learn = multilabel_learner(tmp_path)
+    lin = learn.model[1][-1]
+    seen = []
+
+    class Snapshot(Callback):
+        def before_fit(self):
+            seen.append((lin.weight.detach().clone(), lin.weight.requires_grad,
+                         learn.model[0][0].weight.detach().clone()))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        learn.fine_tune(2, cbs=Snapshot())
+    (_, frozen_grad, _), (w_unfrozen, held_grad, body_before) = seen
+    assert frozen_grad and not held_grad
+    assert torch.equal(lin.weight, w_unfrozen)                  # the solved layer did not move
+    assert not torch.equal(learn.model[0][0].weight, body_before)  # the body did
+    assert all(p.requires_grad for p in learn.model.parameters())
+
+    (tmp_path / "passes").mkdir()
+    learn = multilabel_learner(tmp_path / "passes", lin_ftrs=[8])  # a hidden layer: passes, no solver, no hold
+    lin, seen = learn.model[1][-1], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        learn.fine_tune(1, cbs=Snapshot())
+    assert seen[1][1] and not torch.equal(lin.weight, seen[1][0])
 
 
 @pytest.mark.parametrize("kind", ["single", "multi", "regression"])
