@@ -13,7 +13,8 @@ from .callbacks import (CSVLogger, CheckpointCallback, CutMix, EarlyStoppingCall
                         sched_cos, sched_exp, sched_lin, sgdr_scheduler, slide, steep, valley)
 from .callbacks import __all__ as _cb_all
 from .block import CategoryBlock, MultiCategoryBlock, RegressionBlock, TransformBlock
-from .blockdata import DataBlockError, default_num_workers
+from .blockdata import DataBlockError
+from .blockloader import default_num_workers
 from .checkpoint import atomic_torch_save, atomic_write
 from .datablock import BlockDataLoaders, DataBlock, Datasets
 from .data import DataLoaders, make_loader

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 from .block import CategoryBlock, TransformBlock
-from .blockdata import (BlockDataset, DataBlockError, ItemSampler, SkipLog, TrainLoader, collate_skipping,
-                        default_num_workers, item_name)
+from .blockdata import BlockDataset, DataBlockError, ItemSampler, SkipLog, item_name
+from .blockloader import TrainLoader, collate_skipping, default_num_workers
 from .data import DataLoaders, make_loader
 from .device import default_device
 from .items import is_missing

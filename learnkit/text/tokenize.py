@@ -182,7 +182,7 @@ def _split_chunk(texts: list[str]) -> list[list[str]]:
 def _n_workers(n: int | None) -> int:
     if n is not None:
         return n
-    from ..core.blockdata import workers_can_start
+    from ..core.blockloader import workers_can_start
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return min(4, cpus) if workers_can_start()[0] else 1
 

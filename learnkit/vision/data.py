@@ -28,7 +28,8 @@ from typing import Any
 import torch
 
 from ..core.block import CategoryBlock, MultiCategoryBlock, TransformBlock, block_from_config
-from ..core.blockdata import BlockDataset, SkipLog, collate_skipping
+from ..core.blockdata import BlockDataset, SkipLog
+from ..core.blockloader import collate_skipping
 from ..core.data import DataLoaders, make_loader
 from ..core.device import to_device
 from ..core.datablock import Datasets

@@ -149,7 +149,7 @@ def image_shards_dataloaders(cls: type, train_urls: Any, valid_urls: Any = None,
                              shuffle_buffer: int = 1000, seed: int = 42,
                              device: str | torch.device | None = None) -> "ImageDataLoaders":
     """`ImageDataLoaders.from_shards` (see there)."""
-    from ..core.blockdata import default_num_workers
+    from ..core.blockloader import default_num_workers
     from .data import ImageDataLoaders  # noqa: F401 (the return type)
     listify = (lambda t: [] if t is None else (list(t) if isinstance(t, (list, tuple)) else [t]))
     item_tfms, batch_tfms = listify(item_tfms), listify(batch_tfms)

@@ -8,7 +8,8 @@ import torch
 from learnkit import (BlockDataLoaders, CategoryBlock, ColReader, ColSplitter, DataBlock, DataBlockError, EndSplitter,
                       IndexSplitter, Learner, MultiCategoryBlock, RandomSplitter, RegressionBlock, TrainTestSplitter,
                       TransformBlock, accuracy, accuracy_multi, using_attr)
-from learnkit.core.blockdata import ItemSampler, SkipLog, collate_skipping, default_num_workers
+from learnkit.core.blockdata import ItemSampler, SkipLog
+from learnkit.core.blockloader import collate_skipping, default_num_workers
 
 
 def _df(n: int = 40) -> pd.DataFrame:

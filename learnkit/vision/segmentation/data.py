@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...core.blockdata import BlockDataset, collate_skipping
+from ...core.blockdata import BlockDataset
+from ...core.blockloader import collate_skipping
 from ...core.cache import presized_cache
 from ...core.data import DataLoaders, make_loader
 from ...core.datablock import DataBlock, Datasets
