@@ -38,8 +38,9 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from ..core.registry import TRANSFORM_REGISTRY, register_transform
-from .augment import (BatchResize, BatchTransform, GeometricAug, LightingAug, Normalize, _pack, _size2,
-                      apply_batch_tfms, aug_transforms, imagenet_stats, is_random, validation_tfms)
+from .augment import (BatchResize, BatchTransform, GeometricAug, LightingAug, _pack, _size2, apply_batch_tfms,
+                      aug_transforms, imagenet_stats, is_random, validation_tfms)
+from .normalize import Normalize
 
 __all__ = ["ItemTransform", "Resize", "RandomResizedCrop", "BatchTransform", "GeometricAug", "BatchResize",
            "LightingAug", "Normalize", "aug_transforms", "imagenet_stats", "apply_item_tfms", "apply_batch_tfms",

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torchvision.transforms import v2
 
-from learnkit.vision.augment import (BatchResize, BatchTransform, GeometricAug, LightingAug, Normalize,
-                                     apply_batch_tfms, aug_transforms, validation_tfms)
+from learnkit.vision.augment import (BatchResize, BatchTransform, GeometricAug, LightingAug, apply_batch_tfms,
+                                     aug_transforms, validation_tfms)
+from learnkit.vision.normalize import Normalize
 from learnkit.vision.transforms import RandomResizedCrop, Resize, apply_item_tfms, transform_from_config
 
 
