@@ -53,12 +53,12 @@ from .lmlearner import LMLearner, detokenize, language_model_learner
 from .wt103 import load_wt103, match_embeds
 from .blocks import TextBlock
 from .cache import ActivationCache, StageStates, cache_start
-from .data import TextDataLoaders, make_tokenizer, read_text
+from .data import TextDataLoaders
 from .interpret import TextClassificationInterpretation
 from .learner import TEXT_ARCHS, TextLearner, text_classifier_learner
 from .models import LSTMClassifier, lstm_classifier, lstm_splitter
 from .pretrained import PRETRAINED_SOURCES, PretrainedTokenizer, load_encoder, load_hf_tokenizer, pretrained_folder
-from .tokenize import WordTokenizer, clean_text, tokenizer_from_config, truncate
+from .tokenize import WordTokenizer, clean_text, make_tokenizer, read_text, tokenizer_from_config, truncate
 from .transformer import TransformerClassifier, staged_splitter, transformer_classifier
 from .vocab import Vocab
 

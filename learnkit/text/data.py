@@ -37,51 +37,11 @@ from ..core.items import make_vocab, py_value
 from ..core.split import ColSplitter, FuncSplitter, GrandparentSplitter, RandomSplitter, check_split
 from .batching import BucketBatchSampler, PadCollate, TextDataset
 from .lmdata import _as_vocab, lm_loaders, token_list
-from .tokenize import WordTokenizer, clean_text, tokenizer_config, tokenizer_from_config
+from .tokenize import WordTokenizer, clean_text, make_tokenizer, read_text, tokenizer_config, tokenizer_from_config
 from ..core.paths import expand_path
 from .vocab import Vocab
 
-__all__ = ["TextDataLoaders", "read_text", "make_tokenizer"]
-
-
-def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
-    """The text of a file, with a clear error naming the file when its bytes are not ``encoding``.
-
-    >>> import tempfile
-    >>> f = Path(tempfile.mkdtemp()) / "review.txt"; _ = f.write_bytes("Très bon".encode("latin-1"))
-    >>> read_text(f, encoding="latin-1")
-    'Très bon'
-    >>> read_text(f)
-    Traceback (most recent call last):
-    ValueError: .../review.txt: byte 0xe8 at position 2 is not valid utf-8 text. Pass encoding='latin-1' ...
-    """
-    path = expand_path(path)
-    data = path.read_bytes()
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: byte 0x{data[e.start]:02x} at position {e.start} is not valid {encoding} text. "
-                         f"Pass encoding='latin-1' (or the file's real encoding) to read it, or fix/remove the file."
-                         ) from None
-
-
-def make_tokenizer(tok: Any, train_texts: Sequence[str], max_len: int | None = None, min_freq: int = 3,
-                   max_vocab: int = 30_000, truncation: str = "head_tail") -> Any:
-    """The tokenizer that ``tok`` names, fitted on ``train_texts`` when it learns a vocabulary.
-
-    >>> tok = make_tokenizer("words", ["a good film", "a bad film"], min_freq=2, max_len=16)
-    >>> tok, tok.encode_batch(["A great film"])       # "great" was not in the training texts
-    (WordTokenizer(4 tokens, max_len=16, truncation='head_tail'), [[2, 1, 3]])
-    """
-    if hasattr(tok, "encode_batch"):
-        return tok
-    if tok == "words":
-        return WordTokenizer.train(train_texts, min_freq=min_freq, max_vocab=max_vocab,
-                                   max_len=512 if max_len is None else max_len, truncation=truncation)
-    if isinstance(tok, (str, os.PathLike)):
-        from .pretrained import PretrainedTokenizer
-        return PretrainedTokenizer(tok, max_len=max_len, truncation=truncation)
-    raise TypeError(f"tok must be 'words', 'minilm', a model folder or a tokenizer object, got {tok!r}")
+__all__ = ["TextDataLoaders"]
 
 
 @register_dls

@@ -22,11 +22,12 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..core.paths import expand_path
 from ..core.registry import TOKENIZER_REGISTRY, register_tokenizer
 from .vocab import Vocab
 from ..core.validation import check_int
 
-__all__ = ["clean_text", "truncate", "TRUNCATIONS", "WordTokenizer", "tokenizer_from_config", "tokenizer_config",
+__all__ = ["read_text", "make_tokenizer", "clean_text", "truncate", "TRUNCATIONS", "WordTokenizer", "tokenizer_from_config", "tokenizer_config",
            "register_tokenizer"]
 
 _BR = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
@@ -207,3 +208,43 @@ def tokenizer_from_config(config: dict) -> Any:
     if isinstance(config, dict) and config.get("type") == "pretrained":
         from . import pretrained  # noqa: F401  (registers "pretrained"; it needs the text extra only when used)
     return TOKENIZER_REGISTRY.from_config(config)
+
+
+def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
+    """The text of a file, with a clear error naming the file when its bytes are not ``encoding``.
+
+    >>> import tempfile; from pathlib import Path
+    >>> f = Path(tempfile.mkdtemp()) / "review.txt"; _ = f.write_bytes("Très bon".encode("latin-1"))
+    >>> read_text(f, encoding="latin-1")
+    'Très bon'
+    >>> read_text(f)
+    Traceback (most recent call last):
+    ValueError: .../review.txt: byte 0xe8 at position 2 is not valid utf-8 text. Pass encoding='latin-1' ...
+    """
+    path = expand_path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: byte 0x{data[e.start]:02x} at position {e.start} is not valid {encoding} text. "
+                         f"Pass encoding='latin-1' (or the file's real encoding) to read it, or fix/remove the file."
+                         ) from None
+
+
+def make_tokenizer(tok: Any, train_texts: Sequence[str], max_len: int | None = None, min_freq: int = 3,
+                   max_vocab: int = 30_000, truncation: str = "head_tail") -> Any:
+    """The tokenizer that ``tok`` names, fitted on ``train_texts`` when it learns a vocabulary.
+
+    >>> tok = make_tokenizer("words", ["a good film", "a bad film"], min_freq=2, max_len=16)
+    >>> tok, tok.encode_batch(["A great film"])       # "great" was not in the training texts
+    (WordTokenizer(4 tokens, max_len=16, truncation='head_tail'), [[2, 1, 3]])
+    """
+    if hasattr(tok, "encode_batch"):
+        return tok
+    if tok == "words":
+        return WordTokenizer.train(train_texts, min_freq=min_freq, max_vocab=max_vocab,
+                                   max_len=512 if max_len is None else max_len, truncation=truncation)
+    if isinstance(tok, (str, os.PathLike)):
+        from .pretrained import PretrainedTokenizer
+        return PretrainedTokenizer(tok, max_len=max_len, truncation=truncation)
+    raise TypeError(f"tok must be 'words', 'minilm', a model folder or a tokenizer object, got {tok!r}")
