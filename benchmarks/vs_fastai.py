@@ -18,7 +18,7 @@ each round. Epoch time = wall time from ``before_epoch`` to ``after_epoch`` (tra
 over the epochs of a run; setup = building the DataLoaders and the Learner.
 
     python benchmarks/vs_fastai.py [--tasks pets adult ml100k] [--rounds 2] [--fastai-python bench-venv/bin/python]
-    python benchmarks/vs_fastai.py --tasks lmmodel1 --seeds 8 --threads 1
+    python benchmarks/vs_fastai.py --tasks lmmodel1 --seeds 10 --threads 1
 """
 from __future__ import annotations
 
