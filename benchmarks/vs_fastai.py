@@ -5,7 +5,11 @@
   to both), the same batch size, ``fine_tune(1)`` (one frozen epoch, one unfrozen), error rate;
 - adult: the lesson's categorical/continuous columns, Categorify + FillMissing + Normalize, the default
   tabular model, ``fit_one_cycle``, accuracy;
-- ml-100k: biased dot product with 50 factors, ``y_range=(0, 5.5)``, ``fit_one_cycle(.., wd=0.1)``, valid MSE.
+- ml-100k: biased dot product with 50 factors, ``y_range=(0, 5.5)``, ``fit_one_cycle(.., wd=0.1)``, valid MSE;
+- lmmodel1: a custom model on a plain ``Learner`` (fastbook ch. 12's ``LMModel1`` on the generated human numbers,
+  ``Learner(dls, LMModel1(30, 64), loss_func=F.cross_entropy, metrics=accuracy).fit_one_cycle(4, 1e-3)``),
+  accuracy, one run per seed on each side (``--seeds``): the same seed gives both sides the same initial
+  weights and, without shuffling, the same batches, so the seeds pair up; means and per-seed table.
 
 Both sides get the same train/valid split (row indices or file names drawn here with a fixed seed). Each
 framework runs in its own long-lived worker process with its own venv's python (fastai in ``bench-venv``,
@@ -14,6 +18,7 @@ each round. Epoch time = wall time from ``before_epoch`` to ``after_epoch`` (tra
 over the epochs of a run; setup = building the DataLoaders and the Learner.
 
     python benchmarks/vs_fastai.py [--tasks pets adult ml100k] [--rounds 2] [--fastai-python bench-venv/bin/python]
+    python benchmarks/vs_fastai.py --tasks lmmodel1 --seeds 10 --threads 1
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import REPO, Worker, data_root, interleaved, machine, median, serve  # noqa: E402
+from human_numbers import LMModel1, human_numbers, lm_sequences  # noqa: E402
 
 ADULT_CAT = ["workclass", "education", "marital-status", "occupation", "relationship", "race"]
 ADULT_CONT = ["age", "fnlwgt", "education-num"]
@@ -35,8 +41,10 @@ CONFIG = {
     "pets": {"size": 128, "bs": 32, "epochs": 1, "base_lr": 2e-3},
     "adult": {"bs": 64, "epochs": 3, "lr": 1e-2},
     "ml100k": {"bs": 64, "epochs": 3, "lr": 5e-3, "wd": 0.1, "n_factors": 50},
+    "lmmodel1": {"bs": 64, "epochs": 4, "lr": 1e-3, "n_hidden": 64},
 }
-METRIC = {"pets": ("error_rate", "lower"), "adult": ("accuracy", "higher"), "ml100k": ("valid_mse", "lower")}
+METRIC = {"pets": ("error_rate", "lower"), "adult": ("accuracy", "higher"), "ml100k": ("valid_mse", "lower"),
+          "lmmodel1": ("accuracy", "higher")}
 
 
 # --- what both sides share ----------------------------------------------------------------------------
@@ -129,6 +137,23 @@ def lk_ml100k(data: str, valid_idx: list[int], bs: int, epochs: int, lr: float, 
     return _result(setup, timer, learn.recorder.values[-1], learn.recorder.values[-1][1])
 
 
+def lk_lmmodel1(seed: int, bs: int, epochs: int, lr: float, n_hidden: int) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+    from learnkit.text import Callback, DataLoaders, Learner, accuracy
+    vocab, nums = human_numbers()
+    seqs, cut = lm_sequences(nums)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    dls = DataLoaders.from_dsets(seqs[:cut], seqs[cut:], bs=bs, shuffle=False, device="cpu")
+    timer = _epoch_timer(Callback)
+    learn = Learner(dls, LMModel1(len(vocab), n_hidden), loss_func=F.cross_entropy, metrics=accuracy, cbs=timer,
+                    progress=False)
+    setup = time.perf_counter() - t0
+    learn.fit_one_cycle(epochs, lr)
+    return _result(setup, timer, learn.recorder.values[-1], learn.recorder.values[-1][2])
+
+
 # --- fastai side ----------------------------------------------------------------------------------------------
 def fa_pets(data: str, weights: str, size: int, bs: int, epochs: int, base_lr: float) -> dict[str, Any]:
     import torch
@@ -186,6 +211,23 @@ def fa_ml100k(data: str, valid_idx: list[int], bs: int, epochs: int, lr: float, 
     return _result(setup, timer, learn.recorder.values[-1], learn.recorder.values[-1][1])
 
 
+def fa_lmmodel1(seed: int, bs: int, epochs: int, lr: float, n_hidden: int) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+    from fastai.text.all import Callback, DataLoaders, Learner, accuracy
+    vocab, nums = human_numbers()
+    seqs, cut = lm_sequences(nums)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    dls = DataLoaders.from_dsets(seqs[:cut], seqs[cut:], bs=bs, shuffle=False, device="cpu")
+    timer = _epoch_timer(Callback)
+    learn = Learner(dls, LMModel1(len(vocab), n_hidden), loss_func=F.cross_entropy, metrics=accuracy, cbs=timer)
+    setup = time.perf_counter() - t0
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_one_cycle(epochs, lr)
+    return _result(setup, timer, learn.recorder.values[-1], learn.recorder.values[-1][2])
+
+
 def _ready(name: str) -> dict[str, Any]:
     import torch
     t0 = time.perf_counter()
@@ -216,7 +258,7 @@ def _lite0_weights(path: Path) -> None:
 
 def _learnkit_has(task: str) -> bool:
     import importlib.util
-    mod = {"pets": "learnkit.vision", "adult": "learnkit.tabular", "ml100k": "learnkit.collab"}[task]
+    mod = {"pets": "learnkit.vision", "adult": "learnkit.tabular", "ml100k": "learnkit.collab", "lmmodel1": "learnkit.text"}[task]
     if importlib.util.find_spec(mod) is None:
         return False
     if task == "ml100k":
@@ -229,6 +271,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=["pets", "adult", "ml100k"], choices=list(CONFIG))
     ap.add_argument("--rounds", type=int, default=2, help="runs per side and task (interleaved)")
+    ap.add_argument("--seeds", type=int, default=6, help="lmmodel1: seeds 0..N-1, one run per seed and side")
     ap.add_argument("--data", default=None)
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads per side (default: torch's; 1 is fairer on a machine shared with other work)")
@@ -255,6 +298,9 @@ def main() -> None:
                 print(f"{task}: skipped, learnkit's side of it is not there yet")
                 continue
             jargs: dict[str, Any] = {"data": str(root), **CONFIG[task]}
+            if task == "lmmodel1":  # generated data, paired seeds (see the module docstring)
+                _run_seeds(workers, {k: v for k, v in jargs.items() if k != "data"}, args.seeds, raw)
+                continue
             if task == "pets":
                 jargs["weights"] = str(tmp / "lite0.safetensors")
                 if not Path(jargs["weights"]).exists():
@@ -297,8 +343,28 @@ def _report(task: str, res: dict[str, list[dict[str, Any]]]) -> None:
           f"{name}: learnkit {m_lk:.4f} vs fastai {m_fa:.4f} ({'equal or better' if ok else 'worse'})", flush=True)
 
 
-JOBS = {"learnkit": {"pets": lk_pets, "adult": lk_adult, "ml100k": lk_ml100k},
-        "fastai": {"pets": fa_pets, "adult": fa_adult, "ml100k": fa_ml100k}}
+def _run_seeds(workers: list[Worker], jargs: dict[str, Any], n_seeds: int, raw: dict[str, Any]) -> None:
+    """lmmodel1: one run per seed and side (the side that goes first alternating), then the paired table."""
+    res: dict[str, list[dict[str, Any]]] = {w.name: [] for w in workers}
+    for seed in range(n_seeds):
+        for w in (workers if seed % 2 == 0 else workers[::-1]):
+            res[w.name].append(w.call({"job": "lmmodel1", "args": {**jargs, "seed": seed}}))
+    raw["tasks"]["lmmodel1"] = res
+    lk, fa = res["learnkit"], res["fastai"]
+    print("\nlmmodel1 (accuracy, higher is better; paired seeds: the same initial weights on both sides)")
+    print(f"  {'seed':>4s}  {'learnkit':>8s}  {'fastai':>8s}  {'diff':>7s}")
+    for seed, (a, b) in enumerate(zip(lk, fa)):
+        print(f"  {seed:4d}  {a['metric']:8.4f}  {b['metric']:8.4f}  {a['metric'] - b['metric']:+7.4f}")
+    m_lk, m_fa = (sum(r["metric"] for r in runs) / len(runs) for runs in (lk, fa))
+    ep_lk, ep_fa = (median([sum(r["epoch_s"]) / len(r["epoch_s"]) for r in runs]) for runs in (lk, fa))
+    print(f"  {'mean':>4s}  {m_lk:8.4f}  {m_fa:8.4f}  {m_lk - m_fa:+7.4f}")
+    print(f"  epoch time (median over runs): learnkit {ep_lk:.2f}s, fastai {ep_fa:.2f}s (ratio {ep_lk / ep_fa:.3f}); "
+          f"accuracy: learnkit {m_lk:.4f} vs fastai {m_fa:.4f} ({'equal or better' if m_lk >= m_fa else 'worse'})",
+          flush=True)
+
+
+JOBS = {"learnkit": {"pets": lk_pets, "adult": lk_adult, "ml100k": lk_ml100k, "lmmodel1": lk_lmmodel1},
+        "fastai": {"pets": fa_pets, "adult": fa_adult, "ml100k": fa_ml100k, "lmmodel1": fa_lmmodel1}}
 
 if __name__ == "__main__":
     if "--worker" in sys.argv:

@@ -252,8 +252,9 @@ def collab_learner(dls: CollabDataLoaders, n_factors: int = 50, y_range: Sequenc
     if dls.train is not None:
         model.init_global_bias(float(dls.train.tensors[1].float().mean()))
     cbs = [BiasWeightDecay(bias_wd)] + ([] if cbs is None else [cbs] if isinstance(cbs, Callback) else list(cbs))
+    # wd_bn_bias=True: the splitter already puts the biases in a group of their own, decayed by bias_wd
     learn = CollabLearner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=collab_splitter,
                           cbs=cbs, metrics=metrics, wd=wd, path=path, model_dir=model_dir, device=device,
-                          progress=progress)
+                          progress=progress, wd_bn_bias=True)
     learn.model_spec = {"builder": builder, "kwargs": kwargs}
     return learn

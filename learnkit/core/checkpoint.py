@@ -165,5 +165,12 @@ class CheckpointMixin:
         if with_opt and "opt" in state:
             if self.opt is None:
                 self.create_opt()
+            saved, have = len(state["opt"].get("param_groups", [])), len(self.opt.param_groups)
+            if saved != have:
+                raise ValueError(f"the optimizer state in {path} has {saved} parameter groups, this learner's optimizer "
+                                 f"has {have} (another splitter, or wd_bn_bias: with wd_bn_bias=False, the default, "
+                                 "normalisation and bias parameters get param groups of their own, which files saved "
+                                 "before that lack): load(..., with_opt=False) for the weights only, or build the "
+                                 "Learner with wd_bn_bias=True")
             self.opt.load_state_dict(state["opt"])
         return self

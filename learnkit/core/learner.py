@@ -53,7 +53,8 @@ from .inference import InferenceMixin
 from .metricbase import Metric, as_metric
 from .onnx import export_onnx as export_learner_onnx
 from .paths import expand_path
-from .optim import LR, Adam, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, spread_lr
+from .optim import (LR, Adam, check_lr, check_wd as _check_wd, default_splitter, make_optimizer, n_splitter_groups,
+                    norm_bias_params, splitter_group_of, spread_lr)
 from .precision import cuda_speedups
 from .registry import register_learner
 from .validation import check_fine_tune, check_int
@@ -75,6 +76,10 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
             discriminative learning rates).
         cbs: extra callbacks for every fit; metrics: `Metric` instances or ``f(pred, targ)`` functions.
         wd: weight decay (``None`` keeps the optimizer's default).
+        wd_bn_bias: also decay the normalisation layers' parameters and the biases (`norm_bias_params`);
+            ``False`` (fastai's default) leaves them out of weight decay, in param groups of their own after
+            the splitter's (see `make_optimizer`). Settable (``learn.wd_bn_bias = True``) before a fit builds
+            the optimizer.
         path / model_dir: where ``save``/``load`` put checkpoints (``path/model_dir/name.pth``).
         train_bn: whether batch-norm layers in frozen groups keep training (``False``: they are held in
             eval mode, so a frozen body is truly constant).
@@ -97,7 +102,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
                  opt_func: Callable = Adam, lr: LR = 1e-3, splitter: Callable = default_splitter,
                  cbs: Callback | Sequence[Callback] | None = None, metrics: Any = None, wd: float | None = None,
                  path: str | Path | None = None, model_dir: str = "models", train_bn: bool = False,
-                 device: str | torch.device | None = None, progress: bool = True):
+                 device: str | torch.device | None = None, progress: bool = True, wd_bn_bias: bool = False):
         if not isinstance(dls, DataLoaders):
             raise TypeError(f"dls must be a learnkit DataLoaders, got {type(dls).__name__}; "
                             "wrap torch loaders with DataLoaders(train_dl, valid_dl)")
@@ -108,7 +113,10 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
         for arg, f in (("opt_func", opt_func), ("splitter", splitter)):
             if not callable(f):
                 raise TypeError(f"{arg} must be callable, got {f!r} (e.g. opt_func=torch.optim.AdamW)")
+        if not isinstance(wd_bn_bias, bool):
+            raise TypeError(f"wd_bn_bias must be True or False, got {wd_bn_bias!r}")
         self.dls, self.lr, self.wd, self.splitter, self.opt_func = dls, lr, wd, splitter, opt_func
+        self.wd_bn_bias = wd_bn_bias
         self.device = default_device(device) if device is not None else dls.device
         self.dls.to(self.device)
         self.model = model.to(self.device)
@@ -171,14 +179,19 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
         return groups
 
     def create_opt(self, lr: LR | None = None) -> None:
-        self.opt = make_optimizer(self.opt_func, self.param_groups(), self.lr if lr is None else lr, self.wd)
+        """Build the optimizer over the splitter's groups (`make_optimizer`; ``wd_bn_bias=False``: normalisation
+        and bias parameters in undecayed param groups of their own)."""
+        no_decay = () if self.wd_bn_bias else norm_bias_params(self.model)
+        self.opt = make_optimizer(self.opt_func, self.param_groups(), self.lr if lr is None else lr, self.wd,
+                                  no_decay=no_decay)
 
     def set_lr(self, lr: LR) -> None:
-        """Set the learning rate of every parameter group (a float, a slice or a list)."""
+        """Set the learning rate of every parameter group (a float, a slice or a list: one per splitter group)."""
         if self.opt is None:
             self.create_opt(lr)
-        for pg, v in zip(self.opt.param_groups, spread_lr(lr, len(self.opt.param_groups))):
-            pg["lr"] = v
+        lrs = spread_lr(lr, n_splitter_groups(self.opt))
+        for pg, i in zip(self.opt.param_groups, splitter_group_of(self.opt)):
+            pg["lr"] = lrs[i]
 
     def freeze_to(self, n: int) -> None:
         """Freeze the first ``n`` parameter groups (negative counts from the end) and unfreeze the rest."""
@@ -238,7 +251,8 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
                 self.set_lr(lr)
             if wd is not None:
                 for pg in self.opt.param_groups:
-                    pg["weight_decay"] = wd
+                    if not pg.get("no_wd", False):  # wd_bn_bias=False: normalisation and biases stay undecayed
+                        pg["weight_decay"] = wd
             self.n_epoch, self.start_epoch = n_epoch, start_epoch
             self.fit_exception: BaseException | None = None
             try:
@@ -325,7 +339,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
         check_lr(lr)
         if self.opt is None or reset_opt:
             self.create_opt(lr)
-        sched = flat_cos_scheduler(lr, len(self.opt.param_groups), pct_start, div_final)
+        sched = flat_cos_scheduler(lr, n_splitter_groups(self.opt), pct_start, div_final)
         self.fit(n_epoch, wd=wd, cbs=[sched] + _listify(cbs), start_epoch=start_epoch, resume=resume)
 
     def fit_sgdr(self, n_cycles: int, cycle_len: int, lr_max: LR | None = None, cycle_mult: int = 2,
@@ -337,7 +351,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
         check_lr(lr_max)
         if self.opt is None or reset_opt:
             self.create_opt(lr_max)
-        sched, n_epoch = sgdr_scheduler(lr_max, len(self.opt.param_groups), n_cycles, cycle_len, cycle_mult)
+        sched, n_epoch = sgdr_scheduler(lr_max, n_splitter_groups(self.opt), n_cycles, cycle_len, cycle_mult)
         self.fit(n_epoch, wd=wd, cbs=[sched] + _listify(cbs))
 
     def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,

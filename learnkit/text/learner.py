@@ -73,7 +73,7 @@ class TextLearner(Learner):
                  splitter: Callable = default_splitter, cbs: Callback | Sequence[Callback] | None = None,
                  metrics: Any = None, wd: float | None = None, path: str | Path | None = None,
                  model_dir: str = "models", train_bn: bool = False, device: str | torch.device | None = None,
-                 progress: bool = True):
+                 progress: bool = True, wd_bn_bias: bool = False):
         """fastai's ``TextLearner(dls, model, alpha=2., beta=1.)``: a `Learner` with `ModelResetter` and
         `RNNRegularizer(alpha, beta)` (both do nothing for a model without ``reset()`` or hidden outputs).
         ``opt_func``/``lr``: `Learner`'s defaults when not given."""
@@ -82,7 +82,8 @@ class TextLearner(Learner):
                          opt_func=defaults["opt_func"].default if opt_func is None else opt_func,
                          lr=defaults["lr"].default if lr is None else lr, splitter=splitter,
                          cbs=[ModelResetter(), RNNRegularizer(alpha, beta), *_listify(cbs)], metrics=metrics, wd=wd,
-                         path=path, model_dir=model_dir, train_bn=train_bn, device=device, progress=progress)
+                         path=path, model_dir=model_dir, train_bn=train_bn, device=device, progress=progress,
+                         wd_bn_bias=wd_bn_bias)
 
     def pred_from_output(self, out: Any) -> Any:
         """The scores of a model that returns ``(scores, raw, dropped)`` (as `RNNRegularizer` reads them)."""

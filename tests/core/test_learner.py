@@ -137,7 +137,9 @@ def test_discriminative_learning_rates_and_fine_tune():
     learn = Learner(make_dls(x, y), BodyHead(), loss_func=CrossEntropyLossFlat(), splitter=body_head_splitter,
                     metrics=accuracy, progress=False)
     learn.fit(1, lr=slice(1e-5, 1e-3))
-    assert [pg["lr"] for pg in learn.opt.param_groups] == pytest.approx([1e-5, 1e-3])
+    lrs = [pg["lr"] for pg in learn.opt.param_groups]
+    assert lrs[:2] == pytest.approx([1e-5, 1e-3])  # body, head; then their biases, undecayed (wd_bn_bias=False)
+    assert [pg["lr"] for pg in learn.opt.param_groups[2:]] == [lrs[pg["splitter_group"]] for pg in learn.opt.param_groups[2:]]
     learn.fine_tune(2, base_lr=1e-2)
     assert learn.validate()[1] > 0.9
     assert all(p.requires_grad for p in learn.model.parameters())

@@ -40,6 +40,7 @@ from ..paths import expand_path
 from ..callback import Callback
 from ..export import ExportError, _read_header, load_tree, save_tree
 from ..loader_state import SkipBatches, _generators, epoch_loader, loader_snapshot, restore_snapshot  # noqa: F401
+from ..optim import n_splitter_groups
 from ..process_group import _initialized, any_rank
 from .schedule import LRFinder, OneCycleScheduler, ParamScheduler
 from ..validation import check_int
@@ -278,8 +279,9 @@ class CheckpointCallback(Callback):
     # --- resuming --------------------------------------------------------------------------------------
     def before_fit(self):
         resume, self.resumed_from, self.resumed_at = self.resume, None, None
-        # the lrs the fit starts with (ReduceLROnPlateau and the like change them later)
-        self._start_lrs = [float(pg["lr"]) for pg in self.learn.opt.param_groups]
+        # the lrs the fit starts with, one per splitter group (ReduceLROnPlateau and the like change them later)
+        opt = self.learn.opt
+        self._start_lrs = [float(pg["lr"]) for pg in opt.param_groups[:n_splitter_groups(opt)]]
         self._pending, self._last_write = None, time.monotonic()
         self._twin = None if self._lr_find() else epoch_loader(self.learn.dls.train)
         if self._twin is self.learn.dls.train:

@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from ..callback import Callback
+from ..optim import n_splitter_groups
 from ..process_group import is_rank0
 from ..validation import check_int
 
@@ -131,7 +132,8 @@ class ExperimentCallback(Callback):
         self.step += 1
         if self.step % self.log_every == 0 or self.step == 1:
             out = {"train/loss": float(self.learn.loss)}  # the one sync, every log_every batches
-            for i, pg in enumerate(self.learn.opt.param_groups):
+            opt = self.learn.opt
+            for i, pg in enumerate(opt.param_groups[:n_splitter_groups(opt)]):  # one per splitter group
                 out[f"lr/group{i}"] = float(pg["lr"])
             self.log_metrics(out, self.step)
 

@@ -11,6 +11,7 @@ import torch
 from ..callback import Callback
 from ..device import batch_size
 from ..metricbase import metric_value, run_metric
+from ..optim import head_param_group
 from ..process_group import all_reduce_sum, num_distrib
 
 __all__ = ["Recorder", "NonFiniteLossWarning"]
@@ -156,7 +157,7 @@ class Recorder(Callback):
             self._pending_pos.append((learn.epoch, learn.iter))
             if len(self._pending) >= self.flush_every:
                 self._flush()
-            pg = learn.opt.param_groups[-1]
+            pg = head_param_group(learn.opt)
             self.lrs.append(pg["lr"])
             mom = pg.get("betas", (pg.get("momentum", 0.0),))[0]
             self.moms.append(mom)

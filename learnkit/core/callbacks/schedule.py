@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..callback import Callback, CancelFitException, CancelValidException
-from ..optim import LR, spread_lr
+from ..optim import LR, n_splitter_groups, splitter_group_of, spread_lr
 from ..process_group import any_rank
 from ..validation import check_int, check_lr, check_number, check_one_cycle
 
@@ -93,8 +93,9 @@ def combine_scheds(pcts: Sequence[float], scheds: Sequence[Sched]) -> Sched:
 class ParamScheduler(Callback):
     """Set optimizer hyper-parameters before every training batch.
 
-    ``scheds`` maps a name to one schedule per parameter group: ``'lr'``, ``'mom'`` (Adam's beta1 or
-    SGD's momentum) or any key of the optimizer's param groups (e.g. ``'weight_decay'``).
+    ``scheds`` maps a name to a schedule, or to one schedule per parameter group of the splitter:
+    ``'lr'``, ``'mom'`` (Adam's beta1 or SGD's momentum) or any key of the optimizer's param groups (e.g.
+    ``'weight_decay'``, which leaves the undecayed groups of ``wd_bn_bias=False`` at 0).
 
     >>> import torch
     >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
@@ -123,15 +124,20 @@ class ParamScheduler(Callback):
 
     def before_batch(self):
         pct = self._pct()
+        opt = self.learn.opt
         for name, scheds in self.scheds.items():
-            groups = self.learn.opt.param_groups
             if callable(scheds):
-                scheds = [scheds] * len(groups)
-            for pg, f in zip(groups, scheds):
-                _set_hyper(pg, name, f(pct))
+                scheds = [scheds] * n_splitter_groups(opt)
+            elif len(scheds) != n_splitter_groups(opt):
+                raise ValueError(f"ParamScheduler got {len(scheds)} schedules for {name!r} but the splitter made "
+                                 f"{n_splitter_groups(opt)} parameter groups: pass one schedule, or one per group")
+            for pg, i in zip(opt.param_groups, splitter_group_of(opt)):
+                _set_hyper(pg, name, scheds[i](pct))
 
 
 def _set_hyper(pg: dict, name: str, v: float) -> None:
+    if name == "weight_decay" and pg.get("no_wd", False):
+        return  # wd_bn_bias=False: normalisation and bias parameters are never decayed
     if name == "mom":
         if "betas" in pg:
             pg["betas"] = (v, pg["betas"][1])
@@ -164,8 +170,7 @@ class OneCycleScheduler(ParamScheduler):
         super().__init__({})
 
     def before_fit(self):
-        n_groups = len(self.learn.opt.param_groups)
-        lrs = spread_lr(self.lr_max, n_groups)
+        lrs = spread_lr(self.lr_max, n_splitter_groups(self.learn.opt))
         p = [self.pct_start, 1 - self.pct_start]
         self.scheds = {"lr": [combine_scheds(p, [sched_cos(lr / self.div, lr), sched_cos(lr, lr / self.div_final)])
                               for lr in lrs]}

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..callback import Callback, CancelFitException
+from ..optim import head_param_group
 from ..process_group import any_rank, is_rank0
 
 __all__ = ["TrackerCallback", "EarlyStoppingCallback", "SaveModelCallback", "TerminateOnNaNCallback",
@@ -211,7 +212,7 @@ class ReduceLROnPlateau(PatienceCallback):
         self.wait = 0
         for pg in self.learn.opt.param_groups:
             pg["lr"] = max(pg["lr"] / self.factor, self.min_lr)
-        print(f"Epoch {self.learn.epoch}: reducing lr to {self.learn.opt.param_groups[-1]['lr']:.3g}")
+        print(f"Epoch {self.learn.epoch}: reducing lr to {head_param_group(self.learn.opt)['lr']:.3g}")
 
 
 class SaveModelCallback(TrackerCallback):

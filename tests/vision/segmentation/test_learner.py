@@ -11,6 +11,7 @@ from learnkit.core.segmetrics import JaccardMulti, foreground_acc
 from learnkit.vision.io import get_image_files
 from learnkit.core.callback import Callback
 from learnkit.core.learner import Learner
+from learnkit.core.optim import n_splitter_groups
 from learnkit.vision.segmentation import SegmentationDataLoaders, SegmentationLearner, unet_learner
 from learnkit.vision.segmentation.learner import SEG_BASE_LR
 from learnkit.vision.segmentation.losses import FocalLossFlat
@@ -110,10 +111,11 @@ def test_callable_arch(dls):
 
 
 class _PeakLRs(Callback):
-    """The highest learning rate of each parameter group in each fit."""
+    """The highest learning rate of each parameter group of the splitter in each fit (the optimizer's first
+    param groups; the undecayed biases' groups follow them with the same rates)."""
 
     def before_fit(self):
-        self.fits = getattr(self, "fits", []) + [[0.0] * len(self.learn.opt.param_groups)]
+        self.fits = getattr(self, "fits", []) + [[0.0] * n_splitter_groups(self.learn.opt)]
 
     def after_batch(self):
         self.fits[-1] = [max(a, pg["lr"]) for a, pg in zip(self.fits[-1], self.learn.opt.param_groups)]
