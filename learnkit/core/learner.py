@@ -7,11 +7,12 @@ The loop fires the events of `learnkit.core.callback`; everything optional (reco
 schedules, early stopping, checkpoints) is a callback. The rest of the `Learner` API comes from one mixin
 per concern: callbacks (``add_cb``...: `learnkit.core.callback`), mixed precision, channels-last, compile
 and DDP (`learnkit.core.acceleration`), inference (``get_preds``, ``predict``, ``validate``:
-`learnkit.core.inference`), ``save``/``load`` (`learnkit.core.checkpoint`) and display (``summary``,
-``no_bar``...: `learnkit.core.display`).
+`learnkit.core.inference`), ``save``/``load`` (`learnkit.core.checkpoint`), display (``summary``,
+``no_bar``...: `learnkit.core.display`) and transfer learning (``fine_tune``: `learnkit.core.finetune`).
 
 >>> import torch
 >>> from torch.utils.data import TensorDataset
+>>> from learnkit import MSELossFlat
 >>> x = torch.randn(64, 2); y = x @ torch.tensor([[2.], [-1.]])
 >>> dls = DataLoaders.from_dsets(TensorDataset(x, y), TensorDataset(x, y), bs=16, device="cpu")
 >>> learn = Learner(dls, torch.nn.Linear(2, 1), loss_func=MSELossFlat(), lr=0.1, progress=False)
@@ -21,10 +22,7 @@ True
 """
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +45,7 @@ from .device import default_device, to_device
 from .display import DisplayMixin
 from .distributed import maybe_distribute
 from .export import export_learner
-from .feature_cache import FrozenFeatureCache
-from .headfit import HeadFit, SmallDataWarning, hold_output_layer, phase_warnings
+from .finetune import FineTuneMixin
 from .inference import InferenceMixin
 from .metricbase import Metric, as_metric
 from .onnx import export_onnx as export_learner_onnx
@@ -57,13 +54,13 @@ from .optim import (LR, Adam, check_lr, check_wd as _check_wd, default_splitter,
                     norm_bias_params, splitter_group_of, spread_lr)
 from .precision import cuda_speedups
 from .registry import register_learner
-from .validation import check_fine_tune, check_int
+from .validation import check_int
 
 __all__ = ["Learner"]
 
 
 @register_learner
-class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin, DisplayMixin):
+class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin, DisplayMixin, FineTuneMixin):
     """Trains ``model`` on ``dls`` with ``loss_func`` and ``opt_func``.
 
     Args:
@@ -353,48 +350,6 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
             self.create_opt(lr_max)
         sched, n_epoch = sgdr_scheduler(lr_max, n_splitter_groups(self.opt), n_cycles, cycle_len, cycle_mult)
         self.fit(n_epoch, wd=wd, cbs=[sched] + _listify(cbs))
-
-    def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
-                  pct_start: float = 0.3, div: float = 5.0, wd: float | None = None,
-                  cbs: Callback | Sequence[Callback] | None = None) -> None:
-        """Transfer learning: train the head with the body frozen for ``freeze_epochs``, then unfreeze and
-        train everything for ``epochs`` with learning rates from ``base_lr/lr_mult`` (body) to ``base_lr`` (head)."""
-        check_fine_tune(epochs, base_lr, freeze_epochs, lr_mult, pct_start, div, wd)
-        self.freeze()
-        hold = self.fit_frozen_head(freeze_epochs, base_lr, wd=wd, cbs=cbs) if freeze_epochs else False
-        base_lr /= 2
-        self.unfreeze()
-        if epochs:
-            with hold_output_layer(self.model) if hold else nullcontext():
-                self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, wd=wd,
-                                   cbs=cbs, reset_opt=True)
-            self._warn_short_phase("unfrozen", epochs)
-
-    def fit_frozen_head(self, freeze_epochs: int, lr: float, wd: float | None = None,
-                        cbs: Callback | Sequence[Callback] | None = None, plan: HeadFit | None = None) -> bool:
-        """`fine_tune`'s frozen phase: ``fit_one_cycle(freeze_epochs, slice(lr), pct_start=0.99)`` on the
-        head, which a task's `FrozenFeatureCache` turns into a `HeadFit` (the output layer solved on body
-        features computed once, or many cheap passes over them; the output bias started at the targets'
-        prior); warns when the phase was too short. Returns whether the plan holds the solved output layer
-        while the body fine-tunes (`HeadFit.hold_output`)."""
-        plan = plan or HeadFit()
-        cache = next((cb for cb in self.cbs if isinstance(cb, FrozenFeatureCache)), None)
-        with cache.fitting_head(plan) if cache is not None else nullcontext():
-            self.fit_one_cycle(freeze_epochs, slice(lr), pct_start=0.99, wd=wd, cbs=cbs, reset_opt=True)
-        solved = cache is not None and cache.active and cache.head_solved
-        self._warn_short_phase("frozen", freeze_epochs, fitted=solved or (cache is not None and cache.active
-                                                                          and cache.head_passes > 1))
-        return solved and plan.hold_output
-
-    def _warn_short_phase(self, phase: str, epochs: int, fitted: bool = False) -> None:
-        """The small-data warnings of `phase_warnings`; none for a head that `HeadFit` fitted to convergence."""
-        if fitted or os.environ.get("LEARNKIT_SMALL_DATA_WARNINGS", "1") == "0":
-            return
-        train = self.dls.train
-        n_items = len(train.dataset) if hasattr(train, "dataset") else 0
-        losses = [float(v) for v in getattr(self.recorder, "losses", [])]
-        for msg in phase_warnings(phase, len(losses), losses, n_items, getattr(train, "batch_size", None), epochs):
-            warnings.warn(msg, SmallDataWarning, stacklevel=4)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True,
                 show_plot: bool = True, suggest_funcs: Sequence[str | Callable] = ("valley",)):
