@@ -9,6 +9,7 @@ throughput does not depend on the head's weights), or ``--model FILE``.
     python benchmarks/serve.py [--data DIR] [--clients 64] [--seconds 30] [--max-batch 32] [--max-wait-ms 5]
     python benchmarks/serve.py --rounds 3 ...      # the two servers in turn, 3 times: medians and each round's ratio
     python benchmarks/serve.py --task adult ...    # JSON rows of the Adult census table to a tabular model
+    python benchmarks/serve.py --costs             # where a photo's time goes, in-process (no server, no clients)
 
 On a machine shared with other work the load swings within minutes, and with it the numbers; ``--rounds N``
 alternates the two servers N times so that both see the same load, and reports each round's ratio besides
@@ -136,8 +137,12 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=200, help="distinct photos the clients cycle through")
     ap.add_argument("--task", choices=["pets", "adult"], default="pets")
     ap.add_argument("--rounds", type=int, default=1, help="times the two servers run in turn (medians reported)")
+    ap.add_argument("--costs", action="store_true", help="time decode, resize and the forward in-process instead")
     args = ap.parse_args()
     data = data_root(args.data)
+    if args.costs:
+        costs(data, args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         ctype = "image/jpeg"
         if args.task == "adult":
@@ -181,6 +186,57 @@ def main() -> None:
     if args.rounds > 1:
         print("each round: " + ", ".join(f"{v['rps'] / u['rps']:.2f}x req/s (p95 {v['p95_ms'] / u['p95_ms']:.2f}x)"
                                          for u, v in rounds))
+
+
+def costs(data: Path, args: argparse.Namespace) -> None:
+    """Milliseconds per photo of each step the server takes, measured in this process: decoding, preprocessing
+    (``item_from_image``: decode + resize), and ``predict_batch`` at batch 1, 8 and 32 (stack, normalise,
+    forward, answers), on one worker thread as the batcher runs it, with torch's default intra-op threads and
+    with one; medians of ``args.rounds`` (at least 3) interleaved rounds over the same 32 photos."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from learnkit.serve.predictor import Predictor
+    from learnkit.vision.io import decode_image_bytes
+    with tempfile.TemporaryDirectory() as tmp:
+        model, files = build_model(data, Path(tmp) / "pets.safetensors", args.size)
+        p = Predictor(model)
+    photos = [f.read_bytes() for f in files[3::3][:32]]
+    samples = [p.item_from_image(b) for b in photos]
+    pool, default_threads = ThreadPoolExecutor(1), torch.get_num_threads()
+
+    def per_photo(fn, threads: int | None = None) -> float:
+        def timed() -> float:
+            if threads is not None:
+                torch.set_num_threads(threads)  # the worker thread's intra-op threads (this benchmark only)
+            fn()  # warm (a new batch shape builds its kernels)
+            t0 = time.perf_counter()
+            fn()
+            return 1000 * (time.perf_counter() - t0) / len(photos)
+        return pool.submit(timed).result()
+
+    steps = {"decode (decode_image_bytes)": (lambda: [decode_image_bytes(b) for b in photos], None),
+             "decode + resize (item_from_image)": (lambda: [p.item_from_image(b) for b in photos], None)}
+    decoded = [decode_image_bytes(b) for b in photos]
+
+    def resize_in_batch() -> None:  # the path before issue 29's round 2: the batch thread resized every photo
+        with torch.inference_mode():
+            p.learn.get_preds(dl=p.learn.dls.test_dl(decoded, bs=len(decoded)), with_decoded=True)
+    steps["resize + predict at batch 32 in the batch thread (the old path)"] = (resize_in_batch, None)
+    for threads in (default_threads, 1):
+        for bs in (1, 8, 32):
+            steps[f"predict_batch at batch {bs}, {threads} intra-op thread(s)"] = (
+                lambda bs=bs: [p.predict_batch(samples[i: i + bs]) for i in range(0, len(samples), bs)], threads)
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(max(3, args.rounds)):
+        for name, (fn, threads) in steps.items():
+            times[name].append(per_photo(fn, threads if threads is not None else default_threads))
+    print(f"\n{len(photos)} pets photos, {args.size} px; {machine()}\n")
+    print("| step | ms per photo (median) | min |")
+    print("| --- | ---: | ---: |")
+    for name, v in times.items():
+        print(f"| {name} | {statistics.median(v):.1f} | {min(v):.1f} |")
 
 
 def run_server(model: Path, flags: list[str], args: argparse.Namespace, photos: list[bytes], ctype: str) -> dict:
