@@ -165,8 +165,8 @@ def main() -> None:
                 r = run_server(model, flags, args, photos, ctype)
                 r["load"] = os.getloadavg()[0]
                 rounds[-1].append(r)
-                print(f"round {k + 1}, {name}: {r['rps']:.1f} req/s, p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms, "
-                      f"{r['requests']} requests, {r['errors']} errors, mean batch {r['mean_batch']}, "
+                print(f"round {k + 1}, {name}: {r['rps']:.1f} req/s, p50 {r['p50_ms']:.0f} ms, "
+                      f"p95 {r['p95_ms']:.0f} ms, {r['requests']} requests, {r['errors']} errors, mean batch {r['mean_batch']}, "
                       f"load average {r['load']:.1f}", flush=True)
     what = f"{len(photos)} pets photos, {args.size} px" if args.task == "pets" else f"{len(photos)} Adult rows (JSON)"
     print(f"\n{args.clients} clients, {args.seconds:g} s each, {what}, {args.rounds} round(s); "
