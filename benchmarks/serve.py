@@ -7,7 +7,13 @@ cat-vs-dog EfficientNet-Lite0 at 224 px that `vision_learner` builds (ImageNet b
 throughput does not depend on the head's weights), or ``--model FILE``.
 
     python benchmarks/serve.py [--data DIR] [--clients 64] [--seconds 30] [--max-batch 32] [--max-wait-ms 5]
+    python benchmarks/serve.py --rounds 3 ...      # the two servers in turn, 3 times: medians and each round's ratio
     python benchmarks/serve.py --task adult ...    # JSON rows of the Adult census table to a tabular model
+    python benchmarks/serve.py --costs             # where a photo's time goes, in-process (no server, no clients)
+
+On a machine shared with other work the load swings within minutes, and with it the numbers; ``--rounds N``
+alternates the two servers N times so that both see the same load, and reports each round's ratio besides
+the medians.
 
 The clients run in this process (threads blocked on sockets), the server in its own; on a small machine they
 share the cores, so the numbers are a lower bound for a server on its own machine. The server inherits this
@@ -130,8 +136,13 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--photos", type=int, default=200, help="distinct photos the clients cycle through")
     ap.add_argument("--task", choices=["pets", "adult"], default="pets")
+    ap.add_argument("--rounds", type=int, default=1, help="times the two servers run in turn (medians reported)")
+    ap.add_argument("--costs", action="store_true", help="time decode, resize and the forward in-process instead")
     args = ap.parse_args()
     data = data_root(args.data)
+    if args.costs:
+        costs(data, args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         ctype = "image/jpeg"
         if args.task == "adult":
@@ -144,34 +155,104 @@ def main() -> None:
             else:
                 model, files = build_model(data, Path(tmp) / "pets.safetensors", args.size)
             photos = [f.read_bytes() for f in files[3::3][: args.photos]]
-        rows = []
-        for name, flags in (("unbatched (--max-batch 1)", ["--max-batch", "1"]),
-                            (f"batched (--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g})",
-                             ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)])):
-            proc, host, port = start(model, flags + ["--max-inflight", str(max(64, args.clients))])
-            try:
-                load(host, port, photos, args.clients, args.warmup, ctype)
-                r = load(host, port, photos, args.clients, args.seconds, ctype)
-                conn = http.client.HTTPConnection(host, port, timeout=30)
-                conn.request("GET", "/health")
-                import json
-                r["mean_batch"] = json.loads(conn.getresponse().read())["batching"]["mean_batch"]
-            finally:
-                proc.terminate()
-                proc.wait(timeout=30)
-            rows.append((name, r))
-            print(f"{name}: {r['rps']:.1f} req/s, p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms, "
-                  f"{r['requests']} requests, {r['errors']} errors, mean batch {r['mean_batch']}", flush=True)
+        modes = (("unbatched (--max-batch 1)", ["--max-batch", "1"]),
+                 (f"batched (--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g})",
+                  ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)]))
+        rounds: list[list[dict]] = []
+        for k in range(args.rounds):
+            rounds.append([])
+            for name, flags in modes:
+                r = run_server(model, flags, args, photos, ctype)
+                r["load"] = os.getloadavg()[0]
+                rounds[-1].append(r)
+                print(f"round {k + 1}, {name}: {r['rps']:.1f} req/s, p50 {r['p50_ms']:.0f} ms, "
+                      f"p95 {r['p95_ms']:.0f} ms, {r['requests']} requests, {r['errors']} errors, mean batch {r['mean_batch']}, "
+                      f"load average {r['load']:.1f}", flush=True)
     what = f"{len(photos)} pets photos, {args.size} px" if args.task == "pets" else f"{len(photos)} Adult rows (JSON)"
-    print(f"\n{args.clients} clients, {args.seconds:g} s each, {what}; "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; {machine()}\n")
+    print(f"\n{args.clients} clients, {args.seconds:g} s each, {what}, {args.rounds} round(s); "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}; {machine()}\n")
     print("| server | requests/s | p50 latency | p95 latency | mean batch | errors |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, r in rows:
-        print(f"| {name} | {r['rps']:.1f} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms | {r['mean_batch']} | "
-              f"{r['errors']} |")
-    (_, a), (_, b) = rows
-    print(f"\nbatching: {b['rps'] / a['rps']:.2f}x the requests/s, p95 {b['p95_ms'] / a['p95_ms']:.2f}x")
+    med = []
+    for j, (name, _) in enumerate(modes):
+        rs = [rnd[j] for rnd in rounds]
+        m = {key: statistics.median(r[key] for r in rs) for key in ("rps", "p50_ms", "p95_ms", "mean_batch")}
+        med.append(m)
+        print(f"| {name} | {m['rps']:.1f} | {m['p50_ms']:.0f} ms | {m['p95_ms']:.0f} ms | {m['mean_batch']:g} | "
+              f"{sum(r['errors'] for r in rs)} |")
+    a, b = med
+    print(f"\nbatching (medians): {b['rps'] / a['rps']:.2f}x the requests/s, p95 {b['p95_ms'] / a['p95_ms']:.2f}x")
+    if args.rounds > 1:
+        print("each round: " + ", ".join(f"{v['rps'] / u['rps']:.2f}x req/s (p95 {v['p95_ms'] / u['p95_ms']:.2f}x)"
+                                         for u, v in rounds))
+
+
+def costs(data: Path, args: argparse.Namespace) -> None:
+    """Milliseconds per photo of each step the server takes, measured in this process: decoding, preprocessing
+    (``item_from_image``: decode + resize), and ``predict_batch`` at batch 1, 8 and 32 (stack, normalise,
+    forward, answers), on one worker thread as the batcher runs it, with torch's default intra-op threads and
+    with one; medians of ``args.rounds`` (at least 3) interleaved rounds over the same 32 photos."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from learnkit.serve.predictor import Predictor
+    from learnkit.vision.io import decode_image_bytes
+    with tempfile.TemporaryDirectory() as tmp:
+        model, files = build_model(data, Path(tmp) / "pets.safetensors", args.size)
+        p = Predictor(model)
+    photos = [f.read_bytes() for f in files[3::3][:32]]
+    samples = [p.item_from_image(b) for b in photos]
+    pool, default_threads = ThreadPoolExecutor(1), torch.get_num_threads()
+
+    def per_photo(fn, threads: int | None = None) -> float:
+        def timed() -> float:
+            if threads is not None:
+                torch.set_num_threads(threads)  # the worker thread's intra-op threads (this benchmark only)
+            fn()  # warm (a new batch shape builds its kernels)
+            t0 = time.perf_counter()
+            fn()
+            return 1000 * (time.perf_counter() - t0) / len(photos)
+        return pool.submit(timed).result()
+
+    steps = {"decode (decode_image_bytes)": (lambda: [decode_image_bytes(b) for b in photos], None),
+             "decode + resize (item_from_image)": (lambda: [p.item_from_image(b) for b in photos], None)}
+    decoded = [decode_image_bytes(b) for b in photos]
+
+    def resize_in_batch() -> None:  # the path before issue 29's round 2: the batch thread resized every photo
+        with torch.inference_mode():
+            p.learn.get_preds(dl=p.learn.dls.test_dl(decoded, bs=len(decoded)), with_decoded=True)
+    steps["resize + predict at batch 32 in the batch thread (the old path)"] = (resize_in_batch, None)
+    for threads in (default_threads, 1):
+        for bs in (1, 8, 32):
+            steps[f"predict_batch at batch {bs}, {threads} intra-op thread(s)"] = (
+                lambda bs=bs: [p.predict_batch(samples[i: i + bs]) for i in range(0, len(samples), bs)], threads)
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(max(3, args.rounds)):
+        for name, (fn, threads) in steps.items():
+            times[name].append(per_photo(fn, threads if threads is not None else default_threads))
+    print(f"\n{len(photos)} pets photos, {args.size} px; {machine()}\n")
+    print("| step | ms per photo (median) | min |")
+    print("| --- | ---: | ---: |")
+    for name, v in times.items():
+        print(f"| {name} | {statistics.median(v):.1f} | {min(v):.1f} |")
+
+
+def run_server(model: Path, flags: list[str], args: argparse.Namespace, photos: list[bytes], ctype: str) -> dict:
+    """Start a server with ``flags``, warm it up, load it for ``args.seconds``; its results and mean batch."""
+    import json
+    proc, host, port = start(model, flags + ["--max-inflight", str(max(64, args.clients))])
+    try:
+        load(host, port, photos, args.clients, args.warmup, ctype)
+        r = load(host, port, photos, args.clients, args.seconds, ctype)
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        conn.request("GET", "/health")
+        r["mean_batch"] = json.loads(conn.getresponse().read())["batching"]["mean_batch"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return r
 
 
 if __name__ == "__main__":

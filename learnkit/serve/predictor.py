@@ -1,9 +1,11 @@
 """What the server does with an export: turn a request into items, predict a batch of items, answer in JSON.
 
 Images come as bytes (decoded with `decode_image_bytes`, the decoder `learn.predict(bytes)` uses); texts as
-JSON strings; table rows and (user, item) queries as JSON objects. A batch of items goes through
-``dls.test_dl`` and ``get_preds`` once, the path `learn.predict` takes for one item, so the server gives the
-same answer as `learn.predict`.
+JSON strings; table rows and (user, item) queries as JSON objects. The path is the one `learn.predict` takes
+for one item (``dls.test_dl``, then ``get_preds``), so the server gives the same answer as `learn.predict`.
+An image is decoded and resized by ``item_from_image`` on the request's own thread, so that a batch's
+preprocessing runs in parallel and overlaps the forward of the batch before it; ``predict_batch`` then stacks
+the prepared images and runs one forward for the batch. Texts and rows go through ``test_dl`` in the batch.
 """
 from __future__ import annotations
 
@@ -61,10 +63,11 @@ class Predictor:
         return self.task in ("image", "segmentation")
 
     # --- requests -> items -------------------------------------------------------------------------
-    def item_from_image(self, data: bytes) -> Any:
-        """One decoded image (a uint8 tensor) from an upload; a bad one raises `ImageLoadError`."""
+    def item_from_image(self, data: bytes) -> tuple:
+        """One upload decoded and preprocessed as ``dls.test_dl`` does it (the validation item transforms, e.g.
+        the resize): the sample ``predict_batch`` stacks. A bad image raises `ImageLoadError`."""
         from learnkit.vision.io import decode_image_bytes
-        return decode_image_bytes(data)
+        return self.learn.dls.test_dl([decode_image_bytes(data)]).dataset[0]
 
     def items_from_json(self, obj: Any) -> tuple[list, bool]:
         """``(items, single)`` from a JSON body: ``{"text": ...}``/``{"texts": [...]}`` for text models,
@@ -91,10 +94,14 @@ class Predictor:
     # --- items -> answers --------------------------------------------------------------------------
     def predict_batch(self, items: list) -> list[dict[str, Any]]:
         """One answer per item: ``{"prediction", "probability", "top": [{"label", "probability"}]}`` for a
-        classifier, ``{"prediction": value}`` for a regression, ``{"prediction", "pixel_shares"}`` for a mask."""
+        classifier, ``{"prediction": value}`` for a regression, ``{"prediction", "pixel_shares"}`` for a mask.
+        Image items are the samples of ``item_from_image`` (one forward for all of them); JSON items the texts or
+        rows of ``items_from_json``."""
         import torch
+
+        from learnkit.core.blockdata import collate_skipping
         with self._lock, torch.inference_mode():
-            dl = self.learn.dls.test_dl(items)
+            dl = [collate_skipping(items)] if self.takes_images else self.learn.dls.test_dl(items)
             probs, _, dec = self.learn.get_preds(dl=dl, with_decoded=True)
             return [self._answer(d, p) for d, p in zip(dec, probs)]
 

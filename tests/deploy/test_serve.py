@@ -367,6 +367,22 @@ def test_requests_past_max_inflight_get_503():
         assert get(url, "/health")["limits"]["refused"]["503"] >= 1
 
 
+def test_predictor_resizes_on_the_request_thread_and_predicts_a_batch_like_predict(module_image_learner):
+    """``item_from_image`` gives the sample ``test_dl`` gives (decoded and resized to the model's 32 px), and one
+    ``predict_batch`` of mixed photos answers each like `learn.predict` on its bytes."""
+    from learnkit.serve import Predictor
+    learn = module_image_learner
+    p = Predictor(learn)
+    bodies = [png((220, 40, 40), (48, 40)), png((40, 40, 220), (40, 64)), png((120, 90, 200), (32, 32))]
+    samples = [p.item_from_image(b) for b in bodies]
+    assert [tuple(s[0].shape) for s in samples] == [(3, 32, 32)] * 3 and samples[0][0].dtype.is_floating_point is False
+    answers = p.predict_batch(samples)
+    for body, answer in zip(bodies, answers):
+        label, idx, probs = learn.predict(body)
+        assert answer["prediction"] == label
+        assert answer["probability"] == pytest.approx(float(probs[idx]), abs=1e-5)
+
+
 def test_serve_flags_are_checked(tmp_path, capsys):
     from learnkit.cli import main
     assert main(["serve", str(tmp_path / "model.safetensors"), "--max-mb", "0"]) == 1
