@@ -100,13 +100,15 @@ def lk_pets(data: str, weights: str, size: int, bs: int, epochs: int, base_lr: f
     return _result(setup, timer, learn.recorder.values[-1], learn.recorder.values[-1][2])
 
 
-def lk_adult(data: str, valid_idx: list[int], bs: int, epochs: int, lr: float) -> dict[str, Any]:
+def lk_adult(data: str, valid_idx: list[int], bs: int, epochs: int, lr: float, seed: int | None = None) -> dict[str, Any]:
     import torch
     from learnkit.tabular import Callback, Categorify, FillMissing, Normalize, TabularDataLoaders, accuracy, tabular_learner
-    torch.manual_seed(0)
+    # the weights' seed; the training loader shuffles with its own generator (seed 42 unless a seed is given)
+    torch.manual_seed(0 if seed is None else seed)
     t0 = time.perf_counter()
     dls = TabularDataLoaders.from_df(_adult_df(Path(data)), procs=[Categorify, FillMissing, Normalize], cat_names=ADULT_CAT,
-                                     cont_names=ADULT_CONT, y_names="salary", valid_idx=valid_idx, bs=bs)
+                                     cont_names=ADULT_CONT, y_names="salary", valid_idx=valid_idx, bs=bs,
+                                     seed=42 if seed is None else seed)
     timer = _epoch_timer(Callback)
     learn = tabular_learner(dls, metrics=accuracy, cbs=timer, progress=False)
     setup = time.perf_counter() - t0
@@ -151,10 +153,13 @@ def fa_pets(data: str, weights: str, size: int, bs: int, epochs: int, base_lr: f
     return _result(setup, timer, learn.recorder.values[-1], learn.recorder.values[-1][2])
 
 
-def fa_adult(data: str, valid_idx: list[int], bs: int, epochs: int, lr: float) -> dict[str, Any]:
+def fa_adult(data: str, valid_idx: list[int], bs: int, epochs: int, lr: float, seed: int | None = None) -> dict[str, Any]:
     import torch
-    from fastai.tabular.all import Callback, Categorify, FillMissing, Normalize, TabularDataLoaders, accuracy, tabular_learner
-    torch.manual_seed(0)
+    from fastai.tabular.all import Callback, Categorify, FillMissing, Normalize, TabularDataLoaders, accuracy, set_seed, tabular_learner
+    if seed is None:
+        torch.manual_seed(0)  # the weights; the loader's shuffle (python's random) stays unseeded
+    else:
+        set_seed(seed)  # python's random (fastai's loaders shuffle with it), numpy and torch
     t0 = time.perf_counter()
     dls = TabularDataLoaders.from_df(_adult_df(Path(data)), procs=[Categorify, FillMissing, Normalize], cat_names=ADULT_CAT,
                                      cont_names=ADULT_CONT, y_names="salary", valid_idx=valid_idx, bs=bs)
