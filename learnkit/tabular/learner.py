@@ -32,19 +32,52 @@ from .table import TabularLoader
 __all__ = ["TabularLearner", "tabular_learner", "fused_adamw"]
 
 
+class _WeightsOnlyDecayAdamW(torch.optim.AdamW):
+    """torch's AdamW whose decoupled weight decay skips the 1-d parameters (biases, batch-norm weights and
+    biases), as fastai's ``wd_bn_bias=False``; the param groups and their ``weight_decay`` stay as given, so
+    schedulers and ``fit(wd=...)`` work unchanged."""
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        saved = [g["weight_decay"] for g in self.param_groups]
+        for g, wd in zip(self.param_groups, saved):
+            decayed = [p for p in g["params"] if p.grad is not None and p.ndim > 1]
+            if wd and decayed:  # AdamW's own decoupled decay, p *= 1 - lr * wd, on the weights only
+                torch._foreach_mul_(decayed, 1.0 - float(g["lr"]) * wd)
+            g["weight_decay"] = 0.0
+        try:
+            super().step()
+        finally:
+            for g, wd in zip(self.param_groups, saved):
+                g["weight_decay"] = wd
+        return loss
+
+
 def fused_adamw(params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.99), eps: float = 1e-5,
-                weight_decay: float = 0.01) -> torch.optim.AdamW:
+                weight_decay: float = 0.01, wd_bn_bias: bool = False) -> torch.optim.AdamW:
     """``torch.optim.AdamW(..., fused=True)`` with `Adam`'s (fastai's) values: the same updates with one fused
-    kernel (CPU and CUDA).
+    kernel (CPU and CUDA). Like fastai (``wd_bn_bias=False``), the weight decay skips biases and batch-norm
+    parameters (every 1-d parameter); ``wd_bn_bias=True`` decays them too.
 
     The default of `tabular_learner`: for a small MLP the per-tensor optimizer loop is a third of a
     step; measured here, fused saves ~22 % of the CPU time per step (3.5 vs 4.5 ms at bs 64).
 
-    >>> opt = fused_adamw(torch.nn.Linear(2, 1).parameters(), lr=1e-2)
-    >>> type(opt).__name__, opt.defaults["fused"], opt.defaults["weight_decay"]
-    ('AdamW', True, 0.01)
+    >>> lin = torch.nn.Linear(2, 1)
+    >>> opt = fused_adamw(lin.parameters(), lr=1e-2)
+    >>> isinstance(opt, torch.optim.AdamW), opt.defaults["fused"], opt.defaults["weight_decay"]
+    (True, True, 0.01)
+    >>> lin.weight.grad, lin.bias.grad = torch.zeros_like(lin.weight), torch.zeros_like(lin.bias)
+    >>> w, b = lin.weight.detach().clone(), lin.bias.detach().clone()
+    >>> opt.step()    # zero gradients: only the decay moves the weight, the bias stays
+    >>> torch.allclose(lin.weight, w * (1 - 1e-2 * 0.01)), torch.equal(lin.bias, b)
+    (True, True)
     """
-    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
+    cls = torch.optim.AdamW if wd_bn_bias else _WeightsOnlyDecayAdamW
+    return cls(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
 
 
 @register_learner
