@@ -133,7 +133,8 @@ def tabular_learner(dls: TabularDataLoaders, layers: Sequence[int] | None = None
         use_bn / bn_final / bn_cont: batch-norm after hidden layers / on the output / on continuous inputs.
         loss_func: default the data's (cross-entropy for classification, MSE for regression).
         metrics: default ``accuracy`` for classification, ``rmse`` for regression.
-        opt_func: default `fused_adamw` (``torch.optim.AdamW(..., fused=True)``).
+        opt_func: default `fused_adamw` (``torch.optim.AdamW(..., fused=True)``, no weight decay on biases
+            and batch-norm parameters, as fastai).
         The rest goes to `Learner` unchanged.
 
     >>> df = pd.DataFrame({"job": ["a", "b"] * 20, "age": range(40), "y": ["no", "yes"] * 20})
