@@ -43,11 +43,18 @@ class _WeightsOnlyDecayAdamW(torch.optim.AdamW):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # a GradScaler (fp16 on CUDA) hands fused optimizers `found_inf`: a skipped step must not decay either
+        found_inf = getattr(self, "found_inf", None)
         saved = [g["weight_decay"] for g in self.param_groups]
         for g, wd in zip(self.param_groups, saved):
             decayed = [p for p in g["params"] if p.grad is not None and p.ndim > 1]
             if wd and decayed:  # AdamW's own decoupled decay, p *= 1 - lr * wd, on the weights only
-                torch._foreach_mul_(decayed, 1.0 - float(g["lr"]) * wd)
+                rate = float(g["lr"]) * wd
+                if found_inf is None:
+                    torch._foreach_mul_(decayed, 1.0 - rate)
+                else:  # on the device, without a sync: factor 1 when found_inf is 1
+                    keep = found_inf.to(decayed[0].device, torch.float32)
+                    torch._foreach_mul_(decayed, 1.0 - rate + rate * keep)
             g["weight_decay"] = 0.0
         try:
             super().step()

@@ -33,6 +33,18 @@ def test_decay_alone_moves_the_weights_and_leaves_biases_and_batchnorm(wd_bn_bia
     assert opt.param_groups[0]["weight_decay"] == 0.5    # the group's setting is left as it was
 
 
+@pytest.mark.parametrize("found_inf", [0.0, 1.0])
+def test_a_step_the_grad_scaler_skips_does_not_decay(found_inf):
+    model = _model()
+    opt = fused_adamw(model.parameters(), lr=0.1, weight_decay=0.5)
+    w = model.layers[0].weight.detach().clone()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.found_inf, opt.grad_scale = torch.tensor(found_inf), torch.tensor(1.0)  # what GradScaler.step sets
+    opt.step()
+    assert torch.allclose(model.layers[0].weight, w * (1.0 if found_inf else 0.95))
+
+
 def test_same_steps_as_adamw_with_a_no_decay_group_for_1d_params():
     ref_model, model = _model(), _model()
     decay = [p for p in ref_model.parameters() if p.ndim > 1]
