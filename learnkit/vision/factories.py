@@ -4,15 +4,20 @@ Each takes its required arguments positionally, as fastai's lessons pass them â€
 label_func)``, ``from_folder(path, train, valid)``, ``from_df(df, path)``, ``from_csv(path, csv_fname)``,
 ``from_dsets(train_ds, valid_ds)`` â€” and every option by keyword only (``valid_pct``, ``seed``, ``item_tfms``,
 ``batch_tfms``, ``bs``, ... see `learnkit.vision.data`), so a misplaced argument is an error, not a wrong split.
+The file factories take fastai's ``img_cls``: ``img_cls=PILImageBW`` gives 1-channel (greyscale) batches.
 
 >>> import tempfile; from PIL import Image
->>> from learnkit.vision import ImageDataLoaders
+>>> from learnkit.vision import ImageDataLoaders, PILImageBW
 >>> d = Path(tempfile.mkdtemp())
 >>> for name in [f"{pet}_{i}.png" for pet in ("cat", "dog") for i in range(4)]:
 ...     Image.new("RGB", (8, 8)).save(d / name)
 >>> dls = ImageDataLoaders.from_name_func(d, sorted(d.iterdir()), lambda n: n[:3], valid_pct=0.25, device="cpu")
 >>> dls.vocab
 ['cat', 'dog']
+>>> grey = ImageDataLoaders.from_name_func(d, sorted(d.iterdir()), lambda n: n[:3], valid_pct=0.25,
+...                                        img_cls=PILImageBW, device="cpu")
+>>> grey.one_batch()[0].shape                            # 6 training images, 1 channel
+torch.Size([6, 1, 8, 8])
 >>> ImageDataLoaders.from_name_func(d, sorted(d.iterdir()), lambda n: n[:3], 0.25)
 Traceback (most recent call last):
 TypeError: ImageFactories.from_name_func() takes 4 positional arguments but 5 were given
