@@ -86,7 +86,7 @@ def test_spread_index_positions_are_distinct_sorted_and_in_range():
         assert int(idx.min()) >= 0 and int(idx.max()) < numel and bool((idx[1:] > idx[:-1]).all())
     # evenly spread: every tenth of a large layer gets about a tenth of the positions
     counts = torch.bincount(_spread_index(100_000, 4000, torch.device("cpu")) // 10_000, minlength=10)
-    assert int(counts.min()) >= 390 and int(counts.max()) <= 410
+    assert int(counts.min()) >= 368 and int(counts.max()) <= 432  # runs of 16: within two runs of 400
 
 
 def test_hist_sample_is_checked():
