@@ -36,7 +36,6 @@ _STATS = ("mean", "std", "near_zero")
 _BINS = 40        # fastai's histogram: 40 bins of width 0.25 over [0, 10]
 _CODES = _BINS + 2  # per layer: below 0, the 40 bins, 10 and above
 _NEAR_ZERO = 0.05   # fastai's "near zero": at most 0.05
-_SCALE = 2.0 ** 100  # (f - 0.05) * 2**100 is >= 1 for any float32 f above 0.05 (or inf), <= 0 otherwise: exact
 
 
 def _flat(o: torch.Tensor) -> torch.Tensor:
@@ -49,24 +48,19 @@ def _flat(o: torch.Tensor) -> torch.Tensor:
     return o.reshape(-1)
 
 
-def _shift(device: torch.device) -> torch.Tensor:
-    """The 0-d constant ``-0.05 * 2**100`` that `_moments` adds, on ``device`` (made once per device, by the caller)."""
-    return torch.full((), -_NEAR_ZERO * _SCALE, device=device)
-
-
-def _moments(f: torch.Tensor, shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _moments(f: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(sum, sum of squares, count of values above 0.05)`` of the flat float32 vector ``f``, 0-d tensors on its
-    device (`_finish` turns them into mean, std and near-zero fraction, once, on the CPU), with ``shift`` from
-    `_shift`. A sum, a dot product and ``clamp((f - 0.05) * 2**100, 0, 1)`` summed — the count, exactly, in one
-    pass: several times cheaper on a CPU than ``torch.std_mean`` or a comparison (bool outputs are slow there),
-    and no host sync.
+    device (`_finish` turns them into mean, std and near-zero fraction, once, on the CPU); ``scratch`` is a float32
+    vector of at least ``f.numel()`` on the same device. Four ops, no host sync: a sum, a dot product, a comparison
+    written as floats and its sum — several times cheaper on a CPU than ``torch.std_mean``, or than a comparison's
+    bool tensor counted.
 
     >>> f = torch.tensor([0.0, 0.05, 1.0, 3.0])
-    >>> raw = torch.stack(_moments(f, _shift(f.device)))
+    >>> raw = torch.stack(_moments(f, torch.empty(4)))
     >>> [round(v, 4) for v in _finish(raw[None], torch.tensor([4.0])).flatten().tolist()]
     [1.0125, 1.4026, 0.5]
     """
-    return f.sum(), torch.dot(f, f), torch.add(shift, f, alpha=_SCALE).clamp_(0, 1).sum()
+    return f.sum(), torch.dot(f, f), torch.gt(f, _NEAR_ZERO, out=scratch[:f.numel()]).sum()
 
 
 def _finish(raw: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -139,7 +133,7 @@ class ActivationStats(HookCallback):
         self._sample: torch.Tensor | None = None      # [layers, width]: this batch's sampled activations, -1 padded
         self._plans: dict[int, tuple[int, torch.device, Any]] = {}  # per layer: how to copy its sample
         self._zero: torch.Tensor | None = None
-        self._shifts: dict[torch.device, torch.Tensor] = {}
+        self._scratch: torch.Tensor | None = None     # the comparison's output (reused: no allocation per layer)
 
     def before_fit(self) -> None:
         super().before_fit()
@@ -156,10 +150,10 @@ class ActivationStats(HookCallback):
         f = _flat(o.detach())
         if self.with_hist:
             self._keep_sample(self._layer[id(m)], f)
-        shift = self._shifts.get(f.device)
-        if shift is None:
-            shift = self._shifts[f.device] = _shift(f.device)
-        return (*_moments(f, shift), f.numel())
+        scratch = self._scratch
+        if scratch is None or scratch.device != f.device or scratch.numel() < f.numel():
+            scratch = self._scratch = f.new_empty(f.numel())
+        return (*_moments(f, scratch), f.numel())
 
     def _keep_sample(self, layer: int, f: torch.Tensor) -> None:
         """Copy layer ``layer``'s sample of ``f`` into its row of the batch's sample buffer: one device op, planned
@@ -186,6 +180,14 @@ class ActivationStats(HookCallback):
             return n, f.device, row[:n].copy_
         idx = _spread_index(n, row.shape[0], f.device)
         return n, f.device, lambda v: torch.index_select(v, 0, idx, out=row)
+
+    def after_fit(self) -> None:
+        super().after_fit()
+        self._scratch = self._sample = None  # working memory only; the recorded statistics stay
+
+    def after_fit_exception(self) -> None:
+        super().after_fit_exception()
+        self._scratch = self._sample = None
 
     def _record_now(self) -> bool:
         return self.learn.training and (self.every is None or self._train_iter % self.every == 0)
