@@ -128,12 +128,13 @@ class ActivationStats(HookCallback):
         self._recorded: list[torch.Tensor] = []       # per batch: [layers, 3] raw sums, on the device
         self._numels: list[list[int]] = []            # per batch: the activations each layer had (0: did not run)
         self._hists: list[torch.Tensor] = []          # per batch: [layers, 40] counts of the sample, on the device
-        self._widths: list[int] = []                  # per batch: the sample buffer's width (its rows' capacity)
+        self._widths: list[int | None] = []           # per batch: the sample buffer's width (None: no sample)
         self._cache: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self._sample: torch.Tensor | None = None      # [layers, width]: this batch's sampled activations, -1 padded
         self._plans: dict[int, tuple[int, torch.device, Any]] = {}  # per layer: how to copy its sample
         self._zero: torch.Tensor | None = None
         self._scratch: torch.Tensor | None = None     # the comparison's output (reused: no allocation per layer)
+        self._zero_hist: torch.Tensor | None = None
 
     def before_fit(self) -> None:
         super().before_fit()
@@ -149,11 +150,16 @@ class ActivationStats(HookCallback):
                 return None
         f = _flat(o.detach())
         if self.with_hist:
+            if self.hist_sample is None:  # every activation: this layer's counts now (a padded buffer would waste)
+                return (*self._layer_moments(f), f.numel(), self._histograms(f.view(1, -1))[0])
             self._keep_sample(self._layer[id(m)], f)
+        return (*self._layer_moments(f), f.numel())
+
+    def _layer_moments(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         scratch = self._scratch
         if scratch is None or scratch.device != f.device or scratch.numel() < f.numel():
             scratch = self._scratch = f.new_empty(f.numel())
-        return (*_moments(f, scratch), f.numel())
+        return _moments(f, scratch)
 
     def _keep_sample(self, layer: int, f: torch.Tensor) -> None:
         """Copy layer ``layer``'s sample of ``f`` into its row of the batch's sample buffer: one device op, planned
@@ -203,7 +209,12 @@ class ActivationStats(HookCallback):
                 raw = [t for s in stored for t in (s[:3] if s is not None else zeros)]
                 self._recorded.append(torch.stack(raw).view(-1, 3))  # [layers, 3]: one op for all layers
                 self._numels.append([s[3] if s is not None else 0 for s in stored])
-                if self.with_hist and self._sample is not None:
+                if self.with_hist and self.hist_sample is None:
+                    if self._zero_hist is None or self._zero_hist.device != ref[0].device:
+                        self._zero_hist = ref[0].new_zeros(_BINS)
+                    self._hists.append(torch.stack([s[4] if s is not None else self._zero_hist for s in stored]))
+                    self._widths.append(None)  # every activation counted
+                elif self.with_hist and self._sample is not None:
                     for k, s in enumerate(stored):
                         if s is None:
                             self._sample[k].fill_(-1.0)
@@ -226,7 +237,7 @@ class ActivationStats(HookCallback):
         else:
             counts = sample.new_zeros(n_layers * _CODES).scatter_add_(0, codes.long(),
                                                                       sample.new_ones(1).expand(codes.numel()))
-        return counts.view(n_layers, _CODES)[:, 1:_BINS + 1]
+        return counts.view(n_layers, _CODES)[:, 1:_BINS + 1].to(sample.dtype)
 
     # --- reading -------------------------------------------------------------------------------------
     def _tensors(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -240,7 +251,8 @@ class ActivationStats(HookCallback):
             stats = _finish(torch.stack(self._recorded).cpu(), n)
             hists = None
             if self._hists:  # the sample's counts scaled to the layer's size (0 activations: NaN)
-                counted = torch.minimum(n, torch.tensor(self._widths, dtype=torch.float64)[:, None])
+                widths = [float("inf") if w is None else w for w in self._widths]
+                counted = torch.minimum(n, torch.tensor(widths, dtype=torch.float64)[:, None])
                 scale = torch.where(n > 0, n / counted.clamp_min(1), torch.full_like(n, float("nan")))
                 hists = (torch.stack(self._hists).cpu().double() * scale[..., None]).float()
             self._cache = (stats, hists)
