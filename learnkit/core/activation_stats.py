@@ -179,7 +179,7 @@ class ActivationStats(HookCallback):
             old = self._sample
             self._sample = f.new_full((len(self._mods), max(min(n, width), old.shape[1] if old is not None else 0)),
                                       -1.0)
-            if old is not None and old.device == f.device:  # an exact run met a larger layer: keep this batch's rows
+            if old is not None and old.device == f.device:  # a larger layer after smaller ones: keep their rows
                 self._sample[:, :old.shape[1]] = old
             self._plans = {}  # the other layers' plans wrote into the old buffer
         row = self._sample[layer]
