@@ -160,7 +160,8 @@ class ActivationStats(HookCallback):
     def _layer_moments(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         scratch = self._scratch
         if scratch is None or scratch.device != f.device or scratch.numel() < f.numel():
-            scratch = self._scratch = f.new_empty(f.numel())
+            with torch.inference_mode(False):  # a normal tensor, also when a cached frozen body runs in inference mode
+                scratch = self._scratch = f.new_empty(f.numel())
         return _moments(f, scratch)
 
     def _keep_sample(self, layer: int, f: torch.Tensor) -> None:
@@ -168,7 +169,8 @@ class ActivationStats(HookCallback):
         once per layer and size (`_plan`)."""
         plan = self._plans.get(layer)
         if plan is None or plan[0] != f.numel() or plan[1] != f.device:
-            plan = self._plans[layer] = self._plan(layer, f)
+            with torch.inference_mode(False):  # normal tensors: written in and out of inference mode
+                plan = self._plans[layer] = self._plan(layer, f)
         plan[2](f)
 
     def _plan(self, layer: int, f: torch.Tensor) -> tuple[int, torch.device, Any]:

@@ -93,3 +93,30 @@ def test_hist_sample_is_checked():
     with pytest.raises(ValueError, match="hist_sample"):
         ActivationStats(with_hist=True, hist_sample=0)
     assert "hist_sample=None" in repr(ActivationStats(hist_sample=None))
+
+
+class _InferenceBody(nn.Module):
+    """A body that runs in inference mode, as a cached frozen body does (`FrozenFeatureCache`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 300)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            y = self.lin(x)
+        return y.clone()
+
+
+@pytest.mark.parametrize("with_hist,hist_sample", [(False, 4096), (True, 4096), (True, 64), (True, None)])
+def test_layers_run_in_and_out_of_inference_mode(with_hist, hist_sample):
+    torch.manual_seed(0)
+    model = nn.Sequential(_InferenceBody(), nn.ReLU(), nn.Linear(300, 2))
+    cb = ActivationStats(with_hist=with_hist, hist_sample=hist_sample, modules=[model[0].lin, model[2]])
+    y = torch.randint(0, 2, (32,))
+    dls = DataLoaders(TensorLoader(torch.randn(32, 4), y, bs=8), None, device="cpu")
+    Learner(dls, model, loss_func=CrossEntropyLossFlat(), progress=False).fit(1, cbs=cb)
+    means = cb.layer_stats(0)[0]
+    assert len(means) == 4 and bool(torch.isfinite(means).all())
+    if with_hist:
+        assert cb.hist(0).shape == (40, 4) and float(cb._tensors()[1][:, 0].sum()) > 0
