@@ -3,10 +3,15 @@ activations at each training batch, to see whether a network trains well (fastbo
 
 The statistics stay on the device while training: each batch adds one small tensor per kind of statistic,
 with no ``.item()`` and so no wait for the GPU; they come to the CPU once, when first read after ``fit``.
-What they cost (``benchmarks/activation_stats.py``, one CPU thread, CPU time of an epoch): fastbook ch. 13's
-``simple_cnn`` on 28x28 digits +15 % (+38 % with histograms), an XResNet-18 +7 % (+17 %); computed with
-``torch.std_mean`` and ``histc``, as fastai does, they cost +54 % (+103 %) on ``simple_cnn``. ``every=n`` records one training batch in ``n``, and
-divides the cost by about ``n``.
+
+What it costs (``benchmarks/activation_stats.py``, benchmarks/RESULTS.md): the mean, standard deviation and
+near-zero fraction are exact, four cheap ops per layer (a sum, a dot product, a comparison and its sum); the
+histograms count a fixed, evenly spread sample of ``hist_sample`` activations per layer (default 4096, scaled to
+the layer's size; ``hist_sample=None``: every activation, as fastai does), binned for all layers at once after
+the batch. On one CPU thread that is about +3 % of an XResNet-18 epoch, statistics or histograms; on fastbook
+ch. 13's tiny ``simple_cnn`` (a few multiply-adds per activation, so reading every output four times weighs)
+about +12 %, and a few percent more with histograms (+40 % counting every activation). ``every=n`` records one training batch
+in ``n`` and divides the cost by about ``n``.
 
 >>> dl = TensorLoader(torch.randn(32, 4), torch.randint(0, 2, (32,)), bs=8)
 >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
@@ -19,6 +24,7 @@ divides the cost by about ``n``.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -29,77 +35,113 @@ from .hooks import HookCallback
 __all__ = ["ActivationStats"]
 
 _STATS = ("mean", "std", "near_zero")
+_BINS = 40        # fastai's histogram: 40 bins of width 0.25 over [0, 10]
+_CODES = _BINS + 2  # per layer: below 0, the 40 bins, 10 and above
+_NEAR_ZERO = 0.05   # fastai's "near zero": at most 0.05
 
 
 def _flat(o: torch.Tensor) -> torch.Tensor:
-    """``o`` as one flat vector without a copy when it is contiguous in some layout (channels-last included)."""
-    if o.is_contiguous():
-        return o.reshape(-1)
-    if o.ndim == 4 and o.is_contiguous(memory_format=torch.channels_last):
+    """``o`` as one flat float32 vector, without a copy when it is contiguous in some layout (channels-last
+    included) and already float32."""
+    if o.dtype != torch.float32:
+        o = o.float()
+    if o.ndim == 4 and not o.is_contiguous() and o.is_contiguous(memory_format=torch.channels_last):
         return o.permute(0, 2, 3, 1).reshape(-1)
     return o.reshape(-1)
 
 
-def _activation_stats(o: torch.Tensor, with_hist: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``([sum, sum of squares, sum of signs of o - 0.05, count], 40-bin histogram over [0, 10] or None)`` of ``o``,
-    as device tensors (`_finish` turns the first into mean, std and near-zero fraction, once, on the CPU).
+def _moments(f: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(sum, sum of squares, count of values above 0.05)`` of the flat float32 vector ``f``, 0-d tensors on its
+    device (`_finish` turns them into mean, std and near-zero fraction, once, on the CPU); ``scratch`` is a float32
+    vector of at least ``f.numel()`` on the same device. Four ops, no host sync: a sum, a dot product, a comparison
+    written as floats and its sum — several times cheaper on a CPU than ``torch.std_mean``, or than a comparison's
+    bool tensor counted.
 
-    Three cheap reductions, no host sync: ``torch.std_mean`` and ``histc`` are several times slower on a CPU than
-    a sum, a dot product and ``bincount``, and would make the statistics cost more than a small CNN's layers.
-
-    >>> raw, hist = _activation_stats(torch.tensor([0.0, 0.0, 1.0, 3.0]), with_hist=True)
-    >>> [round(v, 4) for v in _finish(raw[None]).flatten().tolist()], hist[[0, 4, 12]].tolist()
-    ([1.0, 1.4142, 0.5], [2.0, 1.0, 1.0])
+    >>> f = torch.tensor([0.0, 0.05, 1.0, 3.0])
+    >>> raw = torch.stack(_moments(f, torch.empty(4)))
+    >>> [round(v, 4) for v in _finish(raw[None], torch.tensor([4.0])).flatten().tolist()]
+    [1.0125, 1.4026, 0.5]
     """
-    f = _flat(o if o.dtype == torch.float32 else o.float())
-    n = f.new_full((), float(f.numel()))  # a constant filled on the device: no transfer
-    raw = torch.stack([f.sum(), torch.dot(f, f), (f - 0.05).sign_().sum(), n])
-    if not with_hist:
-        return raw, None
-    if f.is_cuda:  # histc is fast on a GPU, and bincount would sync (it reads the largest value)
-        return raw, torch.histc(f, 40, 0, 10)
-    bins = torch.bincount(f.mul(4).floor_().clamp_(-1, 40).add_(1).long(), minlength=42)  # 0: < 0, 41: >= 10
-    return raw, bins[1:41].float()
+    return f.sum(), torch.dot(f, f), torch.gt(f, _NEAR_ZERO, out=scratch[:f.numel()]).sum()
 
 
-def _finish(raw: torch.Tensor) -> torch.Tensor:
-    """``[..., 4]`` raw sums (`_activation_stats`) to ``[..., 3]`` mean, std (unbiased) and near-zero fraction (the
-    values ``<= 0.05``, from the signs of ``o - 0.05``: a value of exactly 0.05 counts half), in float64."""
-    raw = raw.double()
-    s, ss, sg, n = raw.unbind(-1)
+def _finish(raw: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """``[..., 3]`` raw sums (`_moments`) over ``n`` values each to ``[..., 3]`` mean, std (unbiased) and
+    near-zero fraction (the values ``<= 0.05``), computed in float64. ``n == 0`` (a layer that did not run)
+    gives NaN."""
+    raw, n = raw.double(), n.double()
+    s, ss, above = raw.unbind(-1)
     mean = s / n
     var = ((ss - s * mean) / (n - 1).clamp_min(1)).clamp_min(0)
-    return torch.stack([mean, var.sqrt(), (n - sg) / (2 * n)], -1).float()
+    return torch.stack([mean, var.sqrt(), (n - above) / n], -1).float()
+
+
+def _spread_index(numel: int, m: int, device: torch.device) -> torch.Tensor:
+    """``m`` distinct positions in ``range(numel)`` (``m <= numel``), sorted and spread evenly, without a period
+    that could line up with channels or rows: runs of 16 neighbours (one 64-byte cache line of float32, so a
+    gather reads ``m / 16`` lines, not ``m``) starting at ``16 (k p mod numel // 16)``, for a ``p`` coprime with
+    ``numel // 16`` near ``0.618`` of it (the golden ratio's low-discrepancy sequence); single positions when
+    ``m`` is not a multiple of 16. Computed on ``device``: no transfer.
+
+    >>> _spread_index(10, 4, torch.device("cpu")).tolist()
+    [0, 1, 4, 7]
+    >>> _spread_index(100, 32, torch.device("cpu")).view(2, 16)[:, 0].tolist()   # 2 runs among 6 of 16
+    [0, 80]
+    """
+    run = 16 if m % 16 == 0 else 1
+    slots = numel // run
+    p = max(1, round(slots * (math.sqrt(5) - 1) / 2))
+    while math.gcd(p, slots) != 1:
+        p += 1
+    starts = (torch.arange(m // run, device=device, dtype=torch.int64) * p % slots).sort().values * run
+    return (starts[:, None] + torch.arange(run, device=device, dtype=torch.int64)).view(-1)
 
 
 class ActivationStats(HookCallback):
     """Record activation statistics of ``modules`` (default: every leaf layer with parameters) at each training
     batch (``every=n``: every ``n``-th), available as ``learn.activation_stats``.
 
-    Per layer and batch: ``mean``, ``std`` and ``near_zero`` (the fraction of activations ``<= 0.05``); with
-    ``with_hist=True`` also a 40-bin histogram of the values in ``[0, 10]`` (fastai's). Read them with
+    Per layer and batch: ``mean``, ``std`` and ``near_zero`` (the fraction of activations ``<= 0.05``), exact;
+    with ``with_hist=True`` also a 40-bin histogram of the values in ``[0, 10]`` (fastai's), counted on an evenly
+    spread sample of ``hist_sample`` activations of the layer (the same positions every batch) and scaled to
+    its size; ``hist_sample=None`` counts them all, as fastai does, at several times the cost. Read them with
     ``layer_stats(idx)``, ``hist(idx)`` and ``stats`` (fastai's list, per batch, of a dict per layer); draw them
     with ``plot_layer_stats(idx)`` and ``color_dim(idx)`` (``idx`` counts layers, negative from the end). A layer
     that did not run in a batch (a frozen body whose features `FrozenFeatureCache` serves) has NaN there.
 
     >>> cb = ActivationStats(with_hist=True, every=2)
-    >>> cb.name, cb.order
-    ('activation_stats', -20)
+    >>> cb.name, cb.order, cb.hist_sample
+    ('activation_stats', -20, 4096)
     """
 
     order = -20
 
-    def __init__(self, with_hist: bool = False, every: int | None = None, modules: Any = None, **kwargs: Any):
+    def __init__(self, with_hist: bool = False, every: int | None = None, modules: Any = None,
+                 hist_sample: int | None = 4096, **kwargs: Any):
+        if hist_sample is not None and (not isinstance(hist_sample, int) or hist_sample < 1):
+            raise ValueError(f"hist_sample must be a positive number of activations per layer, or None for all "
+                             f"of them; got {hist_sample!r}")
         kwargs.setdefault("detach", False)  # the hook detaches the output itself, and never reads the input
         super().__init__(modules=modules, every=every, **kwargs)
-        self.with_hist = bool(with_hist)
-        self._recorded: list[torch.Tensor] = []
-        self._hists: list[torch.Tensor] = []
+        self.with_hist, self.hist_sample = bool(with_hist), hist_sample
+        self._reset()
+
+    def _reset(self) -> None:
+        self._recorded: list[torch.Tensor] = []       # per batch: [layers, 3] raw sums, on the device
+        self._numels: list[list[int]] = []            # per batch: the activations each layer had (0: did not run)
+        self._hists: list[torch.Tensor] = []          # per batch: [layers, 40] counts of the sample, on the device
+        self._widths: list[int | None] = []           # per batch: the sample buffer's width (None: no sample)
         self._cache: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self._sample: torch.Tensor | None = None      # [layers, width]: this batch's sampled activations, -1 padded
+        self._plans: dict[int, tuple[int, torch.device, Any]] = {}  # per layer: how to copy its sample
+        self._zero: torch.Tensor | None = None
+        self._scratch: torch.Tensor | None = None     # the comparison's output (reused: no allocation per layer)
+        self._zero_hist: torch.Tensor | None = None
 
     def before_fit(self) -> None:
         super().before_fit()
-        self._recorded, self._hists, self._cache = [], [], None
+        self._reset()
+        self._layer = {id(m): k for k, m in enumerate(self._mods)}
 
     def hook(self, m: nn.Module, i: Any, o: Any) -> Any:
         if not self.learn.training:
@@ -108,7 +150,54 @@ class ActivationStats(HookCallback):
             o = next((t for t in o if isinstance(t, torch.Tensor)), None) if isinstance(o, (list, tuple)) else None
             if o is None:
                 return None
-        return _activation_stats(o.detach(), self.with_hist)
+        f = _flat(o.detach())
+        if self.with_hist:
+            if self.hist_sample is None:  # every activation: this layer's counts now (a padded buffer would waste)
+                return (*self._layer_moments(f), f.numel(), self._histograms(f.view(1, -1))[0])
+            self._keep_sample(self._layer[id(m)], f)
+        return (*self._layer_moments(f), f.numel())
+
+    def _layer_moments(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        scratch = self._scratch
+        if scratch is None or scratch.device != f.device or scratch.numel() < f.numel():
+            with torch.inference_mode(False):  # a normal tensor, also when a cached frozen body runs in inference mode
+                scratch = self._scratch = f.new_empty(f.numel())
+        return _moments(f, scratch)
+
+    def _keep_sample(self, layer: int, f: torch.Tensor) -> None:
+        """Copy layer ``layer``'s sample of ``f`` into its row of the batch's sample buffer: one device op, planned
+        once per layer and size (`_plan`)."""
+        plan = self._plans.get(layer)
+        if plan is None or plan[0] != f.numel() or plan[1] != f.device:
+            with torch.inference_mode(False):  # normal tensors: written in and out of inference mode
+                plan = self._plans[layer] = self._plan(layer, f)
+        plan[2](f)
+
+    def _plan(self, layer: int, f: torch.Tensor) -> tuple[int, torch.device, Any]:
+        """``(numel, device, copy)``: the op that puts the sample of a flat ``f`` of this size in the layer's row
+        (all of it, the rest of the row at -1, when it fits; else `_spread_index` positions)."""
+        n, width = f.numel(), self.hist_sample or f.numel()
+        if self._sample is None or self._sample.device != f.device or self._sample.shape[1] < min(n, width):
+            old = self._sample
+            self._sample = f.new_full((len(self._mods), max(min(n, width), old.shape[1] if old is not None else 0)),
+                                      -1.0)
+            if old is not None and old.device == f.device:  # a larger layer after smaller ones: keep their rows
+                self._sample[:, :old.shape[1]] = old
+            self._plans = {}  # the other layers' plans wrote into the old buffer
+        row = self._sample[layer]
+        if n <= row.shape[0]:
+            row[n:].fill_(-1.0)  # below the histogram's range: not counted
+            return n, f.device, row[:n].copy_
+        idx = _spread_index(n, row.shape[0], f.device)
+        return n, f.device, lambda v: torch.index_select(v, 0, idx, out=row)
+
+    def after_fit(self) -> None:
+        super().after_fit()
+        self._scratch = self._sample = None  # working memory only; the recorded statistics stay
+
+    def after_fit_exception(self) -> None:
+        super().after_fit_exception()
+        self._scratch = self._sample = None
 
     def _record_now(self) -> bool:
         return self.learn.training and (self.every is None or self._train_iter % self.every == 0)
@@ -118,15 +207,41 @@ class ActivationStats(HookCallback):
             stored = self.hooks.stored
             ref = next((s for s in stored if s is not None), None)
             if ref is not None:  # a layer that did not run this batch (e.g. a cached frozen body) records NaN
-                nan = (torch.full_like(ref[0], float("nan")),
-                       torch.full_like(ref[1], float("nan")) if self.with_hist else None)
-                stored = [s if s is not None else nan for s in stored]
-                self._recorded.append(torch.stack([s[0] for s in stored]))   # [layers, 4], on the device
-                if self.with_hist:
-                    self._hists.append(torch.stack([s[1] for s in stored]))  # [layers, 40]
+                if self._zero is None or self._zero.device != ref[0].device:
+                    self._zero = torch.zeros_like(ref[0])
+                zeros = (self._zero,) * 3
+                raw = [t for s in stored for t in (s[:3] if s is not None else zeros)]
+                self._recorded.append(torch.stack(raw).view(-1, 3))  # [layers, 3]: one op for all layers
+                self._numels.append([s[3] if s is not None else 0 for s in stored])
+                if self.with_hist and self.hist_sample is None:
+                    if self._zero_hist is None or self._zero_hist.device != ref[0].device:
+                        self._zero_hist = ref[0].new_zeros(_BINS)
+                    self._hists.append(torch.stack([s[4] if s is not None else self._zero_hist for s in stored]))
+                    self._widths.append(None)  # every activation counted
+                elif self.with_hist and self._sample is not None:
+                    for k, s in enumerate(stored):
+                        if s is None:
+                            self._sample[k].fill_(-1.0)
+                    self._hists.append(self._histograms(self._sample))
+                    self._widths.append(self._sample.shape[1])
             for h in self.hooks:
                 h.stored = None  # a layer skipped next batch must not repeat this batch's values
         super().after_batch()
+
+    @staticmethod
+    def _histograms(sample: torch.Tensor) -> torch.Tensor:
+        """``[layers, 40]`` counts of ``sample`` (``[layers, width]``) in fastai's bins (width 0.25 over [0, 10]),
+        all layers in one count: each value's code is its bin plus ``42 *`` its layer. On a GPU a scatter, not
+        ``bincount``, which would read the largest code on the host (a sync)."""
+        n_layers, width = sample.shape
+        offsets = torch.arange(1, _CODES * n_layers, _CODES, device=sample.device, dtype=sample.dtype)[:, None]
+        codes = sample.nan_to_num(-1.0).mul_(_BINS / 10).floor_().clamp_(-1, _BINS).add_(offsets).view(-1)
+        if sample.device.type == "cpu":  # bincount is the faster count on a CPU, where it cannot make anyone wait
+            counts = torch.bincount(codes.int(), minlength=n_layers * _CODES)
+        else:
+            counts = sample.new_zeros(n_layers * _CODES).scatter_add_(0, codes.long(),
+                                                                      sample.new_ones(1).expand(codes.numel()))
+        return counts.view(n_layers, _CODES)[:, 1:_BINS + 1].to(sample.dtype)
 
     # --- reading -------------------------------------------------------------------------------------
     def _tensors(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -136,8 +251,14 @@ class ActivationStats(HookCallback):
             if not self._recorded:
                 raise ValueError("no activation statistics recorded yet: train with this callback first "
                                  "(learn.fit(1, cbs=ActivationStats()))")
-            stats = _finish(torch.stack(self._recorded).cpu())
-            hists = torch.stack(self._hists).cpu() if self._hists else None
+            n = torch.tensor(self._numels, dtype=torch.float64)
+            stats = _finish(torch.stack(self._recorded).cpu(), n)
+            hists = None
+            if self._hists:  # the sample's counts scaled to the layer's size (0 activations: NaN)
+                widths = [float("inf") if w is None else w for w in self._widths]
+                counted = torch.minimum(n, torch.tensor(widths, dtype=torch.float64)[:, None])
+                scale = torch.where(n > 0, n / counted.clamp_min(1), torch.full_like(n, float("nan")))
+                hists = (torch.stack(self._hists).cpu().double() * scale[..., None]).float()
             self._cache = (stats, hists)
         return self._cache
 
@@ -194,4 +315,4 @@ class ActivationStats(HookCallback):
         return ax
 
     def __repr__(self) -> str:
-        return f"ActivationStats(with_hist={self.with_hist}, every={self.every})"
+        return f"ActivationStats(with_hist={self.with_hist}, every={self.every}, hist_sample={self.hist_sample})"

@@ -4,15 +4,20 @@ Each takes its required arguments positionally, as fastai's lessons pass them â€
 label_func)``, ``from_folder(path, train, valid)``, ``from_df(df, path)``, ``from_csv(path, csv_fname)``,
 ``from_dsets(train_ds, valid_ds)`` â€” and every option by keyword only (``valid_pct``, ``seed``, ``item_tfms``,
 ``batch_tfms``, ``bs``, ... see `learnkit.vision.data`), so a misplaced argument is an error, not a wrong split.
+The file factories take fastai's ``img_cls``: ``img_cls=PILImageBW`` gives 1-channel (greyscale) batches.
 
 >>> import tempfile; from PIL import Image
->>> from learnkit.vision import ImageDataLoaders
+>>> from learnkit.vision import ImageDataLoaders, PILImageBW
 >>> d = Path(tempfile.mkdtemp())
 >>> for name in [f"{pet}_{i}.png" for pet in ("cat", "dog") for i in range(4)]:
 ...     Image.new("RGB", (8, 8)).save(d / name)
 >>> dls = ImageDataLoaders.from_name_func(d, sorted(d.iterdir()), lambda n: n[:3], valid_pct=0.25, device="cpu")
 >>> dls.vocab
 ['cat', 'dog']
+>>> grey = ImageDataLoaders.from_name_func(d, sorted(d.iterdir()), lambda n: n[:3], valid_pct=0.25,
+...                                        img_cls=PILImageBW, device="cpu")
+>>> grey.one_batch()[0].shape                            # 6 training images, 1 channel
+torch.Size([6, 1, 8, 8])
 >>> ImageDataLoaders.from_name_func(d, sorted(d.iterdir()), lambda n: n[:3], 0.25)
 Traceback (most recent call last):
 TypeError: ImageFactories.from_name_func() takes 4 positional arguments but 5 were given
@@ -33,7 +38,7 @@ from ..core.datablock import DataBlock
 from ..core.items import (DatasetField, DatasetLabel, Lookup, RegexLabeller, make_labels, make_vocab, parent_label,
                           py_value)
 from ..core.split import ColSplitter, GrandparentSplitter, IndexSplitter, RandomSplitter, check_split
-from .blocks import ImageBlock
+from .blocks import ImageBlock, PILImage
 from .io import get_image_files
 from ..core.paths import expand_path
 
@@ -51,6 +56,7 @@ class ImageFactories:
     @classmethod
     def from_folder(cls, path: str | Path, train: str = "train", valid: str = "valid", *,
                     valid_pct: float | None = None, seed: int | None = 42, vocab: Sequence[Any] | None = None,
+                    img_cls: type = PILImage,
                     item_tfms: Sequence[Any] | Any = None, batch_tfms: Sequence[Any] | Any = None, bs: int = 64,
                     val_bs: int | None = None, shuffle: bool = True, device: str | torch.device | None = None,
                     on_error: str = "raise", cache: bool | None = None, num_workers: int | None = None) -> ImageDataLoaders:
@@ -60,7 +66,7 @@ class ImageFactories:
         use_folders = valid_pct is None and (path / train).is_dir() and (path / valid).is_dir()
         files = get_image_files(path, folders=[train, valid] if use_folders else None)
         splitter = GrandparentSplitter(train, valid) if use_folders else RandomSplitter(valid_pct or 0.2, seed)
-        return cls._build(files, parent_label, splitter(files), path, vocab=vocab, item_tfms=item_tfms,
+        return cls._build(files, parent_label, splitter(files), path, vocab=vocab, img_cls=img_cls, item_tfms=item_tfms,
                           batch_tfms=batch_tfms, bs=bs, val_bs=val_bs, shuffle=shuffle, device=device,
                           on_error=on_error, cache=cache, num_workers=num_workers, seed=seed,
                           allow_empty_valid=valid_pct == 0)
@@ -68,55 +74,64 @@ class ImageFactories:
     @classmethod
     def from_path_func(cls, path: str | Path, fnames: Items, label_func: Callable[[Path], Any], *,
                        valid_pct: float = 0.2, seed: int | None = 42, vocab: Sequence[Any] | None = None,
+                       img_cls: type = PILImage,
                        item_tfms: Sequence[Any] | Any = None, batch_tfms: Sequence[Any] | Any = None, bs: int = 64,
                        val_bs: int | None = None, shuffle: bool = True, device: str | torch.device | None = None,
                        on_error: str = "raise", cache: bool | None = None, num_workers: int | None = None) -> ImageDataLoaders:
         """Label = ``label_func(path_of_the_file)``; a random ``valid_pct`` split."""
         files = [Path(f) for f in fnames]
         return cls._build(files, lambda p: label_func(Path(p)), RandomSplitter(valid_pct, seed)(files), Path(path),
-                          vocab=vocab, item_tfms=item_tfms, batch_tfms=batch_tfms, bs=bs, val_bs=val_bs,
+                          vocab=vocab, img_cls=img_cls, item_tfms=item_tfms, batch_tfms=batch_tfms,
+                          bs=bs, val_bs=val_bs,
                           shuffle=shuffle, device=device, on_error=on_error, cache=cache, num_workers=num_workers,
                           seed=seed, allow_empty_valid=valid_pct == 0)
 
     @classmethod
     def from_name_func(cls, path: str | Path, fnames: Items, label_func: Callable[[str], Any], *,
                        valid_pct: float = 0.2, seed: int | None = 42, vocab: Sequence[Any] | None = None,
+                       img_cls: type = PILImage,
                        item_tfms: Sequence[Any] | Any = None, batch_tfms: Sequence[Any] | Any = None, bs: int = 64,
                        val_bs: int | None = None, shuffle: bool = True, device: str | torch.device | None = None,
                        on_error: str = "raise", cache: bool | None = None, num_workers: int | None = None) -> ImageDataLoaders:
         """Label = ``label_func(file_name)`` (the name as a string, e.g. ``'Bengal_12.jpg'``)."""
         return cls.from_path_func(path, fnames, lambda p: label_func(Path(p).name), valid_pct=valid_pct, seed=seed,
-                                  vocab=vocab, item_tfms=item_tfms, batch_tfms=batch_tfms, bs=bs, val_bs=val_bs,
+                                  vocab=vocab, img_cls=img_cls, item_tfms=item_tfms, batch_tfms=batch_tfms,
+                                  bs=bs, val_bs=val_bs,
                                   shuffle=shuffle, device=device, on_error=on_error, cache=cache,
                                   num_workers=num_workers)
 
     @classmethod
     def from_name_re(cls, path: str | Path, fnames: Items, pat: str, *, valid_pct: float = 0.2, seed: int | None = 42,
-                     vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
+                     vocab: Sequence[Any] | None = None,
+                     img_cls: type = PILImage, item_tfms: Sequence[Any] | Any = None,
                      batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
                      shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
                      cache: bool | None = None, num_workers: int | None = None) -> ImageDataLoaders:
         """Label = the first group of the regular expression ``pat`` searched in the file name."""
         return cls.from_path_func(path, fnames, RegexLabeller(pat, match_name=True), valid_pct=valid_pct, seed=seed,
-                                  vocab=vocab, item_tfms=item_tfms, batch_tfms=batch_tfms, bs=bs, val_bs=val_bs,
+                                  vocab=vocab, img_cls=img_cls, item_tfms=item_tfms, batch_tfms=batch_tfms,
+                                  bs=bs, val_bs=val_bs,
                                   shuffle=shuffle, device=device, on_error=on_error, cache=cache,
                                   num_workers=num_workers)
 
     @classmethod
     def from_path_re(cls, path: str | Path, fnames: Items, pat: str, *, valid_pct: float = 0.2, seed: int | None = 42,
-                     vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
+                     vocab: Sequence[Any] | None = None,
+                     img_cls: type = PILImage, item_tfms: Sequence[Any] | Any = None,
                      batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
                      shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
                      cache: bool | None = None, num_workers: int | None = None) -> ImageDataLoaders:
         """Label = the first group of ``pat`` searched in the full path (``/`` separators)."""
         return cls.from_path_func(path, fnames, RegexLabeller(pat, match_name=False), valid_pct=valid_pct, seed=seed,
-                                  vocab=vocab, item_tfms=item_tfms, batch_tfms=batch_tfms, bs=bs, val_bs=val_bs,
+                                  vocab=vocab, img_cls=img_cls, item_tfms=item_tfms, batch_tfms=batch_tfms,
+                                  bs=bs, val_bs=val_bs,
                                   shuffle=shuffle, device=device, on_error=on_error, cache=cache,
                                   num_workers=num_workers)
 
     @classmethod
     def from_lists(cls, path: str | Path, fnames: Items, labels: Sequence[Any], *, valid_pct: float = 0.2,
-                   seed: int | None = 42, vocab: Sequence[Any] | None = None, item_tfms: Sequence[Any] | Any = None,
+                   seed: int | None = 42, vocab: Sequence[Any] | None = None,
+                   img_cls: type = PILImage, item_tfms: Sequence[Any] | Any = None,
                    batch_tfms: Sequence[Any] | Any = None, bs: int = 64, val_bs: int | None = None,
                    shuffle: bool = True, device: str | torch.device | None = None, on_error: str = "raise",
                    cache: bool | None = None, num_workers: int | None = None) -> ImageDataLoaders:
@@ -126,7 +141,8 @@ class ImageFactories:
             raise ValueError(f"got {len(files)} file names but {len(labels)} labels")
         table = {str(f): py_value(lab) for f, lab in zip(files, labels)}
         return cls._build(files, lambda p: table[str(p)], RandomSplitter(valid_pct, seed)(files), Path(path),
-                          vocab=vocab, item_tfms=item_tfms, batch_tfms=batch_tfms, bs=bs, val_bs=val_bs,
+                          vocab=vocab, img_cls=img_cls, item_tfms=item_tfms, batch_tfms=batch_tfms,
+                          bs=bs, val_bs=val_bs,
                           shuffle=shuffle, device=device, on_error=on_error, cache=cache, num_workers=num_workers,
                           seed=seed, allow_empty_valid=valid_pct == 0)
 
@@ -134,6 +150,7 @@ class ImageFactories:
     def from_df(cls, df: pd.DataFrame, path: str | Path = ".", *, valid_pct: float = 0.2, seed: int | None = 42,
                 fn_col: int | str = 0, folder: str | None = None, suff: str = "", label_col: int | str = 1,
                 label_delim: str | None = None, valid_col: str | None = None, vocab: Sequence[Any] | None = None,
+                img_cls: type = PILImage,
                 item_tfms: Sequence[Any] | Any = None, batch_tfms: Sequence[Any] | Any = None, bs: int = 64,
                 val_bs: int | None = None, shuffle: bool = True, device: str | torch.device | None = None,
                 on_error: str = "raise", cache: bool | None = None, num_workers: int | None = None) -> ImageDataLoaders:
@@ -157,7 +174,8 @@ class ImageFactories:
                       else [t for t in str(v).split(label_delim) if t] for v in labels]
         split = ColSplitter(valid_col)(df) if valid_col is not None else RandomSplitter(valid_pct, seed)(files)
         table = {str(f): py_value(lab) for f, lab in zip(files, labels)}
-        return cls._build(files, lambda p: table[str(p)], split, Path(path), vocab=vocab, item_tfms=item_tfms,
+        return cls._build(files, lambda p: table[str(p)], split, Path(path), vocab=vocab, img_cls=img_cls,
+                          item_tfms=item_tfms,
                           batch_tfms=batch_tfms, bs=bs, val_bs=val_bs, shuffle=shuffle, device=device,
                           on_error=on_error, cache=cache, num_workers=num_workers, seed=seed,
                           allow_empty_valid=valid_col is None and valid_pct == 0)
@@ -167,6 +185,7 @@ class ImageFactories:
                  delimiter: str | None = None, valid_pct: float = 0.2, seed: int | None = 42, fn_col: int | str = 0,
                  folder: str | None = None, suff: str = "", label_col: int | str = 1, label_delim: str | None = None,
                  valid_col: str | None = None, vocab: Sequence[Any] | None = None,
+                 img_cls: type = PILImage,
                  item_tfms: Sequence[Any] | Any = None, batch_tfms: Sequence[Any] | Any = None, bs: int = 64,
                  val_bs: int | None = None, shuffle: bool = True, device: str | torch.device | None = None,
                  on_error: str = "raise", cache: bool | None = None, num_workers: int | None = None) -> ImageDataLoaders:
@@ -177,6 +196,7 @@ class ImageFactories:
         df = pd.read_csv(csv, header=header, sep="," if delimiter is None else delimiter)
         return cls.from_df(df, path, valid_pct=valid_pct, seed=seed, fn_col=fn_col, folder=folder, suff=suff,
                            label_col=label_col, label_delim=label_delim, valid_col=valid_col, vocab=vocab,
+                           img_cls=img_cls,
                            item_tfms=item_tfms, batch_tfms=batch_tfms, bs=bs, val_bs=val_bs, shuffle=shuffle,
                            device=device, on_error=on_error, cache=cache, num_workers=num_workers)
 
@@ -240,11 +260,14 @@ class ImageFactories:
     def _build(cls, files: list[Path], labeller: Callable[[Any], Any], split: tuple[list[int], list[int]], path: Path,
                *, vocab: Sequence[Any] | None, item_tfms: Any, batch_tfms: Any, bs: int, val_bs: int | None,
                shuffle: bool, device: Any, on_error: str, cache: bool | None, num_workers: int | None,
-               seed: int | None, allow_empty_valid: bool = False) -> ImageDataLoaders:
+               seed: int | None, allow_empty_valid: bool = False, img_cls: type = PILImage) -> ImageDataLoaders:
         """Label the files (names only: cheap), pick the target block (a list of labels per file: multi-label)
         and build the loaders with a `DataBlock` over the labelled files; images are decoded lazily."""
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if not (isinstance(img_cls, type) and issubclass(img_cls, PILImage)):
+            raise TypeError(f"img_cls must be PILImage or PILImageBW (the class of the images: PILImageBW for "
+                            f"1-channel greyscale), got {img_cls!r}")
         if not files:
             raise ValueError(f"no image files found in {path}; check the path and that the images have an image "
                              "suffix (.jpg, .png, ...)")
@@ -270,7 +293,7 @@ class ImageFactories:
         check_split(train_idx, valid_idx, None if multi else [table.get(i) for i in range(len(files))],
                     allow_empty_valid=allow_empty_valid, what="images")
         items = [files[i] for i in order]
-        dblock = DataBlock(blocks=(ImageBlock(), MultiCategoryBlock(vocab) if multi else CategoryBlock(vocab)),
+        dblock = DataBlock(blocks=(ImageBlock(img_cls), MultiCategoryBlock(vocab) if multi else CategoryBlock(vocab)),
                            get_y=Lookup({str(files[i]): table[i] for i in order}),
                            splitter=IndexSplitter(range(len(train_idx), len(order))),
                            item_tfms=item_tfms, batch_tfms=batch_tfms)

@@ -1,0 +1,122 @@
+"""`ActivationStats`' cheap statistics: exact moments, sampled (or exact) histograms, and NaN activations."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from learnkit import ActivationStats, CrossEntropyLossFlat, DataLoaders, Learner, TensorLoader
+from learnkit.core.activation_stats import _spread_index
+
+
+def _fit_one_batch(model: nn.Module, x: torch.Tensor, cb: ActivationStats) -> None:
+    y = torch.randint(0, 2, (len(x),))
+    dls = DataLoaders(TensorLoader(x, y, bs=len(x)), None, device="cpu")
+    Learner(dls, model, loss_func=CrossEntropyLossFlat(), progress=False).fit(1, cbs=cb)
+
+
+def _set_first(value: float, k: int):
+    """A forward hook that sets the first ``k`` outputs of training batches to ``value`` (in place)."""
+    def hook(m: nn.Module, i, o: torch.Tensor) -> None:
+        if m.training:
+            with torch.no_grad():
+                o.view(-1)[:k] = value
+    return hook
+
+
+def _keep(acts: list):
+    """A forward hook that keeps a copy of the outputs of training batches."""
+    def hook(m: nn.Module, i, o: torch.Tensor) -> None:
+        if m.training:
+            acts.append(o.detach().clone())
+    return hook
+
+
+def _fastai_hist(a: torch.Tensor) -> torch.Tensor:
+    return torch.histc(a.float(), 40, 0, 10)
+
+
+def test_exact_histograms_match_histc_and_near_zero_counts_0_05():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 300), nn.ReLU(), nn.Linear(300, 2))
+    x = torch.randn(32, 6) * 3
+    cb = ActivationStats(with_hist=True, hist_sample=None, modules=[model[0]])
+    acts = []  # hooks registered before fit run before the callback's: five values at exactly 0.05, then a copy
+    model[0].register_forward_hook(_set_first(0.05, 5))
+    model[0].register_forward_hook(_keep(acts))
+    _fit_one_batch(model, x, cb)
+    a = acts[0]
+    assert torch.equal(cb._tensors()[1][0, 0], _fastai_hist(a))
+    means, stds, nz = cb.layer_stats(0)
+    assert float(nz[0]) == pytest.approx(float((a <= 0.05).float().mean()))
+    assert float(means[0]) == pytest.approx(float(a.mean()), abs=1e-5)
+    assert float(stds[0]) == pytest.approx(float(a.std()), rel=1e-4)
+
+
+def test_sampled_histograms_estimate_the_exact_ones():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.Flatten(), nn.Linear(16 * 32 * 32, 2))
+    x = torch.randn(16, 1, 32, 32) * 4 + 2   # 16 * 16 * 32 * 32 = 262,144 activations in the conv layer
+    acts = []
+    model[0].register_forward_hook(_keep(acts))
+    cb = ActivationStats(with_hist=True, hist_sample=4096, modules=[model[0]])
+    _fit_one_batch(model, x, cb)
+    est, exact = cb._tensors()[1][0, 0], _fastai_hist(acts[0])
+    assert exact.sum() > 50_000
+    assert float((est - exact).abs().sum() / exact.sum()) < 0.1   # within 10 % in total over the 40 bins
+    assert float(est.sum() / exact.sum()) == pytest.approx(1.0, abs=0.06)  # a 4096 sample: about 2 % s.e.
+
+
+def test_histograms_survive_nan_and_skip_no_layer():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    model[0].register_forward_hook(_set_first(float("nan"), 3))
+    cb = ActivationStats(with_hist=True)
+    with pytest.warns(Warning, match="training loss is nan"):
+        _fit_one_batch(model, torch.randn(8, 4), cb)  # no crash on NaN activations (a diverged model)
+    hists = cb._tensors()[1]
+    assert hists.shape == (1, 2, 40)
+    assert bool(torch.isnan(cb.layer_stats(0)[0]).all())  # the statistics say NaN; the histograms count the rest
+    assert bool(torch.isfinite(hists).all()) and 0 < float(hists[0, 0].sum()) <= 8 * 8 - 3
+
+
+def test_spread_index_positions_are_distinct_sorted_and_in_range():
+    for numel, m in [(10, 4), (100_352, 4096), (4097, 4096), (12, 12)]:
+        idx = _spread_index(numel, m, torch.device("cpu"))
+        assert len(idx) == m and len(set(idx.tolist())) == m
+        assert int(idx.min()) >= 0 and int(idx.max()) < numel and bool((idx[1:] > idx[:-1]).all())
+    # evenly spread: every tenth of a large layer gets about a tenth of the positions
+    counts = torch.bincount(_spread_index(100_000, 4000, torch.device("cpu")) // 10_000, minlength=10)
+    assert int(counts.min()) >= 368 and int(counts.max()) <= 432  # runs of 16: within two runs of 400
+
+
+def test_hist_sample_is_checked():
+    with pytest.raises(ValueError, match="hist_sample"):
+        ActivationStats(with_hist=True, hist_sample=0)
+    assert "hist_sample=None" in repr(ActivationStats(hist_sample=None))
+
+
+class _InferenceBody(nn.Module):
+    """A body that runs in inference mode, as a cached frozen body does (`FrozenFeatureCache`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 300)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            y = self.lin(x)
+        return y.clone()
+
+
+@pytest.mark.parametrize("with_hist,hist_sample", [(False, 4096), (True, 4096), (True, 64), (True, None)])
+def test_layers_run_in_and_out_of_inference_mode(with_hist, hist_sample):
+    torch.manual_seed(0)
+    model = nn.Sequential(_InferenceBody(), nn.ReLU(), nn.Linear(300, 2))
+    cb = ActivationStats(with_hist=with_hist, hist_sample=hist_sample, modules=[model[0].lin, model[2]])
+    y = torch.randint(0, 2, (32,))
+    dls = DataLoaders(TensorLoader(torch.randn(32, 4), y, bs=8), None, device="cpu")
+    Learner(dls, model, loss_func=CrossEntropyLossFlat(), progress=False).fit(1, cbs=cb)
+    means = cb.layer_stats(0)[0]
+    assert len(means) == 4 and bool(torch.isfinite(means).all())
+    if with_hist:
+        assert cb.hist(0).shape == (40, 4) and float(cb._tensors()[1][:, 0].sum()) > 0
