@@ -4,9 +4,9 @@ The archive (``URLs.WT103_FWD``) is fetched once by `untar_data` — atomic, res
 ``~/.learnkit/models/wt103-fwd`` (``$LEARNKIT_HOME``) — and holds ``lstm_fwd.pth`` (a state dict, read with
 ``weights_only=True``) and ``itos_wt103.pkl`` (the token list: a pickle of strings, read by an unpickler
 that refuses anything else). Before extracting, the archive's size and md5 are checked against the published
-ones (`WT103_CHECKS`); a mismatch removes it and raises `ChecksumError`. The embedding rows are matched to the new vocabulary (`match_embeds`: a word
-WT103 knows keeps its vector, a new word gets the mean vector). Offline, the download fails with a message
-that says to pass ``pretrained=False``.
+ones (`WT103_CHECKS`); a mismatch removes it and raises `ChecksumError`. The embedding rows are matched to the
+new vocabulary (`match_embeds`: a word WT103 knows keeps its vector, a new word gets the mean vector).
+Offline, the download fails with a message that says to pass ``pretrained=False``.
 """
 from __future__ import annotations
 

@@ -114,7 +114,8 @@ def test_language_model_under_torchrun_reads_each_ranks_rows(tmp_path):
     import sys
     from pathlib import Path
     here = Path(__file__).resolve()
-    spec = importlib.util.spec_from_file_location("_lk_test_distributed", here.parents[1] / "core" / "test_distributed.py")
+    spec = importlib.util.spec_from_file_location("_lk_test_distributed",
+                                                  here.parents[1] / "core" / "test_distributed.py")
     helpers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(helpers)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(here),
