@@ -31,11 +31,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from .core.paths import expand_path
 
-__all__ = ["URLs", "untar_data", "find_data", "download_url", "learnkit_home", "DownloadError"]
+__all__ = ["URLs", "untar_data", "find_data", "download_url", "learnkit_home", "DownloadError", "ChecksumError"]
 
 
 class DownloadError(RuntimeError):
     """A download failed, was truncated, or did not match its checksum."""
+
+
+class ChecksumError(DownloadError):
+    """A complete download whose size or digest is not the published one (the file was removed)."""
 
 
 class URLs:
@@ -84,8 +88,8 @@ def learnkit_home() -> Path:
     return Path(os.environ.get("LEARNKIT_HOME", Path.home() / ".learnkit")).expanduser()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def _digest(path: Path, algo: str = "sha256") -> str:
+    h = hashlib.new(algo, usedforsecurity=False)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
@@ -93,9 +97,11 @@ def _sha256(path: Path) -> str:
 
 
 def download_url(url: str, dest: str | Path, sha256: str | None = None, timeout: float = 30.0,
-                 show_progress: bool = True) -> Path:
+                 show_progress: bool = True, *, size: int | None = None, md5: str | None = None) -> Path:
     """Download ``url`` to ``dest`` atomically: bytes go to ``dest.part`` (resumed if present), the size is
     checked against Content-Length and the digest against ``sha256``; only then is it renamed to ``dest``.
+    ``size`` and ``md5`` are a published archive's byte count and md5 digest (fastai's download checks list
+    them), checked the same way: a mismatch removes the file and raises `ChecksumError`.
 
     >>> import tempfile
     >>> d = Path(tempfile.mkdtemp()); _ = (d / "a.txt").write_text("hello")
@@ -115,7 +121,7 @@ def download_url(url: str, dest: str | Path, sha256: str | None = None, timeout:
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # range not satisfiable: the .part is already whole (or bad); restart
             part.unlink()
-            return download_url(url, dest, sha256, timeout, show_progress)
+            return download_url(url, dest, sha256, timeout, show_progress, size=size, md5=md5)
         raise DownloadError(f"downloading {url} failed: HTTP {e.code} {e.reason}") from e
     except (urllib.error.URLError, OSError) as e:
         raise DownloadError(f"cannot reach {url}: {getattr(e, 'reason', e)}. Check the network, or set "
@@ -141,14 +147,28 @@ def download_url(url: str, dest: str | Path, sha256: str | None = None, timeout:
     got = part.stat().st_size
     if total is not None and got != total:
         raise DownloadError(f"the download of {url} is truncated: got {got} of {total} bytes; run again to resume it")
-    if sha256 is not None:
-        digest = _sha256(part)
-        if digest != sha256.lower():
-            part.unlink()
-            raise DownloadError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest}; "
-                                "the partial file was removed, run again to download it afresh")
+    _check_integrity(part, url, dest.name, sha256=sha256, size=size, md5=md5)
     os.replace(part, dest)
     return dest
+
+
+def _check_integrity(path: Path, url: str, name: str, sha256: str | None = None, size: int | None = None,
+                     md5: str | None = None) -> None:
+    """Raise `ChecksumError` (after deleting ``path``) when its size or a digest differs from the expected one."""
+    found = []
+    if size is not None and path.stat().st_size != size:
+        found.append(("size", f"{size} bytes", f"{path.stat().st_size} bytes"))
+    for algo, want in (("sha256", sha256), ("md5", md5)):
+        if want is not None and not found:
+            got = _digest(path, algo)
+            if got != want.lower():
+                found.append((algo, want, got))
+    if found:
+        what, want, got = found[0]
+        path.unlink()
+        raise ChecksumError(f"checksum mismatch for {name} (from {url}): expected {what} {want}, got {got}; the file "
+                            "was removed. Run again to download it afresh; if it fails again, the file at that URL is "
+                            "not the published one (a proxy or a changed upload): download it by hand and check it")
 
 
 def _safe_extract(archive: Path, dest: Path) -> None:
@@ -168,13 +188,15 @@ def _safe_extract(archive: Path, dest: Path) -> None:
         raise DownloadError(f"{archive} is not a readable tar or zip archive ({e}); delete it and run again") from e
 
 
-def untar_data(url: str, dest: str | Path | None = None, sha256: str | None = None, force: bool = False) -> Path:
+def untar_data(url: str, dest: str | Path | None = None, sha256: str | None = None, force: bool = False, *,
+               size: int | None = None, md5: str | None = None) -> Path:
     """The local folder of the dataset at ``url``, downloading and extracting it when needed.
 
     Args:
         url: the archive's address (one of `URLs` or any tar/zip URL).
         dest: where to keep the extracted folder (default ``~/.learnkit/data/<name>``).
-        sha256: expected digest of the archive, checked when given.
+        sha256: expected digest of the archive, checked when given (before extracting).
+        size, md5: the archive's published size in bytes and md5 digest, checked when given (before extracting).
         force: download and extract again even if a complete copy exists.
 
     >>> import tempfile
@@ -201,7 +223,7 @@ def untar_data(url: str, dest: str | Path | None = None, sha256: str | None = No
     with _file_lock(folder.parent / f".{folder.name}.lock"):
         if done.exists() and not force:
             return _content_root(folder)
-        _download_and_extract(url, name, folder, sha256, force)
+        _download_and_extract(url, name, folder, force, dict(sha256=sha256, size=size, md5=md5))
     return _content_root(folder)
 
 
@@ -261,13 +283,15 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def _download_and_extract(url: str, name: str, folder: Path, sha256: str | None, force: bool) -> None:
+def _download_and_extract(url: str, name: str, folder: Path, force: bool, checks: dict) -> None:
     archive = learnkit_home() / "archives" / url.rstrip("/").rsplit("/", 1)[-1].split("?")[0]
+    if not force and archive.exists():
+        try:  # an archive kept from an earlier run is checked again (and removed when it fails)
+            _check_integrity(archive, url, archive.name, **checks)
+        except ChecksumError:
+            pass
     if force or not archive.exists():
-        download_url(url, archive, sha256=sha256)
-    elif sha256 is not None and _sha256(archive) != sha256.lower():
-        archive.unlink()
-        download_url(url, archive, sha256=sha256)
+        download_url(url, archive, **checks)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
     try:
         _safe_extract(archive, tmp)

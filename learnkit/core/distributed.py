@@ -7,7 +7,8 @@ and adds a `DistributedTrainer`, which during ``fit``
 - wraps the model in ``DistributedDataParallel`` (weights broadcast from rank 0, gradients averaged);
 - shards the training set with a ``DistributedSampler`` (the same seed on every rank, ``set_epoch`` at each
   epoch, continuing from the resumed epoch after ``resume=``) — or, for a loader with its own seeded batch
-  sampler (text's length buckets), deals that sampler's batches to the ranks — and the validation set too
+  sampler (text's length buckets), deals that sampler's batches to the ranks; a language model's
+  `LMDataLoader` gives each rank its own contiguous rows and is read whole for validation — and the validation set too
   (in dataset order, every item once), then gathers each validation batch's predictions and targets from
   every rank and drops the items the sampler repeated to even out the shards: losses and metrics are
   computed over every item exactly once and are identical on every rank;
@@ -83,9 +84,10 @@ class DistributedTrainer(Callback):
         self.silenced = False  # whether to_distributed turned progress off (on ranks > 0)
         self.compile_kw: dict[str, Any] | None = None  # set by Learner.compile: compile the DDP wrapper
 
-    def shard(self, dl: Any, training: bool) -> DistributedDL:
+    def shard(self, dl: Any, training: bool) -> Any:
         """This rank's `DistributedDL` of ``dl`` (built once per loader and use, and kept): for training,
-        shuffled when ``dl`` is; otherwise in dataset order with every item once (``drop_last=False``)."""
+        shuffled when ``dl`` is; otherwise in dataset order with every item once (``drop_last=False``). A loader
+        with a ``for_rank(rank, world_size, seed)`` method (`LMDataLoader`) makes its own training shard."""
         if isinstance(dl, (DistributedDL, IterableShard)):
             return dl
         if is_iterable_loader(dl):  # a stream splits itself by rank (training) or is read whole (validation)
@@ -95,6 +97,12 @@ class DistributedTrainer(Callback):
         if hit is not None and hit[0] is dl:
             return hit[1]
         seed = _broadcast_int(_loader_seed(dl))
+        if callable(getattr(dl, "for_rank", None)):
+            # a loader that splits itself by rank (`LMDataLoader`: contiguous rows, which a per-item sampler would
+            # cut apart): its own rows for training; validation is read whole on every rank, so the metrics agree
+            ddl = dl.for_rank(dist.get_rank(), dist.get_world_size(), seed) if training else IterableShard(dl)
+            self._shards[key] = (dl, ddl)
+            return ddl
         shuffle = training and _is_shuffled(dl, True)
         ddl = DistributedDL(dl, dist.get_rank(), dist.get_world_size(), shuffle=shuffle, seed=seed,
                             drop_last=None if training else False)

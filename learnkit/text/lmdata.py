@@ -37,6 +37,8 @@ class LMDataLoader:
         seq_len: the columns per batch (the last batch of an epoch may be shorter).
         shuffle: shuffle the documents before concatenating them, anew every epoch (training).
         seed: the seed of that shuffling (a private generator; the global RNG does not matter).
+        rank, world_size: under DDP, the stream is cut into ``world_size * bs`` rows and this loader reads rows
+            ``rank * bs`` to ``(rank + 1) * bs - 1`` (`for_rank`; `DistributedTrainer` does it for training).
 
     Each row holds ``(n - 1) // bs`` tokens (``n``: all the tokens) cut down to a multiple of ``seq_len``, so
     that every batch has the same shape (`Learner.get_preds` concatenates them; a compiled model sees one
@@ -49,19 +51,43 @@ class LMDataLoader:
     """
 
     def __init__(self, docs: Sequence[Sequence[int]], bs: int = 64, seq_len: int = 72, shuffle: bool = False,
-                 seed: int | None = 42):
+                 seed: int | None = 42, rank: int = 0, world_size: int = 1):
         check_batch_size(bs)
         check_int("seq_len", seq_len)
+        check_int("world_size", world_size)
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank={rank} is not one of the {world_size} ranks (0 to {world_size - 1})")
         self.docs = [torch.as_tensor(d, dtype=torch.long).reshape(-1) for d in docs]
         self.bs, self.seq_len, self.shuffle = bs, seq_len, shuffle
+        self.rank, self.world_size = rank, world_size
         self.n_tokens = sum(len(d) for d in self.docs)
-        if self.n_tokens - 1 < bs:
-            raise ValueError(f"a language-model loader of bs={bs} rows needs more than {bs} tokens, but the "
-                             f"{len(self.docs)} document(s) hold {self.n_tokens}: lower bs or add text")
+        n_rows = bs * world_size
+        if self.n_tokens - 1 < n_rows:
+            across = f" ({world_size} ranks of {bs})" if world_size > 1 else ""
+            raise ValueError(f"a language-model loader of {n_rows} rows{across} needs more than {n_rows} tokens, but "
+                             f"the {len(self.docs)} document(s) hold {self.n_tokens}: lower bs or add text")
+        self.seed = seed if seed is not None else int(torch.seed() % 2**62)
         self.generator = torch.Generator()
-        self.generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**62))
-        row_len = (self.n_tokens - 1) // bs
+        self.generator.manual_seed(self.seed)
+        row_len = (self.n_tokens - 1) // n_rows
         self.row_len = row_len if row_len < seq_len else row_len - row_len % seq_len
+
+    def for_rank(self, rank: int, world_size: int, seed: int | None = None) -> "LMDataLoader":
+        """This loader as rank ``rank`` of ``world_size`` reads it under DDP: every rank draws the same document
+        order (``seed``, the same on every rank; default this loader's, then ``seed + epoch`` after
+        `set_epoch`), cuts the stream into ``world_size * bs`` rows and keeps rows ``rank * bs`` to
+        ``(rank + 1) * bs - 1``. Every rank has as many batches, and together they read the stream once.
+
+        >>> dl = LMDataLoader([list(range(9))], bs=1, seq_len=2)
+        >>> [x.tolist() for x, _ in dl.for_rank(1, 2)]    # rows [0 1 2 3] and [4 5 6 7]: rank 1 reads the second
+        [[[4, 5]], [[6, 7]]]
+        """
+        return LMDataLoader(self.docs, bs=self.bs, seq_len=self.seq_len, shuffle=self.shuffle,
+                            seed=self.seed if seed is None else seed, rank=rank, world_size=world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw epoch ``epoch``'s document order (``seed + epoch``): the same on every rank under DDP."""
+        self.generator.manual_seed(self.seed + epoch)
 
     def __len__(self) -> int:
         return -(-self.row_len // self.seq_len)
@@ -77,14 +103,16 @@ class LMDataLoader:
         return torch.cat([self.docs[i] for i in order])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        s, n = self.stream(), self.bs * self.row_len
-        x, y = s[:n].view(self.bs, self.row_len), s[1: n + 1].view(self.bs, self.row_len)
+        s, n_rows = self.stream(), self.bs * self.world_size
+        n, mine = n_rows * self.row_len, slice(self.rank * self.bs, (self.rank + 1) * self.bs)
+        x, y = s[:n].view(n_rows, self.row_len)[mine], s[1: n + 1].view(n_rows, self.row_len)[mine]
         for i in range(0, self.row_len, self.seq_len):
             yield x[:, i: i + self.seq_len].contiguous(), y[:, i: i + self.seq_len].contiguous()
 
     def __repr__(self) -> str:
+        ranks = f", rank {self.rank}/{self.world_size}" if self.world_size > 1 else ""
         return (f"LMDataLoader({self.n_docs} documents, {self.n_tokens} tokens, bs={self.bs}, "
-                f"seq_len={self.seq_len}, shuffle={self.shuffle})")
+                f"seq_len={self.seq_len}, shuffle={self.shuffle}{ranks})")
 
 
 def lm_loaders(texts: Sequence[str], train_idx: Sequence[int], valid_idx: Sequence[int],

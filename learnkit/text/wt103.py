@@ -3,9 +3,10 @@
 The archive (``URLs.WT103_FWD``) is fetched once by `untar_data` — atomic, resumable, cached under
 ``~/.learnkit/models/wt103-fwd`` (``$LEARNKIT_HOME``) — and holds ``lstm_fwd.pth`` (a state dict, read with
 ``weights_only=True``) and ``itos_wt103.pkl`` (the token list: a pickle of strings, read by an unpickler
-that refuses anything else). The embedding rows are matched to the new vocabulary (`match_embeds`: a word
-WT103 knows keeps its vector, a new word gets the mean vector). Offline, the download fails with a message
-that says to pass ``pretrained=False``.
+that refuses anything else). Before extracting, the archive's size and md5 are checked against the published
+ones (`WT103_CHECKS`); a mismatch removes it and raises `ChecksumError`. The embedding rows are matched to the
+new vocabulary (`match_embeds`: a word WT103 knows keeps its vector, a new word gets the mean vector).
+Offline, the download fails with a message that says to pass ``pretrained=False``.
 """
 from __future__ import annotations
 
@@ -17,24 +18,33 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..datasets import DownloadError, URLs, learnkit_home, untar_data
+from ..datasets import ChecksumError, DownloadError, URLs, learnkit_home, untar_data
 
-__all__ = ["WT103_FWD", "match_embeds", "wt103_folder", "load_wt103"]
+__all__ = ["WT103_FWD", "WT103_CHECKS", "match_embeds", "wt103_folder", "load_wt103"]
 
 #: fastai's forward WikiText-103 AWD-LSTM language model
 WT103_FWD = "https://s3.amazonaws.com/fast-ai-modelzoo/wt103-fwd.tgz"
 
+#: the published (size in bytes, md5) of each archive, checked before extracting. The WT103_FWD datum is the one
+#: fastai's download checks list for that URL (the ``WT103_FWD`` entry of the ``fastdownload`` package's
+#: ``fastdownload/urls.py``, version 0.0.8); it could not be verified here (no network).
+WT103_CHECKS: dict[str, tuple[int, str]] = {WT103_FWD: (105067061, "7d1114cd9684bf9d1ca3c9f6a54da6f9")}
+
 
 def wt103_folder(url: str = WT103_FWD) -> Path:
-    """The local folder of the WT103 weights, downloaded on first use; a clear error when that fails.
+    """The local folder of the WT103 weights, downloaded on first use (an archive listed in `WT103_CHECKS` must
+    have its published size and md5); a clear error when that fails.
 
     >>> wt103_folder("file:///nonexistent/wt103-fwd.tgz")
     Traceback (most recent call last):
     learnkit.datasets.DownloadError: the pretrained AWD_LSTM weights (WikiText-103) could not be downloaded ...
     """
     dest = learnkit_home() / "models" / URLs.local_name(url)
+    size, md5 = WT103_CHECKS.get(url, (None, None))
     try:
-        return untar_data(url, dest=dest)
+        return untar_data(url, dest=dest, size=size, md5=md5)
+    except ChecksumError:
+        raise  # it names the file, both digests and what to do
     except (DownloadError, OSError) as e:
         reason = str(e).split(". Check the network")[0]
         raise DownloadError(f"the pretrained AWD_LSTM weights (WikiText-103) could not be downloaded from {url} "
