@@ -99,7 +99,7 @@ class Predictor:
         rows of ``items_from_json``."""
         import torch
 
-        from learnkit.core.blockdata import collate_skipping
+        from learnkit.core.blockloader import collate_skipping
         with self._lock, torch.inference_mode():
             dl = [collate_skipping(items)] if self.takes_images else self.learn.dls.test_dl(items)
             probs, _, dec = self.learn.get_preds(dl=dl, with_decoded=True)
