@@ -72,6 +72,8 @@ EXAMPLES: dict[str, Example] = {
     "mnist_tiny": Example("A 3 or a 7?", "image classification", "MNIST tiny, 1,408 digits in folders", "3 or 7"),
     "imdb_sample": Example("Positive or negative?", "text classification (MiniLM)", "IMDB sample, 1,000 reviews",
                            "review sentiment"),
+    "imdb_lm": Example("A language model, then a classifier (ULMFiT)", "language model + text classification",
+                       "IMDB folders, 1,500 reviews", "ULMFiT"),
     "adult": Example("Who earns more than $50k?", "tabular classification", "Adult census, 32,561 rows",
                      "tabular: income"),
     "movielens": Example("What will this user think of that movie?", "collaborative filtering",
