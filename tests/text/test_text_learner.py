@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from learnkit.text import (TextClassificationInterpretation, TextDataLoaders, TextLearner, accuracy,
-                           text_classifier_learner)
+                           SmallDataWarning, text_classifier_learner)
 
 
 @pytest.fixture
@@ -98,6 +98,7 @@ def test_pretrained_style_learner_predicts_after_export_in_a_fresh_process(revie
     """The word-LSTM twin of this test is tests/core/test_export_tasks.py's text test."""
     dls = TextDataLoaders.from_df(review_df, valid_col="is_valid", tok=str(tiny_bert), max_len=32, device="cpu")
     learn = text_classifier_learner(dls, str(tiny_bert), progress=False)
-    learn.fine_tune(1, base_lr=1e-3, freeze_epochs=2, head_lr=1e-2)
+    with pytest.warns(SmallDataWarning, match="unfrozen phase made only 2 optimizer steps"):  # 36 items
+        learn.fine_tune(1, base_lr=1e-3, freeze_epochs=2, head_lr=1e-2)
     res = fresh_process(learn, ["This movie was wonderful", "awful, boring and far too long", "ok"])
     assert res["label"] in dls.vocab

@@ -10,7 +10,8 @@ from PIL import Image
 
 from learnkit.core.registry import get_model_builder
 from learnkit.vision import (ClassificationInterpretation, FrozenFeatureCache, ImageDataLoaders, Resize,
-                             VisionClassifier, accuracy_multi, aug_transforms, error_rate, vision_learner)
+                             SmallDataWarning, VisionClassifier, accuracy_multi, aug_transforms, error_rate,
+                             vision_learner)
 
 ARCH = "mobilenetv3_small_050"  # tiny and quick on a CPU; BN, no dropout in the body
 
@@ -69,7 +70,8 @@ def test_fine_tune_learns_a_tiny_task(dls):
     loss, err = learn.validate()
     assert err == 0.0  # red vs blue: chance is 0.5
     before = learn.model.body.conv_stem.weight.detach().clone()
-    learn.fine_tune(1, freeze_epochs=0)
+    with pytest.warns(SmallDataWarning, match="unfrozen phase made only 3 optimizer steps"):  # 13 items, bs 4
+        learn.fine_tune(1, freeze_epochs=0)
     assert not torch.equal(before, learn.model.body.conv_stem.weight)  # unfrozen: the body trains too
     assert all(torch.isfinite(torch.tensor(v)).all() for v in learn.recorder.values)
     label, idx, probs = learn.predict(dls.valid.dataset.items[0])
