@@ -57,7 +57,8 @@ def _fake_coco(root: Path, n: int = 80) -> list[list[str]]:
 
 
 @pytest.mark.timeout(120)
-def test_multilabel_end_to_end(tmp_path, capsys):
+def test_multilabel_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LEARNKIT_SMALL_DATA_WARNINGS", "0")  # --fast: one step per phase, on purpose
     labels = _fake_coco(tmp_path)
     out = probes.main(["--tasks", "multilabel", "--fast", "--seeds", "0", "1", "--fastai-python", "none",
                        "--data", str(tmp_path), "--json", str(tmp_path / "r.json"), "--threads", "1"])

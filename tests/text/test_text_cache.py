@@ -91,6 +91,7 @@ def test_cache_is_reused_then_recomputed_when_the_frozen_weights_change(tiny_lea
 
 
 def test_fine_tune_fills_the_next_phase_states_in_the_same_pass(tiny_learners, monkeypatch):
+    monkeypatch.setenv("LEARNKIT_SMALL_DATA_WARNINGS", "0")  # 36 items: a few steps per phase, on purpose
     learn = tiny_learners[0]
     calls = count_computes(monkeypatch)
     learn.fine_tune(1, base_lr=1e-3, freeze_epochs=1, unfreeze_to=-2, head_lr=1e-2)

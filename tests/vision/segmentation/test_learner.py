@@ -121,9 +121,10 @@ class _PeakLRs(Callback):
         self.fits[-1] = [max(a, pg["lr"]) for a, pg in zip(self.fits[-1], self.learn.opt.param_groups)]
 
 
-def test_fine_tune_defaults_to_the_segmentation_learning_rate(dls):
+def test_fine_tune_defaults_to_the_segmentation_learning_rate(dls, monkeypatch):
     """``fine_tune(n)`` peaks at SEG_BASE_LR for the decoder with the encoder frozen, then at half of it
     (encoder: a hundredth of that) unfrozen; fastai's 2e-3 left camvid_tiny's decoder underfitting."""
+    monkeypatch.setenv("LEARNKIT_SMALL_DATA_WARNINGS", "0")  # 16 items: a few steps per phase, on purpose
     assert SEG_BASE_LR == 1e-2 and Learner.fine_tune.__defaults__[0] == 2e-3
     learn, peaks = _learner(dls), _PeakLRs()
     learn.fine_tune(1, cbs=peaks)
