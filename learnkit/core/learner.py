@@ -37,7 +37,8 @@ from .callbacks.checkpoint import resume_callbacks
 from .callbacks.profiler import profile_learner
 from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
-from .callbacks.schedule import LRFinder, OneCycleScheduler, flat_cos_scheduler, sgdr_scheduler
+from .callbacks.lr_finder import LRFinder
+from .callbacks.schedule import OneCycleScheduler, flat_cos_scheduler, sgdr_scheduler
 from .callbacks.steps import step_callbacks
 from .checkpoint import CheckpointMixin
 from .data import DataLoaders
@@ -354,7 +355,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True,
                 show_plot: bool = True, suggest_funcs: Sequence[str | Callable] = ("valley",)):
         """Train briefly with an exponentially growing learning rate, record the loss, restore the weights
-        and the optimizer, and return suggested learning rates (see `learnkit.core.callbacks.schedule.LRFinder`)."""
+        and the optimizer, and return suggested learning rates (see `learnkit.core.callbacks.lr_finder.LRFinder`)."""
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
         n_epoch = max(1, -(-num_it // max(1, len(self.dls.train))))
         with self.no_bar():

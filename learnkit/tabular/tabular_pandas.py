@@ -16,9 +16,12 @@ scikit-learn (random forests, ch. 9), ``to.dataloaders(bs)`` feeds a `tabular_le
 
 New rows go through the fitted procs with ``to.new(df)`` then ``.process()`` (fastbook ch. 9):
 
->>> test = to.new(pd.DataFrame({"job": ["b", "zzz"], "age": [0.0, 19.0]})).process()
->>> test.xs["job"].tolist()          # "zzz" was never seen: code 0, #na#
-[2, 0]
+>>> import warnings
+>>> with warnings.catch_warnings(record=True) as caught:   # "zzz" was never seen: it warns, and becomes #na#
+...     warnings.simplefilter("always")
+...     test = to.new(pd.DataFrame({"job": ["b", "zzz"], "age": [0.0, 19.0]})).process()
+>>> [w.category.__name__ for w in caught], test.xs["job"].tolist()
+(['UnseenCategoryWarning'], [2, 0])
 """
 from __future__ import annotations
 

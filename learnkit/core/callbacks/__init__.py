@@ -8,8 +8,9 @@ from .mlflow import MLflowCallback
 from .profiler import ProfileReport, ProfilerCallback
 from .progress import ProgressCallback
 from .recorder import NonFiniteLossWarning, Recorder
-from .schedule import (LRFinder, OneCycleScheduler, ParamScheduler, SuggestedLRs, combine_scheds, flat_cos_scheduler,
-                       minimum, sched_const, sched_cos, sched_exp, sched_lin, sgdr_scheduler, slide, steep, valley)
+from .lr_finder import LRFinder, SuggestedLRs, minimum, slide, steep, valley
+from .schedule import (OneCycleScheduler, ParamScheduler, combine_scheds, flat_cos_scheduler, sched_const, sched_cos,
+                       sched_exp, sched_lin, sgdr_scheduler)
 from .show_graph import ShowGraphCallback
 from .steps import ShortEpochCallback, StepLimitCallback, ValidateEveryCallback
 from .tensorboard import TensorBoardCallback

@@ -42,7 +42,8 @@ from ..export import ExportError, _read_header, load_tree, save_tree
 from ..loader_state import SkipBatches, _generators, epoch_loader, loader_snapshot, restore_snapshot  # noqa: F401
 from ..optim import n_splitter_groups
 from ..process_group import _initialized, any_rank
-from .schedule import LRFinder, OneCycleScheduler, ParamScheduler
+from .lr_finder import LRFinder
+from .schedule import OneCycleScheduler, ParamScheduler
 from ..validation import check_int
 
 if TYPE_CHECKING:  # pragma: no cover

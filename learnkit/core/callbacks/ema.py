@@ -74,7 +74,7 @@ class EMACallback(Callback):
         self.n_updates = self._steps = 0
 
     def before_fit(self):
-        from .schedule import LRFinder
+        from .lr_finder import LRFinder
         # lr_find's throw-away steps (their weights are put back) are not averaged
         self._off = any(isinstance(cb, LRFinder) for cb in self.learn.cbs)
         self._backup, self._cancelled = None, False
