@@ -13,7 +13,8 @@ of batches already trained; on resume `SkipBatches` draws the very same order ag
 Worker processes kept alive across epochs (``persistent_workers``) carry their random state from epoch to
 epoch, which a fresh process cannot recreate; `epoch_loader` gives a twin of such a loader that starts its
 workers each epoch (same dataset, sampler, generator and collation), seeded from the loader's generator
-alone.
+alone. `CheckpointCallback` iterates the training and the validation loaders through such twins, so that the
+validation workers' random draws also follow from the generator state a checkpoint holds.
 
 >>> import torch
 >>> from torch.utils.data import DataLoader

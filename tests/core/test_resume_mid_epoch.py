@@ -1,6 +1,7 @@
 """Mid-epoch checkpoints (issue 27): ``CheckpointCallback(every_batches=N)`` and ``fit(..., resume="auto")``
 continue a run killed in the middle of an epoch, training only the batches left, and end with the weights of
-an uninterrupted run bit for bit (CPU), with and without DataLoader workers."""
+an uninterrupted run bit for bit (CPU), with and without DataLoader workers, and with its recorded validation
+values although the validation set draws random numbers too."""
 from __future__ import annotations
 
 import json
@@ -64,9 +65,8 @@ WORKER = textwrap.dedent("""
     torch.manual_seed(0); np.random.seed(0); random.seed(0)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(240, 4, generator=g); y = (x[:, 0] + x[:, 1] * x[:, 2] > 0).long() + (x[:, 3] > 1).long()
-    # validation items are fixed (random validation transforms are not replayed by a mid-epoch resume)
-    valid_ds = torch.utils.data.TensorDataset(x[:48], y[:48])
-    dls = AugDls.from_dsets(NoisyDs(x[48:], y[48:]), valid_ds, bs=16, device="cpu", num_workers=workers)
+    # validation draws random numbers too (in its workers when num_workers > 0): the resumed run must draw the same
+    dls = AugDls.from_dsets(NoisyDs(x[48:], y[48:]), NoisyDs(x[:48], y[:48]), bs=16, device="cpu", num_workers=workers)
     model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 3))
     trained = Trained()
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, path=out, progress=False,
@@ -112,7 +112,8 @@ def _kill_when_ready(p: subprocess.Popen, folder: Path) -> None:
 def test_sigkill_at_a_random_mid_epoch_batch_resumes_bit_identical(tmp_path, workers):
     ref = tmp_path / "ref"
     _finish(_run(ref, workers))
-    epoch, it = random.Random().choice([(e, i) for e in (0, 1) for i in range(4, N_ITER - 1)])
+    # in the last epoch: the uninterrupted run's validation workers there are not the first its loader started
+    epoch, it = 1, random.Random().choice(range(4, N_ITER - 1))
     run = tmp_path / "run"
     _kill_when_ready(_run(run, workers, kill_at=f"{epoch},{it}"), run)
     header, _ = load_tree(run / "models" / "checkpoint.safetensors", "checkpoint")
@@ -153,14 +154,14 @@ class Noisy(Dataset):
         return self.x[i] + 0.01 * float(np.random.randn()) + 0.01 * random.random(), self.y[i]
 
 
-def _learner(path: Path, cbs=(), seed: int = 0) -> Learner:
+def _learner(path: Path, cbs=(), seed: int = 0, workers: int = 0) -> Learner:
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(120, 2, generator=g)
     y = (x.sum(1) > 0).long()
-    dls = DataLoaders.from_dsets(Noisy(x[24:], y[24:]), Noisy(x[:24], y[:24]), bs=8, device="cpu")
+    dls = DataLoaders.from_dsets(Noisy(x[24:], y[24:]), Noisy(x[:24], y[:24]), bs=8, device="cpu", num_workers=workers)
     model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
     return Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, path=path, progress=False,
                    cbs=list(cbs))
@@ -185,6 +186,21 @@ def test_in_process_mid_epoch_resume_matches_with_gradient_accumulation(tmp_path
     assert resumed.checkpoint.resumed_at == (1, 10)
     assert _same(ref, resumed) and resumed.recorder.values == ref.recorder.values
     assert resumed.recorder.lrs == ref.recorder.lrs
+
+
+def test_random_validation_draws_in_workers_are_replayed(tmp_path):
+    """The validation set draws random numbers in 2 persistent workers: a run resumed in its last epoch (fresh
+    workers) must validate with the draws of the uninterrupted run, whose workers had validated before."""
+    def run(path, extra=(), seed=0):
+        learn = _learner(path, [CheckpointCallback(every_batches=3), *extra], seed=seed, workers=2)
+        learn.fit_one_cycle(3, 1e-2, resume="auto")
+        return learn
+    ref = run(tmp_path / "ref")
+    with pytest.raises(Crash):
+        run(tmp_path / "run", [CrashAt(2, 7)])
+    resumed = run(tmp_path / "run", seed=5)
+    assert resumed.checkpoint.resumed_at == (2, 6)
+    assert _same(ref, resumed) and resumed.recorder.values == ref.recorder.values
 
 
 def test_every_minutes_writes_mid_epoch_and_bad_values_are_refused(tmp_path):

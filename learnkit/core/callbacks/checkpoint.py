@@ -164,9 +164,10 @@ class CheckpointCallback(Callback):
     A mid-epoch checkpoint holds the train loader's state at the start of its epoch and the number of
     batches done; the resumed run draws the same order and trains only the remaining batches (see
     `learnkit.core.loader_state`). A batch whose optimizer step was deferred (`GradientAccumulation`) is
-    never a checkpoint point: the next batch that steps is. A loader with persistent workers is iterated
-    through a twin that restarts its workers each epoch (`epoch_loader`), so that workers' random state
-    depends only on what the checkpoint restores.
+    never a checkpoint point: the next batch that steps is. A loader with persistent workers, the training or
+    the validation one, is iterated through a twin that restarts its workers each pass (`epoch_loader`), so that
+    workers' random state depends only on what the checkpoint restores: random validation draws (a validation
+    set that augments) are the uninterrupted run's too, and so are the recorded validation values.
 
     >>> import tempfile
     >>> dl = TensorLoader(torch.randn(8, 2), torch.randn(8, 1), bs=4)
@@ -193,6 +194,8 @@ class CheckpointCallback(Callback):
         self.resumed_at: tuple[int, int] | None = None  # (epoch, batch) a mid-epoch resume continued from
         self._start_lrs: list[float] | None = None
         self._pending: tuple[int, dict, list] | None = None
+        self._twin: Any = None  # the train and validation loaders' twins that restart their workers each pass
+        self._valid_twin: Any = None
 
     @property
     def path(self) -> Path:
@@ -257,6 +260,12 @@ class CheckpointCallback(Callback):
                                replay=None if self.replay_workers else False)
         learn.first_iter = k
 
+    def before_validate(self):
+        if self.learn.dl is self.learn.dls.valid and self._valid_twin is not None:
+            # the validation workers too: their random draws (random validation transforms) then depend only on
+            # the loader's generator, which every checkpoint holds, so a resumed run validates the same items
+            self.learn.dl = self._valid_twin
+
     def after_cancel_step(self):
         self._step_cancelled = True
 
@@ -284,9 +293,8 @@ class CheckpointCallback(Callback):
         opt = self.learn.opt
         self._start_lrs = [float(pg["lr"]) for pg in opt.param_groups[:n_splitter_groups(opt)]]
         self._pending, self._last_write = None, time.monotonic()
-        self._twin = None if self._lr_find() else epoch_loader(self.learn.dls.train)
-        if self._twin is self.learn.dls.train:
-            self._twin = None
+        self._twin = None if self._lr_find() else _twin(self.learn.dls.train)
+        self._valid_twin = None if self._lr_find() else _twin(self.learn.dls.valid)
         if resume is None or self._lr_find():
             return
         path = self.path if resume == "auto" else expand_path(resume)
@@ -350,6 +358,12 @@ class CheckpointCallback(Callback):
             self._pending = (int(done), _own_rng(tree["rng"]), list(tree.get("epoch_states", [])))
             self.resumed_at = (header["epoch"], int(done))
         self.resumed_from = path
+
+
+def _twin(dl: Any) -> Any:
+    """`epoch_loader`'s twin of ``dl`` that starts its workers at every pass, or ``None`` where ``dl`` needs none."""
+    twin = None if dl is None else epoch_loader(dl)
+    return None if twin is dl else twin
 
 
 def resume_callbacks(learn: "Learner", resume: str | Path, cbs: Callback | Sequence[Callback] | None,
