@@ -14,7 +14,9 @@ and adds a `DistributedTrainer`, which during ``fit``
   computed over every item exactly once and are identical on every rank;
 - averages the training loss over ranks once per epoch (no per-batch collective), so every rank logs the
   same epoch numbers and takes the same decisions (early stopping); per-batch decisions (stopping on NaN,
-  lr_find's divergence test) are agreed with one small collective (`any_rank`).
+  lr_find's divergence test) are agreed with one small collective (`any_rank`);
+- with ``fit(..., validate_every=N)`` makes each rank's shard a stream of rounds of N steps (`steps_loader`),
+  so that the ranks validate together every N steps.
 
 Progress bars and files (checkpoints, exports, CSV logs) come from rank 0 only; `Learner.load` waits
 for rank 0 to have written. The process group is destroyed at exit (or when `distrib_ctx` ends); a rank
@@ -46,6 +48,7 @@ from .process_group import (_comm_device, _initialized, distrib_barrier, is_rank
                             rank_distrib, setup_distrib, teardown_distrib)
 from .sharding import (DistributedDL, IterableShard, _broadcast_int, _is_shuffled, _loader_seed, is_iterable_loader,
                        unshuffled)
+from .steps import StepsLoader
 
 if TYPE_CHECKING:  # pragma: no cover
     from .learner import Learner
@@ -81,6 +84,7 @@ class DistributedTrainer(Callback):
         self.gradient_as_bucket_view = gradient_as_bucket_view
         self._shards: dict[tuple[int, bool], tuple[Any, DistributedDL]] = {}
         self._epoch_base = 0  # epochs of the earlier fits of this learner
+        self._steps: StepsLoader | None = None  # this fit's shard as rounds of N steps (fit(..., validate_every=N))
         self.silenced = False  # whether to_distributed turned progress off (on ranks > 0)
         self.compile_kw: dict[str, Any] | None = None  # set by Learner.compile: compile the DDP wrapper
 
@@ -109,6 +113,14 @@ class DistributedTrainer(Callback):
         self._shards[key] = (dl, ddl)
         return ddl
 
+    def steps_loader(self, dl: Any, n_steps: int) -> StepsLoader:
+        """This rank's training shard of ``dl`` as epochs of ``n_steps`` batches, for ``fit(..., validate_every=
+        n_steps)`` (`ValidateEveryCallback` calls it in ``before_fit``). Every rank takes ``n_steps`` steps between
+        validations whatever its shard's length, so the ranks stay in lockstep; each pass over the shard reshuffles
+        it (``set_epoch``: the same order on every rank, continuing after the earlier fits' epochs)."""
+        self._steps = StepsLoader(self.shard(dl, training=True), n_steps, first_epoch=self._epoch_base)
+        return self._steps
+
     def _ddp(self) -> nn.Module:
         dev = self.learn.device
         kw: dict[str, Any] = dict(find_unused_parameters=self.find_unused_parameters,
@@ -130,6 +142,8 @@ class DistributedTrainer(Callback):
                 self.learn.ddp_model.compile(**self.compile_kw)
 
     def before_train(self):
+        if self._steps is not None and self.learn.dl is self._steps:
+            return  # validate_every: already this rank's shard, its epoch set at each pass over it
         ddl = self.shard(self.learn.dl, training=True)
         # the shuffle follows the epoch: a run resumed at epoch k (learn.epoch == k) draws epoch k's order,
         # not epoch 0's again; later fits (fine_tune's second phase) continue after the earlier ones
@@ -158,7 +172,9 @@ class DistributedTrainer(Callback):
             learn.loss_grad = learn.loss
 
     def after_fit(self):
-        self._epoch_base += self.learn.n_epoch
+        passes = 0 if self._steps is None else self._steps.passes  # validate_every: rounds or passes, the more
+        self._epoch_base += max(self.learn.n_epoch, passes)
+        self._steps = None
         self.learn.ddp_model = None
         _broadcast_state(self.learn.model, params=False)
 

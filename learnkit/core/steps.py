@@ -28,6 +28,8 @@ class StepsLoader:
     Args:
         dl: any loader (a torch DataLoader, over a map-style or an iterable dataset, or any iterable of batches).
         steps: batches per epoch.
+        first_epoch: what the wrapped loader's ``set_epoch`` (if it has one: a DDP shard, a stream) is told
+            at the first pass; each later pass tells it one more (a new shuffle, the same on every rank).
 
     >>> from torch.utils.data import DataLoader
     >>> sl = StepsLoader(DataLoader(range(6), batch_size=2), steps=2)
@@ -35,9 +37,10 @@ class StepsLoader:
     [[[0, 1], [2, 3]], [[4, 5], [0, 1]]]
     """
 
-    def __init__(self, dl: Any, steps: int):
+    def __init__(self, dl: Any, steps: int, first_epoch: int = 0):
         check_int("steps", steps, what="(batches per epoch)")
-        self.dl, self.steps = epoch_loader(dl), steps
+        check_int("first_epoch", first_epoch, low=0)
+        self.dl, self.steps, self.first_epoch = epoch_loader(dl), steps, first_epoch
         self.passes = 0  # how many times the wrapped loader was started
         self._it: Iterator | None = None
         self._pos = 0  # batches read in the wrapped loader's current pass
@@ -55,7 +58,7 @@ class StepsLoader:
     def _start_pass(self) -> None:
         set_epoch = getattr(self.dl, "set_epoch", None)
         if callable(set_epoch):
-            set_epoch(self.passes)
+            set_epoch(self.first_epoch + self.passes)
         self._pass_start = loader_snapshot(self.dl)
         self._it, self._pos = iter(self.dl), 0
         self.passes += 1
@@ -89,6 +92,6 @@ class StepsLoader:
             self.passes -= 1
             set_epoch = getattr(self.dl, "set_epoch", None)
             if callable(set_epoch):
-                set_epoch(self.passes)
+                set_epoch(self.first_epoch + self.passes)
             self.passes += 1
             self._resume_at = int(state["pos"])

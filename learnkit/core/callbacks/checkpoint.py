@@ -14,7 +14,8 @@ would have (bit for bit on CPU with ``torch.use_deterministic_algorithms(True)``
 checkpoint yet, training starts from the beginning, so one script serves the first run and every restart.
 With ``every_batches=N`` (or ``every_minutes=``) it also writes in the middle of an epoch, and a resume
 continues after the last batch written: it trains only the batches left, in the same order, with the same
-random streams (see `learnkit.core.loader_state`); otherwise a partly trained epoch is done again.
+random streams (see `learnkit.core.loader_state`) and the epoch's running sums (the Recorder's training loss;
+each rank's own under DDP); otherwise a partly trained epoch is done again.
 A finished run (``complete`` in the header) is not resumed by ``"auto"``: a new run starts, with a warning.
 
 >>> cb = CheckpointCallback(every=2)
@@ -71,12 +72,31 @@ def _rng_state(loaders: Iterable[Any]) -> dict[str, Any]:
              "loaders": []}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
-    if _initialized() and dist.get_world_size() > 1:
-        ranks: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(ranks, _process_rng())
+    ranks = _gather_ranks(_process_rng())
+    if ranks is not None:
         state["ranks"] = ranks
     state["loaders"] = [loader_snapshot(dl) for dl in loaders]
     return state
+
+
+def _gather_ranks(obj: Any) -> list[Any] | None:
+    """Under DDP every rank's ``obj`` (its tensors moved to the CPU), in rank order: a collective, every rank
+    calls it. ``None`` in a single process."""
+    if not (_initialized() and dist.get_world_size() > 1):
+        return None
+    ranks: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(ranks, _cpu(obj))
+    return ranks
+
+
+def _cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
 
 
 def _set_cuda_rng(states: Sequence[torch.Tensor]) -> None:
@@ -101,6 +121,15 @@ def _own_rng(state: dict[str, Any]) -> dict[str, Any]:
     if ranks and _initialized() and dist.get_world_size() == len(ranks):
         return ranks[dist.get_rank()]
     return state
+
+
+def _own_epoch_states(tree: dict[str, Any]) -> list[Any]:
+    """This rank's running sums of the interrupted epoch in a mid-epoch checkpoint (under DDP with the same
+    world size; otherwise the ones the checkpoint holds for rank 0 or the single process)."""
+    ranks = tree.get("epoch_states_ranks")
+    if ranks and _initialized() and dist.get_world_size() == len(ranks):
+        return list(ranks[dist.get_rank()])
+    return list(tree.get("epoch_states", []))
 
 
 def _set_process_rng(own: dict[str, Any]) -> None:
@@ -228,6 +257,9 @@ class CheckpointCallback(Callback):
             rng["loaders"][0] = self._epoch_start
             tree["epoch_states"] = [[cb.name, cb.epoch_state_dict()] for cb in learn.cbs
                                     if cb is not self and hasattr(cb, "epoch_state_dict")]
+            ranks = _gather_ranks(tree["epoch_states"])  # under DDP each rank's own sums (its shard's losses)
+            if ranks is not None:
+                tree["epoch_states_ranks"] = ranks
         import learnkit
         header = {"format": CKPT_FORMAT, "format_version": _CKPT_VERSION, "epoch": learn.epoch, "complete": last,
                   "batches_done": batches_done, "fit": _fingerprint(learn, self._start_lrs),
@@ -355,7 +387,7 @@ class CheckpointCallback(Callback):
             learn.start_epoch = header["epoch"] + 1
         else:  # mid-epoch: this epoch again, from its batch `done` (see before_train)
             learn.start_epoch = header["epoch"]
-            self._pending = (int(done), _own_rng(tree["rng"]), list(tree.get("epoch_states", [])))
+            self._pending = (int(done), _own_rng(tree["rng"]), _own_epoch_states(tree))
             self.resumed_at = (header["epoch"], int(done))
         self.resumed_from = path
 

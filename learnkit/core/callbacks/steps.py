@@ -5,7 +5,10 @@
 - `ValidateEveryCallback` (``fit(..., validate_every=N)``): the loop's epoch becomes N training steps of a
   stream that continues across them (`learnkit.core.steps.StepsLoader`), so validation, the table's rows, the
   trackers (`EarlyStoppingCallback`'s patience, `SaveModelCallback`) and epoch checkpoints all work every N
-  steps. ``n_epoch`` data epochs become ``ceil(n_epoch * len(train) / N)`` rounds of N steps.
+  steps. ``n_epoch`` data epochs become ``ceil(n_epoch * len(train) / N)`` rounds of N steps. Under DDP the
+  stream is each rank's shard (`DistributedTrainer.steps_loader`; ``len(train)`` is then a shard's length):
+  every rank takes N steps per round, all ranks validate together on the whole validation set (gathered as in
+  a per-epoch fit), and the recorder and trackers see the same values on every rank.
 """
 from __future__ import annotations
 
@@ -102,8 +105,8 @@ class StepLimitCallback(Callback):
 
 
 class ValidateEveryCallback(Callback):
-    """Validate every ``n_steps`` training steps (``fit(..., validate_every=n_steps)`` adds it): see the module
-    docstring. Not under DDP yet (the stream view cannot be sharded).
+    """Validate every ``n_steps`` training steps (``fit(..., validate_every=n_steps)`` adds it), in one process or
+    under DDP: see the module docstring.
 
     >>> import torch
     >>> dl = TensorLoader(torch.randn(40, 2), torch.randn(40, 1), bs=4, shuffle=True)  # 10 batches
@@ -123,12 +126,12 @@ class ValidateEveryCallback(Callback):
 
     def before_fit(self):
         learn = self.learn
-        if getattr(learn, "distributed_trainer", None) is not None:
-            raise ValueError("validate_every is not supported under DDP yet; validate per epoch there")
-        total = learn.n_epoch * len(learn.dls.train)
+        trainer = getattr(learn, "distributed_trainer", None)
         self._saved = (learn.dls.train, learn.n_epoch)
-        learn.dls.train = StepsLoader(learn.dls.train, self.n_steps)
-        learn.n_epoch = -(-total // self.n_steps)
+        steps = (StepsLoader(learn.dls.train, self.n_steps) if trainer is None
+                 else trainer.steps_loader(learn.dls.train, self.n_steps))  # DDP: this rank's shard
+        learn.dls.train = steps
+        learn.n_epoch = -(-learn.n_epoch * len(steps.dl) // self.n_steps)
 
     def _restore(self) -> None:
         if self._saved is not None:
