@@ -9,7 +9,9 @@ batches, the last one short), all ranks validate together on the whole validatio
 - ``SaveModelCallback(top_k=2)`` keeps the two best rounds and ``EarlyStoppingCallback`` counts its patience in
   rounds, on both ranks alike;
 - a run that fails in the middle of a round and is resumed (``resume="auto"``, mid-round checkpoints) ends with
-  the uninterrupted run's weights and recorded values on both ranks.
+  the uninterrupted run's weights and recorded values on both ranks;
+- over a stream whose shards give the ranks different numbers of batches (rank 0 four, rank 1 two), each rank
+  still takes N steps per round (its stream starts again when it ends): no hang, the same weights.
 """
 from __future__ import annotations
 
@@ -23,11 +25,12 @@ import pytest
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import IterableDataset, TensorDataset
 
 from learnkit import (Callback, CheckpointCallback, CrossEntropyLossFlat, DataLoaders, EarlyStoppingCallback, Learner,
                       SaveModelCallback, make_loader, num_distrib, rank_distrib)
 from learnkit.core.process_group import distrib_barrier
+from learnkit.core.sharding import split_shards
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="needs torch.distributed with the gloo backend (torchrun on the CPU)")
@@ -71,6 +74,22 @@ class Ids(Callback):
             self.valid[-1] += self.learn.yb[1].tolist()
 
 
+class UnevenStream(IterableDataset):
+    """3 shards of 8 items (ids 0..23) over 2 ranks: rank 0 reads shards 0 and 2 (4 batches of 4), rank 1 shard 1 (2)."""
+
+    def __init__(self):
+        self.x, self.y = _data()[0].tensors[:2]
+        self.epochs: list[int] = []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs.append(epoch)
+
+    def __iter__(self):
+        for k in split_shards(range(3)):
+            for i in range(8 * k, 8 * k + 8):
+                yield self.x[i], self.y[i], torch.tensor(i)
+
+
 class Crash(Exception):
     pass
 
@@ -108,6 +127,14 @@ def _worker(out: Path) -> None:
     stopper = _learner(out / "stop", [EarlyStoppingCallback(patience=1, min_delta=10.0)], seed=10)  # never improves
     stopper.fit(5, lr=2e-2, validate_every=3)
     res["stopped"] = [stopper.early_stopping.stopped_epoch, len(stopper.recorder.losses), len(stopper.recorder.values)]
+
+    stream, ids = UnevenStream(), Ids()
+    torch.manual_seed(rank)
+    dls = DataLoaders.from_dsets(stream, _data()[1], bs=4, n_items=24, device="cpu")  # 3 steps per rank and epoch
+    streamed = Learner(dls, nn.Linear(4, 2), loss_func=_Loss(), lr=2e-2, path=out / "stream", progress=False, cbs=[ids])
+    streamed.fit(2, validate_every=3)  # 6 steps -> 2 rounds of 3
+    res["stream"] = {"ids": ids.train, "values": streamed.recorder.values, "weights": _weights(streamed),
+                     "epochs": stream.epochs}
 
     def resumable(path: Path, extra: list) -> Learner:
         learn = _learner(path, [CheckpointCallback(every_batches=2), *extra], seed=20)
@@ -162,6 +189,12 @@ def test_validate_every_under_two_ddp_processes(tmp_path):
     for r in (r0, r1):
         assert r["resume"]["at"] == [1, 4] and r["resume"]["same_weights"] and r["resume"]["same_values"]
     assert r0["resume"]["values"] == r1["resume"]["values"] and len(r0["resume"]["values"]) == 3
+    # a stream with 4 batches on rank 0 and 2 on rank 1: 3 steps a round on each, rank 1 starting its stream again
+    s0, s1 = r0["stream"], r1["stream"]
+    assert len(s0["ids"]) == len(s1["ids"]) == 6 and len(s0["values"]) == 2
+    assert s0["ids"][:4] == [[0, 1, 2, 3], [4, 5, 6, 7], [16, 17, 18, 19], [20, 21, 22, 23]]
+    assert s1["ids"] == [[8, 9, 10, 11], [12, 13, 14, 15]] * 3 and s1["epochs"] == [0, 1, 2]  # a new epoch each pass
+    assert s0["values"] == s1["values"] and s0["weights"] == s1["weights"]
 
 
 if __name__ == "__main__" and "--worker" in sys.argv:
