@@ -141,3 +141,26 @@ def test_steps_loader_state_round_trip():
     again = StepsLoader(DataLoader(list(range(10)), batch_size=2, shuffle=True, generator=torch.Generator()), 3)
     again.load_state_dict(state)
     assert [[b.tolist() for b in again] for _ in range(3)] == rest and len(first) == 3
+
+
+def test_steps_loader_tells_each_pass_its_epoch_from_first_epoch():
+    class Epochs:  # a loader of 2 batches that records the epochs set_epoch gives it
+        def __init__(self):
+            self.seen = []
+
+        def set_epoch(self, epoch):
+            self.seen.append(epoch)
+
+        def __iter__(self):
+            return iter([0, 1])
+
+        def __len__(self):
+            return 2
+
+    sl = StepsLoader(Epochs(), 3, first_epoch=5)  # DistributedTrainer passes the epochs of the earlier fits
+    assert [list(sl) for _ in range(2)] == [[0, 1, 0], [1, 0, 1]] and sl.dl.seen == [5, 6, 7]
+    again = StepsLoader(Epochs(), 3, first_epoch=5)
+    again.load_state_dict(sl.state_dict())  # at the end of the third pass: its epoch again, then a fourth pass
+    assert again.dl.seen == [7] and list(again) == [0, 1, 0]
+    with pytest.raises(ValueError, match="first_epoch"):
+        StepsLoader(Epochs(), 3, first_epoch=-1)
