@@ -1,8 +1,9 @@
 """Where a training loader stands in its epoch, so that a killed run continues in the middle of one.
 
-A loader's order for an epoch is fixed by the state of its ``torch.Generator``s when the epoch starts. A
-mid-epoch checkpoint (`CheckpointCallback` with ``every_batches``) keeps that epoch-start state and the number
-of batches already trained; on resume `SkipBatches` draws the very same order again and starts after them:
+A loader's order for an epoch is fixed by the state of its ``torch.Generator``s when the epoch starts (or of
+the process' torch stream, for a DataLoader without a generator). A mid-epoch checkpoint (`CheckpointCallback`
+with ``every_batches``) keeps those epoch-start states and the number of batches already trained; on resume
+`SkipBatches` draws the very same order again and starts after them:
 
 - a torch ``DataLoader`` over a map-style dataset skips the trained batches' *indices* (nothing is read)
   when it has no workers;
@@ -110,19 +111,27 @@ def epoch_loader(dl: Any) -> Any:
 
 
 class _SkippedBatchSampler:
-    """A batch sampler without its first ``k`` batches (the skipped ones are drawn, not read)."""
+    """A batch sampler without its first ``k`` batches (the skipped ones are drawn, not read). ``start()`` draws
+    them at once (a sampler without a generator of its own draws its order from the process' streams then)."""
 
     def __init__(self, batch_sampler: Any, k: int):
         self.batch_sampler, self.k = batch_sampler, k
+        self._it: Iterator[list[int]] | None = None
 
     def __len__(self) -> int:
         return max(0, len(self.batch_sampler) - self.k)
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def start(self) -> None:
         it = iter(self.batch_sampler)
         for _ in range(self.k):
             if next(it, None) is None:
-                return
+                break
+        self._it = it
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if self._it is None:
+            self.start()
+        it, self._it = self._it, None
         yield from it
 
 
@@ -159,7 +168,9 @@ class SkipBatches:
                 if next(it, None) is None:
                     break
         else:
-            it = iter(_copy_loader(self.dl, _SkippedBatchSampler(self.dl.batch_sampler, self.k), persistent=False))
+            skipped = _SkippedBatchSampler(self.dl.batch_sampler, self.k)
+            it = iter(_copy_loader(self.dl, skipped, persistent=False))
+            skipped.start()  # the order is drawn here, as the uninterrupted run drew it at its first batch
         if self.on_start is not None:
             self.on_start()
         yield from it

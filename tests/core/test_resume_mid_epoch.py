@@ -203,6 +203,31 @@ def test_random_validation_draws_in_workers_are_replayed(tmp_path):
     assert _same(ref, resumed) and resumed.recorder.values == ref.recorder.values
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_torch_loaders_without_a_generator_resume_mid_epoch(tmp_path, workers):
+    """``DataLoader(shuffle=True)`` without a generator draws its order (and its workers' seeds) from the process'
+    torch stream when the epoch starts: the checkpoint keeps that stream, so the resumed run draws the same."""
+    def run(path, extra=(), seed=0):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        x = torch.randn(120, 2, generator=torch.Generator().manual_seed(1))
+        y = (x.sum(1) > 0).long()
+        dls = DataLoaders(DataLoader(Noisy(x[24:], y[24:]), batch_size=8, shuffle=True, num_workers=workers),
+                          DataLoader(Noisy(x[:24], y[:24]), batch_size=8, num_workers=workers), device="cpu")
+        model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
+        learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), path=path, progress=False,
+                        cbs=[CheckpointCallback(every_batches=3), *extra])
+        learn.fit(2, lr=1e-2, resume="auto")
+        return learn
+    ref = run(tmp_path / "ref")
+    with pytest.raises(Crash):
+        run(tmp_path / "run", [CrashAt(1, 7)])
+    resumed = run(tmp_path / "run", seed=5)
+    assert resumed.checkpoint.resumed_at == (1, 6)
+    assert _same(ref, resumed) and resumed.recorder.values == ref.recorder.values
+
+
 def test_every_minutes_writes_mid_epoch_and_bad_values_are_refused(tmp_path):
     learn = _learner(tmp_path, [CheckpointCallback(every_minutes=1e-9)])
     with pytest.raises(Crash):

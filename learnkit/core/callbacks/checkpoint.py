@@ -123,13 +123,14 @@ def _own_rng(state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def _own_epoch_states(tree: dict[str, Any]) -> list[Any]:
-    """This rank's running sums of the interrupted epoch in a mid-epoch checkpoint (under DDP with the same
-    world size; otherwise the ones the checkpoint holds for rank 0 or the single process)."""
-    ranks = tree.get("epoch_states_ranks")
+def _own_rank(tree: dict[str, Any], key: str) -> Any:
+    """This rank's ``tree[key]`` (a mid-epoch checkpoint's running sums or epoch-start random streams): under
+    DDP with the same world size its own (``key + "_ranks"``), otherwise the one the checkpoint holds (rank 0's,
+    or the single process'); ``None`` in a checkpoint written before the key existed."""
+    ranks = tree.get(f"{key}_ranks")
     if ranks and _initialized() and dist.get_world_size() == len(ranks):
-        return list(ranks[dist.get_rank()])
-    return list(tree.get("epoch_states", []))
+        return ranks[dist.get_rank()]
+    return tree.get(key)
 
 
 def _set_process_rng(own: dict[str, Any]) -> None:
@@ -190,9 +191,10 @@ class CheckpointCallback(Callback):
             the loader has workers, so that the workers' random streams (item augmentation) match the
             uninterrupted run bit for bit; ``False`` skips them unread (same batches, other augmentation draws).
 
-    A mid-epoch checkpoint holds the train loader's state at the start of its epoch and the number of
-    batches done; the resumed run draws the same order and trains only the remaining batches (see
-    `learnkit.core.loader_state`). A batch whose optimizer step was deferred (`GradientAccumulation`) is
+    A mid-epoch checkpoint holds the train loader's state at the start of its epoch, the process' random
+    streams then (a torch DataLoader without a generator of its own draws its order and its workers' seeds from
+    them; each rank's own under DDP) and the number of batches done; the resumed run draws the same order and
+    trains only the remaining batches (see `learnkit.core.loader_state`). A batch whose optimizer step was deferred (`GradientAccumulation`) is
     never a checkpoint point: the next batch that steps is. A loader with persistent workers, the training or
     the validation one, is iterated through a twin that restarts its workers each pass (`epoch_loader`), so that
     workers' random state depends only on what the checkpoint restores: random validation draws (a validation
@@ -222,7 +224,8 @@ class CheckpointCallback(Callback):
         self.resumed_from: Path | None = None
         self.resumed_at: tuple[int, int] | None = None  # (epoch, batch) a mid-epoch resume continued from
         self._start_lrs: list[float] | None = None
-        self._pending: tuple[int, dict, list] | None = None
+        self._pending: tuple[int, dict, list, dict | None] | None = None
+        self._epoch_rng: dict[str, Any] | None = None  # the process' random streams when the epoch started
         self._twin: Any = None  # the train and validation loaders' twins that restart their workers each pass
         self._valid_twin: Any = None
 
@@ -257,9 +260,13 @@ class CheckpointCallback(Callback):
             rng["loaders"][0] = self._epoch_start
             tree["epoch_states"] = [[cb.name, cb.epoch_state_dict()] for cb in learn.cbs
                                     if cb is not self and hasattr(cb, "epoch_state_dict")]
-            ranks = _gather_ranks(tree["epoch_states"])  # under DDP each rank's own sums (its shard's losses)
-            if ranks is not None:
-                tree["epoch_states_ranks"] = ranks
+            # the process streams at the epoch's start: a loader without a generator of its own (a torch DataLoader
+            # with shuffle=True and no generator, a DDP shard's workers) draws its order or seeds from them
+            tree["epoch_rng"] = self._epoch_rng
+            for key in ("epoch_states", "epoch_rng"):  # under DDP each rank's own (its shard's losses, its streams)
+                ranks = _gather_ranks(tree[key])
+                if ranks is not None:
+                    tree[f"{key}_ranks"] = ranks
         import learnkit
         header = {"format": CKPT_FORMAT, "format_version": _CKPT_VERSION, "epoch": learn.epoch, "complete": last,
                   "batches_done": batches_done, "fit": _fingerprint(learn, self._start_lrs),
@@ -279,11 +286,15 @@ class CheckpointCallback(Callback):
         if learn.dl is learn.dls.train and self._twin is not None:
             learn.dl = self._twin  # workers restarted each epoch, seeded from the generator alone
         self._epoch_start = loader_snapshot(learn.dls.train)
+        self._epoch_rng = _process_rng() if self.every_batches or self.every_minutes else None
         self._stepped = self._owed = False
         if self._pending is None:
             return
-        k, own, epoch_states = self._pending
+        k, own, epoch_states, epoch_rng = self._pending
         self._pending = None
+        if epoch_rng is not None:  # the streams the loader drew from when this epoch started; `own` after skipping
+            _set_process_rng(epoch_rng)
+            self._epoch_rng = epoch_rng
         by_name = {name: state for name, state in epoch_states}
         for cb in learn.cbs:  # after their own resets of this epoch (they run before this callback)
             if cb is not self and cb.name in by_name and hasattr(cb, "load_epoch_state_dict"):
@@ -387,7 +398,8 @@ class CheckpointCallback(Callback):
             learn.start_epoch = header["epoch"] + 1
         else:  # mid-epoch: this epoch again, from its batch `done` (see before_train)
             learn.start_epoch = header["epoch"]
-            self._pending = (int(done), _own_rng(tree["rng"]), _own_epoch_states(tree))
+            self._pending = (int(done), _own_rng(tree["rng"]), _own_rank(tree, "epoch_states") or [],
+                             _own_rank(tree, "epoch_rng"))
             self.resumed_at = (header["epoch"], int(done))
         self.resumed_from = path
 
