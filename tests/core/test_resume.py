@@ -337,7 +337,7 @@ def test_resuming_in_another_precision_says_so(tmp_path):
 
 def test_cuda_states_of_more_gpus_than_visible_restore_the_visible_ones(monkeypatch):
     """A run checkpointed on 4 GPUs resumes on 1: the first device's state is restored, no IndexError."""
-    from learnkit.core.callbacks import checkpoint as ck
+    from learnkit.core.callbacks import rng_states as ck
     restored = []
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device="cuda": restored.append((int(s[0]), device)))

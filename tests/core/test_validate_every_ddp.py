@@ -75,7 +75,8 @@ class Ids(Callback):
 
 
 class UnevenStream(IterableDataset):
-    """3 shards of 8 items (ids 0..23) over 2 ranks: rank 0 reads shards 0 and 2 (4 batches of 4), rank 1 shard 1 (2)."""
+    """3 shards of 8 items (ids 0..23) over 2 ranks: rank 0 reads shards 0 and 2 (4 batches of 4), rank 1 shard 1
+    (2 batches)."""
 
     def __init__(self):
         self.x, self.y = _data()[0].tensors[:2]
@@ -183,7 +184,8 @@ def test_validate_every_under_two_ddp_processes(tmp_path):
     # trackers at the round grain: the two best rounds (rank 0 wrote their files), early stopping after 2 rounds
     best2 = sorted(range(5), key=lambda i: r0["values"][i][1])[:2]
     assert r0["top"] == r1["top"] and [e for _, e in r0["top"]] == best2
-    assert sorted(p.name for p in (tmp_path / "main" / "models").glob("top_*.pth")) == sorted(f"top_{i}.pth" for i in best2)
+    saved = sorted(p.name for p in (tmp_path / "main" / "models").glob("top_*.pth"))
+    assert saved == sorted(f"top_{i}.pth" for i in best2)
     assert r0["stopped"] == r1["stopped"] == [1, 6, 2]
     # resumed in the middle of round 1 (after its 4th batch): the uninterrupted run's weights and values
     for r in (r0, r1):
