@@ -16,6 +16,7 @@ DDP each rank computes the features of its share of the set and the ranks gather
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -32,7 +33,7 @@ from .classifier import VisionClassifier
 if TYPE_CHECKING:  # pragma: no cover
     from ..core.learner import Learner
 
-__all__ = ["FrozenFeatureCache", "BodyFeatures"]
+__all__ = ["FrozenFeatureCache", "BodyFeatures", "frozen_part_problem", "frozen_outputs"]
 
 _STOCHASTIC = ("Dropout", "DropPath", "DropBlock", "AlphaDropout")
 
@@ -47,6 +48,31 @@ def _stochastic_modules(body: nn.Module) -> list[str]:
             if p:
                 out.append(name or cls)
     return out
+
+
+def frozen_part_problem(part: nn.Module, learn: "Learner", name: str = "body") -> str | None:
+    """Why the output of a model's ``part`` could change from epoch to epoch while it is frozen (``None``: it
+    cannot, so it may be computed once): trainable parameters, batch-norm layers that train (``train_bn``, or
+    without parameters to freeze), dropout or drop-path inside it.
+
+    >>> from types import SimpleNamespace
+    >>> body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.1)).requires_grad_(False)
+    >>> frozen_part_problem(body, SimpleNamespace(train_bn=False))
+    'the body has random layers in training mode (2)'
+    """
+    if any(p.requires_grad for p in part.parameters()):
+        return f"the {name} is not frozen"
+    if learn.train_bn:
+        return f"train_bn=True lets the frozen {name}'s batch-norm layers change"
+    bns = [m for m in part.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if any(not list(m.parameters(recurse=False)) for m in bns):
+        return f"the {name} has batch-norm layers without parameters, which keep training when frozen"
+    if getattr(part, "drop_rate", 0) or getattr(part, "drop_path_rate", 0):
+        return f"the {name} applies dropout or drop-path (a timm model built with drop_rate/drop_path_rate > 0)"
+    stoch = _stochastic_modules(part)
+    if stoch:
+        return f"the {name} has random layers in training mode ({', '.join(stoch[:3])})"
+    return None
 
 
 class BodyFeatures(FeatureSource):
@@ -73,18 +99,9 @@ class BodyFeatures(FeatureSource):
         model, dls = learn.model, learn.dls
         if not isinstance(model, VisionClassifier):
             return f"the model is a {type(model).__name__}, not a VisionClassifier"
-        if any(p.requires_grad for p in model.body.parameters()):
-            return "the body is not frozen"
-        if learn.train_bn:
-            return "train_bn=True lets the frozen body's batch-norm layers change"
-        bns = [m for m in model.body.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if any(not list(m.parameters(recurse=False)) for m in bns):
-            return "the body has batch-norm layers without parameters, which keep training when frozen"
-        if getattr(model.body, "drop_rate", 0) or getattr(model.body, "drop_path_rate", 0):
-            return "the body applies dropout or drop-path (a timm model built with drop_rate/drop_path_rate > 0)"
-        stoch = _stochastic_modules(model.body)
-        if stoch:
-            return f"the body has random layers in training mode ({', '.join(stoch[:3])})"
+        why = frozen_part_problem(model.body, learn)
+        if why is not None:
+            return why
         n = sum(len(dl.dataset) for dl in dls.loaders if isinstance(dl, DataLoader))
         need = n * model.head.n_features * 4
         if need > self.max_bytes:
@@ -95,29 +112,41 @@ class BodyFeatures(FeatureSource):
         """Body features of every item of ``dl``'s dataset, in dataset order. Under DDP (``shard``: this rank's
         `DistributedDL`) each rank computes those of an unshuffled shard and the ranks gather them."""
         model = learn.model
-        dataset = dl.dataset.fixed() if hasattr(dl.dataset, "fixed") else dl.dataset  # no random item transforms
-        if shard is None:
-            plain = make_loader(dataset, dl.batch_size or 64, shuffle=False, collate_fn=dl.collate_fn,
-                                num_workers=getattr(dl, "num_workers", 0), device=learn.device)
-        else:
-            plain = DistributedDL(shard.loader, shard.rank, shard.world_size, shuffle=False, drop_last=False)
-        was_training = model.body.training
-        model.body.eval()
-        feats, targs = [], []
-        show = bool(learn.show_progress) and os.environ.get("LEARNKIT_PROGRESS", "1") != "0"
-        try:
-            with torch.inference_mode(), learn.autocast():
-                for batch in tqdm(plain, desc="frozen body features (computed once)", leave=False, disable=not show):
-                    batch = learn.dls.on_device(to_device(tuple(batch), learn.device), training=False)
-                    feats.append(model.features(batch[0]).float())
-                    targs.append(batch[learn.dls.n_inp:])
-        finally:
-            model.body.train(was_training)
-        # cat outside inference mode: ordinary tensors that autograd may use as inputs
-        f = torch.cat(feats).clone()
-        t = tuple(torch.cat([b[i] for b in targs]).clone() for i in range(len(targs[0])))
-        if shard is not None:
-            f, t = plain.gather_all(f), plain.gather_all(t)
-        if len(f) != len(dl.dataset):  # items skipped (on_error='skip'): positions no longer match
-            raise NotCached("some items were skipped (on_error='skip'): features and items no longer line up")
+        (f,), t = frozen_outputs(learn, dl, shard, model.body, lambda x: (model.features(x).float(),))
         return TensorFeatures(f, t)
+
+
+def frozen_outputs(learn: "Learner", dl: DataLoader, shard: DistributedDL | None, part: nn.Module,
+                   fn: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+                   desc: str = "frozen body features (computed once)") -> tuple[tuple[torch.Tensor, ...], tuple]:
+    """``(outputs, targets)`` of every item of ``dl``'s dataset in dataset order: ``fn(inputs)`` (a tuple of
+    tensors, each concatenated over the batches) with ``part`` in eval mode, and the targets, both from the
+    items' validation-time transforms (``dataset.fixed()``, ``on_device(training=False)``). Under DDP
+    (``shard``: this rank's `DistributedDL`) each rank runs an unshuffled shard and the ranks gather them.
+    Raises `NotCached` when items were skipped (``on_error='skip'``)."""
+    dataset = dl.dataset.fixed() if hasattr(dl.dataset, "fixed") else dl.dataset  # no random item transforms
+    if shard is None:
+        plain = make_loader(dataset, dl.batch_size or 64, shuffle=False, collate_fn=dl.collate_fn,
+                            num_workers=getattr(dl, "num_workers", 0), device=learn.device)
+    else:
+        plain = DistributedDL(shard.loader, shard.rank, shard.world_size, shuffle=False, drop_last=False)
+    was_training = part.training
+    part.eval()
+    outs, targs = [], []
+    show = bool(learn.show_progress) and os.environ.get("LEARNKIT_PROGRESS", "1") != "0"
+    try:
+        with torch.inference_mode(), learn.autocast():
+            for batch in tqdm(plain, desc=desc, leave=False, disable=not show):
+                batch = learn.dls.on_device(to_device(tuple(batch), learn.device), training=False)
+                outs.append(fn(batch[0]))
+                targs.append(batch[learn.dls.n_inp:])
+    finally:
+        part.train(was_training)
+    # cat outside inference mode: ordinary tensors that autograd may use as inputs
+    o = tuple(torch.cat([b[i] for b in outs]).clone() for i in range(len(outs[0])))
+    t = tuple(torch.cat([b[i] for b in targs]).clone() for i in range(len(targs[0])))
+    if shard is not None:
+        o, t = plain.gather_all(o), plain.gather_all(t)
+    if len(o[0]) != len(dl.dataset):  # items skipped (on_error='skip'): positions no longer match
+        raise NotCached("some items were skipped (on_error='skip'): features and items no longer line up")
+    return o, t

@@ -44,7 +44,7 @@ from ..transforms import Normalize, transform_from_config, validation_tfms
 from .blocks import MaskBlock
 from .dataset import check_masks_exist
 from .masks import read_codes, resolve_void_code
-from .transforms import apply_seg_batch_tfms
+from .transforms import apply_seg_batch_tfms, is_random_tfm
 from ...core.paths import expand_path
 
 __all__ = ["SegmentationDataLoaders", "FolderMaskLabeller"]
@@ -145,6 +145,12 @@ class SegmentationDataLoaders(DataLoaders):
     @property
     def has_normalize(self) -> bool:
         return self.normalize is not None or any(isinstance(t, Normalize) for t in self.batch_tfms)
+
+    @property
+    def train_deterministic(self) -> bool:
+        """Whether a training pair is the same every epoch (no random item or batch transforms)."""
+        ds = getattr(self.train, "dataset", None)
+        return bool(getattr(ds, "deterministic", False)) and not any(is_random_tfm(t) for t in self.batch_tfms)
 
     def on_device(self, batch: tuple, training: bool) -> tuple:
         """``uint8`` images → floats in ``[0, 1]`` → batch transforms with the masks (random ones only in

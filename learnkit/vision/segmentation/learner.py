@@ -29,6 +29,7 @@ from ...core.optim import LR, Adam
 from ..models import create_encoder, model_meta
 from ..transforms import Normalize
 from .data import SegmentationDataLoaders
+from .feature_cache import EncoderFeatures, FrozenFeatureCache
 from .unet import DEFAULT_DECODER_CHANNELS, UNet, unet_splitter
 
 __all__ = ["SegmentationLearner", "unet_learner", "SEG_BASE_LR"]
@@ -82,7 +83,8 @@ def unet_learner(dls: SegmentationDataLoaders, arch: str | Callable[..., nn.Modu
                  model_dir: str = "models", opt_func: Callable = Adam, wd: float | None = None,
                  normalize: bool = True, train_bn: bool = False, block: str = "dynamic", blur: bool = True,
                  blur_final: bool = True, self_attention: bool = True, last_cross: bool = False,
-                 device: str | torch.device | None = None, progress: bool = True) -> SegmentationLearner:
+                 cache_frozen_features: bool = True, device: str | torch.device | None = None,
+                 progress: bool = True) -> SegmentationLearner:
     """A U-Net learner for ``dls`` on the encoder ``arch``, with ``n_out`` classes (``len(dls.codes)``).
 
     >>> import tempfile; from PIL import Image
@@ -111,6 +113,9 @@ def unet_learner(dls: SegmentationDataLoaders, arch: str | Callable[..., nn.Modu
             ``block="plain"`` is the earlier bilinear decoder.
         normalize: add the pretrained encoder's normalisation (mean/std) to ``dls`` unless its
             ``batch_tfms`` already have a `Normalize`.
+        cache_frozen_features: add `FrozenFeatureCache` with `EncoderFeatures`: while the encoder is frozen
+            its maps are computed once and the decoder trains on them (exact when nothing is random; in
+            ``fine_tune``'s frozen phase, on the un-augmented images, with extra passes: `HeadFit`).
         Other arguments go to `Learner` unchanged. The parameter groups are encoder then decoder, so
         ``fine_tune`` trains the decoder with the encoder frozen first (its default ``base_lr`` is
         `SEG_BASE_LR`, 1e-2, not 2e-3: the decoder is trained from scratch).
@@ -136,6 +141,9 @@ def unet_learner(dls: SegmentationDataLoaders, arch: str | Callable[..., nn.Modu
                  self_attention=self_attention, last_cross=last_cross)
     if normalize and not dls.has_normalize:
         dls.normalize = Normalize(mean, std)
+    cbs = list(cbs) if isinstance(cbs, (list, tuple)) else ([cbs] if cbs is not None else [])
+    if cache_frozen_features:
+        cbs.append(FrozenFeatureCache(EncoderFeatures()))
     learn = SegmentationLearner(dls, model, loss_func=loss_func, opt_func=opt_func, lr=lr, splitter=unet_splitter,
                                 cbs=cbs, metrics=metrics, wd=wd, path=path, model_dir=model_dir, train_bn=train_bn,
                                 device=device, progress=progress)
