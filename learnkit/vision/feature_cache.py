@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from ..core.callbacks.progress import progress_bar as tqdm
 from ..core.data import make_loader
@@ -118,6 +118,9 @@ class BodyFeatures(FeatureSource):
         t = tuple(torch.cat([b[i] for b in targs]).clone() for i in range(len(targs[0])))
         if shard is not None:
             f, t = plain.gather_all(f), plain.gather_all(t)
+        if len(f) != len(dl.dataset) and isinstance(dl.dataset, IterableDataset):
+            raise NotCached(f"the stream gave {len(f)} items, not the {len(dl.dataset)} its loader counts an epoch "
+                            "in (n_items= or the shards' counts.json): the cached epoch would not match")
         if len(f) != len(dl.dataset):  # items skipped (on_error='skip'): positions no longer match
             raise NotCached("some items were skipped (on_error='skip'): features and items no longer line up")
         return TensorFeatures(f, t)
