@@ -44,7 +44,7 @@ from .io import decode_image_bytes, get_image_files
 if TYPE_CHECKING:  # pragma: no cover
     from .data import ImageDataLoaders
 
-__all__ = ["write_image_shards", "count_shard_items", "ImageShardStream"]
+__all__ = ["write_image_shards", "count_shard_items"]
 
 
 def _wds():
@@ -153,8 +153,8 @@ class ImageShardStream(IterableDataset):
     ``webdataset`` (`ImageDataLoaders.from_shards` builds them). ``shuffle``: split the shards over the ranks,
     shuffle their order and the samples (in a buffer of ``shuffle_buffer``), anew each epoch: seeded by ``seed``,
     the epoch `set_epoch` gives (DDP) and the loader's per-epoch worker seed, so a run repeats itself. Else every
-    shard in order (validation). `fixed` is the same stream without augmentation or shuffling: the un-augmented
-    training images the frozen-feature cache computes body features of.
+    shard in order (validation). `fixed` is the same stream without augmentation and without the shuffle buffer:
+    the un-augmented training images the frozen-feature cache computes body features of.
 
     >>> import tempfile; from PIL import Image
     >>> d = Path(tempfile.mkdtemp()); (d / "a").mkdir(); Image.new("RGB", (4, 4)).save(d / "a" / "x.png")
@@ -171,7 +171,8 @@ class ImageShardStream(IterableDataset):
         self.epoch = epoch
 
     def fixed(self) -> "ImageShardStream":
-        """This stream without random item transforms and without shuffling (still split over the ranks)."""
+        """This stream without random item transforms and without the shuffle buffer (the shards still split
+        over the ranks and the workers, in a shuffled order: features and targets stay paired)."""
         out = copy.copy(self)
         out.decode = _Decode(self.decode.image_key, self.decode.label_key, self.decode.item_tfms, training=False)
         out.shuffle_buffer = 0
