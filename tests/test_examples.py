@@ -25,6 +25,7 @@ RUN_TIMEOUT = 600  # seconds: a guard against hangs; a --fast run should take we
 METRIC = r"[-+]?\d*\.\d+|[-+]?\d+"
 SCRIPTS: dict[str, str] = {
     "pets.py": rf"error_rate ({METRIC})",
+    "pets_shards.py": rf"error_rate ({METRIC})",
     "pet_breeds.py": rf"error_rate ({METRIC})",
     "mnist_tiny.py": rf"error_rate ({METRIC})",
     "camvid.py": rf"pixel accuracy \(void excluded\) ({METRIC})",
@@ -42,6 +43,8 @@ ARGS: dict[str, list[str]] = {"imdb_sample.py": ["--arch", "lstm"]}
 
 #: script -> more lines its output must contain (each real-data run happens once, here, and is checked here).
 MUST_PRINT: dict[str, list[str]] = {
+    "pets_shards.py": ["first validation batch bit-identical to the folder path: True",
+                       "output layer solved on cached body features: True"],
     "imdb.py": ["predict('This movie was wonderful'):"],
     "imdb_sample.py": ["arch=lstm", "predict('This movie was wonderful'):"],
     "imdb_lm.py": ["validation perplexity", "sample 1: I liked this movie because", "sample 2:",

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from .callback import Callback
 from .headfit import HeadFit, fit_output_layer, init_output_bias
@@ -72,11 +72,17 @@ class TensorFeatures:
 
 class CachedLoader:
     """Batches ``store.batch(idx)`` with ``idx`` drawn exactly as ``dl`` draws its batches (its batch sampler;
-    its generator, which a torch loader also draws from once per epoch)."""
+    its generator, which a torch loader also draws from once per epoch). A stream (``IterableDataset``) has no
+    item order to follow: its cached items come in batches of its batch size, in a new random order each epoch
+    (its generator's) when ``shuffle``, else in the order the stream gave them."""
 
-    def __init__(self, dl: DataLoader, store: FeatureStore, passes: int = 1):
+    def __init__(self, dl: DataLoader, store: FeatureStore, passes: int = 1, shuffle: bool = True):
         self.dl, self.store, self.passes = dl, store, passes
-        self._idx = DataLoader(range(len(dl.dataset)), batch_sampler=dl.batch_sampler, generator=dl.generator)
+        if isinstance(dl.dataset, IterableDataset):
+            self._idx = DataLoader(range(len(dl.dataset)), batch_size=dl.batch_size, shuffle=shuffle,
+                                   drop_last=dl.drop_last, generator=dl.generator)
+        else:
+            self._idx = DataLoader(range(len(dl.dataset)), batch_sampler=dl.batch_sampler, generator=dl.generator)
 
     @property
     def dataset(self) -> Any:
@@ -227,7 +233,7 @@ class FrozenFeatureCache(Callback):
                     if self.head_solved:  # fitted to convergence: the frozen epochs make one pass each
                         passes = 1
                 self.head_passes = passes
-            cached: Any = CachedLoader(inner, store, passes)
+            cached: Any = CachedLoader(inner, store, passes, shuffle=self.learn.training)
             if shard is not None:  # the same sampler (set_epoch reaches it) and gathering, cached batches
                 sharded = copy.copy(shard)
                 sharded.dl = cached

@@ -62,6 +62,16 @@ class SizedIterable(IterableDataset):
         if callable(f):
             f(epoch)
 
+    def fixed(self) -> "SizedIterable":
+        """The stream without random item transforms (its ``fixed()``, as `BlockDataset.fixed`), for the frozen-
+        feature cache; itself when the stream has none.
+
+        >>> SizedIterable(range(3), 3).fixed().ds
+        range(0, 3)
+        """
+        f = getattr(self.ds, "fixed", None)
+        return type(self)(f(), self.n_items) if callable(f) else self
+
 
 def iterable_loader(ds: IterableDataset, bs: int = 64, n_items: int | None = None, steps_per_epoch: int | None = None,
                     collate_fn: Callable | None = None, num_workers: int = 0, drop_last: bool = False,

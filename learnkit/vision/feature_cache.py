@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from ..core.callbacks.progress import progress_bar as tqdm
 from ..core.data import make_loader
@@ -147,6 +147,9 @@ def frozen_outputs(learn: "Learner", dl: DataLoader, shard: DistributedDL | None
     t = tuple(torch.cat([b[i] for b in targs]).clone() for i in range(len(targs[0])))
     if shard is not None:
         o, t = plain.gather_all(o), plain.gather_all(t)
+    if len(o[0]) != len(dl.dataset) and isinstance(dl.dataset, IterableDataset):
+        raise NotCached(f"the stream gave {len(o[0])} items, not the {len(dl.dataset)} its loader counts an epoch "
+                        "in (n_items= or the shards' counts.json): the cached epoch would not match")
     if len(o[0]) != len(dl.dataset):  # items skipped (on_error='skip'): positions no longer match
         raise NotCached("some items were skipped (on_error='skip'): features and items no longer line up")
     return o, t
