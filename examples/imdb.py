@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> float:
     ap.add_argument("--unfreeze", type=int, default=2, help="minilm: how many top transformer layers to train")
     ap.add_argument("--lr", type=float, default=None, help="base learning rate (minilm 1e-3, lstm 3e-3)")
     ap.add_argument("--max-len", type=int, default=None, help="tokens kept per review (minilm 256, lstm 512)")
+    ap.add_argument("--fp32", action="store_true",
+                    help="minilm: no bf16 autocast (for CPUs without native bfloat16: no AVX512-BF16 or AMX)")
     ap.add_argument("--fast", action="store_true", help="a tiny subset and one epoch (smoke test)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation, dropout and augmentation")
     args = ap.parse_args(argv)
@@ -77,6 +79,8 @@ def main(argv: list[str] | None = None) -> float:
     if args.arch == "minilm":
         epochs = 1 if args.fast else (3 if args.epochs is None else args.epochs)
         learn = text_classifier_learner(dls, "minilm", metrics=accuracy)
+        if not args.fp32:
+            learn.to_bf16()
         learn.fine_tune(epochs, args.lr or 1e-3, freeze_epochs=1 if args.fast else 5,
                         unfreeze_to=-(args.unfreeze + 1), head_lr=1e-2)
     else:
