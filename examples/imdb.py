@@ -8,7 +8,7 @@ The data is ``$LEARNKIT_DATA/imdb/{train,valid}/{pos,neg}/*.txt`` (or ``--data P
 ``imdb/`` or the imdb folder itself). The three lines that matter:
 
     dls = TextDataLoaders.from_folder(path, tok="minilm", max_len=256)
-    learn = text_classifier_learner(dls, "minilm", metrics=accuracy)
+    learn = text_classifier_learner(dls, "minilm", metrics=accuracy).to_bf16()
     learn.fine_tune(3, 1e-3, freeze_epochs=5, unfreeze_to=-3, head_lr=1e-2)
 
 How it fits a CPU budget: reviews are tokenised once, truncated to 256 WordPiece tokens (the first 64 and
@@ -16,7 +16,10 @@ the last 190: verdicts sit at the end), and batched by length so a batch costs i
 While the body is frozen its output never changes, so one pass computes, for every review, both the
 head's input and the input of the last two layers (`learnkit.text.cache`); the head then trains for a few
 epochs in seconds, and the last two layers plus the head train for ``--epochs`` epochs on the cached
-states, each costing about the same as one forward pass of the full encoder.
+states, each costing about the same as one forward pass of the full encoder. Both the caching pass and
+those epochs run in bf16 autocast (``--fp32`` on CPUs without native bfloat16, i.e. without AVX512-BF16
+or AMX), and without attention dropout (`text_classifier_learner`'s default ``attn_dropout=0``: PyTorch's
+fused attention kernel instead of an explicit dropout mask over every attention matrix).
 """
 from __future__ import annotations
 
