@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> float:
                     help="epochs with the top layers unfrozen (minilm, default 3) or in all (lstm, default 10)")
     ap.add_argument("--unfreeze", type=int, default=2, help="minilm: how many top transformer layers to train")
     ap.add_argument("--lr", type=float, default=None, help="base learning rate (minilm 1e-3, lstm 3e-3)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="minilm: bf16 autocast (CPUs with native bfloat16: AVX512-BF16 or AMX; about 1.3x faster)")
     ap.add_argument("--fast", action="store_true", help="100 rows and one epoch (smoke test)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation, dropout and augmentation")
     args = ap.parse_args(argv)
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> float:
     if args.arch == "minilm":
         epochs = 1 if args.fast else (3 if args.epochs is None else args.epochs)
         learn = text_classifier_learner(dls, "minilm", metrics=accuracy)
+        if args.bf16:
+            learn.to_bf16()
         learn.fine_tune(epochs, args.lr or 1e-3, freeze_epochs=1 if args.fast else 5,
                         unfreeze_to=-(args.unfreeze + 1), head_lr=1e-2)
     else:

@@ -243,7 +243,8 @@ def text_classifier_learner(dls: TextDataLoaders, arch: str = "minilm", pretrain
             fastai's WikiText-103 weights, downloaded once (offline: pass ``False``).
         drop_mult: multiplies every dropout probability of the head (and of the LSTM).
         config: extra keyword arguments of the model builder (``emb_dim``, ``hidden``, ``n_layers`` for the
-            LSTM; ``head_dropout`` for the encoder); unknown names raise an error.
+            LSTM; ``head_dropout`` and ``attn_dropout``, default the encoder's: see `transformer_classifier`, for the
+            encoder); unknown names raise an error.
         cache_frozen / max_cache_mb: train on cached activations while the body is frozen (see `TextLearner`).
         The other arguments are `Learner`'s.
 

@@ -120,11 +120,14 @@ def load_hf_tokenizer(source: str | os.PathLike = "minilm") -> Any:
         return _transformers().AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
-def load_encoder(source: str | os.PathLike = "minilm", pretrained: bool = True) -> nn.Module:
+def load_encoder(source: str | os.PathLike = "minilm", pretrained: bool = True,
+                 attn_dropout: float | None = None) -> nn.Module:
     """The encoder (e.g. ``BertModel`` without its pooler) of ``source``, from local files only.
 
-    ``pretrained=False`` builds the architecture from ``config.json`` with random weights (what
-    `load_learner` does before loading the exported weights): no weights file is read.
+    ``attn_dropout`` replaces the dropout on the attention probabilities of a BERT-style config
+    (``attention_probs_dropout_prob``; ``None``: the config's own). ``pretrained=False`` builds the
+    architecture from ``config.json`` with random weights (what `load_learner` does before loading the
+    exported weights): no weights file is read.
 
     >>> import tempfile, transformers
     >>> folder = tempfile.mkdtemp()
@@ -133,11 +136,18 @@ def load_encoder(source: str | os.PathLike = "minilm", pretrained: bool = True) 
     >>> encoder = load_encoder(folder, pretrained=False)
     >>> type(encoder).__name__, encoder.config.hidden_size, encoder.pooler    # no pooler: the model pools itself
     ('BertModel', 8, None)
+    >>> load_encoder(folder, pretrained=False, attn_dropout=0.0).config.attention_probs_dropout_prob
+    0.0
     """
     folder = pretrained_folder(source)
     tf = _transformers()
     with _offline():
         config = tf.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        if attn_dropout is not None:
+            if not hasattr(config, "attention_probs_dropout_prob"):
+                raise ValueError(f"attn_dropout: the {config.model_type!r} encoder in {folder} has no "
+                                 "attention_probs_dropout_prob in its config; leave attn_dropout=None")
+            config.attention_probs_dropout_prob = float(attn_dropout)
         extra = {"add_pooling_layer": False} if config.model_type == "bert" else {}
         if pretrained:
             return tf.AutoModel.from_pretrained(str(folder), config=config, local_files_only=True,
