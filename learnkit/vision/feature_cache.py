@@ -33,7 +33,7 @@ from .classifier import VisionClassifier
 if TYPE_CHECKING:  # pragma: no cover
     from ..core.learner import Learner
 
-__all__ = ["FrozenFeatureCache", "BodyFeatures", "frozen_part_problem", "frozen_outputs"]
+__all__ = ["FrozenFeatureCache", "BodyFeatures", "frozen_part_problem", "frozen_outputs", "images_fixed_or_why"]
 
 _STOCHASTIC = ("Dropout", "DropPath", "DropBlock", "AlphaDropout")
 
@@ -75,6 +75,15 @@ def frozen_part_problem(part: nn.Module, learn: "Learner", name: str = "body") -
     return None
 
 
+def images_fixed_or_why(source: FeatureSource, learn: "Learner", name: str) -> str | None:
+    """A vision source's ``why_not``: its ``why_not_head_fit``, and the training images must be the same every
+    epoch (no random transforms), since exact caching replays one pass of the frozen ``name``."""
+    why = source.why_not_head_fit(learn)
+    if why is None and not getattr(learn.dls, "train_deterministic", False):
+        return f"the training images have random transforms (augmentation), so the {name}'s output changes"
+    return why
+
+
 class BodyFeatures(FeatureSource):
     """The pooled features of a `VisionClassifier`'s frozen body (``model.features``), which the model's head
     takes directly (a 2-D input).
@@ -88,10 +97,7 @@ class BodyFeatures(FeatureSource):
         self.max_bytes = max_bytes
 
     def why_not(self, learn: "Learner") -> str | None:
-        why = self.why_not_head_fit(learn)
-        if why is None and not getattr(learn.dls, "train_deterministic", False):
-            return "the training images have random transforms (augmentation), so the body's output changes"
-        return why
+        return images_fixed_or_why(self, learn, "body")
 
     def why_not_head_fit(self, learn: "Learner") -> str | None:
         """As `why_not`, but augmentation is allowed: `fine_tune`'s frozen phase then fits the head on the

@@ -49,12 +49,14 @@ from .losses import CrossEntropyDiceLoss, DiceLoss, FocalLossFlat, class_weights
 from .masks import check_mask_values, load_mask, read_codes, resolve_void_code
 from .show import code_colors, overlay_mask, show_seg_results, show_segmentation
 from .transforms import apply_paired, apply_seg_batch_tfms
-from .unet import UNet, UNetBlock, build_unet, unet_splitter
+from .unet import EncoderMaps, UNet, UNetBlock, build_unet, unet_splitter
+from .feature_cache import EncoderFeatures
 
 __all__ = [
     "URLs", "untar_data", "find_data",
     "SegmentationDataLoaders", "MaskBlock", "check_masks_exist", "load_pair",
     "SegmentationLearner", "unet_learner", "SegmentationInterpretation", "UNet", "UNetBlock", "build_unet", "unet_splitter",
+    "EncoderMaps", "EncoderFeatures",
     "DiceLoss", "FocalLossFlat", "CrossEntropyDiceLoss", "class_weights", "median_frequency_weights",
     "read_codes", "resolve_void_code", "load_mask", "check_mask_values",
     "code_colors", "overlay_mask", "show_segmentation", "show_seg_results",

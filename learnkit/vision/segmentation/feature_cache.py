@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from ...core.feature_cache import FeatureSource, FrozenFeatureCache, NotCached
 from ...core.sharding import DistributedDL
-from ..feature_cache import frozen_outputs, frozen_part_problem
+from ..feature_cache import frozen_outputs, frozen_part_problem, images_fixed_or_why
 from .unet import EncoderMaps, UNet
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,10 +68,7 @@ class EncoderFeatures(FeatureSource):
         self.max_bytes = max_bytes
 
     def why_not(self, learn: "Learner") -> str | None:
-        why = self.why_not_head_fit(learn)
-        if why is None and not getattr(learn.dls, "train_deterministic", False):
-            return "the training images have random transforms (augmentation), so the encoder's output changes"
-        return why
+        return images_fixed_or_why(self, learn, "encoder")
 
     def why_not_head_fit(self, learn: "Learner") -> str | None:
         """As `why_not`, but augmentation is allowed: `fine_tune`'s frozen phase then trains the decoder on the
