@@ -77,7 +77,13 @@ def frozen_part_problem(part: nn.Module, learn: "Learner", name: str = "body") -
 
 def images_fixed_or_why(source: FeatureSource, learn: "Learner", name: str) -> str | None:
     """A vision source's ``why_not``: its ``why_not_head_fit``, and the training images must be the same every
-    epoch (no random transforms), since exact caching replays one pass of the frozen ``name``."""
+    epoch (no random transforms), since exact caching replays one pass of the frozen ``name``.
+
+    >>> from types import SimpleNamespace
+    >>> learn = SimpleNamespace(model=nn.Linear(2, 2), train_bn=False, dls=None)
+    >>> images_fixed_or_why(BodyFeatures(), learn, "body")
+    'the model is a Linear, not a VisionClassifier'
+    """
     why = source.why_not_head_fit(learn)
     if why is None and not getattr(learn.dls, "train_deterministic", False):
         return f"the training images have random transforms (augmentation), so the {name}'s output changes"

@@ -62,6 +62,10 @@ class EncoderFeatures(FeatureSource):
     Args:
         max_bytes: the most memory the stored maps of one split may take (EfficientNet-Lite0 at 96x128: 0.3 MB
             an image; at 288x384: 3 MB); above it the cache steps aside and says so.
+
+    >>> from types import SimpleNamespace
+    >>> EncoderFeatures().why_not_head_fit(SimpleNamespace(model=torch.nn.Linear(2, 2), train_bn=False))
+    'the model is a Linear, not a UNet'
     """
 
     def __init__(self, max_bytes: int = 2 * 1024**3):

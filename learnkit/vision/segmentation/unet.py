@@ -161,7 +161,16 @@ class PlainUNetBlock(nn.Module):
 class EncoderMaps(NamedTuple):
     """A batch of a U-Net encoder's feature maps computed earlier, which `UNet` takes instead of images (the
     decoder alone then runs): ``maps`` shallow to deep, ``image`` the input images (only a ``last_cross``
-    decoder reads them; else ``None``), ``size`` the input's ``(height, width)``."""
+    decoder reads them; else ``None``), ``size`` the input's ``(height, width)``.
+
+    >>> import timm
+    >>> model = UNet(timm.create_model("resnet18", pretrained=False, features_only=True), n_out=3,
+    ...              decoder_channels=(16, 8)).eval()
+    >>> x = torch.randn(1, 3, 32, 48)
+    >>> maps = EncoderMaps(tuple(model.encoder(x)), None, (32, 48))
+    >>> bool(torch.allclose(model(maps), model(x), atol=1e-5))   # the decoder alone, on maps computed earlier
+    True
+    """
 
     maps: tuple[torch.Tensor, ...]
     image: torch.Tensor | None
