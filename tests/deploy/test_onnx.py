@@ -101,7 +101,8 @@ def test_collab(tmp_path):
     from learnkit.collab import CollabDataLoaders, collab_learner
     df = pd.DataFrame({"user": [1, 1, 2, 2, 3, 3] * 4, "item": [10, 20, 10, 30, 20, 30] * 4,
                        "rating": [5., 1., 4., 2., 1., 4.] * 4})
-    dls = CollabDataLoaders.from_df(df, bs=8, device="cpu")
+    with pytest.warns(UserWarning, match="duplicate"):  # the repeated rows are on purpose: a few batches
+        dls = CollabDataLoaders.from_df(df, bs=8, device="cpu")
     learn = collab_learner(dls, n_factors=4, progress=False)
     learn.fit(1)
     dl = dls.test_dl([(1, 20), (3, 10), (2, 30)])
