@@ -188,6 +188,17 @@ def test_in_process_mid_epoch_resume_matches_with_gradient_accumulation(tmp_path
     assert resumed.recorder.lrs == ref.recorder.lrs
 
 
+
+def _crash_resume_and_compare(run, tmp_path, epoch: int) -> None:
+    """An uninterrupted ``run``, then one killed at batch 7 of ``epoch`` and resumed (with another seed, so only
+    the checkpoint can make it match): it resumes after batch 6 and ends with the same weights and values."""
+    ref = run(tmp_path / "ref")
+    with pytest.raises(Crash):
+        run(tmp_path / "run", [CrashAt(epoch, 7)])
+    resumed = run(tmp_path / "run", seed=5)
+    assert resumed.checkpoint.resumed_at == (epoch, 6)
+    assert _same(ref, resumed) and resumed.recorder.values == ref.recorder.values
+
 def test_random_validation_draws_in_workers_are_replayed(tmp_path):
     """The validation set draws random numbers in 2 persistent workers: a run resumed in its last epoch (fresh
     workers) must validate with the draws of the uninterrupted run, whose workers had validated before."""
@@ -195,12 +206,7 @@ def test_random_validation_draws_in_workers_are_replayed(tmp_path):
         learn = _learner(path, [CheckpointCallback(every_batches=3), *extra], seed=seed, workers=2)
         learn.fit_one_cycle(3, 1e-2, resume="auto")
         return learn
-    ref = run(tmp_path / "ref")
-    with pytest.raises(Crash):
-        run(tmp_path / "run", [CrashAt(2, 7)])
-    resumed = run(tmp_path / "run", seed=5)
-    assert resumed.checkpoint.resumed_at == (2, 6)
-    assert _same(ref, resumed) and resumed.recorder.values == ref.recorder.values
+    _crash_resume_and_compare(run, tmp_path, epoch=2)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -220,12 +226,7 @@ def test_torch_loaders_without_a_generator_resume_mid_epoch(tmp_path, workers):
                         cbs=[CheckpointCallback(every_batches=3), *extra])
         learn.fit(2, lr=1e-2, resume="auto")
         return learn
-    ref = run(tmp_path / "ref")
-    with pytest.raises(Crash):
-        run(tmp_path / "run", [CrashAt(1, 7)])
-    resumed = run(tmp_path / "run", seed=5)
-    assert resumed.checkpoint.resumed_at == (1, 6)
-    assert _same(ref, resumed) and resumed.recorder.values == ref.recorder.values
+    _crash_resume_and_compare(run, tmp_path, epoch=1)
 
 
 def test_every_minutes_writes_mid_epoch_and_bad_values_are_refused(tmp_path):
