@@ -1,17 +1,20 @@
 """What `ActivationStats` adds to an epoch of a small CNN (the issue's bound: at most 5 %).
 
 fastbook ch. 13's ``simple_cnn`` (five stride-2 conv + batch-norm blocks; ``--model xresnet18``: fastai's
-XResNet-18, 1 channel in) on MNIST-sized generated images (``[1, 28, 28]``), in memory. Epochs are interleaved (plain, stats, stats with histograms, plain, ...) so that
+XResNet-18, 1 channel in) on MNIST-sized generated images (``[1, 28, 28]``), in memory: the worst case, where
+nothing but the model's arithmetic fills the epoch. ``--data mnist_tiny``: fastbook ch. 13's own pipeline on
+``$LEARNKIT_DATA/mnist_tiny`` instead (PNG files, ``PILImageBW``, ``GrandparentSplitter``, ``Normalize()``,
+loaded in the main process so that ``--clock cpu`` sees all of it). Epochs are interleaved (plain, stats, stats with histograms, plain, ...) so that
 machine noise hits every variant alike, and the median epoch time of each is printed with its overhead over
 the plain fit. One epoch is a training and a validation pass.
 
     python benchmarks/activation_stats.py [--epochs 7] [--n 8192] [--bs 64] [--threads N] [--device cpu|cuda]
-                                          [--clock wall|cpu] [--model simple_cnn|xresnet18] [--exact-hist]
-                                          [--every N]
+                                          [--clock wall|cpu] [--model simple_cnn|xresnet18] [--exact]
+                                          [--every N] [--data generated|mnist_tiny]
 
-The histograms count a sample of ``ActivationStats.hist_sample`` activations per layer (4096 by default);
-``--exact-hist`` adds a variant that counts them all (``hist_sample=None``, fastai's way); ``--every N`` adds
-variants that record one training batch in ``N``.
+The statistics and histograms are computed from a sample of ``ActivationStats.sample`` activations per layer
+(4096 by default); ``--exact`` adds the variants that read them all (``sample=None``, fastai's way); ``--every N``
+adds variants that record one training batch in ``N``.
 
 ``--clock cpu`` times the process's CPU time (all threads) instead of the wall clock: on a shared, busy machine
 it measures the work each variant does rather than how long it waited for a core. On a GPU use the wall clock.
@@ -39,6 +42,25 @@ def simple_cnn():
     return sequential(conv(1, 8, ks=5), conv(8, 16), conv(16, 32), conv(32, 64), conv(64, 10, act=False), Flatten())
 
 
+def generated_dls(args) -> DataLoaders:
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (args.n,), generator=g)
+    x = torch.randn(args.n, 1, 28, 28, generator=g) + y.view(-1, 1, 1, 1) / 5
+    n_valid = args.n // 8
+    return DataLoaders(TensorLoader(x[n_valid:], y[n_valid:], bs=args.bs, shuffle=True),
+                       TensorLoader(x[:n_valid], y[:n_valid], bs=2 * args.bs), device=args.device)
+
+
+def mnist_tiny_dls(bs: int, device: str) -> DataLoaders:
+    from learnkit.datasets import find_data
+    from learnkit.vision import (CategoryBlock, DataBlock, GrandparentSplitter, ImageBlock, Normalize, PILImageBW,
+                                 get_image_files, parent_label)
+    path = find_data("mnist_tiny", None, marker="train", download=False)
+    block = DataBlock((ImageBlock(cls=PILImageBW), CategoryBlock), get_items=get_image_files,
+                      splitter=GrandparentSplitter("train", "valid"), get_y=parent_label, batch_tfms=Normalize())
+    return block.dataloaders(path, bs=bs, num_workers=0, device=device)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=7)
@@ -48,21 +70,20 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     ap.add_argument("--model", choices=("simple_cnn", "xresnet18"), default="simple_cnn")
-    ap.add_argument("--exact-hist", action="store_true", help="also time histograms of every activation")
+    ap.add_argument("--exact", action="store_true", help="also time exact statistics (and histograms) of every "
+                                                           "activation: sample=None")
     ap.add_argument("--every", type=int, default=None, help="also time ActivationStats(every=N)")
+    ap.add_argument("--data", choices=("generated", "mnist_tiny"), default="generated")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    g = torch.Generator().manual_seed(0)
-    y = torch.randint(0, 10, (args.n,), generator=g)
-    x = torch.randn(args.n, 1, 28, 28, generator=g) + y.view(-1, 1, 1, 1) / 5
-    n_valid = args.n // 8
-    dls = DataLoaders(TensorLoader(x[n_valid:], y[n_valid:], bs=args.bs, shuffle=True),
-                      TensorLoader(x[:n_valid], y[:n_valid], bs=2 * args.bs), device=args.device)
+    dls = mnist_tiny_dls(args.bs, args.device) if args.data == "mnist_tiny" else generated_dls(args)
+    n_train, n_valid = len(dls.train.dataset), len(dls.valid.dataset)
     variants = {"plain": lambda: [], "stats": lambda: [ActivationStats()],
                 "stats+hist": lambda: [ActivationStats(with_hist=True)]}
-    if args.exact_hist:
-        variants["hist (all)"] = lambda: [ActivationStats(with_hist=True, hist_sample=None)]
+    if args.exact:
+        variants["stats (all)"] = lambda: [ActivationStats(sample=None)]
+        variants["hist (all)"] = lambda: [ActivationStats(with_hist=True, sample=None)]
     if args.every:
         variants[f"stats/{args.every}"] = lambda: [ActivationStats(every=args.every)]
         variants[f"hist/{args.every}"] = lambda: [ActivationStats(with_hist=True, every=args.every)]
@@ -83,7 +104,7 @@ def main() -> None:
             sync()
             times[k].append(clock() - t0)
     base, base_min = statistics.median(times["plain"]), min(times["plain"])
-    print(f"{args.model}, {args.n - n_valid} training / {n_valid} validation images [1, 28, 28], bs {args.bs}, "
+    print(f"{args.model}, {args.data}: {n_train} training / {n_valid} validation images [1, 28, 28], bs {args.bs}, "
           f"{args.device}, {torch.get_num_threads()} threads, {args.clock} clock, {args.epochs} epochs each "
           f"(median; and the fastest epoch, which a busy machine disturbs least)")
     for k, ts in times.items():

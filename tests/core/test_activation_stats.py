@@ -1,4 +1,4 @@
-"""`ActivationStats`' cheap statistics: exact moments, sampled (or exact) histograms, and NaN activations."""
+"""`ActivationStats`' cheap statistics: sampled (or exact) moments and histograms, and NaN activations."""
 from __future__ import annotations
 
 import pytest
@@ -40,7 +40,7 @@ def test_exact_histograms_match_histc_and_near_zero_counts_0_05():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 300), nn.ReLU(), nn.Linear(300, 2))
     x = torch.randn(32, 6) * 3
-    cb = ActivationStats(with_hist=True, hist_sample=None, modules=[model[0]])
+    cb = ActivationStats(with_hist=True, sample=None, modules=[model[0]])
     acts = []  # hooks registered before fit run before the callback's: five values at exactly 0.05, then a copy
     model[0].register_forward_hook(_set_first(0.05, 5))
     model[0].register_forward_hook(_keep(acts))
@@ -59,12 +59,50 @@ def test_sampled_histograms_estimate_the_exact_ones():
     x = torch.randn(16, 1, 32, 32) * 4 + 2   # 16 * 16 * 32 * 32 = 262,144 activations in the conv layer
     acts = []
     model[0].register_forward_hook(_keep(acts))
-    cb = ActivationStats(with_hist=True, hist_sample=4096, modules=[model[0]])
+    cb = ActivationStats(with_hist=True, sample=4096, modules=[model[0]])
     _fit_one_batch(model, x, cb)
     est, exact = cb._tensors()[1][0, 0], _fastai_hist(acts[0])
     assert exact.sum() > 50_000
     assert float((est - exact).abs().sum() / exact.sum()) < 0.1   # within 10 % in total over the 40 bins
     assert float(est.sum() / exact.sum()) == pytest.approx(1.0, abs=0.06)  # a 4096 sample: about 2 % s.e.
+
+
+def test_sampled_statistics_estimate_the_exact_ones_and_small_layers_are_exact():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 32 * 32, 2))
+    x = torch.randn(16, 1, 32, 32) * 4 + 2   # 262,144 activations in the conv layer, 32 in the last
+    acts = []
+    for layer in (model[0], model[3]):
+        layer.register_forward_hook(_keep(acts))
+    cb = ActivationStats(modules=[model[0], model[3]])   # sample=4096
+    _fit_one_batch(model, x, cb)
+    big, small = acts
+    means, stds, nz = cb.layer_stats(0)
+    assert float(means[0]) == pytest.approx(float(big.mean()), abs=0.02 * float(big.std()))
+    assert float(stds[0]) == pytest.approx(float(big.std()), rel=0.02)
+    assert float(nz[0]) == pytest.approx(float((big <= 0.05).float().mean()), abs=0.02)
+    means, stds, nz = cb.layer_stats(1)   # 32 activations: all of them in the sample, padded: exact
+    assert float(means[0]) == pytest.approx(float(small.mean()), abs=1e-5)
+    assert float(stds[0]) == pytest.approx(float(small.std()), rel=1e-4)
+    assert float(nz[0]) == pytest.approx(float((small <= 0.05).float().mean()))
+
+
+def test_batches_held_in_chunks_match_the_exact_statistics_batch_by_batch():
+    """40 batches: two full chunks of 16 and a partial one flushed at the end; the first layer (64 activations)
+    runs before the wider second (4,800), so the buffer grows while samples are pending."""
+    def run(sample):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 600), nn.ReLU(), nn.Linear(600, 2))
+        cb = ActivationStats(with_hist=True, sample=sample, modules=[model[0], model[2]])
+        g = torch.Generator().manual_seed(1)
+        x, y = torch.randn(320, 4, generator=g), torch.randint(0, 2, (320,), generator=g)
+        dls = DataLoaders(TensorLoader(x, y, bs=8), None, device="cpu")
+        Learner(dls, model, loss_func=CrossEntropyLossFlat(), progress=False).fit(1, cbs=cb)
+        return cb._tensors()
+    (stats, hists), (exact, exact_hists) = run(8192), run(None)
+    assert stats.shape == exact.shape == (40, 2, 3) and hists.shape == (40, 2, 40)
+    assert torch.allclose(stats, exact, rtol=1e-4, atol=1e-5)
+    assert torch.equal(hists, exact_hists)
 
 
 def test_histograms_survive_nan_and_skip_no_layer():
@@ -89,10 +127,10 @@ def test_spread_index_positions_are_distinct_sorted_and_in_range():
     assert int(counts.min()) >= 368 and int(counts.max()) <= 432  # runs of 16: within two runs of 400
 
 
-def test_hist_sample_is_checked():
-    with pytest.raises(ValueError, match="hist_sample"):
-        ActivationStats(with_hist=True, hist_sample=0)
-    assert "hist_sample=None" in repr(ActivationStats(hist_sample=None))
+def test_sample_is_checked():
+    with pytest.raises(ValueError, match="sample"):
+        ActivationStats(with_hist=True, sample=0)
+    assert "sample=None" in repr(ActivationStats(sample=None))
 
 
 class _InferenceBody(nn.Module):
@@ -108,11 +146,11 @@ class _InferenceBody(nn.Module):
         return y.clone()
 
 
-@pytest.mark.parametrize("with_hist,hist_sample", [(False, 4096), (True, 4096), (True, 64), (True, None)])
-def test_layers_run_in_and_out_of_inference_mode(with_hist, hist_sample):
+@pytest.mark.parametrize("with_hist,sample", [(False, 4096), (True, 4096), (True, 64), (True, None)])
+def test_layers_run_in_and_out_of_inference_mode(with_hist, sample):
     torch.manual_seed(0)
     model = nn.Sequential(_InferenceBody(), nn.ReLU(), nn.Linear(300, 2))
-    cb = ActivationStats(with_hist=with_hist, hist_sample=hist_sample, modules=[model[0].lin, model[2]])
+    cb = ActivationStats(with_hist=with_hist, sample=sample, modules=[model[0].lin, model[2]])
     y = torch.randint(0, 2, (32,))
     dls = DataLoaders(TensorLoader(torch.randn(32, 4), y, bs=8), None, device="cpu")
     Learner(dls, model, loss_func=CrossEntropyLossFlat(), progress=False).fit(1, cbs=cb)
