@@ -155,3 +155,5 @@ def test_image_shard_stream_reads_webdatasets_order(tmp_path):
         got, want = list(ours), [s["__key__"] for s in ref]
         assert got == want and len(got) == 21
         assert (got != sorted(got)) == shuffle
+    piped = ImageShardStream([f"pipe:cat {u}" for u in urls], key, shuffle=False)  # URLs webdataset opens
+    assert list(piped) == sorted(got)
