@@ -115,6 +115,15 @@ def test_truncated_or_damaged_shards_are_errors_naming_the_shard():
         list(tar_members(io.BytesIO(b""), "shard-3.tar"))
     with pytest.raises(TarShardError, match="compressed tar"):
         list(tar_members(io.BytesIO(gzip.compress(raw)[:300]), "shard-4.tar.gz"))
+    sparse = bytearray(raw); sparse[156:157] = b"S"
+    sparse[148:156] = b"%06o\0 " % _checksum(bytes(sparse[:512]))
+    with pytest.raises(TarShardError, match="shard-5.tar: a GNU sparse member at byte 0"):
+        list(tar_members(io.BytesIO(bytes(sparse)), "shard-5.tar"))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, pax_headers={"path": "every.jpg"}) as t:
+        t.addfile(tarfile.TarInfo("a.jpg"), io.BytesIO(b""))
+    with pytest.raises(TarShardError, match="shard-6.tar: a PAX global header at byte 0 sets the path"):
+        list(tar_members(io.BytesIO(buf.getvalue()), "shard-6.tar"))
 
 
 def test_samples_are_webdatasets(tmp_path):
