@@ -166,3 +166,17 @@ def test_image_shard_stream_reads_webdatasets_order(tmp_path):
         assert (got != sorted(got)) == shuffle
     piped = ImageShardStream([f"pipe:cat {u}" for u in urls], key, shuffle=False)  # URLs webdataset opens
     assert list(piped) == sorted(got)
+
+
+def test_webdatasets_file_cache_is_used_when_wds_cache_is_set(tmp_path, monkeypatch):
+    pytest.importorskip("webdataset")
+    from learnkit.vision.shards import ImageShardStream
+    shard = tmp_path / "shard-0.tar"
+    shard.write_bytes(_tar(tarfile.USTAR_FORMAT, FILES[:4], extra=False))
+    key = (lambda sample: sample["__key__"])
+    monkeypatch.setenv("WDS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="WDS_CACHE=.*cache does not exist"):
+        list(ImageShardStream([f"pipe:cat {shard}"], key, shuffle=False))
+    (tmp_path / "cache").mkdir()
+    assert list(ImageShardStream([f"pipe:cat {shard}"], key, shuffle=False)) == ["00000000", "00000001"]
+    assert len(list((tmp_path / "cache").rglob("*"))) == 1  # the shard, cached by webdataset's FileCache
