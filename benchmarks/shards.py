@@ -19,8 +19,14 @@ same workers, first batch <= 5 s. Shards written by an older learnkit (a PAX hea
 written again.
 
 ``--part read`` times reading alone (no decoding), in this process, best of 3: the samples of the first shard
-through ``webdataset.WebDataset``, the same shard rewritten with a PAX header per member (as webdataset's
-writer made them, a float mtime), and the same photos read as files.
+through ``webdataset.WebDataset`` (Python's tarfile) and through what ``from_shards`` reads with (webdataset's
+opener, `learnkit.core.tarstream.tar_samples`), the same shard rewritten with a PAX header per member (as
+webdataset's writer made them, a float mtime), and the same photos read as files.
+
+``--stub-decode`` replaces the image decoder of both sides by a constant 224x224 image, which Resize(224)
+leaves as it is (in the measuring process and its workers): what each path costs beyond decoding and resizing
+(reading, the loader, collation).
+``--workers 0`` measures without worker processes (one process: the least noise on a loaded machine).
 """
 from __future__ import annotations
 
@@ -38,12 +44,19 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 SIDES = ("folder (from_folder)", "shards (from_shards)")
 
 
-def run_one(side: str, folder: Path, shards: Path, workers: int, batches: int, skip: int, bs: int) -> dict:
+def run_one(side: str, folder: Path, shards: Path, workers: int, batches: int, skip: int, bs: int,
+            stub_decode: bool = False) -> dict:
     from image_scale import PeakMemory
     mem = PeakMemory()
     t_import = time.perf_counter()
     sys.path.insert(0, str(REPO))
     from learnkit.vision import ImageDataLoaders, Resize
+    if stub_decode:  # a measurement stub, never library code: both paths decode through io._decode
+        import torch
+
+        import learnkit.vision.io as lio
+        image = torch.zeros(3, 224, 224, dtype=torch.uint8)  # Resize(224) leaves it as it is
+        lio._decode = lambda raw, what, fix: image
     t0 = time.perf_counter()
     if side == SIDES[0]:
         dl = ImageDataLoaders.from_folder(folder, item_tfms=Resize(224), bs=bs, num_workers=workers, device="cpu").train
@@ -89,16 +102,26 @@ def read_costs(folder: Path, shard_dir: Path) -> None:
             m.mtime = m.mtime + 0.5  # a float mtime: what costs webdataset's own writer a PAX header per member
             out.addfile(m, t.extractfile(m))
 
-    def shard_reader(path: Path):
+    sys.path.insert(0, str(REPO))
+    from webdataset.cache import StreamingOpen
+
+    from learnkit.core.tarstream import tar_samples
+
+    def shard_reader(path: Path):  # webdataset's own reader: Python's tarfile (what from_shards used before)
         return lambda: sum(1 for _ in wds.WebDataset(str(path), shardshuffle=False, empty_check=False))
+
+    def learnkit_reader(path: Path):  # what from_shards reads with: webdataset's opener, learnkit's tar_samples
+        return lambda: sum(1 for _ in wds.DataPipeline(wds.SimpleShardList([str(path)]), StreamingOpen(), tar_samples))
 
     def files() -> int:
         for f in names[:n]:
             f.read_bytes()
         return n
 
-    for what, f in (("shard (plain ustar headers)", shard_reader(shard)), ("shard (a PAX header per member)",
-                                                                             shard_reader(pax)), ("files", files)):
+    for what, f in (("shard, webdataset (tarfile)", shard_reader(shard)),
+                    ("shard + PAX headers, webdataset", shard_reader(pax)),
+                    ("shard, learnkit tar_samples", learnkit_reader(shard)),
+                    ("shard + PAX headers, tar_samples", learnkit_reader(pax)), ("files", files)):
         best = float("inf")
         for _ in range(3):
             t0 = time.process_time()
@@ -133,12 +156,14 @@ def main() -> None:
     ap.add_argument("--bs", type=int, default=64)
     ap.add_argument("--gen-workers", type=int, default=os.cpu_count() or 2, help="processes generating photos")
     ap.add_argument("--part", choices=("loaders", "read"), default="loaders", help="what to measure")
+    ap.add_argument("--stub-decode", action="store_true", help="a constant image instead of decoding (both sides)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--folder", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--shard-dir", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        r = run_one(args.one, Path(args.folder), Path(args.shard_dir), args.workers, args.batches, args.skip, args.bs)
+        r = run_one(args.one, Path(args.folder), Path(args.shard_dir), args.workers, args.batches, args.skip, args.bs,
+                    args.stub_decode)
         print("@@" + json.dumps(r))
         return
     from image_scale import generate
@@ -163,7 +188,7 @@ def main() -> None:
         for side in (SIDES if rnd % 2 == 0 else SIDES[::-1]):
             cmd = [sys.executable, __file__, "--one", side, "--folder", str(folder), "--shard-dir", str(shard_dir),
                    "--workers", str(args.workers), "--batches", str(args.batches), "--skip", str(skip),
-                   "--bs", str(args.bs)]
+                   "--bs", str(args.bs)] + (["--stub-decode"] if args.stub_decode else [])
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
             line = [ln for ln in out.stdout.splitlines() if ln.startswith("@@")]
             if out.returncode or not line:
@@ -171,17 +196,18 @@ def main() -> None:
             r = json.loads(line[-1][2:])
             runs[side].append(r)
             print(f"{side:<22} first batch {r['first_batch_s']:6.2f} s  warm {r['images_per_s']:6.0f} img/s  "
-                  f"{r['cpu_ms_per_image']:5.2f} CPU ms/img  peak {r['peak_mib']:6.0f} MiB  (PSS sampler "
+                  f"{r['cpu_ms_per_image']:6.3f} CPU ms/img  peak {r['peak_mib']:6.0f} MiB  (PSS sampler "
                   f"{r['sampler_cpu_per_s']:.3f} CPU s/s, excluded)", flush=True)
     rows = {side: {k: statistics.median(r[k] for r in runs[side])
                    for k in ("import_s", "first_batch_s", "images_per_s", "cpu_ms_per_image", "peak_mib")}
             for side in SIDES}
     print(f"\n{args.n:,} photos, {args.shards} shards, medians of {args.rounds} runs, {args.workers} workers, "
-          f"bs {args.bs}, {args.batches} warm batches after {skip} untimed\n")
+          f"bs {args.bs}, {args.batches} warm batches after {skip} untimed"
+          f"{', decoding stubbed' if args.stub_decode else ''}; load average {os.getloadavg()[0]:.1f}\n")
     print("| loader | first batch | warm images/s | CPU ms per image | peak memory (PSS, workers incl.) |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for side, r in rows.items():
-        print(f"| {side} | {r['first_batch_s']:.2f} s | {r['images_per_s']:,.0f} | {r['cpu_ms_per_image']:.2f} | "
+        print(f"| {side} | {r['first_batch_s']:.2f} s | {r['images_per_s']:,.0f} | {r['cpu_ms_per_image']:.3f} | "
               f"{r['peak_mib']:,.0f} MiB |")
     f, s = rows[SIDES[0]], rows[SIDES[1]]
     print(f"\nshards / folder: warm throughput {s['images_per_s'] / f['images_per_s']:.2f}x (wall clock), "

@@ -10,7 +10,8 @@ Training shards are split over the ranks and the loader workers (`learnkit.core.
 ``split_by_worker``), their order reshuffled each epoch, the items shuffled in a buffer; the validation shards
 are read whole by every rank, in order, by one worker, so ``get_preds`` returns items in shard order. URLs are
 anything ``webdataset`` opens: local paths, brace patterns (``"train-{000000..000019}.tar"``), ``pipe:`` commands
-and ``http(s)://``.
+and ``http(s)://``. The tar members are read by `learnkit.core.tarstream.tar_samples` (5x less CPU a sample than
+webdataset's tarfile-based reader) inside a webdataset pipeline.
 
 >>> import tempfile; from PIL import Image
 >>> d = Path(tempfile.mkdtemp())
@@ -24,7 +25,9 @@ and ``http(s)://``.
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import os
 import tarfile
 import time
 from collections.abc import Iterator, Sequence
@@ -38,6 +41,7 @@ from ..core.data import make_loader
 from ..core.iterable import SizedIterable, iterable_loader
 from ..core.items import parent_label
 from ..core.sharding import split_by_rank, split_by_worker
+from ..core.tarstream import tar_samples
 from .blocks import ImageBlock
 from .io import decode_image_bytes, get_image_files
 
@@ -131,6 +135,20 @@ def _expand(urls: str | Sequence[str]) -> list[str]:
     return [u for url in urls for u in braceexpand(str(url))]
 
 
+def _url_opener() -> Any:
+    """webdataset's URL opener, as its ``WebDataset`` picks it: through its file cache when ``$WDS_CACHE`` names
+    one (of at most ``$WDS_CACHE_SIZE`` bytes), else streaming (local files, ``pipe:``, ``http(s)://``...)."""
+    from webdataset.cache import FileCache, StreamingOpen
+    cache_dir, cache_size = os.environ.get("WDS_CACHE"), int(os.environ.get("WDS_CACHE_SIZE", -1))
+    if not cache_dir or cache_size == 0:
+        return StreamingOpen()
+    cache_dir = os.path.expanduser(cache_dir)
+    if not os.path.isdir(cache_dir):
+        raise ValueError(f"the shard cache directory WDS_CACHE={cache_dir} does not exist: create it, or unset "
+                         "WDS_CACHE")
+    return FileCache(cache_dir=cache_dir, cache_size=cache_size)
+
+
 class _Decode:
     """A shard sample → ``(uint8 image [3, H, W] after the item transforms, class index)``, in the worker."""
 
@@ -188,14 +206,22 @@ class ImageShardStream(IterableDataset):
         return (self.seed * 1_000_003 + self.epoch * 7_919 + salt) % 2**62
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # webdataset's own stages for the shard list, the splits, the shuffles and the opening of URLs (local,
+        # pipe:, http(s), its WDS_CACHE file cache), in the order its WebDataset composes them; the tar members
+        # are read and grouped by `tar_samples` (5x less CPU than webdataset's tarfile-based reader, see there)
+        # and decoded by a builtin map (no generator frame per sample)
         wds = _wds()
         seed = self._epoch_seed()
-        ds = wds.WebDataset(self.urls, shardshuffle=100 if self.shuffle else False, seed=seed,
-                            nodesplitter=split_by_rank if self.shuffle else None, workersplitter=split_by_worker,
-                            empty_check=False, detshuffle=self.shuffle)
+        stages: list[Any] = [wds.SimpleShardList(self.urls)]
+        if self.shuffle:
+            stages += [split_by_rank, split_by_worker, wds.detshuffle(100, seed=seed)]
+        else:
+            stages.append(split_by_worker)
+        stages += [_url_opener(), tar_samples]
         if self.shuffle and self.shuffle_buffer > 1:
-            ds = ds.shuffle(self.shuffle_buffer, seed=seed)
-        return iter(ds.map(self.decode))
+            stages.append(wds.shuffle(self.shuffle_buffer, seed=seed))
+        stages.append(functools.partial(map, self.decode))
+        return iter(wds.DataPipeline(*stages))
 
 
 def image_shards_dataloaders(cls: type, train_urls: Any, valid_urls: Any = None, *, image_key: str = "jpg",
