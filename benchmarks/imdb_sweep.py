@@ -3,7 +3,8 @@
     python benchmarks/imdb_sweep.py --configs '[{"lr": 2e-3, "epochs": 3}, {"unfreeze": 1, "epochs": 4}]'
 
 The frozen encoder's states (the inputs of every layer a setting unfreezes, and of the head) are computed
-once, bf16 autocast, attention dropout 0, and handed to a fresh learner per setting, so a setting costs its own
+once, bf16 autocast, attention dropout 0, and handed to a fresh learner per setting (the batch order rewound
+too, so each setting sees what a fresh run of the example with its seed sees), so a setting costs its own
 head and unfrozen epochs only; a whole run of the example costs about tokenising + the caching pass (printed
 once) + the setting's ``fine_tune`` CPU s. Keys of a setting (defaults): ``unfreeze`` (2), ``epochs`` (2),
 ``lr`` (1e-3), ``head_lr`` (1e-2), ``lr_mult`` (100), ``wd`` (None), ``seed`` (0), ``freeze_epochs`` (5).
@@ -66,7 +67,10 @@ def main() -> None:
         raise SystemExit("the states do not fit in max_cache_mb")
     print(f"caching pass (stages {need}): {time.process_time() - c1:.0f} CPU s", flush=True)
     saved = (cache.key, dict(cache.entries), dict(cache.fps))
+    sampler = dls.train.batch_sampler  # its own generator (seeded by the loaders, not set_seed): rewound per setting
+    sampler_state = sampler.generator.get_state()
     for c in configs:
+        sampler.generator.set_state(sampler_state)
         learn = make(c["seed"])
         mine = cache_of(learn).cache
         mine.key, mine.entries, mine.fps = saved[0], dict(saved[1]), dict(saved[2])
