@@ -1,8 +1,8 @@
 """Where the time of ``examples/imdb.py`` (MiniLM) goes: tokenising, the caching pass, each epoch's training and
 validation, wall and CPU seconds, with the recipe's knobs (precision, attention dropout, length, layers).
 
-    python benchmarks/imdb_phases.py --max-len 512 --lr 2e-3          # the example's recipe
-    python benchmarks/imdb_phases.py                                  # the recipe before (256 tokens, lr 1e-3)
+    python benchmarks/imdb_phases.py                                  # the example's recipe
+    python benchmarks/imdb_phases.py --max-len 512 --lr 2e-3          # the best found (RESULTS.md: mean 0.8987)
     python benchmarks/imdb_phases.py --fp32 --attn-dropout 0.1        # the recipe before bf16 / fused attention
     python benchmarks/imdb_phases.py --n-train 600 --n-valid 200      # a subset, for quick speed checks
 
