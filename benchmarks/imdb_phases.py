@@ -2,6 +2,7 @@
 validation, wall and CPU seconds, with the recipe's knobs (precision, attention dropout, length, layers).
 
     python benchmarks/imdb_phases.py                                  # the example's recipe
+    python benchmarks/imdb_phases.py --max-len 512 --lr 2e-3          # the best found (RESULTS.md: mean 0.8987)
     python benchmarks/imdb_phases.py --fp32 --attn-dropout 0.1        # the recipe before bf16 / fused attention
     python benchmarks/imdb_phases.py --n-train 600 --n-valid 200      # a subset, for quick speed checks
 
@@ -87,6 +88,8 @@ def main() -> None:
     ap.add_argument("--unfreeze", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--head-lr", type=float, default=1e-2, help="learning rate of the frozen-body head epochs")
+    ap.add_argument("--lr-mult", type=float, default=100, help="fine_tune's lr_mult (spread of the layers' rates)")
     ap.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     ap.add_argument("--attn-dropout", type=float, default=0.0)
     ap.add_argument("--n-train", type=int, default=None, help="a subset: this many training reviews")
@@ -109,11 +112,15 @@ def main() -> None:
         learn.to_bf16()
     t1, c1 = time.perf_counter(), time.process_time()
     timer.rows.append(("building the learner", t1 - t0 - timer.rows[0][1], c1 - c0 - timer.rows[0][2]))
-    learn.fine_tune(args.epochs, args.lr, freeze_epochs=5, unfreeze_to=-(args.unfreeze + 1), head_lr=1e-2)
+    learn.fine_tune(args.epochs, args.lr, freeze_epochs=5, unfreeze_to=-(args.unfreeze + 1), head_lr=args.head_lr,
+                    lr_mult=args.lr_mult)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(f"{'phase':45s} {'wall s':>8s} {'CPU s':>8s}")
     for name, w, c in timer.rows:
         print(f"{name:45s} {w:8.1f} {c:8.1f}")
+    print("epoch values (train loss, valid loss, accuracy):")
+    for i, v in enumerate(learn.recorder.values):
+        print(f"  {i}: " + " ".join(f"{x:.4f}" for x in v))
     acc = learn.recorder.values[-1][2]
     print(f"accuracy {acc:.4f}; total {wall:.0f} s wall, {cpu:.0f} s CPU; load average {os.getloadavg()}")
 
