@@ -198,6 +198,7 @@ class ActivationStats(HookCallback):
                 buf[:, 0, :, :old.shape[3]] = old[:, 0].to(buf.device)
             self._buf, self._ones = buf, f.new_ones(width)
             self._rows = [list(buf[k, 0].unbind(0)) for k in range(slots)]
+            self._plans = {}  # positions were drawn for the old width
         return n, f.device, None if n <= width else _spread_index(n, width, f.device)
 
     def after_fit(self) -> None:
