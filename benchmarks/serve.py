@@ -133,6 +133,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3, help="seconds of load before each measured run")
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--max-wait-ms", type=float, default=5)
+    ap.add_argument("--forward-batch", type=int, default=None,
+                    help="the batched server's images per forward (default: the server's, 8 on a CPU)")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--photos", type=int, default=200, help="distinct photos the clients cycle through")
     ap.add_argument("--task", choices=["pets", "adult"], default="pets")
@@ -157,7 +159,8 @@ def main() -> None:
             photos = [f.read_bytes() for f in files[3::3][: args.photos]]
         modes = (("unbatched (--max-batch 1)", ["--max-batch", "1"]),
                  (f"batched (--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g})",
-                  ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)]))
+                  ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
+                   *(["--forward-batch", str(args.forward_batch)] if args.forward_batch else [])]))
         rounds: list[list[dict]] = []
         for k in range(args.rounds):
             rounds.append([])
@@ -191,7 +194,7 @@ def main() -> None:
 def costs(data: Path, args: argparse.Namespace) -> None:
     """Milliseconds per photo of each step the server takes, measured in this process: decoding, preprocessing
     (``item_from_image``: decode + resize), and ``predict_batch`` at batch 1, 8 and 32 (stack, normalise,
-    forward, answers), on one worker thread as the batcher runs it, with torch's default intra-op threads and
+    forward, answers; one forward per batch, and a batch of 32 run 8 images a forward, the server's CPU default), on one worker thread as the batcher runs it, with torch's default intra-op threads and
     with one; medians of ``args.rounds`` (at least 3) interleaved rounds over the same 32 photos."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -224,10 +227,16 @@ def costs(data: Path, args: argparse.Namespace) -> None:
         with torch.inference_mode():
             p.learn.get_preds(dl=p.learn.dls.test_dl(decoded, bs=len(decoded)), with_decoded=True)
     steps["resize + predict at batch 32 in the batch thread (the old path)"] = (resize_in_batch, None)
+    def run(bs: int, forward: int) -> None:  # batches of bs photos, each through the model `forward` at a time
+        p.forward_batch = forward
+        for i in range(0, len(samples), bs):
+            p.predict_batch(samples[i: i + bs])
+
     for threads in (default_threads, 1):
         for bs in (1, 8, 32):
-            steps[f"predict_batch at batch {bs}, {threads} intra-op thread(s)"] = (
-                lambda bs=bs: [p.predict_batch(samples[i: i + bs]) for i in range(0, len(samples), bs)], threads)
+            steps[f"predict_batch at batch {bs}, {threads} intra-op thread(s)"] = (lambda bs=bs: run(bs, bs), threads)
+        steps[f"predict_batch at batch 32, 8 per forward (the CPU default), {threads} intra-op thread(s)"] = (
+            lambda: run(32, 8), threads)
     times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(max(3, args.rounds)):
         for name, (fn, threads) in steps.items():

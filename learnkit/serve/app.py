@@ -53,6 +53,7 @@ class ServeConfig:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     top_k: int = 5
+    forward_batch: int | None = None  # images per forward (None: 8 on a CPU, the whole batch on a GPU)
 
     @property
     def max_body(self) -> int:
@@ -70,7 +71,8 @@ class ServeConfig:
         for flag, v in (("max-batch", self.max_batch), ("max-mb", self.max_mb), ("max-inflight", self.max_inflight),
                         ("max-connections", self.max_connections), ("max-header-kb", self.max_header_kb),
                         ("header-timeout", self.header_timeout), ("body-timeout", self.body_timeout),
-                        ("top-k", self.top_k)):
+                        ("top-k", self.top_k),
+                        ("forward-batch", 1 if self.forward_batch is None else self.forward_batch)):
             if not v > 0:
                 raise ValueError(f"--{flag} must be positive, got {v}")
         if not self.max_wait_ms >= 0:
@@ -184,7 +186,8 @@ def serve(model: str | Path | Predictor, config: ServeConfig | None = None, devi
     import uvicorn
     cfg = config or ServeConfig()
     cfg.check()
-    predictor = model if isinstance(model, Predictor) else Predictor(model, device=device, top_k=cfg.top_k)
+    predictor = model if isinstance(model, Predictor) else Predictor(model, device=device, top_k=cfg.top_k,
+                                                                            forward_batch=cfg.forward_batch)
     app = create_app(predictor, cfg)
     family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

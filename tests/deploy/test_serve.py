@@ -383,10 +383,35 @@ def test_predictor_resizes_on_the_request_thread_and_predicts_a_batch_like_predi
         assert answer["probability"] == pytest.approx(float(probs[idx]), abs=1e-5)
 
 
+def test_a_batch_runs_forward_batch_images_a_forward_with_the_same_answers(module_image_learner):
+    """On a CPU a batch of 11 runs as forwards of 8 and 3 (the default ``forward_batch``), and answers exactly as
+    one forward of all 11 does; ``forward_batch`` must be a positive int."""
+    from learnkit.serve import Predictor
+    learn = module_image_learner
+    chunked, whole = Predictor(learn), Predictor(learn, forward_batch=64)
+    assert chunked.forward_batch == 8
+    colours = [(20 * k % 256, 40 + 15 * k, 200 - 12 * k) for k in range(11)]
+    samples = [chunked.item_from_image(png(c, (40, 32))) for c in colours]
+    sizes: list[int] = []
+    hook = learn.model.register_forward_hook(lambda m, i, o: sizes.append(o.shape[0]))
+    try:
+        a, b = chunked.predict_batch(samples), whole.predict_batch(samples)
+    finally:
+        hook.remove()
+    assert sizes == [8, 3, 11]
+    assert [x["prediction"] for x in a] == [x["prediction"] for x in b]
+    assert [x["probability"] for x in a] == pytest.approx([x["probability"] for x in b], abs=1e-5)
+    for bad in (0, -2, 2.0, True):
+        with pytest.raises(ValueError, match="forward_batch must be a positive number"):
+            Predictor(learn, forward_batch=bad)
+
+
 def test_serve_flags_are_checked(tmp_path, capsys):
     from learnkit.cli import main
     assert main(["serve", str(tmp_path / "model.safetensors"), "--max-mb", "0"]) == 1
     assert "--max-mb must be positive" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path / "model.safetensors"), "--forward-batch", "0"]) == 1
+    assert "--forward-batch must be positive" in capsys.readouterr().err
     assert main(["serve", str(tmp_path / "nope.safetensors"), "--port", "0"]) == 1
     assert "no learnkit export" in capsys.readouterr().err
 
