@@ -8,6 +8,7 @@ In a single process every answer is the trivial one:
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import sys
 from datetime import timedelta
@@ -120,6 +121,9 @@ def teardown_distrib(wait: bool = True) -> None:
     global _OWNED_GROUP
     if _OWNED_GROUP and _initialized():
         if wait and not _exiting_on_error():
+            # free unreachable DDP wrappers now (a learner and its callbacks form a cycle): their reducers hold
+            # the group, and one left for the interpreter's shutdown can outlive it and abort the process
+            gc.collect()
             try:
                 distrib_barrier()
             except RuntimeError:  # a peer is already gone (it crashed, or torchrun is stopping the job)
