@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from learnkit import set_seed
+from learnkit import native_bf16, set_seed
 from learnkit.datasets import URLs, find_data
 from learnkit.core import CrossEntropyLossFlat
 from learnkit.vision.segmentation import (CrossEntropyDiceLoss, DiceLoss, FocalLossFlat, FuncSplitter, JaccardMulti,
@@ -52,6 +52,8 @@ def main() -> None:
                         help="unet_learner's default frozen phase: at least 300 decoder steps on cached encoder maps "
                              "of the un-augmented frames instead of 3 augmented frozen epochs: seeds 0-2 mean IoU "
                              "0.666 (0.622 without) at about 1.55x the CPU time (benchmarks/RESULTS.md)")
+    parser.add_argument("--fp32", action="store_true",
+                        help="no bf16 autocast (the default where the CPU has no native bfloat16: AVX512-BF16 or AMX)")
     parser.add_argument("--fast", action="store_true", help="a tiny CI run: every 10th train / 6th val frame at 96x128, 1 + 1 epochs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation, dropout and augmentation")
     args = parser.parse_args()
@@ -82,6 +84,8 @@ def main() -> None:
                  "ce+dice": lambda: CrossEntropyDiceLoss(ignore_index=ignore)}[args.loss]()
     learn = unet_learner(dls, args.arch, metrics=[acc, iou], loss_func=loss_func,
                          cache_frozen_features=args.decoder_steps)
+    if not args.fp32 and native_bf16():
+        learn.to_bf16()
     print(f"data ready in {time.perf_counter() - start:.1f} s: {len(dls.train.dataset)} train / "
           f"{len(dls.valid.dataset)} valid frames at {size[0]}x{size[1]}, {len(dls.codes)} codes, void = {void}")
     lr = {} if args.lr is None else {"base_lr": args.lr}
@@ -94,7 +98,7 @@ def main() -> None:
     print("IoU per class: " + ", ".join(f"{n} {v:.3f}" for n, v in zip(names, per_class[classes].tolist())))
     print(f"pixel accuracy (void excluded) {acc.value:.4f}")
     print(f"mean IoU ({len(names)} classes) {per_class[classes].nanmean().item():.4f}")
-    print(f"wall time {time.perf_counter() - start:.1f} s (threads: {torch.get_num_threads()})")
+    print(f"wall time {time.perf_counter() - start:.1f} s (threads: {torch.get_num_threads()}, {learn.precision})")
 
 
 if __name__ == "__main__":

@@ -29,9 +29,7 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
-
-from learnkit import set_seed
+from learnkit import native_bf16, set_seed
 from learnkit.datasets import URLs, find_data
 from learnkit.text import (TextClassificationInterpretation, TextDataLoaders, accuracy, read_text,
                            text_classifier_learner)
@@ -40,18 +38,6 @@ from learnkit.text import (TextClassificationInterpretation, TextDataLoaders, ac
 def find_imdb(data: str | None) -> Path:
     """``--data`` (``imdb/`` or the folder holding it), else ``$LEARNKIT_DATA/imdb``: never downloaded here."""
     return find_data(URLs.IMDB, data, marker="train", download=False)
-
-
-def native_bf16() -> bool:
-    """Whether this machine computes bfloat16 natively: a CUDA GPU that supports it, or a Linux CPU with the
-    AVX512-BF16 or AMX-BF16 instructions (elsewhere bf16 autocast is emulated and slower than fp32)."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def fast_dls(path: Path, tok: str, max_len: int, n: int = 24):

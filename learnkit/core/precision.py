@@ -17,7 +17,7 @@ import os
 import torch
 from torch import nn
 
-__all__ = ["memory_format_for", "restored_precision", "cuda_speedups"]
+__all__ = ["memory_format_for", "restored_precision", "cuda_speedups", "native_bf16"]
 
 
 def memory_format_for(model: nn.Module) -> torch.memory_format | None:
@@ -30,6 +30,27 @@ def memory_format_for(model: nn.Module) -> torch.memory_format | None:
     if ranks == {5}:
         return torch.channels_last_3d
     return None
+
+
+def native_bf16(device: str | torch.device | None = None) -> bool:
+    """Whether ``device`` (default: a CUDA GPU if there is one, else the CPU) computes bfloat16 natively, so
+    that ``learn.to_bf16()`` makes training faster: a CUDA GPU that supports it, or a Linux CPU with the
+    AVX512-BF16 or AMX-BF16 instructions (on other CPUs bf16 autocast is emulated and slower than fp32).
+
+    >>> isinstance(native_bf16("cpu"), bool)
+    True
+    """
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if dev.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def restored_precision(saved: str, device: torch.device) -> str:
