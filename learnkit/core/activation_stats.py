@@ -139,7 +139,7 @@ class ActivationStats(HookCallback):
         self._rows: list[list[torch.Tensor]] = []     # per slot and layer: its sample row (views of _buf)
         self._slot = 0                                # the slot this batch's samples go to (earlier ones: pending)
         self._ones: torch.Tensor | None = None        # [width] ones: the sums of the three rows in one product
-        self._plans: dict[int, tuple[int, torch.device, torch.Tensor | None]] = {}  # per layer: its sample's positions
+        self._plans: dict[nn.Module, tuple[int, torch.device, torch.Tensor | None, int]] = {}  # per module: `_plan`
         self._zero: torch.Tensor | None = None
         self._scratch: torch.Tensor | None = None     # sample=None: the comparison's output (reused)
         self._zero_hist: torch.Tensor | None = None
@@ -156,12 +156,25 @@ class ActivationStats(HookCallback):
             o = next((t for t in o if isinstance(t, torch.Tensor)), None) if isinstance(o, (list, tuple)) else None
             if o is None:
                 return None
-        f = _flat(o.detach())
-        if self.sample is not None:  # the sample only: the statistics of every layer come after the batch
-            self._keep_sample(self._layer[id(m)], f)
-            return f.numel()
-        moments = self._layer_moments(f)  # every activation, exactly: this layer's sums (and counts) now
-        return (*moments, f.numel(), self._histograms(f.view(1, -1))[0]) if self.with_hist else (*moments, f.numel())
+        if self.sample is None:  # every activation, exactly: this layer's sums (and counts) now
+            f = _flat(o.detach())
+            moments = self._layer_moments(f)
+            return (*moments, f.numel(), self._histograms(f.view(1, -1))[0]) if self.with_hist else (*moments, f.numel())
+        # the sample only, copied into this layer's row of this batch's slot in one op (the statistics of every
+        # layer come after the batch); kept short: it runs for every hooked layer at every training batch
+        n = o.numel()
+        plan = self._plans.get(m)
+        if plan is None or plan[0] != n or plan[1] != o.device:
+            with torch.inference_mode(False):  # normal tensors: written in and out of inference mode
+                plan = self._plans[m] = self._plan(_flat(o.detach()), self._layer[id(m)])
+        f = o.detach()
+        f = f.view(-1) if f.dtype is torch.float32 and f.is_contiguous() else _flat(f)
+        row = self._rows[self._slot][plan[3]]
+        if plan[2] is None:
+            row[:n].copy_(f)  # all of it; the rest of the row stays -1 (the buffer is reset after each flush)
+        else:
+            torch.index_select(f, 0, plan[2], out=row)
+        return n
 
     def _layer_moments(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         scratch = self._scratch
@@ -170,22 +183,9 @@ class ActivationStats(HookCallback):
                 scratch = self._scratch = f.new_empty(f.numel())
         return _moments(f, scratch)
 
-    def _keep_sample(self, layer: int, f: torch.Tensor) -> None:
-        """Copy layer ``layer``'s sample of ``f`` into its row of this batch's slot: one device op, planned once
-        per layer and size (`_plan`)."""
-        plan = self._plans.get(layer)
-        if plan is None or plan[0] != f.numel() or plan[1] != f.device:
-            with torch.inference_mode(False):  # normal tensors: written in and out of inference mode
-                plan = self._plans[layer] = self._plan(f)
-        row = self._rows[self._slot][layer]
-        if plan[2] is None:
-            row[:plan[0]].copy_(f)  # all of it; the rest of the row stays -1 (the buffer is reset after each flush)
-        else:
-            torch.index_select(f, 0, plan[2], out=row)
-
-    def _plan(self, f: torch.Tensor) -> tuple[int, torch.device, torch.Tensor | None]:
-        """``(numel, device, positions)``: the `_spread_index` positions of a flat ``f`` of this size (``None``:
-        all of it fits in a row), after growing the buffer to the sample's width if it is wider."""
+    def _plan(self, f: torch.Tensor, layer: int) -> tuple[int, torch.device, torch.Tensor | None, int]:
+        """``(numel, device, positions, layer)``: the `_spread_index` positions of a flat ``f`` of this size
+        (``None``: all of it fits in a row), after growing the buffer to the sample's width if it is wider."""
         n = f.numel()
         width = min(n, self.sample or n)
         old = self._buf
@@ -199,7 +199,7 @@ class ActivationStats(HookCallback):
             self._buf, self._ones = buf, f.new_ones(width)
             self._rows = [list(buf[k, 0].unbind(0)) for k in range(slots)]
             self._plans = {}  # positions were drawn for the old width
-        return n, f.device, None if n <= width else _spread_index(n, width, f.device)
+        return n, f.device, None if n <= width else _spread_index(n, width, f.device), layer
 
     def after_fit(self) -> None:
         self._flush()
