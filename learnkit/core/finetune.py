@@ -28,12 +28,14 @@ class FineTuneMixin:
 
     def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
                   pct_start: float = 0.3, div: float = 5.0, wd: float | None = None,
-                  cbs: Callback | Sequence[Callback] | None = None) -> None:
+                  cbs: Callback | Sequence[Callback] | None = None, head_fit: HeadFit | None = None) -> None:
         """Transfer learning: train the head with the body frozen for ``freeze_epochs``, then unfreeze and
-        train everything for ``epochs`` with learning rates from ``base_lr/lr_mult`` (body) to ``base_lr`` (head)."""
+        train everything for ``epochs`` with learning rates from ``base_lr/lr_mult`` (body) to ``base_lr`` (head).
+        ``head_fit`` sets how the frozen phase trains the head on cached body features (`HeadFit`: at least
+        ``min_steps`` optimizer steps, the L-BFGS solve...; default ``HeadFit()``)."""
         check_fine_tune(epochs, base_lr, freeze_epochs, lr_mult, pct_start, div, wd)
         self.freeze()
-        hold = self.fit_frozen_head(freeze_epochs, base_lr, wd=wd, cbs=cbs) if freeze_epochs else False
+        hold = self.fit_frozen_head(freeze_epochs, base_lr, wd=wd, cbs=cbs, plan=head_fit) if freeze_epochs else False
         base_lr /= 2
         self.unfreeze()
         if epochs:
@@ -49,6 +51,8 @@ class FineTuneMixin:
         features computed once, or many cheap passes over them; the output bias started at the targets'
         prior); warns when the phase was too short. Returns whether the plan holds the solved output layer
         while the body fine-tunes (`HeadFit.hold_output`)."""
+        if plan is not None and not isinstance(plan, HeadFit):
+            raise TypeError(f"head_fit must be a HeadFit (e.g. HeadFit(min_steps=200)) or None, got {plan!r}")
         plan = plan or HeadFit()
         cache = next((cb for cb in self.cbs if isinstance(cb, FrozenFeatureCache)), None)
         with cache.fitting_head(plan) if cache is not None else nullcontext():

@@ -24,6 +24,7 @@ from torch import nn
 from ..core.callback import Callback, CancelValidException, _listify
 from ..core.callbacks.recorder import Recorder
 from ..core.checkpoint import atomic_torch_save
+from ..core.headfit import HeadFit
 from ..core.data import DataLoaders
 from ..core.display import display_df
 from ..core.learner import Learner
@@ -170,7 +171,7 @@ class TextLearner(Learner):
     def fine_tune(self, epochs: int, base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100,
                   pct_start: float = 0.3, div: float = 5.0, wd: float | None = None,
                   cbs: Callback | Sequence[Callback] | None = None, unfreeze_to: int = 0,
-                  head_lr: float | None = None) -> None:
+                  head_lr: float | None = None, head_fit: HeadFit | None = None) -> None:
         """`Learner.fine_tune` — the head alone for ``freeze_epochs`` (at ``head_lr``, default ``base_lr``),
         then more of the model for ``epochs`` with learning rates from ``base_lr/2/lr_mult`` to ``base_lr/2`` —
         where the second phase trains the parameter groups from ``unfreeze_to`` on: ``0`` everything (fastai's
@@ -187,7 +188,8 @@ class TextLearner(Learner):
         if freeze_epochs:
             self._cache_keep = (next_start,) if next_start else ()
             try:
-                self.fit_frozen_head(freeze_epochs, base_lr if head_lr is None else head_lr, wd=wd, cbs=cbs)
+                self.fit_frozen_head(freeze_epochs, base_lr if head_lr is None else head_lr, wd=wd, cbs=cbs,
+                                     plan=head_fit)
             finally:
                 self._cache_keep = ()
         base_lr /= 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from learnkit.core.headfit import HeadFit
+from learnkit.core.headfit import HeadFit, SmallDataWarning
 from learnkit.vision.segmentation import SegmentationDataLoaders, aug_transforms, get_image_files, unet_learner
 from learnkit.vision.segmentation.feature_cache import EncoderFeatures, FrozenFeatureCache
 from learnkit.vision.segmentation.unet import EncoderMaps
@@ -71,6 +71,29 @@ def test_frozen_phase_gives_the_decoder_min_steps_on_unaugmented_maps(seg_folder
     assert len(learn.recorder.losses) == 24
     assert all(torch.equal(v, learn.model.encoder.state_dict()[k]) for k, v in enc.items())
     assert any(not torch.equal(v, learn.model.decoder.state_dict()[k]) for k, v in dec.items())
+
+
+def test_fine_tune_head_fit_sets_the_decoder_steps(seg_folder):
+    """``fine_tune(head_fit=HeadFit(min_steps=N))`` gives the frozen phase N decoder steps (2 batches a pass:
+    N / 2 passes), then the unfrozen epoch its 2 steps; anything but a HeadFit is refused by name."""
+    from learnkit import Callback
+
+    class Steps(Callback):  # training steps of each fit
+        def __init__(self):
+            self.per_fit = []
+
+        def before_fit(self):
+            self.per_fit.append(0)
+
+        def after_batch(self):
+            self.per_fit[-1] += self.learn.training
+
+    learn, steps = _learner(_dls(seg_folder)), Steps()
+    with pytest.warns(SmallDataWarning, match="unfrozen phase made only 2 optimizer steps"):  # on purpose here
+        learn.fine_tune(1, freeze_epochs=1, head_fit=HeadFit(min_steps=10), cbs=steps)
+    assert steps.per_fit == [10, 2]
+    with pytest.raises(TypeError, match="head_fit must be a HeadFit"):
+        learn.fine_tune(1, head_fit=200)
 
 
 def test_cache_steps_aside_and_says_why(seg_folder):
