@@ -16,8 +16,8 @@ mean IoU over the 11 classes, the IoU of each class and the wall time, on the gi
 The frozen phase trains the decoder alone for ``--decoder-steps`` optimizer steps on encoder maps computed
 once from the un-augmented frames (`unet_learner`'s frozen-feature cache, ``fine_tune(head_fit=HeadFit(...))``),
 and everything trains in bf16 autocast where the CPU computes bfloat16 natively (``native_bf16()``; ``--fp32``
-to opt out): seeds 0-2 mean IoU about 0.66 against 0.62 for 3 augmented frozen epochs in fp32, in no more
-time (benchmarks/RESULTS.md, "camvid.py: decoder steps in bf16").
+to opt out): seeds 0-2 mean IoU 0.654 against 0.622 for 3 augmented frozen epochs and 12 unfrozen ones in
+fp32, in 0.94x their time on a 2-core AVX512-BF16 CPU (benchmarks/RESULTS.md, "camvid.py: decoder steps in bf16").
 """
 from __future__ import annotations
 
