@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-__all__ = ["tar_members", "tar_samples", "TarShardError"]
+__all__ = ["tar_members", "tar_samples", "count_tar_samples", "TarShardError"]
 
 _BLOCK = 512
 _EOF_BLOCK = bytes(_BLOCK)
@@ -211,6 +211,36 @@ def _key_ext(name: str) -> tuple[str | None, str]:
     return (m.group(1), m.group(2).lower()) if m else (None, "")
 
 
+def _sample_key(name: str) -> tuple[str | None, str]:
+    """``(key, ext)`` of a member as `tar_samples` groups it; ``(None, "")`` for a member it skips (webdataset's
+    ``__...__`` metadata files, names without an extension dot)."""
+    if name.startswith("__") and (("/" not in name and name.endswith("__")) or _META.match(name)):
+        return None, ""
+    return _key_ext(name)
+
+
+def count_tar_samples(path: str) -> int:
+    """How many samples `tar_samples` yields from the local tar file ``path``: its members grouped by the same
+    keys, read from the headers only (``tarfile`` seeks over the data).
+
+    >>> import io, tarfile, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "s.tar")
+    >>> with tarfile.open(path, "w") as t:
+    ...     for name in ("a.v2/k1.jpg", "a.v2/k1.cls", "__meta__", "k2.jpg", "README"):
+    ...         info = tarfile.TarInfo(name); info.size = 1; t.addfile(info, io.BytesIO(b"x"))
+    >>> count_tar_samples(path)
+    2
+    """
+    n, last = 0, None
+    with tarfile.open(path) as t:
+        for member in t:
+            if member.isfile():
+                key, _ = _sample_key(member.name)
+                if key is not None and key != last:
+                    n, last = n + 1, key
+    return n
+
+
 def tar_samples(sources: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """A ``webdataset`` pipeline stage: the samples of opened shards (``{"url", "stream"[, "local_path"]}`` dicts,
     what webdataset's ``url_opener`` and ``StreamingOpen`` yield), members grouped by key into
@@ -230,9 +260,7 @@ def tar_samples(sources: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         try:
             sample: dict[str, Any] | None = None
             for name, data in tar_members(stream, url):
-                if name.startswith("__") and (("/" not in name and name.endswith("__")) or _META.match(name)):
-                    continue
-                key, ext = _key_ext(name)
+                key, ext = _sample_key(name)
                 if key is None:
                     continue
                 if sample is None or key != sample["__key__"]:

@@ -28,7 +28,6 @@ import copy
 import functools
 import json
 import os
-import tarfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -41,7 +40,7 @@ from ..core.data import make_loader
 from ..core.iterable import SizedIterable, iterable_loader
 from ..core.items import parent_label
 from ..core.sharding import split_by_rank, split_by_worker
-from ..core.tarstream import tar_samples
+from ..core.tarstream import count_tar_samples, tar_samples
 from .blocks import ImageBlock
 from .io import decode_image_bytes, get_image_files
 
@@ -124,8 +123,7 @@ def count_shard_items(urls: str | Sequence[str]) -> int | None:
         if Path(u).name in known:
             n += int(known[Path(u).name])
             continue
-        with tarfile.open(u) as t:
-            n += len({m.name.split(".", 1)[0] for m in t.getmembers() if m.isfile()})
+        n += count_tar_samples(u)
     return n
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from learnkit.core.tarstream import TarShardError, _checksum, tar_members, tar_samples
+from learnkit.core.tarstream import TarShardError, _checksum, count_tar_samples, tar_members, tar_samples
 
 FILES = [("00000000.cls", b"3"), ("00000000.jpg", os.urandom(700)), ("00000001.cls", b"0"),
          ("00000001.JPG", os.urandom(512)), ("00000002.txt", b""), ("d/sub.dir/00000003.seg.png", os.urandom(1025)),
@@ -141,6 +141,19 @@ def test_samples_are_webdatasets(tmp_path):
     dup = _tar(tarfile.USTAR_FORMAT, [("k.jpg", b"1"), ("k.jpg", b"2")], extra=False)
     with pytest.raises(ValueError, match=r"d\.tar: 'k\.jpg' repeats the 'jpg' of the sample 'k'"):
         list(tar_samples([{"url": "d.tar", "stream": io.BytesIO(dup)}]))
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_count_is_the_samples_the_stream_yields(tmp_path, fmt):
+    """count_tar_samples (headers only) counts what tar_samples yields: dotted folders, metadata files, names
+    without an extension, links and directories all as the stream groups them; count_shard_items uses it when
+    no counts.json is there."""
+    from learnkit.vision.shards import count_shard_items
+    p = tmp_path / "s.tar"
+    p.write_bytes(_tar(fmt))
+    streamed = list(tar_samples([{"url": str(p), "stream": io.BytesIO(p.read_bytes())}]))
+    assert count_tar_samples(str(p)) == len(streamed) == (7 if fmt == tarfile.USTAR_FORMAT else 8)
+    assert count_shard_items(str(p)) == len(streamed)
 
 
 def test_image_shard_stream_reads_webdatasets_order(tmp_path):
