@@ -55,9 +55,9 @@ class Predictor:
         else:
             self.source = None
         self.learn, self.top_k, self.max_items = model, top_k, max_items
-        if forward_batch is None:  # a CPU: 8 images a forward; a GPU: the whole batch at once
-            forward_batch = 8 if self.learn.device.type == "cpu" else 1 << 30
-        self.forward_batch = forward_batch
+        if forward_batch is None and self.learn.device.type == "cpu":  # a CPU: 8 images a forward
+            forward_batch = 8
+        self.forward_batch = forward_batch  # None: the whole batch in one forward (a GPU)
         name = type(self.learn.dls).__name__
         self.task = _IMAGE_TASKS.get(name) or _JSON_TASKS.get(name)
         if self.task is None:
@@ -110,7 +110,7 @@ class Predictor:
 
         from learnkit.core.blockloader import collate_skipping
         with self._lock, torch.inference_mode():
-            step = self.forward_batch
+            step = self.forward_batch or max(1, len(items))
             dl = ([collate_skipping(items[i:i + step]) for i in range(0, len(items), step)] if self.takes_images
                   else self.learn.dls.test_dl(items))
             probs, _, dec = self.learn.get_preds(dl=dl, with_decoded=True)

@@ -41,3 +41,31 @@ def test_learner_places_model_and_batches_on_cuda():
     assert next(learn.model.parameters()).device.type == "cuda"
     learn.fit(1)
     assert learn.xb[0].device.type == "cuda"
+
+
+def test_native_bf16_reads_the_cpu_flags_and_is_false_elsewhere(monkeypatch, tmp_path):
+    """``native_bf16`` is true for a CPU whose /proc/cpuinfo lists AVX512-BF16 or AMX-BF16, false for one that
+    lists neither, for an unreadable cpuinfo and for a device that is neither CPU nor CUDA."""
+    import builtins
+
+    from learnkit import native_bf16
+    from learnkit.core import precision
+    real_open = builtins.open
+
+    def fake(flags):
+        info = tmp_path / f"cpuinfo_{len(flags)}"
+        info.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 avx2 {flags}\n")
+        return lambda path, *a, **k: real_open(info if path == "/proc/cpuinfo" else path, *a, **k)
+
+    monkeypatch.setattr(precision, "open", fake("avx512f avx512_bf16"), raising=False)
+    assert native_bf16("cpu") is True
+    monkeypatch.setattr(precision, "open", fake("amx_tile amx_bf16"), raising=False)
+    assert native_bf16("cpu") is True
+    monkeypatch.setattr(precision, "open", fake("avx512f"), raising=False)
+    assert native_bf16("cpu") is False
+
+    def missing(path, *a, **k):
+        raise FileNotFoundError(path)
+    monkeypatch.setattr(precision, "open", missing, raising=False)
+    assert native_bf16("cpu") is False
+    assert native_bf16("meta") is False
