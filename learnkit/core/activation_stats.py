@@ -12,7 +12,10 @@ tiny CNN feels. The sample is the same positions every batch; on fastbook ch. 13
 layers of 16k-100k activations, 22 batches) its mean and std stay within 6 % of the exact std of the batch and
 the near-zero fraction within 0.02 (``sample=8192``: 3 % and 0.01). ``sample=None`` reads every activation (exact
 statistics and histograms, fastai's way; on fastbook ch. 13's ``simple_cnn`` about +12 %, +40 % with
-histograms, on one CPU thread). ``every=n`` records one training batch in ``n``.
+histograms, on one CPU thread). ``every=n`` records one training batch in ``n``. Two hooked layers that are
+neighbours in an ``nn.Sequential`` (a convolution and its batch norm) share one hook once the first recorded
+batch has shown that the second is called with the first's output, unchanged: the second's hook samples its
+input too, so a conv-BN network pays PyTorch's hook dispatch half as often (`_chained`).
 
 >>> dl = TensorLoader(torch.randn(32, 4), torch.randint(0, 2, (32,)), bs=8)
 >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
@@ -25,78 +28,16 @@ histograms, on one CPU thread). ``every=n`` records one training batch in ``n``.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from .hooks import HookCallback
+from .activation_sampling import (_BINS, _CHUNK_BYTES, _NEAR_ZERO, _STATS, _chained, _finish, _flat, _moments,
+                                  _positions, histograms)
+from .hooks import HookCallback, Hooks
 
 __all__ = ["ActivationStats"]
-
-_STATS = ("mean", "std", "near_zero")
-_BINS = 40        # fastai's histogram: 40 bins of width 0.25 over [0, 10]
-_CODES = _BINS + 2  # per layer: below 0, the 40 bins, 10 and above
-_NEAR_ZERO = 0.05   # fastai's "near zero": at most 0.05
-_CHUNK_BYTES = 16 << 20  # the sample buffer holds up to 16 batches within this size (then one flush for them all)
-
-
-def _flat(o: torch.Tensor) -> torch.Tensor:
-    """``o`` as one flat float32 vector, without a copy when it is contiguous in some layout (channels-last
-    included) and already float32."""
-    if o.dtype != torch.float32:
-        o = o.float()
-    if o.ndim == 4 and not o.is_contiguous() and o.is_contiguous(memory_format=torch.channels_last):
-        return o.permute(0, 2, 3, 1).reshape(-1)
-    return o.reshape(-1)
-
-
-def _moments(f: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(sum, sum of squares, count of values above 0.05)`` of the flat float32 vector ``f``, 0-d tensors on its
-    device (`_finish` turns them into mean, std and near-zero fraction, once, on the CPU); ``scratch`` is a float32
-    vector of at least ``f.numel()`` on the same device. Four ops, no host sync: a sum, a dot product, a comparison
-    written as floats and its sum — several times cheaper on a CPU than ``torch.std_mean``, or than a comparison's
-    bool tensor counted.
-
-    >>> f = torch.tensor([0.0, 0.05, 1.0, 3.0])
-    >>> raw = torch.stack(_moments(f, torch.empty(4)))
-    >>> [round(v, 4) for v in _finish(raw[None], torch.tensor([4.0])).flatten().tolist()]
-    [1.0125, 1.4026, 0.5]
-    """
-    return f.sum(), torch.dot(f, f), torch.gt(f, _NEAR_ZERO, out=scratch[:f.numel()]).sum()
-
-
-def _finish(raw: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """``[..., 3]`` raw sums (`_moments`) over ``n`` values each to ``[..., 3]`` mean, std (unbiased) and
-    near-zero fraction (the values ``<= 0.05``), computed in float64. ``n == 0`` (a layer that did not run)
-    gives NaN."""
-    raw, n = raw.double(), n.double()
-    s, ss, above = raw.unbind(-1)
-    mean = s / n
-    var = ((ss - s * mean) / (n - 1).clamp_min(1)).clamp_min(0)
-    return torch.stack([mean, var.sqrt(), (n - above) / n], -1).float()
-
-
-def _spread_index(numel: int, m: int, device: torch.device) -> torch.Tensor:
-    """``m`` distinct positions in ``range(numel)`` (``m <= numel``), sorted and spread evenly, without a period
-    that could line up with channels or rows: runs of 16 neighbours (one 64-byte cache line of float32, so a
-    gather reads ``m / 16`` lines, not ``m``) starting at ``16 (k p mod numel // 16)``, for a ``p`` coprime with
-    ``numel // 16`` near ``0.618`` of it (the golden ratio's low-discrepancy sequence); single positions when
-    ``m`` is not a multiple of 16. Computed on ``device``: no transfer.
-
-    >>> _spread_index(10, 4, torch.device("cpu")).tolist()
-    [0, 1, 4, 7]
-    >>> _spread_index(100, 32, torch.device("cpu")).view(2, 16)[:, 0].tolist()   # 2 runs among 6 of 16
-    [0, 80]
-    """
-    run = 16 if m % 16 == 0 else 1
-    slots = numel // run
-    p = max(1, round(slots * (math.sqrt(5) - 1) / 2))
-    while math.gcd(p, slots) != 1:
-        p += 1
-    starts = (torch.arange(m // run, device=device, dtype=torch.int64) * p % slots).sort().values * run
-    return (starts[:, None] + torch.arange(run, device=device, dtype=torch.int64)).view(-1)
 
 
 class ActivationStats(HookCallback):
@@ -143,11 +84,30 @@ class ActivationStats(HookCallback):
         self._zero: torch.Tensor | None = None
         self._scratch: torch.Tensor | None = None     # sample=None: the comparison's output (reused)
         self._zero_hist: torch.Tensor | None = None
+        self._now: list[int] = []                     # this batch: the activations each layer had (0: did not run)
+        self._feeds: dict[nn.Module, nn.Module] = {}  # B -> A: B's hook also samples its input, A's output (`_pair`)
+        self._seen: dict[int, tuple[nn.Module, torch.Tensor, int]] | None = None  # calibrating: outputs of the batch
+        self._candidates: dict[nn.Module, nn.Module] = {}   # B -> A: `_chained`, to confirm in the first batch
+        self._confirmed: dict[nn.Module, nn.Module] = {}
+        self._calls: dict[nn.Module, int] = {}
 
     def before_fit(self) -> None:
+        self._reset()  # before the hooks are registered (`_register` reads the pairs)
         super().before_fit()
-        self._reset()
         self._layer = {id(m): k for k, m in enumerate(self._mods)}
+        self._now = [0] * len(self._mods)
+        if self.sample is not None:  # the first recorded batch hooks every layer and finds the pairs
+            self._candidates = _chained(self.learn.model, self._mods)
+            self._seen = {} if self._candidates else None
+
+    def _register(self) -> None:
+        """Hook every layer, except the ``A`` of each confirmed pair (its output is sampled by ``B``'s hook)."""
+        if not self._feeds:
+            super()._register()
+            return
+        self._remove()
+        fed = set(self._feeds.values())
+        self.hooks = Hooks([m for m in self._mods if m not in fed], self.hook, self.is_forward, self.detach, self.cpu)
 
     def hook(self, m: nn.Module, i: Any, o: Any) -> Any:
         if not self.learn.training:
@@ -159,9 +119,19 @@ class ActivationStats(HookCallback):
         if self.sample is None:  # every activation, exactly: this layer's sums (and counts) now
             f = _flat(o.detach())
             moments = self._layer_moments(f)
-            return (*moments, f.numel(), self._histograms(f.view(1, -1))[0]) if self.with_hist else (*moments, f.numel())
+            return (*moments, f.numel(), histograms(f.view(1, -1))[0]) if self.with_hist else (*moments, f.numel())
         # the sample only, copied into this layer's row of this batch's slot in one op (the statistics of every
         # layer come after the batch); kept short: it runs for every hooked layer at every training batch
+        n = self._sample(m, o)
+        a = self._feeds.get(m)
+        if a is not None:  # this layer's input is the output of layer `a`, which has no hook of its own
+            self._sample(a, i[0])
+        elif self._seen is not None:
+            self._calibrate(m, i, o)
+        return n
+
+    def _sample(self, m: nn.Module, o: torch.Tensor) -> int:
+        """Copy the sample of ``o``, the output of layer ``m``, into its row of this batch's slot."""
         n = o.numel()
         plan = self._plans.get(m)
         if plan is None or plan[0] != n or plan[1] != o.device:
@@ -174,7 +144,29 @@ class ActivationStats(HookCallback):
             row[:n].copy_(f)  # all of it; the rest of the row stays -1 (the buffer is reset after each flush)
         else:
             torch.index_select(f, 0, plan[2], out=row)
+        self._now[plan[3]] = n
         return n
+
+    def _calibrate(self, m: nn.Module, i: Any, o: torch.Tensor) -> None:
+        """During the first recorded batch: note each output (object, version) and each call, and confirm a
+        candidate pair ``A -> B`` when ``B``'s input is ``A``'s output object, unchanged (same version)."""
+        self._calls[m] = self._calls.get(m, 0) + 1
+        x = i[0] if isinstance(i, tuple) and i and isinstance(i[0], torch.Tensor) else None
+        a = self._candidates.get(m)
+        if x is not None and a is not None:
+            seen = self._seen.get(id(x))
+            if seen is not None and seen[0] is a and seen[1] is x and seen[2] == x._version:
+                self._confirmed[m] = a
+        if not o.is_inference():  # an inference tensor has no version counter: its layer is never paired
+            self._seen[id(o)] = (m, o, o._version)
+
+    def _pair(self) -> None:
+        """After the first recorded batch: keep the confirmed pairs whose layers ran exactly once, and re-hook."""
+        confirmed, calls = self._confirmed, self._calls
+        self._feeds = {b: a for b, a in confirmed.items() if calls.get(a) == 1 and calls.get(b) == 1}
+        self._seen, self._confirmed, self._calls = None, {}, {}
+        if self._feeds and self.every is None:
+            self._register()  # `every=n` registers its hooks at each recorded batch: the pairs apply from the next
 
     def _layer_moments(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         scratch = self._scratch
@@ -199,7 +191,7 @@ class ActivationStats(HookCallback):
             self._buf, self._ones = buf, f.new_ones(width)
             self._rows = [list(buf[k, 0].unbind(0)) for k in range(slots)]
             self._plans = {}  # positions were drawn for the old width
-        return n, f.device, None if n <= width else _spread_index(n, width, f.device), layer
+        return n, f.device, None if n <= width else _positions(n, width, f.device), layer
 
     def after_fit(self) -> None:
         self._flush()
@@ -223,10 +215,13 @@ class ActivationStats(HookCallback):
                 if self.sample is None:
                     self._record_exact(stored)
                 elif self._buf is not None:  # this batch's samples stay in their slot until the chunk is full
-                    self._numels.append([s if s is not None else 0 for s in stored])
+                    self._numels.append(self._now)
+                    self._now = [0] * len(self._mods)
                     self._slot += 1
                     if self._slot == self._buf.shape[0]:
                         self._flush()
+                if self._seen is not None:
+                    self._pair()
             for h in self.hooks:
                 h.stored = None  # a layer skipped next batch must not repeat this batch's values
         super().after_batch()
@@ -246,8 +241,8 @@ class ActivationStats(HookCallback):
         raw = torch.mv(part.view(-1, width), self._ones).view(k, 3, n_layers)
         self._recorded.append(raw.transpose(1, 2))
         self._widths.extend([width] * k)
-        if self.with_hist:
-            self._hists.append(self._histograms(sample))
+        if self.with_hist:  # last: it overwrites the samples with their codes
+            self._hists.append(histograms(sample, scratch=True))
         sample.fill_(-1.0)
         self._slot = 0
 
@@ -264,22 +259,6 @@ class ActivationStats(HookCallback):
             if self._zero_hist is None or self._zero_hist.device != ref[0].device:
                 self._zero_hist = ref[0].new_zeros(_BINS)
             self._hists.append(torch.stack([s[4] if s is not None else self._zero_hist for s in stored])[None])
-
-    @staticmethod
-    def _histograms(sample: torch.Tensor) -> torch.Tensor:
-        """``[..., layers, 40]`` counts of ``sample`` (``[..., layers, width]``) in fastai's bins (width 0.25 over
-        [0, 10]), all in one count: each value's code is its bin plus ``42 *`` its row. On a GPU a scatter, not
-        ``bincount``, which would read the largest code on the host (a sync)."""
-        *lead, width = sample.shape
-        rows = sample.numel() // width
-        offsets = torch.arange(1, _CODES * rows, _CODES, device=sample.device, dtype=sample.dtype).view(*lead, 1)
-        codes = sample.nan_to_num(-1.0).mul_(_BINS / 10).floor_().clamp_(-1, _BINS).add_(offsets).view(-1)
-        if sample.device.type == "cpu":  # bincount is the faster count on a CPU, where it cannot make anyone wait
-            counts = torch.bincount(codes.int(), minlength=rows * _CODES)
-        else:
-            counts = sample.new_zeros(rows * _CODES).scatter_add_(0, codes.long(),
-                                                                  sample.new_ones(1).expand(codes.numel()))
-        return counts.view(*lead, _CODES)[..., 1:_BINS + 1].to(sample.dtype)
 
     # --- reading -------------------------------------------------------------------------------------
     def _tensors(self) -> tuple[torch.Tensor, torch.Tensor | None]:

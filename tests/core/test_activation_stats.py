@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from learnkit import ActivationStats, CrossEntropyLossFlat, DataLoaders, Learner, TensorLoader
-from learnkit.core.activation_stats import _spread_index
+from learnkit.core.activation_sampling import _spread_index
 
 
 def _fit_one_batch(model: nn.Module, x: torch.Tensor, cb: ActivationStats) -> None:
@@ -158,3 +158,54 @@ def test_layers_run_in_and_out_of_inference_mode(with_hist, sample):
     assert len(means) == 4 and bool(torch.isfinite(means).all())
     if with_hist:
         assert cb.hist(0).shape == (40, 4) and float(cb._tensors()[1][:, 0].sum()) > 0
+
+
+def _conv_bn_fit(cb: ActivationStats, batches: int = 6) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Sequential(nn.Conv2d(4, 4, 3, stride=2), nn.BatchNorm2d(4)), nn.Flatten(),
+                          nn.Linear(4 * 7 * 7, 2))
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(8 * batches, 1, 16, 16, generator=g), torch.randint(0, 2, (8 * batches,), generator=g)
+    Learner(DataLoaders(TensorLoader(x, y, bs=8), None, device="cpu"), model, loss_func=CrossEntropyLossFlat(),
+            progress=False).fit(1, cbs=cb)
+
+
+@pytest.mark.parametrize("every", [None, 2])
+def test_a_batch_norm_samples_its_convolution_and_the_statistics_stay_exact(every):
+    """Conv -> BN neighbours in a Sequential: after the first recorded batch the BN's hook also samples its input
+    (the conv's output), so two of the five layers lose their hooks; every statistic still equals the exact one."""
+    cb = ActivationStats(with_hist=True, sample=8192, every=every)  # >= every layer's 8 * 4 * 16 * 16 values
+    _conv_bn_fit(cb)
+    exact = ActivationStats(with_hist=True, sample=None, every=every)
+    _conv_bn_fit(exact)
+    assert cb.n_layers == 5 and len(cb._feeds) == 2 and len(cb.hooks) == 3 and exact._feeds == {}
+    (stats, hists), (exact_stats, exact_hists) = cb._tensors(), exact._tensors()
+    assert stats.shape == (6 if every is None else 3, 5, 3)
+    assert torch.allclose(stats, exact_stats, rtol=1e-4, atol=1e-4) and torch.equal(hists, exact_hists)
+
+
+class _DoubleInPlace(nn.Module):
+    """Doubles its input in place (then adds a bias): its input is not the output its neighbour produced."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul_(2.0) + self.bias
+
+
+def test_no_pair_when_the_next_layer_changes_its_input_or_a_layer_runs_twice():
+    torch.manual_seed(0)
+    shared = nn.Linear(8, 8)
+    model = nn.Sequential(nn.Linear(4, 8), _DoubleInPlace(), nn.ReLU(), shared, shared, nn.Linear(8, 2))
+    acts = []
+    model[0].register_forward_hook(_keep(acts))  # the first layer's output before its neighbour doubles it
+    cb = ActivationStats()
+    x = torch.randn(8, 4)
+    _fit_one_batch(model, x, cb)
+    _fit_one_batch(model, x, cb)  # a second fit: calibrated afresh, nothing paired either
+    assert cb._feeds == {} and len(cb.hooks) == cb.n_layers == 4
+    means = cb.layer_stats(0)[0]
+    assert float(means[0]) == pytest.approx(float(acts[-1].mean()), abs=1e-5)
