@@ -20,7 +20,8 @@ states, each costing about the same as one forward pass of the full encoder. The
 epochs run in bf16 autocast where the CPU computes bfloat16 natively (AVX512-BF16 or AMX; on other CPUs bf16
 is slower and the script stays in fp32; ``--fp32`` forces fp32), and without dropout on the attention
 probabilities, so PyTorch's fused attention kernel runs: together about half the CPU time of fp32 with
-attention dropout (``benchmarks/imdb_phases.py``). Accuracy, seeds 0-2: 0.903 / 0.899 / 0.894, mean 0.899, at
+attention dropout (``benchmarks/imdb_phases.py``). Freed memory is kept for reuse (`reuse_cpu_memory`):
+without it, glibc maps every large activation afresh and the run spends a minute of CPU in page faults. Accuracy, seeds 0-2: 0.903 / 0.899 / 0.894, mean 0.899, at
 about 1,350 CPU s a run on a loaded 2-core CPU (``benchmarks/RESULTS.md``, "imdb.py: 512 tokens, base lr 2e-3").
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ import argparse
 import time
 from pathlib import Path
 
-from learnkit import native_bf16, set_seed
+from learnkit import native_bf16, reuse_cpu_memory, set_seed
 from learnkit.datasets import URLs, find_data
 from learnkit.text import (TextClassificationInterpretation, TextDataLoaders, accuracy, read_text,
                            text_classifier_learner)
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> float:
     ap.add_argument("--seed", type=int, default=0, help="seed of the weight initialisation, dropout and augmentation")
     args = ap.parse_args(argv)
     set_seed(args.seed)
+    reuse_cpu_memory()  # a CPU run re-allocates the same large activations every batch: keep them, no page faults
     path = find_imdb(args.data)
     t0, c0 = time.perf_counter(), time.process_time()
 

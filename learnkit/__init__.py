@@ -27,7 +27,7 @@ from .core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockData
                    get_files, get_loss_class, get_model_builder, get_text_files, is_rank0, load_learner, mae,
                    make_loader, minimum, mse, msle, num_distrib, parent_label, rank_distrib, register_dls,
                    register_learner, register_loss, register_model, register_tokenizer, register_transform, rmse,
-                   sched_const, sched_cos, sched_exp, sched_lin, set_seed, native_bf16, sgdr_scheduler, sigmoid_range, slide,
+                   sched_const, sched_cos, sched_exp, sched_lin, set_seed, native_bf16, reuse_cpu_memory, sgdr_scheduler, sigmoid_range, slide,
                    spread_lr, steep, to_cpu, to_device, top_k_accuracy, trainable_params, Adam, HeadFit, SmallDataWarning, using_attr, valley, whole_set)
 from .core import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, StepsLoader, ValidateEveryCallback  # issue 27
 from .core import __all__ as _core_all

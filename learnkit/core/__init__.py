@@ -36,7 +36,7 @@ from .metrics import __all__ as _metrics_all
 from .optim import Adam, default_splitter, spread_lr, trainable_params
 from .headfit import HeadFit, SmallDataWarning
 from .seed import set_seed
-from .precision import native_bf16
+from .precision import native_bf16, reuse_cpu_memory
 from .segmetrics import Dice, DiceMulti, ForegroundAcc, JaccardCoeff, JaccardMulti, foreground_acc
 from .registry import (NotRegisteredError, Registry, get_dls_class, get_loss_class, get_model_builder, register_dls,
                        register_learner, register_loss, register_model, register_tokenizer, register_transform)
@@ -62,7 +62,7 @@ __all__ = [
     "to_device", "Learner", "BCEWithLogitsLossFlat", "CrossEntropyLossFlat", "L1LossFlat", "MSELossFlat",
     "Adam", "HeadFit", "SmallDataWarning", "default_splitter", "spread_lr", "trainable_params", "ColSplitter", "FolderSplitter", "FuncSplitter",
     "GrandparentSplitter", "IndexSplitter", "RandomSplitter", "check_split", "register_dls", "register_model",
-    "register_loss", "Dice", "DiceMulti", "JaccardCoeff", "JaccardMulti", "foreground_acc", "SigmoidRange", "sigmoid_range", "register_learner", "Registry", "set_seed", "native_bf16", "get_dls_class", "get_model_builder", "get_loss_class", "load_learner", "ExportError",
+    "register_loss", "Dice", "DiceMulti", "JaccardCoeff", "JaccardMulti", "foreground_acc", "SigmoidRange", "sigmoid_range", "register_learner", "Registry", "set_seed", "native_bf16", "reuse_cpu_memory", "get_dls_class", "get_model_builder", "get_loss_class", "load_learner", "ExportError",
     "TransformBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock", "DataBlock", "Datasets",
     "BlockDataLoaders", "DataBlockError", "default_num_workers", "ColReader", "RegexLabeller", "get_files", "get_text_files",
     "parent_label", "using_attr", "EndSplitter", "TrainTestSplitter",

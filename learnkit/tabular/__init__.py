@@ -31,7 +31,7 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
                     whole_set)
 from ..datasets import URLs, find_data, untar_data
 from ..core import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, StepsLoader, ValidateEveryCallback  # issue 27
-from ..core import native_bf16
+from ..core import native_bf16, reuse_cpu_memory
 from ..core import __all__ as _core_all
 from ..core import (ActivationStats, ConvLayer, Flatten, Hook, HookCallback, Hooks, NormType, ResBlock, SEModule,  # hooks
                     init_cnn, hook_output, hook_outputs, model_sizes, num_features_model, sequential)

@@ -37,7 +37,7 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
                     whole_set)
 from ..datasets import URLs, find_data, untar_data
 from ..core import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, StepsLoader, ValidateEveryCallback  # issue 27
-from ..core import native_bf16
+from ..core import native_bf16, reuse_cpu_memory
 from ..core import __all__ as _core_all
 from .awdclas import (PoolingLinearClassifier, SentenceEncoder, awd_lstm_clas, awd_lstm_clas_split, awd_lstm_lm,
                       get_text_classifier, masked_concat_pool)

@@ -31,7 +31,7 @@ from ..core import (AvgMetric, BCEWithLogitsLossFlat, BalancedAccuracy, BlockDat
                     set_seed, sgdr_scheduler, sigmoid_range, slide, spread_lr, steep, to_cpu, to_device,
                     top_k_accuracy, trainable_params, Adam, HeadFit, SmallDataWarning, using_attr, valley, whole_set)
 from ..core import EMACallback, ProfileReport, ProfilerCallback, ShortEpochCallback, StepLimitCallback, StepsLoader, ValidateEveryCallback  # issue 27
-from ..core import native_bf16
+from ..core import native_bf16, reuse_cpu_memory
 from ..core import __all__ as _core_all
 from ..core import (ActivationStats, ConvLayer, Flatten, Hook, HookCallback, Hooks, NormType, ResBlock, SEModule,  # hooks
                     init_cnn, hook_output, hook_outputs, model_sizes, num_features_model, sequential)
