@@ -7,7 +7,9 @@ once, bf16 autocast, attention dropout 0, and handed to a fresh learner per sett
 too, so each setting sees what a fresh run of the example with its seed sees), so a setting costs its own
 head and unfrozen epochs only; a whole run of the example costs about tokenising + the caching pass (printed
 once) + the setting's ``fine_tune`` CPU s. Keys of a setting (defaults): ``unfreeze`` (2), ``epochs`` (2),
-``lr`` (1e-3), ``head_lr`` (1e-2), ``lr_mult`` (100), ``wd`` (None), ``seed`` (0), ``freeze_epochs`` (5).
+``lr`` (1e-3), ``head_lr`` (1e-2), ``lr_mult`` (100), ``wd`` (None), ``seed`` (0), ``freeze_epochs`` (5),
+``head_dropout`` (0.1: dropout before the new linear head), ``label_smoothing`` (0: plain cross-entropy),
+``ema`` (None; a decay: validate with `EMACallback`'s average of the weights).
 It reaches into the cache's private ``_fill``/``_valid`` (a benchmark, not a recipe).
 """
 from __future__ import annotations
@@ -24,11 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from imdb import find_imdb  # noqa: E402
 from imdb_phases import subset_dls  # noqa: E402
 
-from learnkit import set_seed  # noqa: E402
-from learnkit.text import TextDataLoaders, accuracy, text_classifier_learner  # noqa: E402
+from learnkit import EMACallback, set_seed  # noqa: E402
+from learnkit.text import (LabelSmoothingCrossEntropyFlat, TextDataLoaders, accuracy,  # noqa: E402
+                           text_classifier_learner)
 from learnkit.text.cache import FrozenFeatureCache, StageStates  # noqa: E402
 
-DEFAULTS = dict(unfreeze=2, epochs=2, lr=1e-3, head_lr=1e-2, lr_mult=100, wd=None, seed=0, freeze_epochs=5)
+DEFAULTS = dict(unfreeze=2, epochs=2, lr=1e-3, head_lr=1e-2, lr_mult=100, wd=None, seed=0, freeze_epochs=5,
+                head_dropout=0.1, label_smoothing=0.0, ema=None)
 
 
 def cache_of(learn) -> StageStates:
@@ -52,12 +56,14 @@ def main() -> None:
            else TextDataLoaders.from_folder(path, tok="minilm", max_len=args.max_len, bs=32))
     print(f"tokenising: {time.process_time() - c0:.0f} CPU s", flush=True)
 
-    def make(seed: int):
-        set_seed(seed)
-        learn = text_classifier_learner(dls, "minilm", metrics=accuracy, config={"attn_dropout": 0.0})
+    def make(c: dict):
+        set_seed(c["seed"])
+        loss = LabelSmoothingCrossEntropyFlat(eps=c["label_smoothing"]) if c["label_smoothing"] else None
+        learn = text_classifier_learner(dls, "minilm", metrics=accuracy, loss_func=loss,
+                                        config={"attn_dropout": 0.0, "head_dropout": c["head_dropout"]})
         return learn.to_bf16()
 
-    learn = make(0)
+    learn = make(DEFAULTS)
     learn.freeze()
     n_body = learn.model.n_stages - 2  # the pooling stage: the head's input
     need = sorted({n_body} | {n_body - c["unfreeze"] for c in configs})
@@ -71,13 +77,14 @@ def main() -> None:
     sampler_state = sampler.generator.get_state()
     for c in configs:
         sampler.generator.set_state(sampler_state)
-        learn = make(c["seed"])
+        learn = make(c)
         mine = cache_of(learn).cache
         mine.key, mine.entries, mine.fps = saved[0], dict(saved[1]), dict(saved[2])
         assert all(mine._valid(learn.model, b) for b in need), "the shared states do not match this model"
         t, w = time.process_time(), time.perf_counter()
         learn.fine_tune(c["epochs"], c["lr"], freeze_epochs=c["freeze_epochs"], unfreeze_to=-(c["unfreeze"] + 1),
-                        head_lr=c["head_lr"], lr_mult=c["lr_mult"], wd=c["wd"])
+                        head_lr=c["head_lr"], lr_mult=c["lr_mult"], wd=c["wd"],
+                        cbs=EMACallback(decay=c["ema"]) if c["ema"] else None)
         per_epoch = ["/".join(f"{x:.4f}" for x in v) for v in learn.recorder.values]
         print(f"{c}: accuracy {learn.recorder.values[-1][2]:.4f}; fine_tune {time.process_time() - t:.0f} CPU s, "
               f"{time.perf_counter() - w:.0f} s wall; load {os.getloadavg()[0]:.1f}; per unfrozen epoch "
