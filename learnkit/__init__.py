@@ -35,4 +35,11 @@ from .core import (ActivationStats, ConvLayer, Flatten, Hook, HookCallback, Hook
                    init_cnn, hook_output, hook_outputs, model_sizes, num_features_model, sequential)
 from .datasets import URLs, find_data, untar_data
 
+from .core import F, Image, Path, Tensor, first, math, nn, np, os, partial, pd, random, re, tensor, torch  # lesson names
+from .core.lesson_names import lesson_attr as _lesson_attr
 __all__ = ["__version__", "URLs", "untar_data", "find_data", *_core_all]
+
+
+def __getattr__(name: str):
+    """Serve ``plt`` on first use (see learnkit.core.lesson_names)."""
+    return _lesson_attr(name, __name__)

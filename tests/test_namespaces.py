@@ -43,7 +43,8 @@ PACKAGES = ["learnkit", "learnkit.core", "learnkit.core.callbacks", *sorted(TASK
 def test_every_name_in_all_is_bound(namespace):
     """``__all__`` is a list of names the package imports by name: one it lacks would break ``import *``."""
     mod = importlib.import_module(namespace)
-    missing = [n for n in mod.__all__ if n not in vars(mod)]
+    lazy = set(importlib.import_module("learnkit.core.lesson_names").LAZY_NAMES)  # plt: served on first use
+    missing = [n for n in mod.__all__ if n not in vars(mod) and not (n in lazy and hasattr(mod, n))]
     assert not missing, f"{namespace}.__all__ names {missing}, which {namespace} does not import"
 
 
@@ -65,3 +66,36 @@ def test_package_inits_import_names_not_stars():
              for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
              if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)]
     assert not stars, f"star imports in {stars}: import the names (the package's __all__ lists them)"
+
+
+LESSON_NAMES = ["torch", "nn", "F", "Tensor", "np", "pd", "plt", "Path", "partial", "Image", "math", "os", "random",
+                "re", "tensor", "first"]
+
+
+@pytest.mark.parametrize("namespace", ["learnkit", "learnkit.core", *sorted(TASK)])
+def test_star_import_gives_the_names_a_lesson_uses_unimported(namespace):
+    names: dict = {}
+    exec(f"from {namespace} import *", names)
+    missing = [n for n in LESSON_NAMES if n not in names]
+    assert not missing, f"from {namespace} import * lacks {missing} (fastai's *.all gives them)"
+    import matplotlib.pyplot
+    import torch.nn.functional
+    assert names["plt"] is matplotlib.pyplot and names["F"] is torch.nn.functional
+
+
+def test_plt_is_loaded_on_first_use_only():
+    """Importing learnkit must not load matplotlib (a backend choice and ~0.3 s); the star import may."""
+    import subprocess
+    import sys
+    code = ("import sys, learnkit.vision, learnkit.text, learnkit.tabular, learnkit.collab; "
+            "assert 'matplotlib.pyplot' not in sys.modules; ns = {}; exec('from learnkit.vision import *', ns); "
+            "assert 'matplotlib.pyplot' in sys.modules; import learnkit.vision.models; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**__import__("os").environ,
+                                                                                           "MPLBACKEND": "Agg"})
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_unknown_attribute_still_raises():
+    import learnkit.vision
+    with pytest.raises(AttributeError, match="no attribute 'nosuch'"):
+        learnkit.vision.nosuch  # noqa: B018

@@ -41,6 +41,8 @@ from .learner import BiasWeightDecay, CollabLearner, collab_learner, collab_spli
 from .loader import TensorLoader
 from .model import EmbeddingDotBias, EmbeddingNN, sigmoid_range
 
+from ..core import F, Image, Path, Tensor, first, math, nn, np, os, partial, pd, random, re, tensor, torch  # lesson names
+from ..core.lesson_names import lesson_attr as _lesson_attr
 __all__ = [
     "URLs", "untar_data", "find_data",
     "CollabDataLoaders", "IdMap", "UNKNOWN", "UnknownIdError", "BiasWeightDecay", "CollabLearner", "collab_learner",
@@ -48,3 +50,8 @@ __all__ = [
     "sigmoid_range", "factor_pca", "plot_factors",
     *_core_all,
 ]
+
+
+def __getattr__(name: str):
+    """Serve ``plt`` on first use (see learnkit.core.lesson_names)."""
+    return _lesson_attr(name, __name__)

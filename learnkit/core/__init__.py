@@ -53,6 +53,9 @@ from .steps import StepsLoader
 _HOOK_NAMES = ["Hook", "HookCallback", "Hooks", "hook_output", "hook_outputs", "model_sizes", "num_features_model",
                "ActivationStats", "ConvLayer", "Flatten", "NormType", "ResBlock", "SEModule", "init_cnn", "sequential"]
 
+from .lesson_names import F, Image, Path, Tensor, first, math, nn, np, os, partial, pd, random, re, tensor, torch  # lesson names
+from .lesson_names import lesson_attr as _lesson_attr
+from .lesson_names import __all__ as _lesson_all
 __all__ = [
     "EVENTS", "Callback", "describe_training_loop", "LabelSmoothingCrossEntropy", "LabelSmoothingCrossEntropyFlat",
     "CancelBackwardException", "CancelBatchException", "CancelEpochException",
@@ -71,4 +74,10 @@ __all__ = [
     "TensorLoader", *_cb_all, *_metrics_all,
     "StepsLoader",
     *_HOOK_NAMES,
+    *_lesson_all,  # torch, nn, F, np, pd, plt, Path, tensor, first, ... (what a fastai lesson uses unimported)
 ]
+
+
+def __getattr__(name: str):
+    """Serve ``plt`` on first use (see learnkit.core.lesson_names)."""
+    return _lesson_attr(name, __name__)

@@ -47,6 +47,8 @@ from .table import TabularLoader, TabularTensors
 from .tabular_pandas import TabularPandas, TabularSplit
 from .utils import add_datepart, cont_cat_split, range_of
 
+from ..core import F, Image, Path, Tensor, first, math, nn, np, os, partial, pd, random, re, tensor, torch  # lesson names
+from ..core.lesson_names import lesson_attr as _lesson_attr
 __all__ = [
     "URLs", "untar_data", "find_data",
     "TabularDataLoaders", "rows_to_df", "TabularLearner", "tabular_learner", "fused_adamw", "TabularModel",
@@ -56,3 +58,8 @@ __all__ = [
     "tabular_config",
     *_core_all,
 ]
+
+
+def __getattr__(name: str):
+    """Serve ``plt`` on first use (see learnkit.core.lesson_names)."""
+    return _lesson_attr(name, __name__)

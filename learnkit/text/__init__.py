@@ -63,6 +63,8 @@ from .tokenize import WordTokenizer, clean_text, make_tokenizer, read_text, toke
 from .transformer import TransformerClassifier, staged_splitter, transformer_classifier
 from .vocab import Vocab
 
+from ..core import F, Image, Path, Tensor, first, math, nn, np, os, partial, pd, random, re, tensor, torch  # lesson names
+from ..core.lesson_names import lesson_attr as _lesson_attr
 __all__ = [
     "URLs", "untar_data", "find_data",
     *_core_all,
@@ -79,3 +81,8 @@ __all__ = [
     "sample_next", "generate", "detokenize", "CausalTokenizer", "CausalLM", "CausalLMLearner", "load_wt103",
     "match_embeds",
 ]
+
+
+def __getattr__(name: str):
+    """Serve ``plt`` on first use (see learnkit.core.lesson_names)."""
+    return _lesson_attr(name, __name__)

@@ -59,6 +59,8 @@ from .xresnet import XResNet, build_xresnet_classifier, xresnet18, xresnet34, xr
 from .transforms import (BatchResize, BatchTransform, GeometricAug, ItemTransform, LightingAug, Normalize, RandomResizedCrop,
                          Resize, aug_transforms, imagenet_stats)
 
+from ..core import F, Image, Path, Tensor, first, math, nn, np, os, partial, pd, random, re, tensor, torch  # lesson names
+from ..core.lesson_names import lesson_attr as _lesson_attr
 __all__ = [
     *_core_all, "write_image_shards",
     "AdaptiveConcatPool2d", "ClassifierHead", "VisionClassifier", "body_from_callable", "build_vision_classifier",
@@ -72,3 +74,8 @@ __all__ = [
     "PILImage", "PILImageBW", "to_grey", "adapt_input_channels", "XResNet", "build_xresnet_classifier", "xresnet18",
     "xresnet34", "xresnet50", "grad_cam", "cam_layer", "CAM_METHODS",
 ]
+
+
+def __getattr__(name: str):
+    """Serve ``plt`` on first use (see learnkit.core.lesson_names)."""
+    return _lesson_attr(name, __name__)

@@ -14,11 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from learnkit.text import (CrossEntropyLossFlat, DataLoaders, Learner, ModelResetter, TextLearner, accuracy,
+# torch, nn and F come with the namespace, as with fastai's `from fastai.text.all import *`
+from learnkit.text import (F, nn, torch, CrossEntropyLossFlat, DataLoaders, Learner, ModelResetter, TextLearner, accuracy,
                            set_seed)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))

@@ -8,11 +8,9 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pytest
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from learnkit.vision import (ActivationStats, CategoryBlock, DataBlock, Flatten, GrandparentSplitter, ImageBlock,
+# torch, nn and F come with the namespace, as with fastai's `from fastai.vision.all import *`
+from learnkit.vision import (F, nn, torch, ActivationStats, CategoryBlock, DataBlock, Flatten, GrandparentSplitter, ImageBlock,
                              ImageDataLoaders, Learner, Normalize, PILImageBW, Resize, accuracy, error_rate,
                              get_image_files, grad_cam, hook_output, parent_label, sequential, vision_learner,
                              xresnet18)

@@ -53,6 +53,8 @@ from .transforms import apply_paired, apply_seg_batch_tfms
 from .unet import EncoderMaps, UNet, UNetBlock, build_unet, unet_splitter
 from .feature_cache import EncoderFeatures
 
+from ...core import F, Image, Path, Tensor, first, math, nn, np, os, partial, pd, random, re, tensor, torch  # lesson names
+from ...core.lesson_names import lesson_attr as _lesson_attr
 __all__ = [
     "URLs", "untar_data", "find_data",
     "SegmentationDataLoaders", "MaskBlock", "check_masks_exist", "load_pair",
@@ -66,3 +68,8 @@ __all__ = [
     "Resize", "RandomResizedCrop", "aug_transforms", "Normalize", "imagenet_stats",
     *_core_all,
 ]
+
+
+def __getattr__(name: str):
+    """Serve ``plt`` on first use (see learnkit.core.lesson_names)."""
+    return _lesson_attr(name, __name__)
