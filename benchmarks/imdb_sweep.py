@@ -8,7 +8,8 @@ too, so each setting sees what a fresh run of the example with its seed sees), s
 head and unfrozen epochs only; a whole run of the example costs about tokenising + the caching pass (printed
 once) + the setting's ``fine_tune`` CPU s. Keys of a setting (defaults): ``unfreeze`` (2), ``epochs`` (2),
 ``lr`` (1e-3), ``head_lr`` (1e-2), ``lr_mult`` (100), ``wd`` (None), ``seed`` (0), ``freeze_epochs`` (5),
-``head_dropout`` (0.1: dropout before the new linear head), ``label_smoothing`` (0: plain cross-entropy).
+``head_dropout`` (0.1: dropout before the new linear head), ``label_smoothing`` (0: plain cross-entropy),
+``ema`` (0: none; else `EMACallback`'s decay, validating on the average, through both phases).
 It reaches into the cache's private ``_fill``/``_valid`` (a benchmark, not a recipe).
 """
 from __future__ import annotations
@@ -25,13 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from imdb import find_imdb  # noqa: E402
 from imdb_phases import subset_dls  # noqa: E402
 
-from learnkit import set_seed  # noqa: E402
+from learnkit import EMACallback, set_seed  # noqa: E402
 from learnkit.text import (LabelSmoothingCrossEntropyFlat, TextDataLoaders, accuracy,  # noqa: E402
                            text_classifier_learner)
 from learnkit.text.cache import FrozenFeatureCache, StageStates  # noqa: E402
 
 DEFAULTS = dict(unfreeze=2, epochs=2, lr=1e-3, head_lr=1e-2, lr_mult=100, wd=None, seed=0, freeze_epochs=5,
-                head_dropout=0.1, label_smoothing=0.0)
+                head_dropout=0.1, label_smoothing=0.0, ema=0.0)
 
 
 def cache_of(learn) -> StageStates:
@@ -82,7 +83,8 @@ def main() -> None:
         assert all(mine._valid(learn.model, b) for b in need), "the shared states do not match this model"
         t, w = time.process_time(), time.perf_counter()
         learn.fine_tune(c["epochs"], c["lr"], freeze_epochs=c["freeze_epochs"], unfreeze_to=-(c["unfreeze"] + 1),
-                        head_lr=c["head_lr"], lr_mult=c["lr_mult"], wd=c["wd"])
+                        head_lr=c["head_lr"], lr_mult=c["lr_mult"], wd=c["wd"],
+                        cbs=[EMACallback(decay=c["ema"])] if c["ema"] else None)
         per_epoch = ["/".join(f"{x:.4f}" for x in v) for v in learn.recorder.values]
         print(f"{c}: accuracy {learn.recorder.values[-1][2]:.4f}; fine_tune {time.process_time() - t:.0f} CPU s, "
               f"{time.perf_counter() - w:.0f} s wall; load {os.getloadavg()[0]:.1f}; per unfrozen epoch "

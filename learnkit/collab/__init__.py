@@ -41,8 +41,10 @@ from .learner import BiasWeightDecay, CollabLearner, collab_learner, collab_spli
 from .loader import TensorLoader
 from .model import EmbeddingDotBias, EmbeddingNN, sigmoid_range
 
-from ..core import F, Image, Path, Tensor, first, math, nn, np, os, partial, pd, random, re, tensor, torch  # lesson names
+from ..core import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, np, os, partial, pd, random, re,  # lesson names
+                    tensor, torch)
 from ..core.lesson_names import lesson_attr as _lesson_attr
+from ..core import Module, SGD  # fastai's Module (no super().__init__()) and SGD
 __all__ = [
     "URLs", "untar_data", "find_data",
     "CollabDataLoaders", "IdMap", "UNKNOWN", "UnknownIdError", "BiasWeightDecay", "CollabLearner", "collab_learner",

@@ -21,7 +21,7 @@ from .data import DataLoaders, make_loader
 from .distributed import DistributedDL, DistributedTrainer, distrib_barrier, is_rank0, num_distrib, rank_distrib
 from .device import batch_size, default_device, to_cpu, to_device
 from .export import ExportError, load_learner
-from .layers import SigmoidRange, sigmoid_range
+from .layers import Module, SigmoidRange, sigmoid_range
 from .layers import ConvLayer, Flatten, NormType, ResBlock, SEModule, init_cnn, sequential
 from .hooks import Hook, HookCallback, Hooks, hook_output, hook_outputs, model_sizes, num_features_model
 from .activation_stats import ActivationStats
@@ -33,7 +33,7 @@ from .metrics import (AvgMetric, BalancedAccuracy, F1Score, F1ScoreMulti, Metric
                       Recall, RocAuc, RocAucBinary, accuracy, accuracy_multi, as_metric, error_rate, exp_rmspe, mae,
                       mse, msle, rmse, top_k_accuracy, TorchMetric, whole_set)
 from .metrics import __all__ as _metrics_all
-from .optim import Adam, default_splitter, spread_lr, trainable_params
+from .optim import Adam, SGD, default_splitter, spread_lr, trainable_params
 from .headfit import HeadFit, SmallDataWarning
 from .seed import set_seed
 from .precision import native_bf16, reuse_cpu_memory
@@ -50,10 +50,11 @@ from .callbacks import EMACallback, ProfileReport, ProfilerCallback, ShortEpochC
 from .steps import StepsLoader
 
 #: hooks (fastbook ch. 13, 18) and fastai's building blocks (ch. 13-15)
-_HOOK_NAMES = ["Hook", "HookCallback", "Hooks", "hook_output", "hook_outputs", "model_sizes", "num_features_model",
+_HOOK_NAMES = ["Module", "SGD", "Hook", "HookCallback", "Hooks", "hook_output", "hook_outputs", "model_sizes", "num_features_model",
                "ActivationStats", "ConvLayer", "Flatten", "NormType", "ResBlock", "SEModule", "init_cnn", "sequential"]
 
-from .lesson_names import F, Image, Path, Tensor, first, math, nn, np, os, partial, pd, random, re, tensor, torch  # lesson names
+from .lesson_names import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, np, os, partial, pd, random, re,  # lesson names
+                           tensor, torch)
 from .lesson_names import lesson_attr as _lesson_attr
 from .lesson_names import __all__ as _lesson_all
 __all__ = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["sigmoid_range", "SigmoidRange", "sequential", "Flatten", "NormType", "ConvLayer", "ResBlock", "SEModule",
+__all__ = ["Module", "sigmoid_range", "SigmoidRange", "sequential", "Flatten", "NormType", "ConvLayer", "ResBlock", "SEModule",
            "init_cnn"]
 
 
@@ -57,6 +57,28 @@ def sequential(*layers: nn.Module) -> nn.Sequential:
     torch.Size([1, 3])
     """
     return nn.Sequential(*layers)
+
+
+class Module(nn.Module):
+    """An ``nn.Module`` that needs no ``super().__init__()``: fastai's ``Module``, so that fastbook's models
+    (``class LMModel1(Module): def __init__(self, vocab_sz, n_hidden): self.i_h = nn.Embedding(...)``) run as
+    written. ``nn.Module.__init__`` runs when the object is created, before the subclass's ``__init__``; calling
+    ``super().__init__()`` as well is harmless (it does nothing here).
+
+    >>> class Affine(Module):
+    ...     def __init__(self, n): self.lin = nn.Linear(n, n)
+    ...     def forward(self, x): return self.lin(x)
+    >>> Affine(3)(torch.zeros(2, 3)).shape, len(list(Affine(3).parameters()))
+    (torch.Size([2, 3]), 2)
+    """
+
+    def __new__(cls, *args: object, **kwargs: object) -> "Module":
+        obj = super().__new__(cls)
+        nn.Module.__init__(obj)
+        return obj
+
+    def __init__(self) -> None:
+        """Nothing to do: ``__new__`` already ran ``nn.Module.__init__``."""
 
 
 class Flatten(nn.Module):

@@ -1,5 +1,5 @@
 """The everyday names a fastai lesson uses without importing them: ``torch``, ``nn``, ``F``, ``np``, ``pd``, ``plt``,
-``Path``, ``Image``, ``tensor``, ``first``, ...
+``Path``, ``Image``, ``array``, ``DataLoader`` (torch's), ``tensor``, ``first``, ...
 
 fastai's ``from fastai.vision.all import *`` hands a notebook these names, so fastbook's code calls ``nn.Conv2d``,
 ``F.cross_entropy``, ``tensor([1, 2])`` or ``first(dls.valid)`` with no import of its own. Every learnkit namespace
@@ -27,11 +27,13 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from numpy import array
 from PIL import Image
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 __all__ = ["torch", "nn", "F", "Tensor", "np", "pd", "plt", "Path", "partial", "Image", "math", "os", "random", "re",
-           "tensor", "first"]
+           "array", "DataLoader", "tensor", "first"]
 
 #: names served on first use (module attribute -> the module that provides it)
 LAZY_NAMES = {"plt": "matplotlib.pyplot"}

@@ -19,7 +19,7 @@ from torch import nn
 
 from .validation import check_lr, check_wd  # noqa: F401 - re-exported: the one check, in validation.py
 
-__all__ = ["Adam", "trainable_params", "default_splitter", "spread_lr", "check_lr", "LR", "norm_bias_params",
+__all__ = ["Adam", "SGD", "trainable_params", "default_splitter", "spread_lr", "check_lr", "LR", "norm_bias_params",
            "make_optimizer", "splitter_group_of", "n_splitter_groups", "head_param_group"]
 
 LR = float | slice | Sequence[float]
@@ -48,6 +48,18 @@ def Adam(params: Any, lr: float = 1e-3, mom: float = 0.9, sqr_mom: float = 0.99,
     if fused is None:
         return cls(params, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd)
     return cls(params, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd, fused=fused)
+
+
+def SGD(params: Any, lr: float = 1e-3, mom: float = 0.0, wd: float = 0.0) -> torch.optim.Optimizer:
+    """fastai's ``SGD`` on ``torch.optim.SGD``: momentum ``mom``, weight decay ``wd`` (fastbook ch. 4's
+    ``Learner(dls, nn.Linear(28*28, 1), opt_func=SGD, ...)``). ``wd`` is torch's, added to the gradient: the same
+    as fastai's decoupled decay without momentum, and seen through the momentum with it.
+
+    >>> opt = SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0)
+    >>> type(opt).__name__, opt.defaults["momentum"], opt.defaults["weight_decay"]
+    ('SGD', 0.0, 0.0)
+    """
+    return torch.optim.SGD(params, lr=lr, momentum=mom, weight_decay=wd)
 
 
 def trainable_params(m: nn.Module) -> list[nn.Parameter]:

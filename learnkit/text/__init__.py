@@ -63,8 +63,10 @@ from .tokenize import WordTokenizer, clean_text, make_tokenizer, read_text, toke
 from .transformer import TransformerClassifier, staged_splitter, transformer_classifier
 from .vocab import Vocab
 
-from ..core import F, Image, Path, Tensor, first, math, nn, np, os, partial, pd, random, re, tensor, torch  # lesson names
+from ..core import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, np, os, partial, pd, random, re,  # lesson names
+                    tensor, torch)
 from ..core.lesson_names import lesson_attr as _lesson_attr
+from ..core import Module, SGD  # fastai's Module (no super().__init__()) and SGD
 __all__ = [
     "URLs", "untar_data", "find_data",
     *_core_all,

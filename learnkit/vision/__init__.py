@@ -59,8 +59,10 @@ from .xresnet import XResNet, build_xresnet_classifier, xresnet18, xresnet34, xr
 from .transforms import (BatchResize, BatchTransform, GeometricAug, ItemTransform, LightingAug, Normalize, RandomResizedCrop,
                          Resize, aug_transforms, imagenet_stats)
 
-from ..core import F, Image, Path, Tensor, first, math, nn, np, os, partial, pd, random, re, tensor, torch  # lesson names
+from ..core import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, np, os, partial, pd, random, re,  # lesson names
+                    tensor, torch)
 from ..core.lesson_names import lesson_attr as _lesson_attr
+from ..core import Module, SGD  # fastai's Module (no super().__init__()) and SGD
 __all__ = [
     *_core_all, "write_image_shards",
     "AdaptiveConcatPool2d", "ClassifierHead", "VisionClassifier", "body_from_callable", "build_vision_classifier",

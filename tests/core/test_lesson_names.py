@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from learnkit.core.layers import Module
 from learnkit.core.lesson_names import first, tensor
 
 
@@ -76,3 +77,69 @@ df = pd.DataFrame({"mean": out.mean((0, 2, 3)).tolist()})
     exec(cells, ns)
     assert ns["im3_t"].shape == (28, 28) and ns["edge"].shape == (1, 1, 26, 26)
     assert ns["xb"].shape[1:] == (1, 28, 28) and ns["out"].shape[1] == 4 and len(ns["df"]) == 4
+
+
+def test_module_needs_no_super_init_and_copies_like_any_module():
+    import copy
+    import io
+
+    class LMModel1(Module):  # fastbook ch. 12, as written
+        def __init__(self, vocab_sz, n_hidden):
+            self.i_h = torch.nn.Embedding(vocab_sz, n_hidden)
+            self.h_o = torch.nn.Linear(n_hidden, vocab_sz)
+
+        def forward(self, x):
+            return self.h_o(self.i_h(x).relu()).mean(1)
+
+    class WithSuper(Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2)
+
+    m = LMModel1(30, 8)
+    assert [n for n, _ in m.named_parameters()] == ["i_h.weight", "h_o.weight", "h_o.bias"]
+    assert m(torch.zeros(4, 3, dtype=torch.long)).shape == (4, 30)
+    twin = copy.deepcopy(m)
+    assert torch.equal(twin.h_o.weight, m.h_o.weight) and twin.h_o.weight is not m.h_o.weight
+    buf = io.BytesIO()
+    torch.save(m.state_dict(), buf)
+    buf.seek(0)
+    fresh = LMModel1(30, 8)
+    fresh.load_state_dict(torch.load(buf))
+    assert torch.equal(fresh.i_h.weight, m.i_h.weight)
+    assert len(list(WithSuper().parameters())) == 2
+
+
+def test_fastbook_ch4_sgd_learner_runs_on_the_star_import_alone():
+    """fastbook ch. 4's hand-made MNIST 3-vs-7 learner (torch's DataLoader, fastai's SGD, a plain Linear), with
+    only ``from learnkit.vision import *``."""
+    path = _mnist_tiny()
+    cells = '''
+from learnkit.vision import *
+def stack(split, digit):
+    return torch.stack([tensor(Image.open(o)) for o in sorted((path/split/digit).iterdir())]).float()/255
+def dataset(split):
+    threes, sevens = stack(split, '3'), stack(split, '7')
+    x = torch.cat([threes, sevens]).view(-1, 28*28)
+    y = tensor([1]*len(threes) + [0]*len(sevens)).unsqueeze(1)
+    return list(zip(x, y))
+def mnist_loss(predictions, targets):
+    predictions = predictions.sigmoid()
+    return torch.where(targets==1, 1-predictions, predictions).mean()
+def batch_accuracy(xb, yb):
+    preds = xb.sigmoid()
+    correct = (preds>0.5) == yb
+    return correct.float().mean()
+torch.manual_seed(0)
+dl = DataLoader(dataset('train'), batch_size=256, shuffle=True)
+valid_dl = DataLoader(dataset('valid'), batch_size=256)
+xb, yb = first(dl)
+dls = DataLoaders(dl, valid_dl)
+learn = Learner(dls, nn.Linear(28*28,1), opt_func=SGD, loss_func=mnist_loss, metrics=batch_accuracy)
+learn.fit(10, lr=1.)
+'''
+    ns: dict = {"path": path}
+    exec(cells, ns)
+    assert ns["xb"].shape == (256, 784) and type(ns["learn"].opt).__name__ == "SGD"
+    acc = ns["learn"].recorder.values[-1][-1]
+    assert acc > 0.9, f"ch. 4's linear model on mnist_tiny 3s/7s: accuracy {acc:.3f}"

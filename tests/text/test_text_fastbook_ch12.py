@@ -3,7 +3,7 @@
 The human-numbers data is generated (fastai's ``URLs.HUMAN_NUMBERS`` is "one", "two"... "nine thousand nine
 hundred ninety nine", one per line, train 1-7999 and valid 8000-9999) by ``benchmarks/human_numbers.py``, which
 also holds ``LMModel1``: ``benchmarks/vs_fastai.py --tasks lmmodel1`` runs the same code on fastai. fastai's
-``L`` becomes a list and ``Module`` an ``nn.Module`` (with ``super().__init__()``); everything else is the
+``L`` becomes a list (``Module`` is learnkit's, no ``super().__init__()``); everything else is the
 chapter's code. fastbook prints about 0.50 (LMModel1), 0.57 (LMModel3) and 0.84 (LMModel7); the accuracies
 reached here are printed (``-s``) and asserted well above chance (LMModel1's against fastai's on the same
 seeds).
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 # torch, nn and F come with the namespace, as with fastai's `from fastai.text.all import *`
-from learnkit.text import (F, nn, torch, CrossEntropyLossFlat, DataLoaders, Learner, ModelResetter, TextLearner, accuracy,
+from learnkit.text import (F, Module, nn, torch, CrossEntropyLossFlat, DataLoaders, Learner, ModelResetter, TextLearner, accuracy,
                            set_seed)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -33,9 +33,8 @@ def group_chunks(ds, bs):
     return new_ds
 
 
-class LMModel3(nn.Module):
+class LMModel3(Module):
     def __init__(self, vocab_sz, n_hidden):
-        super().__init__()
         self.i_h = nn.Embedding(vocab_sz, n_hidden)
         self.h_h = nn.Linear(n_hidden, n_hidden)
         self.h_o = nn.Linear(n_hidden, vocab_sz)
@@ -53,9 +52,8 @@ class LMModel3(nn.Module):
         self.h = 0
 
 
-class LMModel7(nn.Module):
+class LMModel7(Module):
     def __init__(self, vocab_sz, n_hidden, n_layers, p, bs=64):
-        super().__init__()
         self.i_h = nn.Embedding(vocab_sz, n_hidden)
         self.rnn = nn.LSTM(n_hidden, n_hidden, n_layers, batch_first=True)
         self.drop = nn.Dropout(p)
