@@ -58,7 +58,7 @@ def main() -> None:
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = args.threads, 1
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-    batch = torch.cat([b[0] for b in dls.test_dl(files[:32], bs=32)])  # uint8 [32, 3, H, W]
+    batch = torch.cat([b[0] for b in dls.test_dl(files[:32], bs=32).raw])  # uint8 [32, 3, H, W]
 
     def eager(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

@@ -85,7 +85,7 @@ def tv_run(data: str, bs: int, epochs: int, num_workers: int) -> dict[str, Any]:
 
 def lk_run(data: str, bs: int, epochs: int, cache: bool | None) -> dict[str, Any]:
     import torch
-    from learnkit.vision import ImageDataLoaders, Normalize, Resize, aug_transforms, imagenet_stats, to_device
+    from learnkit.vision import ImageDataLoaders, Normalize, Resize, aug_transforms, imagenet_stats
     torch.manual_seed(0)
 
     def make():
@@ -95,8 +95,8 @@ def lk_run(data: str, bs: int, epochs: int, cache: bool | None) -> dict[str, Any
 
     def iterate(dls) -> int:
         n = 0
-        for batch in dls.train:
-            x = dls.on_device(to_device(tuple(batch), dls.device), training=True)[0]
+        for batch in dls[0]:  # the loader itself; each batch prepared as the learner does
+            x = dls.prepare_batch(batch, training=True)[0]
             n += x.shape[0]
         return n
 

@@ -33,7 +33,7 @@ def cat_or_dog(f: Path) -> str:
 
 def same_as_folder(dls: ImageDataLoaders, files: list[Path], size: int) -> bool:
     """Whether the first validation batch from the shards equals the folder path's decoding of the same files."""
-    x, _ = next(iter(dls.valid))
+    x, _ = next(iter(dls[1]))  # the loader itself: uint8 batches as decoded, before the batch transforms
     ref = torch.stack([apply_item_tfms([Resize(size)], load_image(f), training=False) for f in files[: len(x)]])
     return bool(torch.equal(x.cpu(), ref))
 

@@ -5,6 +5,11 @@ is a tuple ``(*inputs, *targets)``; ``n_inp`` says how many leading elements are
 subclass `DataLoaders` to add decoding (``decode``), display (``show_batch``), inference loaders
 (``test_dl``) and on-device batch transforms (``on_device``).
 
+``dls.train`` and ``dls.valid`` are `DeviceLoader` views, as fastai's are: iterating one yields batches on the
+device with the batch transforms applied (``first(dls.valid)`` feeds a model as it is). The `Learner` reads
+the loaders themselves (``dls[0]``, ``dls[1]``: collated batches as the workers make them) and prepares each
+batch once (`DataLoaders.prepare_batch`).
+
 >>> import torch
 >>> from torch.utils.data import TensorDataset
 >>> ds = TensorDataset(torch.randn(10, 3), torch.randn(10, 1))
@@ -15,7 +20,7 @@ subclass `DataLoaders` to add decoding (``decode``), display (``show_batch``), i
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -24,7 +29,10 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from .device import default_device, to_device
 from .validation import check_batch_size
 
-__all__ = ["DataLoaders", "make_loader"]
+__all__ = ["DataLoaders", "DeviceLoader", "is_prepared", "make_loader", "raw_loader"]
+
+#: the attribute that marks a batch's first tensor as prepared (`DataLoaders.prepare_batch`)
+_PREPARED = "_learnkit_prepared"
 
 
 def make_loader(dataset: Dataset, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
@@ -54,6 +62,68 @@ def make_loader(dataset: Dataset, bs: int = 64, shuffle: bool = False, drop_last
                       persistent_workers=num_workers > 0 and not isinstance(dataset, IterableDataset))
 
 
+class DeviceLoader:
+    """A loader as a model sees it: iterating yields each batch on the device with the batch transforms applied
+    (augmentation when ``training``), which is what ``dls.train``, ``dls.valid`` and a vision ``dls.test_dl(...)``
+    give (fastai's ``TfmdDL``). Every other attribute (``dataset``, ``batch_size``, ``sampler``...) is the
+    underlying loader's, ``raw``.
+
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> dls = DataLoaders.from_dsets(TensorDataset(torch.zeros(6, 2), torch.ones(6)), bs=4, device="cpu")
+    >>> xb, yb = dls.train.one_batch()
+    >>> type(dls.train).__name__, len(dls.train), dls.train.bs, xb.shape
+    ('DeviceLoader', 2, 4, torch.Size([4, 2]))
+    """
+
+    def __init__(self, raw: Iterable, dls: "DataLoaders", training: bool):
+        self.raw, self.dls, self.training = raw, dls, training
+
+    def __iter__(self) -> Iterator[tuple]:
+        for batch in self.raw:
+            yield self.dls.prepare_batch(batch, self.training)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __getattr__(self, name: str) -> Any:
+        raw = self.__dict__.get("raw")
+        if raw is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(raw, name)
+
+    @property
+    def bs(self) -> int | None:
+        """The batch size (fastai's ``dl.bs``)."""
+        return getattr(self.raw, "batch_size", None)
+
+    def one_batch(self) -> tuple:
+        """The first batch, on the device and transformed."""
+        for batch in self:
+            return batch
+        raise ValueError(f"this loader has no batches (its dataset has {len(getattr(self.raw, 'dataset', []))} items)")
+
+    def __repr__(self) -> str:
+        return f"DeviceLoader({type(self.raw).__name__}, batches={len(self)}, training={self.training})"
+
+
+def is_prepared(x: Any) -> bool:
+    """Whether ``x`` is the first tensor of a batch that `DataLoaders.prepare_batch` prepared (so no batch
+    transform runs on it again)."""
+    return bool(getattr(x, _PREPARED, False))
+
+
+def raw_loader(dl: Any) -> Any:
+    """The loader behind a `DeviceLoader` (``dls.valid``, a vision ``dls.test_dl(...)``); any other ``dl`` itself.
+    Code that prepares batches itself (`DataLoaders.prepare_batch`) iterates this.
+
+    >>> dls = DataLoaders([[1, 2]], device="cpu")
+    >>> raw_loader(dls.train) is dls[0], raw_loader(dls[0]) is dls[0]
+    (True, True)
+    """
+    return dl.raw if isinstance(dl, DeviceLoader) else dl
+
+
 class DataLoaders:
     """The loaders a `Learner` trains on: ``train``, ``valid`` (may be ``None``) and the device.
 
@@ -75,8 +145,8 @@ class DataLoaders:
 
     def __init__(self, train: Iterable, valid: Iterable | None = None, device: str | torch.device | None = None,
                  n_inp: int = 1, vocab: Sequence[Any] | None = None):
-        self.train, self.valid = train, valid
         self.device = default_device(device)
+        self.train, self.valid = train, valid
         self.n_inp = n_inp
         self.vocab = list(vocab) if vocab is not None else None
 
@@ -121,11 +191,43 @@ class DataLoaders:
 
     # --- access --------------------------------------------------------------------------------------
     @property
+    def train(self) -> DeviceLoader | None:
+        """The training loader as the model sees it (a `DeviceLoader`); ``dls[0]`` is the loader itself."""
+        return self._train_view
+
+    @train.setter
+    def train(self, dl: Iterable | None) -> None:
+        self._train = dl.raw if isinstance(dl, DeviceLoader) else dl
+        self._train_view = None if self._train is None else DeviceLoader(self._train, self, training=True)
+
+    @property
+    def valid(self) -> DeviceLoader | None:
+        """The validation loader as the model sees it (a `DeviceLoader`); ``dls[1]`` is the loader itself."""
+        return self._valid_view
+
+    @valid.setter
+    def valid(self, dl: Iterable | None) -> None:
+        self._valid = dl.raw if isinstance(dl, DeviceLoader) else dl
+        self._valid_view = None if self._valid is None else DeviceLoader(self._valid, self, training=False)
+
+    @property
+    def train_ds(self) -> Any:
+        """The training loader's dataset (fastai's ``dls.train_ds``; ``None`` for a loader without one)."""
+        return getattr(self._train, "dataset", None)
+
+    @property
+    def valid_ds(self) -> Any:
+        """The validation loader's dataset (``None`` without a validation set)."""
+        return getattr(self._valid, "dataset", None)
+
+    @property
     def loaders(self) -> list[Iterable]:
-        return [dl for dl in (self.train, self.valid) if dl is not None]
+        """The loaders themselves (not their `DeviceLoader` views): training, then validation if any."""
+        return [dl for dl in (self._train, self._valid) if dl is not None]
 
     def __getitem__(self, i: int) -> Iterable:
-        dl = (self.train, self.valid)[i]
+        """The training (0) or validation (1) loader itself, as the workers batch it."""
+        dl = (self._train, self._valid)[i]
         if dl is None:
             raise IndexError("this DataLoaders has no validation set (it was built with valid_pct=0)")
         return dl
@@ -149,10 +251,21 @@ class DataLoaders:
         The identity here; vision overrides it. ``training`` is false for validation and inference."""
         return batch
 
+    def prepare_batch(self, batch: Any, training: bool, device: torch.device | None = None) -> tuple:
+        """A batch as a loader gives it, on ``device`` (default: this one's) with the batch transforms applied
+        (`on_device`). A batch this already prepared (from iterating ``dls.train``, ``dls.valid``...) is
+        returned as it is, so no transform runs twice."""
+        batch = tuple(batch)
+        if batch and is_prepared(batch[0]):
+            return batch
+        out = tuple(self.on_device(to_device(batch, self.device if device is None else device), training))
+        if out and isinstance(out[0], torch.Tensor) and not (batch and out[0] is batch[0]):
+            setattr(out[0], _PREPARED, True)  # a new tensor: the loader's own never carries the mark
+        return out
+
     def one_batch(self, split: int = 0) -> tuple:
         """The first batch of the training (0) or validation (1) loader, on the device, transformed."""
-        batch = next(iter(self[split]))
-        return self.on_device(to_device(tuple(batch), self.device), training=split == 0)
+        return self.prepare_batch(next(iter(self[split])), training=split == 0)
 
     def test_dl(self, items: Sequence[Any], with_labels: bool = False, bs: int | None = None) -> Iterable:
         """A loader over new items, preprocessed as the validation set is. Task subclasses implement it."""
@@ -193,9 +306,9 @@ class DataLoaders:
             return len(dl)
 
     def summary(self) -> dict[str, Any]:
-        out = {"type": type(self).__name__, "train items": self._n_items(self.train),
-               "valid items": self._n_items(self.valid), "device": str(self.device)}
-        bs = getattr(self.train, "batch_size", None)
+        out = {"type": type(self).__name__, "train items": self._n_items(self._train),
+               "valid items": self._n_items(self._valid), "device": str(self.device)}
+        bs = getattr(self._train, "batch_size", None)
         if bs is not None:
             out["batch size"] = bs
         if self.vocab is not None:

@@ -315,7 +315,7 @@ class DataBlock:
             show(f"building training item 0: {dsets.train.item_name(0)}")
             dsets.train.walk(0, report=lambda step, v: show(f"  {step}: {fmt(v)}"))
             dls = self.dataloaders(source, bs=min(bs, len(dsets.train)), num_workers=0, device="cpu", drop_last=False)
-            batch = next(iter(dls.train))
+            batch = next(iter(dls[0]))  # the collated batch, before the batch transforms
             show("collated batch: " + ", ".join(fmt(b) for b in batch))
             out = dls.on_device(tuple(batch), training=True)
             show("after batch_tfms (" + (", ".join(map(repr, self.batch_tfms)) or "none") + "): "

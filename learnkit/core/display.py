@@ -24,7 +24,6 @@ import pandas as pd
 
 from .callback import describe_training_loop
 from .callbacks.progress import in_notebook
-from .device import to_device
 from .summary import LearnerSummary, model_summary
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,11 +75,11 @@ class DisplayMixin:
         """fastai's per-layer table from one validation-mode batch: layer type, output shape, parameters and
         whether they train, then the input shape, parameter totals, optimizer, loss and callbacks. Printed
         (``show``; HTML in a notebook) and returned (a `learnkit.core.summary.LearnerSummary`)."""
-        dl = self.dls.valid if self.dls.valid is not None else self.dls.train
+        dl = self.dls[1] if self.dls.valid is not None else (self.dls[0] if self.dls.train is not None else None)
         if dl is None:
             raise ValueError("summary runs the model on one batch, but this learner has no data (load_learner): "
                              "use learnkit.core.summary.model_summary(learn.model, xb) with a batch of yours")
-        batch = self.dls.on_device(to_device(tuple(next(iter(dl))), self.device), False)
+        batch = self.dls.prepare_batch(next(iter(dl)), False, self.device)
         groups = self.param_groups()
         n_frozen = next((i for i, g in enumerate(groups) if any(p.requires_grad for p in g)), len(groups))
         note = f"Model frozen up to parameter group #{n_frozen}" if n_frozen else ""

@@ -22,9 +22,10 @@ import torch
 
 from .callback import CancelValidException
 from .callbacks.recorder import Recorder
-from .device import cat_nested, to_cpu, to_device
+from .device import cat_nested, to_cpu
 from .distributed import gather_preds, shard_for_preds
 from .sharding import unshuffled
+from .data import raw_loader
 
 if TYPE_CHECKING:  # pragma: no cover
     from .learner import Learner
@@ -43,13 +44,13 @@ class InferenceMixin:
         are ``None`` for loaders without labels (``dls.test_dl(items)``). Under DDP, predictions over the
         ``dls``' own loaders are sharded and gathered (call it on every rank); an explicit ``dl`` runs locally.
         """
-        dl = shard_for_preds(self, self.dls[ds_idx]) if dl is None else dl  # under DDP: this rank's shard
+        dl = shard_for_preds(self, self.dls[ds_idx]) if dl is None else raw_loader(dl)  # under DDP: this rank's shard
         act = act or getattr(self.loss_func, "activation", lambda o: o)
         preds, targs, inputs, losses = [], [], [], []
         self.model.eval()
         with torch.no_grad(), self.autocast():
             for batch in dl:
-                batch = self.dls.on_device(to_device(tuple(batch), self.device), False)
+                batch = self.dls.prepare_batch(batch, False, self.device)
                 xb, yb = tuple(batch[: self.dls.n_inp]), tuple(batch[self.dls.n_inp:])
                 out = self.pred_from_output(self.model(*xb))
                 preds.append(to_cpu(act(out.float())))
@@ -94,7 +95,7 @@ class InferenceMixin:
     def validate(self: Learner, ds_idx: int = 1, dl: Iterable | None = None) -> list[float]:
         """``[valid_loss, *metrics]`` over a loader (the validation set by default), through the loop's
         validation phase with only the `Recorder` attached."""
-        dl = unshuffled(self.dls[ds_idx]) if dl is None else dl  # every item once, in order (on this rank)
+        dl = unshuffled(self.dls[ds_idx]) if dl is None else raw_loader(dl)  # every item once, in order (on this rank)
         rec = self.recorder
         with self.removed_cbs([cb for cb in self.cbs if not isinstance(cb, Recorder)]):
             self._set_phase(dl, training=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from .data import raw_loader
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ class ClassificationInterpretation:
     @classmethod
     def from_learner(cls, learn: "Learner", ds_idx: int = 1, dl: Any = None) -> "ClassificationInterpretation":
         """Run ``learn`` over the validation loader (or ``dl``) and keep predictions, targets and losses."""
-        dl = learn.dls[ds_idx] if dl is None else dl
+        dl = learn.dls[ds_idx] if dl is None else raw_loader(dl)
         probs, targs, losses = learn.get_preds(dl=dl, with_loss=True)
         if targs is None:
             raise ValueError("the loader has no labels; interpretation needs a labelled loader")

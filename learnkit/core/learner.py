@@ -42,7 +42,7 @@ from .callbacks.schedule import OneCycleScheduler, flat_cos_scheduler, sgdr_sche
 from .callbacks.steps import step_callbacks
 from .checkpoint import CheckpointMixin
 from .data import DataLoaders
-from .device import default_device, to_device
+from .device import default_device
 from .display import DisplayMixin
 from .distributed import maybe_distribute
 from .export import export_learner
@@ -266,10 +266,10 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
             self._with_events(self._do_epoch, "epoch", CancelEpochException)
 
     def _do_epoch(self) -> None:
-        self._set_phase(self.dls.train, training=True)
+        self._set_phase(self.dls[0], training=True)  # the loaders themselves: each batch is prepared once, below
         self._with_events(self._do_train, "train", CancelTrainException)
         if self.dls.valid is not None:
-            self._set_phase(self.dls.valid, training=False)
+            self._set_phase(self.dls[1], training=False)
             self._with_events(self._do_validate, "validate", CancelValidException)
 
     def _set_phase(self, dl: Iterable, training: bool) -> None:
@@ -289,7 +289,7 @@ class Learner(CallbacksMixin, AccelerationMixin, InferenceMixin, CheckpointMixin
     def _all_batches(self) -> None:
         for i, batch in enumerate(self.dl, self.first_iter):
             self.iter = i
-            batch = self.dls.on_device(to_device(tuple(batch), self.device), self.training)
+            batch = self.dls.prepare_batch(batch, self.training, self.device)
             self.xb, self.yb = tuple(batch[: self.dls.n_inp]), tuple(batch[self.dls.n_inp:])
             self._with_events(self._do_one_batch, "batch", CancelBatchException)
 

@@ -169,7 +169,7 @@ class ActivationCache:
     def _fill(self, model: nn.Module, dls: DataLoaders, needed: Sequence[int], device: torch.device, autocast,
               progress: bool) -> bool:
         """Make the boundaries in ``needed`` valid; keep only those. False if they do not fit in memory."""
-        key = (id(dls.train), id(dls.valid))
+        key = tuple(id(getattr(d, "raw", d)) for d in (dls.train, dls.valid))  # the loaders themselves
         if self.key != key:
             self.clear()
             self.key = key

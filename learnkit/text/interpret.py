@@ -14,6 +14,7 @@ import torch
 from ..core.display import display_df
 from ..core.interpret import ClassificationInterpretation
 from ..core.learner import Learner
+from ..core.data import raw_loader
 
 __all__ = ["TextClassificationInterpretation"]
 
@@ -46,7 +47,7 @@ class TextClassificationInterpretation(ClassificationInterpretation):
 
     @classmethod
     def from_learner(cls, learn: Learner, ds_idx: int = 1, dl: Any = None) -> "TextClassificationInterpretation":
-        dl = learn.dls[ds_idx] if dl is None else dl
+        dl = learn.dls[ds_idx] if dl is None else raw_loader(dl)
         ds = getattr(dl, "dataset", None)
         if ds is None or not hasattr(ds, "texts"):
             raise TypeError("the loader must come from TextDataLoaders (its dataset keeps the texts)")

@@ -25,7 +25,7 @@ from ..core.callback import Callback, CancelValidException, _listify
 from ..core.callbacks.recorder import Recorder
 from ..core.checkpoint import atomic_torch_save
 from ..core.headfit import HeadFit
-from ..core.data import DataLoaders
+from ..core.data import DataLoaders, raw_loader
 from ..core.display import display_df
 from ..core.learner import Learner
 from ..core.registry import register_learner
@@ -93,7 +93,7 @@ class TextLearner(Learner):
     def validate(self, ds_idx: int = 1, dl: Any = None) -> list[float]:
         """`Learner.validate`, keeping the callbacks a recurrent model needs (`ModelResetter`, `RNNRegularizer`)."""
         rec = self.recorder
-        dl = unshuffled(self.dls[ds_idx]) if dl is None else dl
+        dl = unshuffled(self.dls[ds_idx]) if dl is None else raw_loader(dl)
         drop = [cb for cb in self.cbs if not isinstance(cb, Recorder) and not getattr(cb, "keep_in_validate", False)]
         with self.removed_cbs(drop):
             self._set_phase(dl, training=False)

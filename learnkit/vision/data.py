@@ -30,7 +30,7 @@ import torch
 from ..core.block import CategoryBlock, MultiCategoryBlock, TransformBlock, block_from_config
 from ..core.blockdata import BlockDataset, SkipLog
 from ..core.blockloader import collate_skipping
-from ..core.data import DataLoaders, make_loader
+from ..core.data import DataLoaders, DeviceLoader, is_prepared, make_loader
 from ..core.device import to_device
 from ..core.datablock import Datasets
 from ..core.items import py_value
@@ -111,7 +111,7 @@ class ImageDataLoaders(ImageFactories, DataLoaders):
         per-channel mean and std of the first training batch, after the transforms before it (fastai's)."""
         for i, t in enumerate(self.batch_tfms):
             if isinstance(t, Normalize) and t.mean is None and self.train is not None and len(self.train):
-                x = next(iter(self.train))[0]
+                x = next(iter(self[0]))[0]  # the collated uint8 batch
                 x = apply_batch_tfms(self.batch_tfms[:i], to_device(x, self.device).float().div_(255), training=True)
                 t.setup(x)
 
@@ -163,7 +163,10 @@ class ImageDataLoaders(ImageFactories, DataLoaders):
                        points: torch.Tensor | None = None) -> Any:
         """``uint8 [B, C, H, W]`` → float ``[0, 1]`` → ``tfms`` (default ``batch_tfms``; random ones only when
         ``training``) → ``normalize``, in channels-last layout on CPU/CUDA. With ``points`` (``[B, N, 2]`` pixel
-        coordinates) returns ``(images, moved points)``."""
+        coordinates) returns ``(images, moved points)``. A batch already prepared (iterated from ``dls.valid`` or
+        ``dls.test_dl(...)``) is returned as it is."""
+        if points is None and is_prepared(x):
+            return x
         tfms = self.batch_tfms if tfms is None else tfms
         if points is None:
             x = apply_batch_tfms(tfms, x.float().div_(255), training=training)
@@ -214,7 +217,8 @@ class ImageDataLoaders(ImageFactories, DataLoaders):
             blocks.append(self.y_block)
         ds = BlockDataset(items, getters, blocks, self.item_tfms, training=False,
                           step_names=["get_x", "get_y"][: len(blocks)])
-        return make_loader(ds, bs or 2 * self.bs, shuffle=False, collate_fn=collate_skipping, device=self.device)
+        return DeviceLoader(make_loader(ds, bs or 2 * self.bs, shuffle=False, collate_fn=collate_skipping, device=self.device),
+                            self, training=False)  # iterated: batches as the model sees them (fastai's)
 
     # --- display -----------------------------------------------------------------------------------
     def show_batch(self, max_n: int = 9, split: int = 0, nrows: int | None = None, ncols: int | None = None,

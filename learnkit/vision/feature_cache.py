@@ -25,7 +25,6 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from ..core.callbacks.progress import progress_bar as tqdm
 from ..core.data import make_loader
-from ..core.device import to_device
 from ..core.feature_cache import FeatureSource, FrozenFeatureCache, NotCached, TensorFeatures
 from ..core.sharding import DistributedDL
 from .classifier import VisionClassifier
@@ -149,7 +148,7 @@ def frozen_outputs(learn: "Learner", dl: DataLoader, shard: DistributedDL | None
     try:
         with torch.inference_mode(), learn.autocast():
             for batch in tqdm(plain, desc=desc, leave=False, disable=not show):
-                batch = learn.dls.on_device(to_device(tuple(batch), learn.device), training=False)
+                batch = learn.dls.prepare_batch(batch, False, learn.device)
                 outs.append(fn(batch[0]))
                 targs.append(batch[learn.dls.n_inp:])
     finally:

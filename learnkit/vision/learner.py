@@ -30,6 +30,7 @@ from .feature_cache import BodyFeatures, FrozenFeatureCache
 from .models import adapt_input_channels, create_body, model_meta
 from .transforms import GeometricAug, Normalize, is_random
 from .xresnet import XRESNETS
+from ..core.data import raw_loader
 
 __all__ = ["VisionLearner", "vision_learner"]
 
@@ -71,7 +72,7 @@ class VisionLearner(Learner):
         transforms, or left-right flips when it has none), blended with the plain predictions:
         ``(1 - beta) * augmented + beta * plain``. ``beta=None`` returns ``(augmented, plain)`` instead of the
         blend. Returns ``(probabilities, targets)``."""
-        dl = self.dls[ds_idx] if dl is None else dl
+        dl = self.dls[ds_idx] if dl is None else raw_loader(dl)
         plain, targs = self.get_preds(dl=dl)[:2]
         tfms = [t for t in self.dls.batch_tfms if is_random(t)] or [GeometricAug(p_affine=0.0)]
         fixed = [t for t in self.dls.batch_tfms if not is_random(t)]
@@ -102,7 +103,7 @@ class VisionLearner(Learner):
 
         from .cam import grad_cam, overlay_cam
         from .show import show_image
-        x = to_device(next(iter(self.dls.test_dl([item])))[0][:1], self.device)
+        x = to_device(next(iter(raw_loader(self.dls.test_dl([item]))))[0][:1], self.device)
         x = self.dls.prepare_images(x, training=False)
         if isinstance(target, str) or (target is not None and self.dls.vocab is not None
                                        and not isinstance(target, (int, torch.Tensor))):

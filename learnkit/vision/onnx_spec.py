@@ -20,7 +20,7 @@ def image_size(dls: Any) -> tuple[int, int]:
         if getattr(t, "size", None) is not None:
             h, w = t.size
             return int(h), int(w)
-    dl = dls.valid if dls.valid is not None else dls.train
+    dl = dls[1] if dls.valid is not None else (dls[0] if dls.train is not None else None)
     if dl is not None:
         h, w = next(iter(dl))[0].shape[-2:]
         return int(h), int(w)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..core.device import to_device
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core.learner import Learner
@@ -117,7 +116,7 @@ def show_results(learn: "Learner", ds_idx: int = 1, max_n: int = 9, nrows: int |
     n = min(max_n, len(batch[0]))
     batch = tuple(b[:n] for b in batch)
     probs, targs, dec = learn.get_preds(dl=[batch], with_decoded=True)
-    x = dls.on_device(to_device(batch, dls.device), training=False)[0]
+    x = dls.prepare_batch(batch, False)[0]
     if getattr(dls, "is_points", False):  # key points: targets as dots, predictions as crosses
         size = x.shape[-2:]
         return show_points(dls.decode_images(x), [dls.decode_target(t, size) for t in targs],

@@ -67,7 +67,7 @@ edge = F.conv2d(im3_t[None, None].float(), top_edge[None, None])
 mnist = DataBlock((ImageBlock(cls=PILImageBW), CategoryBlock), get_items=get_image_files,
                   splitter=GrandparentSplitter(), get_y=parent_label)
 dls = mnist.dataloaders(path, bs=64)
-xb, yb = dls.one_batch(1)          # fastbook: first(dls.valid) (learnkit's loaders give raw uint8 batches)
+xb, yb = first(dls.valid)
 xb, yb = to_cpu(xb), to_cpu(yb)
 conv = nn.Conv2d(1, 4, 3, padding=1)
 out = conv(xb)

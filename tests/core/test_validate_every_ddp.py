@@ -124,7 +124,7 @@ def _worker(out: Path) -> None:
     learn.fit(3, lr=2e-2, validate_every=4)  # 3 passes of 6 steps = 18 steps -> 5 rounds of 4
     res: dict = {"world": num_distrib(), "values": learn.recorder.values, "n_losses": len(learn.recorder.losses),
                  "train_ids": ids.train, "valid_ids": ids.valid, "weights": _weights(learn),
-                 "top": [[v, e] for v, e, _ in top.top_files], "train_after": type(learn.dls.train).__name__}
+                 "top": [[v, e] for v, e, _ in top.top_files], "train_after": type(learn.dls[0]).__name__}
     stopper = _learner(out / "stop", [EarlyStoppingCallback(patience=1, min_delta=10.0)], seed=10)  # never improves
     stopper.fit(5, lr=2e-2, validate_every=3)
     res["stopped"] = [stopper.early_stopping.stopped_epoch, len(stopper.recorder.losses), len(stopper.recorder.values)]

@@ -69,7 +69,7 @@ def test_lm_loader_errors():
 # --- is_lm data ------------------------------------------------------------------------------------------
 def test_from_df_is_lm_builds_lm_batches_and_a_word_vocab():
     dls = lm_dls()
-    assert dls.is_lm and isinstance(dls.train, LMDataLoader) and dls.vocab[:2] == ["xxpad", "xxunk"]
+    assert dls.is_lm and isinstance(dls[0], LMDataLoader) and dls.vocab[:2] == ["xxpad", "xxunk"]
     assert "xxbos" in dls.vocab and dls.vocab == dls.tokenizer.vocab.itos
     x, y = dls.one_batch()
     assert x.shape == y.shape == (4, 6) and torch.equal(x[:, 1:], y[:, :-1])

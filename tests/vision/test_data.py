@@ -26,10 +26,11 @@ def test_from_name_func_split_labels_and_batches(two_class_folder):
     dls = ImageDataLoaders.from_name_func(root, files, is_cat, item_tfms=Resize(16), bs=4, device="cpu")
     assert dls.vocab == [False, True] and dls.c == 2
     assert len(dls.train.dataset) == 16 and len(dls.valid.dataset) == 4  # 20 % of 20
-    x, y = next(iter(dls.train))
+    x, y = next(iter(dls[0]))  # the loader itself; dls.train gives prepared batches
     assert x.dtype == torch.uint8 and x.shape == (4, 3, 16, 16) and y.dtype == torch.long
     xb, yb = dls.one_batch()
     assert xb.dtype == torch.float32 and 0 <= float(xb.min()) and float(xb.max()) <= 1  # no normalisation yet
+    assert next(iter(dls.train))[0].dtype == torch.float32  # iterating dls.train: batches as the model sees them
     # the same split every time (seed 42)
     again = ImageDataLoaders.from_name_func(root, files, is_cat, item_tfms=Resize(16), bs=4, device="cpu")
     assert again.valid.dataset.items == dls.valid.dataset.items

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import pytest
 
 # torch, nn and F come with the namespace, as with fastai's `from fastai.vision.all import *`
-from learnkit.vision import (F, nn, torch, ActivationStats, CategoryBlock, DataBlock, Flatten, GrandparentSplitter, ImageBlock,
+from learnkit.vision import (F, first, nn, torch, ActivationStats, CategoryBlock, DataBlock, Flatten, GrandparentSplitter, ImageBlock,
                              ImageDataLoaders, Learner, Normalize, PILImageBW, Resize, accuracy, error_rate,
                              get_image_files, grad_cam, hook_output, parent_label, sequential, vision_learner,
                              xresnet18)
@@ -95,7 +95,7 @@ def test_fastbook_ch18_grad_cam_on_a_pets_learner(data_path):
     learn = vision_learner(dls, "efficientnet_lite0", metrics=error_rate, progress=False)
     learn.fine_tune(0)  # the head with the body frozen, then unfrozen, as after the book's fine_tune
     img = files[0]
-    x = dls.prepare_images(next(iter(dls.test_dl([img])))[0], training=False)  # the book: x, = first(dls.test_dl([img]))
+    x, = first(dls.test_dl([img]))  # the book's line (it then calls x.cuda(): x is on the learner's device already)
 
     # --- the book's code, unchanged from here (but for .cuda()) ---
     class Hook():

@@ -52,11 +52,11 @@ def test_each_epoch_sees_every_item_once_and_validation_is_in_shard_order(shards
     assert dls.vocab == ["cat", "dog"] and len(dls.train) == 5 and len(dls.valid) == 3
     epochs = []
     for epoch in range(2):
-        seen = [i for x, _ in dls.train for i in _ids(x)]
+        seen = [i for x, _ in dls[0] for i in _ids(x)]  # the loader itself: uint8 pixels carry the ids
         assert sorted(seen) == list(range(2 * N_PER_CLASS))
         epochs.append(seen)
     assert epochs[0] != list(range(2 * N_PER_CLASS))  # shuffled
-    xs, ys = zip(*dls.valid)
+    xs, ys = zip(*dls[1])
     assert [i for x in xs for i in _ids(x)] == list(range(2 * N_PER_CLASS))  # in shard order
     assert torch.cat(ys).tolist() == [0] * N_PER_CLASS + [1] * N_PER_CLASS
 

@@ -52,7 +52,7 @@ def test_shards_decode_bit_identical_to_the_folder_path(photos, tmp_path):
     shards = write_image_shards(ds.items, tmp_path, per_shard=4, vocab=folder.vocab)
     dls = ImageDataLoaders.from_shards([str(p) for p in shards], [str(p) for p in shards], item_tfms=Resize(16),
                                        bs=4, num_workers=0, device="cpu")
-    xs, ys = zip(*dls.valid)
+    xs, ys = zip(*dls[1])  # the loader itself: decoded uint8, before the batch transforms
     ref = [ds[i] for i in range(len(ds))]
     assert torch.equal(torch.cat(xs), torch.stack([x for x, _ in ref]))
     assert torch.cat(ys).tolist() == [int(y) for _, y in ref]
@@ -66,7 +66,7 @@ def test_training_order_is_new_each_epoch_and_repeats_across_runs(photos, tmp_pa
         dls = ImageDataLoaders.from_shards(shards, item_tfms=Resize(8), bs=4, num_workers=workers, device="cpu",
                                            shuffle_buffer=8)
         # an item's identity: its pixels (noise: all 20 differ)
-        return [[bytes(v.numpy()) for x, _ in dls.train for v in x.flatten(1)] for _ in range(2)]
+        return [[bytes(v.numpy()) for x, _ in dls[0] for v in x.flatten(1)] for _ in range(2)]
 
     first, again = epochs(), epochs()
     assert first == again  # seeded: a run repeats itself

@@ -147,7 +147,7 @@ class CheckpointCallback(Callback):
         return p if p.is_absolute() else self.learn.path / self.learn.model_dir / p
 
     def _loaders(self) -> list[Any]:
-        return [self.learn.dls.train] + ([self.learn.dls.valid] if self.learn.dls.valid is not None else [])
+        return self.learn.dls.loaders  # the loaders themselves: training, then validation if any
 
     def _callback_states(self) -> list[list[Any]]:
         return [[cb.name, cb.state_dict()] for cb in self.learn.cbs
@@ -193,9 +193,9 @@ class CheckpointCallback(Callback):
 
     def before_train(self):
         learn = self.learn
-        if learn.dl is learn.dls.train and self._twin is not None:
+        if learn.dl is learn.dls[0] and self._twin is not None:
             learn.dl = self._twin  # workers restarted each epoch, seeded from the generator alone
-        self._epoch_start = loader_snapshot(learn.dls.train)
+        self._epoch_start = loader_snapshot(learn.dls[0])
         self._epoch_rng = _process_rng() if self.every_batches or self.every_minutes else None
         self._stepped = self._owed = False
         if self._pending is None:
@@ -214,7 +214,7 @@ class CheckpointCallback(Callback):
         learn.first_iter = k
 
     def before_validate(self):
-        if self.learn.dl is self.learn.dls.valid and self._valid_twin is not None:
+        if self._valid_twin is not None and self.learn.dl is self.learn.dls[1]:
             # the validation workers too: their random draws (random validation transforms) then depend only on
             # the loader's generator, which every checkpoint holds, so a resumed run validates the same items
             self.learn.dl = self._valid_twin
@@ -246,8 +246,8 @@ class CheckpointCallback(Callback):
         opt = self.learn.opt
         self._start_lrs = [float(pg["lr"]) for pg in opt.param_groups[:n_splitter_groups(opt)]]
         self._pending, self._last_write = None, time.monotonic()
-        self._twin = None if self._lr_find() else _twin(self.learn.dls.train)
-        self._valid_twin = None if self._lr_find() else _twin(self.learn.dls.valid)
+        self._twin = None if self._lr_find() else _twin(self.learn.dls[0])
+        self._valid_twin = None if self._lr_find() or self.learn.dls.valid is None else _twin(self.learn.dls[1])
         if resume is None or self._lr_find():
             return
         path = self.path if resume == "auto" else expand_path(resume)

@@ -127,9 +127,9 @@ class ValidateEveryCallback(Callback):
     def before_fit(self):
         learn = self.learn
         trainer = getattr(learn, "distributed_trainer", None)
-        self._saved = (learn.dls.train, learn.n_epoch)
-        steps = (StepsLoader(learn.dls.train, self.n_steps) if trainer is None
-                 else trainer.steps_loader(learn.dls.train, self.n_steps))  # DDP: this rank's shard
+        self._saved = (learn.dls[0], learn.n_epoch)  # the loader itself (dls.train is its DeviceLoader view)
+        steps = (StepsLoader(learn.dls[0], self.n_steps) if trainer is None
+                 else trainer.steps_loader(learn.dls[0], self.n_steps))  # DDP: this rank's shard
         learn.dls.train = steps
         learn.n_epoch = -(-learn.n_epoch * len(steps.dl) // self.n_steps)
 

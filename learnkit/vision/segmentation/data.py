@@ -32,7 +32,7 @@ import torch
 from ...core.blockdata import BlockDataset
 from ...core.blockloader import collate_skipping
 from ...core.cache import presized_cache
-from ...core.data import DataLoaders, make_loader
+from ...core.data import DataLoaders, DeviceLoader, make_loader
 from ...core.datablock import DataBlock, Datasets
 from ...core.items import Lookup
 from ...core.losses import CrossEntropyLossFlat
@@ -203,7 +203,8 @@ class SegmentationDataLoaders(DataLoaders):
             blocks.append(MaskBlock(self.codes, self.void_code))
         ds = BlockDataset(items, getters, blocks, self.item_tfms, training=False,
                           step_names=["get_x", "get_y"][: len(blocks)])
-        return make_loader(ds, bs or 2 * self.bs, shuffle=False, collate_fn=collate_skipping, device=self.device)
+        return DeviceLoader(make_loader(ds, bs or 2 * self.bs, shuffle=False, collate_fn=collate_skipping, device=self.device),
+                            self, training=False)  # iterated: batches as the model sees them (fastai's)
 
     # --- display -----------------------------------------------------------------------------------
     def show_batch(self, max_n: int = 6, split: int = 0, alpha: float = 0.5, ncols: int = 3,

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ...core.device import to_device
 from .show import show_segmentation
+from ...core.data import raw_loader
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...core.learner import Learner
@@ -54,7 +54,7 @@ class SegmentationInterpretation:
     def from_learner(cls, learn: "Learner", ds_idx: int = 1, dl: Any = None) -> "SegmentationInterpretation":
         """Run ``learn`` over ``learn.dls[ds_idx]`` (or ``dl``, which must not shuffle) and keep the masks and
         per-image losses (not the probabilities: they would take ``N * C * H * W`` floats)."""
-        dl = learn.dls[ds_idx] if dl is None else dl
+        dl = learn.dls[ds_idx] if dl is None else raw_loader(dl)
         if dl is None:
             raise ValueError(f"split {ds_idx} is empty; pass ds_idx=0 or a labelled dl")
         _, targs, decoded, losses = learn.get_preds(dl=dl, with_decoded=True, with_loss=True)
@@ -93,7 +93,7 @@ class SegmentationInterpretation:
             n = len(batch[0])
             hit = [i for i in range(start, start + n) if i in wanted]
             if hit:
-                x = dls.on_device(to_device(batch, dls.device), training=False)[0]
+                x = dls.prepare_batch(batch, False)[0]
                 imgs = dls.decode_images(x[[i - start for i in hit]])
                 found.update({i: img.cpu() for i, img in zip(hit, imgs)})
             start += n

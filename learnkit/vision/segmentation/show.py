@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ...core.device import to_device
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...core.learner import Learner
@@ -131,7 +130,7 @@ def show_seg_results(learn: "Learner", ds_idx: int = 1, max_n: int = 4, alpha: f
     n = min(max_n, len(batch[0]))
     batch = tuple(b[:n] for b in batch)
     _, targs, dec = learn.get_preds(dl=[batch], with_decoded=True)
-    x = dls.on_device(to_device(batch, dls.device), training=False)[0]
+    x = dls.prepare_batch(batch, False)[0]
     masks: list[Any] = [targs, dec] if targs is not None else [dec]
     titles = ["target", "prediction"] if targs is not None else ["prediction"]
     return show_segmentation(dls.decode_images(x), masks, dls.codes, dls.void_code, titles=titles, alpha=alpha,

@@ -29,13 +29,13 @@ def test_from_label_func_batches(seg, seg_folder):
     assert len(dls.train.dataset) == 8 and len(dls.valid.dataset) == 2  # automatic 20 % split
     assert dls.codes == dls.vocab == seg.CODES and dls.c == 5 and dls.void_code == 4 and dls.ignore_index == 4
     assert dls.loss_func.ignore_index == 4
-    raw = next(iter(dls.train))
+    raw = next(iter(dls[0]))  # the loader itself: collated, before the batch transforms
     assert raw[0].dtype == torch.uint8 and raw[1].dtype == torch.uint8 and raw[1].shape == (4, 32, 48)
     x, y = dls.one_batch()
     assert x.dtype == torch.float32 and x.shape == (4, 3, 32, 48) and 0 <= x.min() and x.max() <= 1
     assert y.dtype == torch.long
     # the decoded masks are the files' values, and the images' pixels say the same classes
-    for img, mask in zip(*next(iter(dls.valid))):
+    for img, mask in zip(*next(iter(dls[1]))):
         assert torch.equal(seg.classes_from_pixels(img), mask.long())
 
 
