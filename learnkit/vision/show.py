@@ -23,25 +23,43 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["show_image", "show_images", "show_points", "show_results"]
 
 
-def show_image(img: torch.Tensor, ax: Any = None, title: str | None = None, color: str = "black") -> Any:
-    """Show one image (``[3, H, W]``, uint8 or float in ``[0, 1]``) on ``ax``; returns the axes.
+def show_image(img: Any, ax: Any = None, title: str | None = None, color: str = "black", cmap: str | None = None,
+               figsize: tuple[float, float] | None = None, ctx: Any = None) -> Any:
+    """Show one image on ``ax`` (``ctx``: fastai's name for it); returns the axes.
+
+    ``img`` is a tensor (``[C, H, W]`` with 1, 3 or 4 channels, or ``[H, W]``), a NumPy array or a PIL image.
+    ``uint8`` values are 0-255; float colour images are clipped to ``[0, 1]``. A one-channel image is drawn with
+    ``cmap`` (default grey) over ``[0, 1]`` (0-255 for ``uint8``) when its values lie there, and scaled to its own
+    range otherwise (a convolution's output, fastbook ch. 13's ``show_image(top_edge3)``).
 
     >>> ax = show_image(torch.zeros(3, 4, 6, dtype=torch.uint8), title="black")
     >>> ax.get_title(), ax.get_images()[0].get_array().shape
     ('black', (4, 6, 3))
+    >>> show_image(torch.tensor([[-3.0, 0.0], [1.0, 5.0]]), cmap="Greys").get_images()[0].get_clim()
+    (-3.0, 5.0)
     """
     import matplotlib.pyplot as plt
+    import numpy as np
+    ax = ctx if ax is None else ax
     if ax is None:
-        _, ax = plt.subplots()
-    x = img.detach().cpu()
-    if x.dtype == torch.uint8:
-        x = x.float() / 255
-    x = x.clamp(0, 1)
-    if x.ndim == 3:
-        x = x.permute(1, 2, 0)
-        if x.shape[-1] == 1:
-            x = x[..., 0]
-    ax.imshow(x.numpy(), cmap="gray" if x.ndim == 2 else None)
+        _, ax = plt.subplots(figsize=figsize)
+    if isinstance(img, torch.Tensor):
+        x = img.detach().cpu()
+        if x.ndim == 3 and x.shape[0] in (1, 3, 4) and x.shape[-1] not in (1, 3, 4):
+            x = x.permute(1, 2, 0)
+        elif x.ndim == 3 and x.shape[0] in (1, 3, 4) and x.shape[-1] in (1, 3, 4) and x.shape[0] <= x.shape[-1]:
+            x = x.permute(1, 2, 0)  # ambiguous (tiny image): channels first, as learnkit's batches are
+        x = x.numpy()
+    else:
+        x = np.asarray(img)
+    if x.ndim == 3 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if x.ndim == 2:
+        lo, hi = (0, 255) if x.dtype == np.uint8 else (0.0, 1.0)
+        inside = x.size == 0 or (float(x.min()) >= lo and float(x.max()) <= hi)
+        ax.imshow(x, cmap=cmap or "gray", vmin=lo if inside else None, vmax=hi if inside else None)
+    else:
+        ax.imshow(x if x.dtype == np.uint8 else np.clip(x.astype(np.float32), 0, 1), cmap=cmap)
     ax.set_axis_off()
     if title is not None:
         ax.set_title(title, color=color, fontsize=9)

@@ -64,6 +64,7 @@ im3 = Image.open(sorted((path/'train'/'3').iterdir())[0])
 im3_t = tensor(im3)
 part = im3_t[0:3, 0:3] * top_edge
 edge = F.conv2d(im3_t[None, None].float(), top_edge[None, None])
+show_image(im3); show_image(top_edge, cmap='Greys'); ax = show_image(edge[0, 0])
 mnist = DataBlock((ImageBlock(cls=PILImageBW), CategoryBlock), get_items=get_image_files,
                   splitter=GrandparentSplitter(), get_y=parent_label)
 dls = mnist.dataloaders(path, bs=64)
@@ -76,6 +77,8 @@ df = pd.DataFrame({"mean": out.mean((0, 2, 3)).tolist()})
     ns: dict = {"path": path}
     exec(cells, ns)
     assert ns["im3_t"].shape == (28, 28) and ns["edge"].shape == (1, 1, 26, 26)
+    lo, hi = ns["ax"].get_images()[0].get_clim()  # a convolution's output is shown over its own range
+    assert (lo, hi) == (float(ns["edge"].min()), float(ns["edge"].max())) and hi > 1
     assert ns["xb"].shape[1:] == (1, 28, 28) and ns["out"].shape[1] == 4 and len(ns["df"]) == 4
 
 
