@@ -103,6 +103,15 @@ class DeviceLoader:
             return batch
         raise ValueError(f"this loader has no batches (its dataset has {len(getattr(self.raw, 'dataset', []))} items)")
 
+    def decode(self, batch: Sequence[Any]) -> tuple:
+        """A prepared batch with its inputs' normalisation undone, for display (fastai's ``dl.decode``): images as
+        floats in ``[0, 1]``; the rest as it is. Needs a DataLoaders that decodes images (vision)."""
+        decode = getattr(self.dls, "decode_images", None)
+        if decode is None:
+            raise NotImplementedError(f"{type(self.dls).__name__} does not decode batches; only image DataLoaders do")
+        batch = tuple(batch)
+        return (decode(batch[0]), *batch[1:])
+
     def __repr__(self) -> str:
         return f"DeviceLoader({type(self.raw).__name__}, batches={len(self)}, training={self.training})"
 

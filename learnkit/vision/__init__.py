@@ -51,7 +51,7 @@ from .models import (ARCH_ALIASES, ModelMeta, PretrainedWeightsError, create_bod
                      load_lite0_pretrained, model_meta, resnet18, resnet34, resnet50, timm_name)
 from .segmentation import MaskBlock, SegmentationDataLoaders, SegmentationInterpretation, unet_learner
 from .shards import write_image_shards
-from .show import show_image, show_images, show_points, show_results
+from .show import TensorImage, show_image, show_images, show_points, show_results
 from .blocks import PILImage, PILImageBW, to_grey  # greyscale images
 from .models import adapt_input_channels
 from .cam import CAM_METHODS, cam_layer, grad_cam
@@ -70,7 +70,7 @@ __all__ = [
     "FrozenFeatureCache", "ClassificationInterpretation", "IMAGE_EXTENSIONS", "ImageLoadError",
     "get_image_files", "image_to_tensor", "load_image", "decode_image_bytes", "image_decoder", "VisionLearner", "vision_learner", "ARCH_ALIASES",
     "ModelMeta", "PretrainedWeightsError", "create_body", "create_encoder", "load_lite0_pretrained", "model_meta",
-    "timm_name", "show_image", "show_images", "show_points", "show_results", "BatchResize", "BatchTransform", "GeometricAug", "ItemTransform",
+    "timm_name", "TensorImage", "show_image", "show_images", "show_points", "show_results", "BatchResize", "BatchTransform", "GeometricAug", "ItemTransform",
     "LightingAug", "Normalize", "RandomResizedCrop", "Resize", "aug_transforms", "imagenet_stats",
     "URLs", "untar_data", "find_data", "SegmentationDataLoaders", "SegmentationInterpretation", "MaskBlock", "unet_learner", "resnet18", "resnet34", "resnet50",
     "PILImage", "PILImageBW", "to_grey", "adapt_input_channels", "XResNet", "build_xresnet_classifier", "xresnet18",

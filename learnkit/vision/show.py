@@ -20,7 +20,7 @@ import torch
 if TYPE_CHECKING:  # pragma: no cover
     from ..core.learner import Learner
 
-__all__ = ["show_image", "show_images", "show_points", "show_results"]
+__all__ = ["TensorImage", "show_image", "show_images", "show_points", "show_results"]
 
 
 def show_image(img: Any, ax: Any = None, title: str | None = None, color: str = "black", cmap: str | None = None,
@@ -64,6 +64,26 @@ def show_image(img: Any, ax: Any = None, title: str | None = None, color: str = 
     if title is not None:
         ax.set_title(title, color=color, fontsize=9)
     return ax
+
+
+class TensorImage(torch.Tensor):
+    """An image tensor that can show itself: fastai's ``TensorImage``, for fastbook's
+    ``TensorImage(dls.train.decode((x,))[0][0]).show(ctx=ax)``. Any tensor op keeps the type.
+
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> img = TensorImage(torch.zeros(3, 4, 6))
+    >>> type(img * 2).__name__, img.show(title="zeros").get_title()
+    ('TensorImage', 'zeros')
+    """
+
+    @staticmethod
+    def __new__(cls, x: Any) -> "TensorImage":
+        return torch.as_tensor(x).as_subclass(cls)
+
+    def show(self, ctx: Any = None, title: str | None = None, cmap: str | None = None,
+             figsize: tuple[float, float] | None = None) -> Any:
+        """`show_image` of this image on ``ctx`` (matplotlib axes; a new figure when ``None``); returns the axes."""
+        return show_image(self.as_subclass(torch.Tensor), ax=ctx, title=title, cmap=cmap, figsize=figsize)
 
 
 def _grid(n: int, nrows: int | None, ncols: int | None, figsize: tuple[float, float] | None, cell: float = 2.5):

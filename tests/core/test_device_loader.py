@@ -8,8 +8,8 @@ from torch import nn
 
 from learnkit import Callback, CrossEntropyLossFlat, DataLoaders, Learner, ValidateEveryCallback, accuracy
 from learnkit.core.data import DeviceLoader, raw_loader
-from learnkit.vision import (CategoryBlock, DataBlock, ImageBlock, ImageDataLoaders, Normalize, PointBlock,
-                             RandomSplitter, first, get_image_files)
+from learnkit.vision import (DataBlock, ImageBlock, ImageDataLoaders, Normalize, PointBlock, RandomSplitter,
+                             TensorImage, first, get_image_files)
 
 from .coretools import make_dls, two_class_data, write_two_class_images
 
@@ -30,6 +30,10 @@ def test_iterating_dls_valid_gives_the_batch_the_model_sees(tmp_path):
     assert torch.allclose(xb, expected, atol=1e-5)
     assert torch.equal(dls.valid.one_batch()[0], xb) and torch.equal(dls.one_batch(1)[0], xb)
     assert len(dls.valid) == len(dls[1]) and dls.valid.dataset is dls[1].dataset and dls.valid.bs == dls[1].batch_size
+    decoded = dls.valid.decode((xb, yb))  # fastbook ch. 18: TensorImage(dls.train.decode((x,))[0][0]).show(ctx=ax)
+    assert torch.allclose(decoded[0], raw_x.float() / 255, atol=1e-5) and decoded[1] is yb
+    ax = TensorImage(decoded[0][0]).show(title="first")
+    assert ax.get_title() == "first" and ax.get_images()[0].get_array().shape == (16, 16, 3)
     assert dls.valid_ds is dls[1].dataset and dls.train_ds is dls[0].dataset and len(dls.train_ds) == 12
 
 
