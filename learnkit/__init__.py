@@ -35,7 +35,7 @@ from .core import (ActivationStats, ConvLayer, Flatten, Hook, HookCallback, Hook
                    init_cnn, hook_output, hook_outputs, model_sizes, num_features_model, sequential)
 from .datasets import URLs, find_data, untar_data
 
-from .core import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, np, os, partial, pd, random, re,  # lesson names
+from .core import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, noop, np, os, partial, pd, random, re,  # lesson names
                    tensor, torch)
 from .core.lesson_names import lesson_attr as _lesson_attr
 from .core import Module, SGD  # fastai's Module (no super().__init__()) and SGD

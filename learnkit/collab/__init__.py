@@ -41,7 +41,7 @@ from .learner import BiasWeightDecay, CollabLearner, collab_learner, collab_spli
 from .loader import TensorLoader
 from .model import EmbeddingDotBias, EmbeddingNN, sigmoid_range
 
-from ..core import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, np, os, partial, pd, random, re,  # lesson names
+from ..core import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, noop, np, os, partial, pd, random, re,  # lesson names
                     tensor, torch)
 from ..core.lesson_names import lesson_attr as _lesson_attr
 from ..core import Module, SGD  # fastai's Module (no super().__init__()) and SGD

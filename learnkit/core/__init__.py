@@ -53,7 +53,7 @@ from .steps import StepsLoader
 _HOOK_NAMES = ["Module", "SGD", "Hook", "HookCallback", "Hooks", "hook_output", "hook_outputs", "model_sizes", "num_features_model",
                "ActivationStats", "ConvLayer", "Flatten", "NormType", "ResBlock", "SEModule", "init_cnn", "sequential"]
 
-from .lesson_names import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, np, os, partial, pd, random, re,  # lesson names
+from .lesson_names import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, noop, np, os, partial, pd, random, re,  # lesson names
                            tensor, torch)
 from .lesson_names import lesson_attr as _lesson_attr
 from .lesson_names import __all__ as _lesson_all

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 __all__ = ["torch", "nn", "F", "Tensor", "np", "pd", "plt", "Path", "partial", "Image", "math", "os", "random", "re",
-           "array", "DataLoader", "tensor", "first"]
+           "array", "DataLoader", "tensor", "first", "noop"]
 
 #: names served on first use (module attribute -> the module that provides it)
 LAZY_NAMES = {"plt": "matplotlib.pyplot"}
@@ -99,3 +99,13 @@ def first(items: Iterable[T], f: Callable[[T], bool] | None = None) -> T | None:
     (3, 4, None)
     """
     return next(iter(items) if f is None else filter(f, items), None)
+
+
+def noop(x: Any = None, *args: Any) -> Any:
+    """``x`` itself: the identity, where a lesson needs a layer or a function that does nothing (fastbook ch. 14's
+    ``self.idconv = noop if ni == nf else ConvLayer(ni, nf, 1)``).
+
+    >>> noop(3), noop()
+    (3, None)
+    """
+    return x

@@ -47,7 +47,7 @@ from .table import TabularLoader, TabularTensors
 from .tabular_pandas import TabularPandas, TabularSplit
 from .utils import add_datepart, cont_cat_split, range_of
 
-from ..core import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, np, os, partial, pd, random, re,  # lesson names
+from ..core import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, noop, np, os, partial, pd, random, re,  # lesson names
                     tensor, torch)
 from ..core.lesson_names import lesson_attr as _lesson_attr
 from ..core import Module, SGD  # fastai's Module (no super().__init__()) and SGD

@@ -63,7 +63,7 @@ from .tokenize import WordTokenizer, clean_text, make_tokenizer, read_text, toke
 from .transformer import TransformerClassifier, staged_splitter, transformer_classifier
 from .vocab import Vocab
 
-from ..core import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, np, os, partial, pd, random, re,  # lesson names
+from ..core import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, noop, np, os, partial, pd, random, re,  # lesson names
                     tensor, torch)
 from ..core.lesson_names import lesson_attr as _lesson_attr
 from ..core import Module, SGD  # fastai's Module (no super().__init__()) and SGD

@@ -53,7 +53,7 @@ from .transforms import apply_paired, apply_seg_batch_tfms
 from .unet import EncoderMaps, UNet, UNetBlock, build_unet, unet_splitter
 from .feature_cache import EncoderFeatures
 
-from ...core import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, np, os, partial, pd, random, re,  # lesson names
+from ...core import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, noop, np, os, partial, pd, random, re,  # lesson names
                      tensor, torch)
 from ...core.lesson_names import lesson_attr as _lesson_attr
 from ...core import Module, SGD  # fastai's Module (no super().__init__()) and SGD
