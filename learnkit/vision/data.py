@@ -226,7 +226,7 @@ class ImageDataLoaders(ImageFactories, DataLoaders):
         """Images of one batch (augmented when ``split=0``) titled with their labels; returns the figure."""
         from .show import show_images
         x, y = self.one_batch(split)[:2]
-        n = min(max_n, len(x))
+        n = min(max_n, len(x), nrows * ncols if nrows and ncols else max_n)  # a 1x3 grid shows 3 (fastai's)
         if self.is_points:
             from .show import show_points
             return show_points(self.decode_images(x[:n]), [self.decode_target(t, x.shape[-2:]) for t in y[:n]],

@@ -108,7 +108,7 @@ def show_images(images: torch.Tensor | Sequence[torch.Tensor], titles: Sequence[
     >>> [ax.get_title() for ax in fig.axes]
     ['a', 'b', 'c']
     """
-    n = len(images)
+    n = len(images) if not (nrows and ncols) else min(len(images), nrows * ncols)  # the grid's size at most
     fig, axs = _grid(n, nrows, ncols, figsize)
     for i in range(n):
         show_image(images[i], axs[i], titles[i] if titles is not None else None,

@@ -278,3 +278,5 @@ def test_show_batch_renders(two_class_folder, tmp_path):
     assert {ax.get_title() for ax in fig.axes if ax.images} <= {"True", "False"}
     fig.savefig(tmp_path / "batch.png")
     assert (tmp_path / "batch.png").stat().st_size > 1000
+    fig = dls.show_batch(nrows=1, ncols=3)  # fastbook ch. 5: the grid's size, not max_n=9, sets how many
+    assert len(fig.axes) == 3 and all(ax.images for ax in fig.axes)
