@@ -206,8 +206,7 @@ class DataLoaders:
 
     @train.setter
     def train(self, dl: Iterable | None) -> None:
-        self._train = dl.raw if isinstance(dl, DeviceLoader) else dl
-        self._train_view = None if self._train is None else DeviceLoader(self._train, self, training=True)
+        self._train, self._train_view = self._with_view(dl, training=True)
 
     @property
     def valid(self) -> DeviceLoader | None:
@@ -216,8 +215,12 @@ class DataLoaders:
 
     @valid.setter
     def valid(self, dl: Iterable | None) -> None:
-        self._valid = dl.raw if isinstance(dl, DeviceLoader) else dl
-        self._valid_view = None if self._valid is None else DeviceLoader(self._valid, self, training=False)
+        self._valid, self._valid_view = self._with_view(dl, training=False)
+
+    def _with_view(self, dl: Iterable | None, training: bool) -> tuple[Iterable | None, DeviceLoader | None]:
+        """``(the loader itself, its DeviceLoader view)`` for ``dl`` (a loader, a view, or ``None``)."""
+        raw = raw_loader(dl)
+        return raw, None if raw is None else DeviceLoader(raw, self, training=training)
 
     @property
     def train_ds(self) -> Any:
