@@ -146,3 +146,44 @@ learn.fit(10, lr=1.)
     assert ns["xb"].shape == (256, 784) and type(ns["learn"].opt).__name__ == "SGD"
     acc = ns["learn"].recorder.values[-1][-1]
     assert acc > 0.9, f"ch. 4's linear model on mnist_tiny 3s/7s: accuracy {acc:.3f}"
+
+
+def test_fastbook_ch14_resblock_runs_on_the_star_import_alone():
+    """fastbook ch. 14's hand-written ``ResBlock`` (fastai's ``Module``, ``noop``, ``ConvLayer(act_cls=None,
+    norm_type=NormType.BatchZero)``) and its ``ResNet(nn.Sequential)``, as written."""
+    cells = '''
+from learnkit.vision import *
+def _conv_block(ni,nf,stride):
+    return nn.Sequential(
+        ConvLayer(ni, nf, stride=stride),
+        ConvLayer(nf, nf, act_cls=None, norm_type=NormType.BatchZero))
+class ResBlock(Module):
+    def __init__(self, ni, nf, stride=1):
+        self.convs = _conv_block(ni,nf,stride)
+        self.idconv = noop if ni==nf else ConvLayer(ni, nf, 1, act_cls=None)
+        self.pool = noop if stride==1 else nn.AvgPool2d(2, ceil_mode=True)
+    def forward(self, x):
+        return F.relu(self.convs(x) + self.idconv(self.pool(x)))
+def _resnet_stem(*sizes):
+    return [ConvLayer(sizes[i], sizes[i+1], 3, stride = 2 if i==0 else 1) for i in range(len(sizes)-1)
+           ] + [nn.MaxPool2d(kernel_size=3, stride=2, padding=1)]
+class ResNet(nn.Sequential):
+    def __init__(self, n_out, layers, expansion=1):
+        stem = _resnet_stem(3,32,32,64)
+        self.block_szs = [64, 64, 128, 256, 512]
+        for i in range(1,5): self.block_szs[i] *= expansion
+        blocks = [self._make_layer(*o) for o in enumerate(layers)]
+        super().__init__(*stem, *blocks, nn.AdaptiveAvgPool2d(1), Flatten(), nn.Linear(self.block_szs[-1], n_out))
+    def _make_layer(self, idx, n_layers):
+        stride = 1 if idx==0 else 2
+        ch_in,ch_out = self.block_szs[idx:idx+2]
+        return nn.Sequential(*[ResBlock(ch_in if i==0 else ch_out, ch_out, stride if i==0 else 1) for i in range(n_layers)])
+rn = ResNet(10, [1, 1, 1, 1])
+out = rn(torch.randn(2, 3, 32, 32))
+same = ResBlock(8, 8)
+'''
+    ns: dict = {}
+    exec(cells, ns)
+    assert ns["out"].shape == (2, 10) and ns["same"].idconv is ns["noop"]
+    rn = ns["rn"]  # 4 stem layers, then the stages: 64 -> 64 at stride 1 adds x itself, 64 -> 128 convolves it
+    assert rn[4][0].idconv is ns["noop"] and isinstance(rn[5][0].idconv, torch.nn.Module)
