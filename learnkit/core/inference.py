@@ -26,6 +26,7 @@ from .device import cat_nested, to_cpu
 from .distributed import gather_preds, shard_for_preds
 from .sharding import unshuffled
 from .data import raw_loader
+from .losses import loss_activation, loss_decodes
 
 if TYPE_CHECKING:  # pragma: no cover
     from .learner import Learner
@@ -45,7 +46,7 @@ class InferenceMixin:
         ``dls``' own loaders are sharded and gathered (call it on every rank); an explicit ``dl`` runs locally.
         """
         dl = shard_for_preds(self, self.dls[ds_idx]) if dl is None else raw_loader(dl)  # under DDP: this rank's shard
-        act = act or getattr(self.loss_func, "activation", lambda o: o)
+        act = act or loss_activation(self.loss_func)
         preds, targs, inputs, losses = [], [], [], []
         self.model.eval()
         with torch.no_grad(), self.autocast():
@@ -63,7 +64,7 @@ class InferenceMixin:
         probs = gather_preds(dl, torch.cat(preds) if preds else torch.empty(0))
         res = [probs, gather_preds(dl, torch.cat(targs) if targs else None)]
         if with_decoded:
-            dec = getattr(self.loss_func, "decodes", lambda o: o)
+            dec = loss_decodes(self.loss_func)
             res.append(dec(probs))
         if with_loss:
             res.append(gather_preds(dl, torch.cat(losses) if losses else None))

@@ -12,6 +12,8 @@ True
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -19,7 +21,65 @@ from torch.nn import functional as F
 from .registry import register_loss
 
 __all__ = ["CrossEntropyLossFlat", "BCEWithLogitsLossFlat", "MSELossFlat", "L1LossFlat", "LabelSmoothingCrossEntropy",
-           "LabelSmoothingCrossEntropyFlat"]
+           "LabelSmoothingCrossEntropyFlat", "loss_activation", "loss_decodes"]
+
+
+def _identity(out: torch.Tensor) -> torch.Tensor:
+    return out
+
+
+def _softmax_classes(out: torch.Tensor) -> torch.Tensor:
+    return out.float().softmax(dim=1)
+
+
+def _argmax_classes(out: torch.Tensor) -> torch.Tensor:
+    return out.argmax(dim=1)
+
+
+def _sigmoid(out: torch.Tensor) -> torch.Tensor:
+    return out.float().sigmoid()
+
+
+def _over_half(out: torch.Tensor) -> torch.Tensor:
+    return out > 0.5
+
+
+def _torch_loss_kind(loss_func: Any) -> str | None:
+    """``"ce"`` for torch's cross-entropy, ``"bce"`` for its binary cross-entropy on logits, else ``None``."""
+    if loss_func is F.cross_entropy or isinstance(loss_func, nn.CrossEntropyLoss):
+        return "ce"
+    if loss_func is F.binary_cross_entropy_with_logits or isinstance(loss_func, nn.BCEWithLogitsLoss):
+        return "bce"
+    return None
+
+
+def loss_activation(loss_func: Any, default: Callable[[torch.Tensor], torch.Tensor] | None = _identity
+                    ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """What turns a model's output into predictions under ``loss_func`` (`Learner.get_preds`, ``predict``, ONNX):
+    the loss' own ``activation``; for torch's own losses, as fastbook passes them (``loss_func=F.cross_entropy``,
+    ``nn.CrossEntropyLoss()``), a softmax over the classes (dim 1), and a sigmoid for
+    ``F.binary_cross_entropy_with_logits`` / ``nn.BCEWithLogitsLoss``; otherwise ``default`` (the identity).
+
+    >>> loss_activation(F.cross_entropy)(torch.zeros(1, 2)).tolist(), loss_activation(F.mse_loss)(torch.ones(1)).tolist()
+    ([[0.5, 0.5]], [1.0])
+    """
+    own = getattr(loss_func, "activation", None)
+    if own is not None:
+        return own
+    return {"ce": _softmax_classes, "bce": _sigmoid}.get(_torch_loss_kind(loss_func), default)
+
+
+def loss_decodes(loss_func: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What turns `loss_activation`'s predictions into decoded ones: the loss' own ``decodes``; the class index
+    (argmax over dim 1) for torch's cross-entropy, ``> 0.5`` for its binary cross-entropy; else the identity.
+
+    >>> loss_decodes(nn.CrossEntropyLoss())(torch.tensor([[0.2, 0.8]])).tolist()
+    [1]
+    """
+    own = getattr(loss_func, "decodes", None)
+    if own is not None:
+        return own
+    return {"ce": _argmax_classes, "bce": _over_half}.get(_torch_loss_kind(loss_func), _identity)
 
 
 def _per_item(t: torch.Tensor) -> int:

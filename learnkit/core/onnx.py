@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 from .paths import expand_path
+from .losses import loss_activation
 
 if TYPE_CHECKING:  # pragma: no cover
     from .learner import Learner
@@ -179,7 +180,7 @@ def export_onnx(learn: "Learner", path: str | Path, opset: int | None = None) ->
     was_training, device = model.training, next(model.parameters()).device
     convs = [p for p in model.parameters() if p.ndim == 4]
     channels_last = bool(convs) and convs[0].is_contiguous(memory_format=torch.channels_last)
-    act = getattr(learn.loss_func, "activation", None)
+    act = loss_activation(learn.loss_func, default=None)
     module = OnnxModel(model, spec.prepare, act).cpu().eval()
     module.model.to(memory_format=torch.contiguous_format)
     try:

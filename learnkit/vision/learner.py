@@ -31,6 +31,7 @@ from .models import adapt_input_channels, create_body, model_meta
 from .transforms import GeometricAug, Normalize, is_random
 from .xresnet import XRESNETS
 from ..core.data import raw_loader
+from ..core.losses import loss_activation
 
 __all__ = ["VisionLearner", "vision_learner"]
 
@@ -76,7 +77,7 @@ class VisionLearner(Learner):
         plain, targs = self.get_preds(dl=dl)[:2]
         tfms = [t for t in self.dls.batch_tfms if is_random(t)] or [GeometricAug(p_affine=0.0)]
         fixed = [t for t in self.dls.batch_tfms if not is_random(t)]
-        act = getattr(self.loss_func, "activation", lambda o: o)
+        act = loss_activation(self.loss_func)
         runs = []
         self.model.eval()
         for _ in range(n):
@@ -112,7 +113,7 @@ class VisionLearner(Learner):
             target = list(self.dls.vocab).index(target)
         maps, targets = grad_cam(self.model, x, target, layer=layer, method=method)
         with torch.no_grad():
-            probs = getattr(self.loss_func, "activation", lambda o: o)(self.model(x).float())[0]
+            probs = loss_activation(self.loss_func)(self.model(x).float())[0]
         t = int(targets[0])
         label = self.dls.vocab[t] if self.dls.vocab is not None else str(t)
         if ax is None:

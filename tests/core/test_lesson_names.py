@@ -187,3 +187,23 @@ same = ResBlock(8, 8)
     assert ns["out"].shape == (2, 10) and ns["same"].idconv is ns["noop"]
     rn = ns["rn"]  # 4 stem layers, then the stages: 64 -> 64 at stride 1 adds x itself, 64 -> 128 convolves it
     assert rn[4][0].idconv is ns["noop"] and isinstance(rn[5][0].idconv, torch.nn.Module)
+
+
+def test_torch_losses_give_probabilities_and_classes():
+    """fastbook passes torch's own losses (``loss_func=F.cross_entropy``, ``nn.CrossEntropyLoss()``): get_preds
+    still returns probabilities and decoded classes, as with learnkit's losses."""
+    from learnkit import DataLoaders, Learner, TensorLoader
+    x = torch.randn(32, 4)
+    y = (x[:, 0] > 0).long()
+    dls = DataLoaders(TensorLoader(x, y, bs=8), TensorLoader(x, y, bs=8), device="cpu")
+    for loss in (torch.nn.functional.cross_entropy, torch.nn.CrossEntropyLoss()):
+        learn = Learner(dls, torch.nn.Linear(4, 3), loss_func=loss, progress=False)
+        probs, targs, dec = learn.get_preds(with_decoded=True)
+        assert torch.allclose(probs.sum(1), torch.ones(32)) and (probs >= 0).all()
+        assert torch.equal(dec, probs.argmax(1)) and torch.equal(targs, y)
+    learn = Learner(dls, torch.nn.Linear(4, 1), loss_func=torch.nn.BCEWithLogitsLoss(), progress=False)
+    probs, _ = learn.get_preds(dl=[(x, y[:, None].float())])
+    assert ((probs > 0) & (probs < 1)).all()
+    learn = Learner(dls, torch.nn.Linear(4, 1), loss_func=torch.nn.functional.mse_loss, progress=False)
+    with torch.no_grad():
+        assert torch.allclose(learn.get_preds(dl=[(x, y)])[0], learn.model(x))  # a regression loss: the output itself

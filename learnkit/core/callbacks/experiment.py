@@ -26,6 +26,7 @@ from ..callback import Callback
 from ..optim import n_splitter_groups
 from ..process_group import is_rank0
 from ..validation import check_int
+from ..losses import loss_activation, loss_decodes
 
 __all__ = ["ExperimentCallback", "require", "run_params", "sample_predictions", "images_figure"]
 
@@ -180,8 +181,7 @@ def sample_predictions(learn: Any, n: int = 4) -> tuple[Any, list[str]] | None:
     with torch.no_grad():
         out = learn.model(x).float()
     learn.model.train(was_training)
-    act = getattr(learn.loss_func, "activation", lambda o: o)
-    dec = getattr(learn.loss_func, "decodes", lambda o: o)(act(out))
+    dec = loss_decodes(learn.loss_func)(loss_activation(learn.loss_func)(out))
     titles = [f"{dls.decode_target(t)} / {dls.decode_target(d)}" for t, d in zip(y.cpu(), dec.cpu())]
     return dls.decode_images(x).float().cpu(), titles
 
