@@ -70,6 +70,25 @@ class TensorFeatures:
         return (self.feats[idx], *(t[idx.to(t.device)] for t in self.targets))
 
 
+class _Positions:
+    """``range(n)`` for a batch sampler whose items may carry a per-item seed: a `DataBlock` with random item
+    transforms samples ``(index, seed)`` pairs (`ItemSampler`); the cached features need the index only.
+
+    >>> ds = _Positions(3)
+    >>> len(ds), ds[2], ds[(1, 12345)]
+    (3, 2, 1)
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> int:
+        return int(i[0] if isinstance(i, tuple) else i)
+
+
 class CachedLoader:
     """Batches ``store.batch(idx)`` with ``idx`` drawn exactly as ``dl`` draws its batches (its batch sampler;
     its generator, which a torch loader also draws from once per epoch). A stream (``IterableDataset``) has no
@@ -82,7 +101,7 @@ class CachedLoader:
             self._idx = DataLoader(range(len(dl.dataset)), batch_size=dl.batch_size, shuffle=shuffle,
                                    drop_last=dl.drop_last, generator=dl.generator)
         else:
-            self._idx = DataLoader(range(len(dl.dataset)), batch_sampler=dl.batch_sampler, generator=dl.generator)
+            self._idx = DataLoader(_Positions(len(dl.dataset)), batch_sampler=dl.batch_sampler, generator=dl.generator)
 
     @property
     def dataset(self) -> Any:

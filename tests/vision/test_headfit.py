@@ -12,8 +12,8 @@ from torch import nn
 
 from learnkit import Callback, set_seed
 from learnkit.core.headfit import HeadFit, MIN_PHASE_STEPS, init_output_bias, phase_warnings
-from learnkit.vision import (FrozenFeatureCache, ImageDataLoaders, accuracy_multi, aug_transforms, error_rate,
-                             vision_learner)
+from learnkit.vision import (FrozenFeatureCache, ImageDataLoaders, RandomResizedCrop, accuracy_multi, aug_transforms,
+                             error_rate, vision_learner)
 
 COLORS = {"red": (230, 30, 30), "green": (30, 230, 30), "blue": (30, 30, 230)}
 
@@ -180,3 +180,16 @@ def test_frozen_phase_warnings(tmp_path):
     flat = [0.2 + 0.8 * 0.7 ** i for i in range(20)]
     assert "still falling steeply" in phase_warnings("frozen", 20, falling, 80, 4, 1)[0]
     assert phase_warnings("frozen", 20, flat, 80, 4, 1) == []
+
+
+def test_fine_tune_with_a_random_item_transform(tmp_path):
+    """fastbook ch. 6's multi-label recipe (``item_tfms=RandomResizedCrop(..., min_scale=0.35)``): the training
+    sampler draws ``(index, seed)`` pairs, which the cached-feature loader of the frozen phase must follow (it
+    raised ``TypeError: range indices must be integers``)."""
+    files, labels = multilabel_images(tmp_path)
+    set_seed(0)
+    dls = ImageDataLoaders.from_lists(tmp_path, files, labels, bs=16, device="cpu", num_workers=0,
+                                      item_tfms=RandomResizedCrop(16, min_scale=0.35))
+    learn = vision_learner(dls, tiny_arch, pretrained=False, metrics=accuracy_multi, progress=False)
+    learn.fine_tune(1, freeze_epochs=2)
+    assert len(learn.recorder.values) == 1 and learn.recorder.values[-1][-1] > absent_accuracy(learn) - 0.05
