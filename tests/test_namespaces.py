@@ -15,11 +15,11 @@ COMMON = ["DataBlock", "CategoryBlock", "MultiCategoryBlock", "RegressionBlock",
           "using_attr", "RegexLabeller", "parent_label", "MixUp", "CutMix", "LabelSmoothingCrossEntropy", "minimum",
           "steep", "valley", "slide", "rmse", "top_k_accuracy", "R2Score", "Perplexity", "F1ScoreMulti", "set_seed",
           "ReduceLROnPlateau", "ShowGraphCallback", "TensorBoardCallback", "ClassificationInterpretation",
-          "load_learner", "register_model", "URLs", "untar_data", "find_data", "register_transform", "TorchMetric", "get_emb_sz", "CategoryMap"]
+          "load_learner", "register_model", "URLs", "untar_data", "find_data", "register_transform", "TorchMetric", "get_emb_sz", "CategoryMap", "DeviceLoader"]
 TASK = {
     "learnkit.vision": ["ImageBlock", "PointBlock", "MaskBlock", "aug_transforms", "Resize", "RandomResizedCrop",
                         "get_image_files", "verify_images", "SegmentationDataLoaders", "SegmentationInterpretation",
-                        "unet_learner", "vision_learner"],
+                        "unet_learner", "vision_learner", "TensorImage", "show_image"],
     "learnkit.vision.segmentation": ["MaskBlock", "SegmentationInterpretation", "unet_learner"],
     "learnkit.text": ["TextBlock", "get_text_files", "TextDataLoaders", "text_classifier_learner"],
     "learnkit.tabular": ["TabularPandas", "cont_cat_split", "add_datepart", "tabular_config", "range_of",

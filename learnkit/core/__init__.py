@@ -17,7 +17,7 @@ from .blockdata import DataBlockError
 from .blockloader import default_num_workers
 from .checkpoint import atomic_torch_save, atomic_write
 from .datablock import BlockDataLoaders, DataBlock, Datasets
-from .data import DataLoaders, make_loader
+from .data import DataLoaders, DeviceLoader, make_loader
 from .distributed import DistributedDL, DistributedTrainer, distrib_barrier, is_rank0, num_distrib, rank_distrib
 from .device import batch_size, default_device, to_cpu, to_device
 from .export import ExportError, load_learner
@@ -62,7 +62,7 @@ __all__ = [
     "CancelBackwardException", "CancelBatchException", "CancelEpochException",
     "CancelFitException", "CancelStepException", "CancelTrainException", "CancelValidException",
     "atomic_torch_save", "atomic_write", "DistributedDL", "DistributedTrainer", "distrib_barrier", "is_rank0",
-    "num_distrib", "rank_distrib", "DataLoaders", "make_loader", "batch_size", "default_device", "to_cpu",
+    "num_distrib", "rank_distrib", "DataLoaders", "DeviceLoader", "make_loader", "batch_size", "default_device", "to_cpu",
     "to_device", "Learner", "BCEWithLogitsLossFlat", "CrossEntropyLossFlat", "L1LossFlat", "MSELossFlat",
     "Adam", "HeadFit", "SmallDataWarning", "default_splitter", "spread_lr", "trainable_params", "ColSplitter", "FolderSplitter", "FuncSplitter",
     "GrandparentSplitter", "IndexSplitter", "RandomSplitter", "check_split", "register_dls", "register_model",

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from .device import default_device, to_device
 from .validation import check_batch_size
 
-__all__ = ["DataLoaders", "DeviceLoader", "is_prepared", "make_loader", "raw_loader"]
+__all__ = ["DataLoaders", "DeviceLoader", "make_loader"]  # raw_loader, is_prepared: for learnkit's own modules
 
 #: the attribute that marks a batch's first tensor as prepared (`DataLoaders.prepare_batch`)
 _PREPARED = "_learnkit_prepared"

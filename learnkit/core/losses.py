@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from .registry import register_loss
 
 __all__ = ["CrossEntropyLossFlat", "BCEWithLogitsLossFlat", "MSELossFlat", "L1LossFlat", "LabelSmoothingCrossEntropy",
-           "LabelSmoothingCrossEntropyFlat", "loss_activation", "loss_decodes"]
+           "LabelSmoothingCrossEntropyFlat"]  # loss_activation, loss_decodes: for learnkit's own modules
 
 
 def _identity(out: torch.Tensor) -> torch.Tensor:

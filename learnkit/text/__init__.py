@@ -66,7 +66,7 @@ from .vocab import Vocab
 from ..core import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, noop, np, os, partial, pd, random, re,  # lesson names
                     tensor, torch)
 from ..core.lesson_names import lesson_attr as _lesson_attr
-from ..core import Module, SGD  # fastai's Module (no super().__init__()) and SGD
+from ..core import DeviceLoader, Module, SGD  # dls.train's type; fastai's Module (no super().__init__()) and SGD
 __all__ = [
     "URLs", "untar_data", "find_data",
     *_core_all,

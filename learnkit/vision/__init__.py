@@ -62,7 +62,7 @@ from .transforms import (BatchResize, BatchTransform, GeometricAug, ItemTransfor
 from ..core import (DataLoader, F, Image, Path, Tensor, array, first, math, nn, noop, np, os, partial, pd, random, re,  # lesson names
                     tensor, torch)
 from ..core.lesson_names import lesson_attr as _lesson_attr
-from ..core import Module, SGD  # fastai's Module (no super().__init__()) and SGD
+from ..core import DeviceLoader, Module, SGD  # dls.train's type; fastai's Module (no super().__init__()) and SGD
 __all__ = [
     *_core_all, "write_image_shards",
     "AdaptiveConcatPool2d", "ClassifierHead", "VisionClassifier", "body_from_callable", "build_vision_classifier",

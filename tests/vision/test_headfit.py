@@ -11,7 +11,7 @@ from PIL import Image
 from torch import nn
 
 from learnkit import Callback, set_seed
-from learnkit.core.headfit import HeadFit, MIN_PHASE_STEPS, init_output_bias, phase_warnings
+from learnkit.core.headfit import HeadFit, MIN_PHASE_STEPS, SmallDataWarning, init_output_bias, phase_warnings
 from learnkit.vision import (FrozenFeatureCache, ImageDataLoaders, RandomResizedCrop, accuracy_multi, aug_transforms,
                              error_rate, vision_learner)
 
@@ -191,5 +191,6 @@ def test_fine_tune_with_a_random_item_transform(tmp_path):
     dls = ImageDataLoaders.from_lists(tmp_path, files, labels, bs=16, device="cpu", num_workers=0,
                                       item_tfms=RandomResizedCrop(16, min_scale=0.35))
     learn = vision_learner(dls, tiny_arch, pretrained=False, metrics=accuracy_multi, progress=False)
-    learn.fine_tune(1, freeze_epochs=2)
+    with pytest.warns(SmallDataWarning, match="too few"):  # 48 items on purpose: the warning is right
+        learn.fine_tune(1, freeze_epochs=2)
     assert len(learn.recorder.values) == 1 and learn.recorder.values[-1][-1] > absent_accuracy(learn) - 0.05
